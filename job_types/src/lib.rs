@@ -1,0 +1,23 @@
+//! swath's domain model, shared by the orchestrator and the worker.
+//!
+//! This crate knows no database driver, no HTTP client and no Nomad: job types reach the outside world
+//! only through the [`context::JobContext`] trait that the orchestrator implements.
+
+pub mod context;
+pub mod exit_codes;
+pub mod flavor;
+pub mod job;
+pub mod listing;
+pub mod product;
+pub mod publication;
+pub mod registry;
+pub mod status;
+pub mod template;
+pub mod types;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use job::{Job, JobPriority, NewJob};
+pub use status::JobStatus;
+pub use template::{JobTemplate, JobTypeSpec};

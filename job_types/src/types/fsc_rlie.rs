@@ -1,0 +1,443 @@
+//! `fsc_rlie`: Sentinel-2 L1C -> Fractional Snow Cover (FSC) and River and Lake Ice Extent (RLIE).
+//!
+//! One job per L1C product over the area of interest. The jobs of one tile form a time series: the
+//! scientific code (MAJA) continues from the previous date's L2A, so a job waits until the previous job
+//! of its tile has been processed (original §3.4, without the backward mode, which belongs to the
+//! science rather than the orchestration).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
+use crate::context::JobContext;
+use crate::exit_codes::{ExitClass, ExitCodeTable};
+use crate::job::{Job, JobPriority, NewJob};
+use crate::listing::CatalogueProduct;
+use crate::product::{ProductName, S2Level};
+use crate::publication::{
+    resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
+};
+use crate::status::JobStatus;
+use crate::template::{
+    Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
+    JobsToCreate, RejectedProduct, TaskInput, TaskOutput, WorkerTask,
+};
+
+/// The job type's name.
+pub const NAME: &str = "fsc_rlie";
+
+/// A job is `nrt` when its input reached the catalogue within this delay after sensing.
+pub const NRT_MAX_DELAY: chrono::TimeDelta = chrono::TimeDelta::hours(27);
+
+/// A previous L2A older than this cannot seed the time series: the job starts a new one (`init`).
+pub const MAJA_CONSECUTIVE_JOBS_THRESHOLD: chrono::TimeDelta = chrono::TimeDelta::days(60);
+
+/// How MAJA runs for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MajaMode {
+    /// Start a new time series.
+    Init,
+    /// Continue from the previous job's L2A.
+    Nominal,
+}
+
+/// Typed `params` of an `fsc_rlie` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FscRlieParams {
+    /// Canonical L1C product name.
+    pub l1c_id: String,
+    /// Mission, e.g. `S2A`.
+    pub mission: String,
+    /// Processing baseline, e.g. `N0500`.
+    pub baseline: String,
+    /// Relative orbit.
+    pub relative_orbit: u16,
+    /// Product discriminator (generation time).
+    pub discriminator: DateTime<Utc>,
+    /// Cloud cover from the catalogue, in percent.
+    pub cloud_cover: Option<f64>,
+    /// Whether the job is part of the near-real-time stream.
+    pub nrt: bool,
+    /// Why the job is reprocessed, if it is.
+    pub reprocessing_context: Option<String>,
+    /// MAJA mode, set at configuration.
+    pub maja_mode: Option<MajaMode>,
+    /// The previous job of the tile's time series, set at configuration.
+    pub previous_job_id: Option<i64>,
+    /// L2A the job continues from (nominal mode).
+    pub l2a_path_in: Option<String>,
+    /// L2A the job writes for the next date.
+    pub l2a_path_out: Option<String>,
+}
+
+/// The `fsc_rlie` job type.
+#[derive(Debug)]
+pub struct FscRlie {
+    spec: JobTypeSpec,
+    exit_codes: ExitCodeTable,
+    tiles: Option<HashSet<String>>,
+}
+
+/// The scientific code's return codes (original §5.4), with codes above 207 made internal errors.
+pub fn exit_code_table() -> ExitCodeTable {
+    ExitCodeTable::new([
+        (0..=0, ExitClass::Success, "products generated"),
+        (1..=99, ExitClass::InternalError, "SIP unrecoverable error"),
+        (
+            100..=199,
+            ExitClass::ExternalError,
+            "SIP expected error (transient)",
+        ),
+        (200..=200, ExitClass::NoProduct, "cloud cover too high"),
+        (
+            201..=201,
+            ExitClass::NoProduct,
+            "corrupted or incomplete L1C",
+        ),
+        (202..=202, ExitClass::NoProduct, "incorrect L1C"),
+        (203..=203, ExitClass::NoProduct, "L1C detection problem"),
+        (204..=204, ExitClass::NoProduct, "incorrect L1C"),
+        (205..=205, ExitClass::NoProduct, "missing band"),
+        (206..=206, ExitClass::NoProduct, "L1C parsing problem"),
+        (
+            207..=207,
+            ExitClass::NoProduct,
+            "too many NoData pixels in the L2A",
+        ),
+    ])
+    .expect("the fsc_rlie exit-code table is valid")
+}
+
+impl FscRlie {
+    /// The job type with `overrides` applied.
+    pub fn new(overrides: &JobTypeOverrides) -> Self {
+        let spec = JobTypeSpec {
+            name: NAME.into(),
+            input_product_type: InputProductType::S2,
+            nomad_job: "si-processing".into(),
+            worker_flavor: "hm.medium".into(),
+            output_products: vec!["fsc".into(), "rlie".into()],
+            max_attempts: 3,
+            processing_start_date: utc_date(2020, 5, 1),
+            image: STAND_IN_IMAGE.into(),
+            command: vec!["fsc_rlie_processing_chain".into(), "{params}".into()],
+            processing_timeout: Duration::from_secs(4 * 3600),
+            network: false,
+        };
+        FscRlie {
+            spec: overrides.apply(spec),
+            exit_codes: exit_code_table(),
+            tiles: overrides
+                .tiles
+                .as_ref()
+                .map(|t| t.iter().cloned().collect()),
+        }
+    }
+
+    fn new_job(&self, product: &CatalogueProduct) -> Result<NewJob, String> {
+        let parsed = ProductName::parse(&product.name).map_err(|e| e.to_string())?;
+        let canonical = parsed.canonical();
+        let ProductName::S2(name) = parsed else {
+            return Err("skip: not a Sentinel-2 product".into());
+        };
+        if name.level != S2Level::L1C {
+            return Err(format!("skip: level {} is not L1C", name.level));
+        }
+        let tile = name.tile.to_string();
+        if self.tiles.as_ref().is_some_and(|t| !t.contains(&tile)) {
+            return Err(format!("skip: tile {tile} is outside the area of interest"));
+        }
+        let params = FscRlieParams {
+            l1c_id: canonical.clone(),
+            mission: name.mission.to_string(),
+            baseline: name.baseline.to_string(),
+            relative_orbit: name.relative_orbit,
+            discriminator: name.discriminator,
+            cloud_cover: product.cloud_cover,
+            nrt: true,
+            reprocessing_context: None,
+            maja_mode: None,
+            previous_job_id: None,
+            l2a_path_in: None,
+            l2a_path_out: None,
+        };
+        let mut job = NewJob::new(NAME, canonical.clone(), self.spec.max_attempts);
+        job.product_id = Some(canonical);
+        job.tile_id = Some(tile);
+        job.input_path = Some(product.input_path.clone());
+        job.measured_at = Some(name.sensing_start);
+        job.input_published_at = Some(product.published_at);
+        job.priority = if product.published_at - name.sensing_start <= NRT_MAX_DELAY {
+            JobPriority::Nrt
+        } else {
+            JobPriority::Delayed
+        };
+        job.params = serde_json::to_value(params).map_err(|e| e.to_string())?;
+        Ok(job)
+    }
+}
+
+/// Splits job candidates into jobs, skipped products and rejected ones, dropping those that already
+/// exist in the database or earlier in the page. Shared by the job types that key jobs by product.
+pub(crate) async fn jobs_from_products(
+    template: &dyn JobTemplate,
+    ctx: &dyn JobContext,
+    products: &[CatalogueProduct],
+    build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
+) -> Result<JobsToCreate, JobTypeError> {
+    let mut out = JobsToCreate::default();
+    let mut candidates = Vec::new();
+    let mut seen = HashSet::new();
+    for product in products {
+        match build(product) {
+            Ok(job) => {
+                if seen.insert(job.name.clone()) {
+                    candidates.push(job);
+                }
+            }
+            Err(reason) => {
+                let (list, reason) = match reason.strip_prefix("skip: ") {
+                    Some(r) => (&mut out.skipped, r.to_string()),
+                    None => (&mut out.rejected, reason),
+                };
+                list.push(RejectedProduct {
+                    name: product.name.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    let ids: Vec<String> = candidates
+        .iter()
+        .filter_map(|j| j.product_id.clone())
+        .collect();
+    let existing: HashSet<String> = ctx
+        .jobs_with_products(&template.spec().name, &ids)
+        .await?
+        .into_iter()
+        .filter_map(|j| j.product_id)
+        .collect();
+    let start = template.spec().processing_start_date;
+    for mut job in candidates {
+        if job
+            .product_id
+            .as_ref()
+            .is_some_and(|p| existing.contains(p))
+        {
+            continue;
+        }
+        let reprocessed = matches!((job.measured_at, start), (Some(m), Some(s)) if m < s);
+        template.job_pre_insertion_setup(&mut job, reprocessed);
+        out.jobs.push(job);
+    }
+    Ok(out)
+}
+
+/// Marks a job as reprocessed: it starts `cancelled` with the reason recorded.
+pub(crate) fn mark_reprocessed(job: &mut NewJob, start: Option<DateTime<Utc>>) {
+    job.priority = JobPriority::Reprocessing;
+    job.initial_status = JobStatus::Cancelled;
+    job.initial_message = Some(match start {
+        Some(s) => format!(
+            "sensed before the processing start date {}: part of a reprocessing campaign",
+            s.format("%Y-%m-%d")
+        ),
+        None => "part of a reprocessing campaign".to_string(),
+    });
+}
+
+#[async_trait]
+impl JobTemplate for FscRlie {
+    fn spec(&self) -> &JobTypeSpec {
+        &self.spec
+    }
+
+    fn exit_codes(&self) -> &ExitCodeTable {
+        &self.exit_codes
+    }
+
+    async fn get_jobs_to_create(
+        &self,
+        ctx: &dyn JobContext,
+        products: &[CatalogueProduct],
+    ) -> Result<JobsToCreate, JobTypeError> {
+        jobs_from_products(self, ctx, products, |p| self.new_job(p)).await
+    }
+
+    fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
+        if !reprocessed {
+            return;
+        }
+        mark_reprocessed(job, self.spec.processing_start_date);
+        if let Some(params) = job.params.as_object_mut() {
+            params.insert("nrt".into(), false.into());
+            params.insert(
+                "reprocessing_context".into(),
+                "before_processing_start_date".into(),
+            );
+        }
+    }
+
+    async fn configure_single_job(
+        &self,
+        ctx: &dyn JobContext,
+        job: &Job,
+    ) -> Result<ConfigureOutcome, JobTypeError> {
+        let mut params: FscRlieParams = JobTypeError::decode_params(job)?;
+        let (Some(tile), Some(measured)) = (job.tile_id.as_deref(), job.measured_at) else {
+            return Ok(ConfigureOutcome {
+                decision: Configuration::Error("the job has no tile or no sensing time".into()),
+                params: None,
+            });
+        };
+        let failed = [JobStatus::InternalError, JobStatus::Cancelled];
+        let previous = ctx
+            .previous_job_on_tile(NAME, tile, measured, &failed)
+            .await?;
+        let mode = match &previous {
+            None => MajaMode::Init,
+            Some(prev) if !prev_is_processed(prev.status) => {
+                return Ok(ConfigureOutcome {
+                    decision: Configuration::Wait(format!(
+                        "waiting for job {} ({}), the previous date of tile {tile}, to be processed",
+                        prev.id, prev.name
+                    )),
+                    params: None,
+                });
+            }
+            Some(prev) => {
+                let recent = prev
+                    .measured_at
+                    .is_some_and(|m| measured - m <= MAJA_CONSECUTIVE_JOBS_THRESHOLD);
+                let prev_params: FscRlieParams = JobTypeError::decode_params(prev)?;
+                match (recent, prev_params.l2a_path_out) {
+                    (true, Some(l2a)) => {
+                        params.l2a_path_in = Some(l2a);
+                        MajaMode::Nominal
+                    }
+                    _ => MajaMode::Init,
+                }
+            }
+        };
+        params.maja_mode = Some(mode);
+        params.previous_job_id = previous.map(|p| p.id);
+        params.l2a_path_out = Some(format!("{tile}/L2A/{}", params.l1c_id));
+        Ok(ConfigureOutcome {
+            decision: Configuration::Ready,
+            params: Some(serde_json::to_value(params).map_err(|source| {
+                JobTypeError::InvalidParams {
+                    job_id: job.id,
+                    job_type: NAME.into(),
+                    source,
+                }
+            })?),
+        })
+    }
+
+    fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
+        let params: FscRlieParams = JobTypeError::decode_params(job)?;
+        let source = job
+            .input_path
+            .clone()
+            .ok_or_else(|| JobTypeError::invalid(job, "no input path"))?;
+        let measured = job
+            .measured_at
+            .ok_or_else(|| JobTypeError::invalid(job, "no sensing time"))?;
+        let mut inputs = vec![TaskInput {
+            name: params.l1c_id.clone(),
+            source,
+            required: true,
+        }];
+        if let Some(l2a) = &params.l2a_path_in {
+            inputs.push(TaskInput {
+                name: "l2a".into(),
+                source: l2a.clone(),
+                required: true,
+            });
+        }
+        let day = date_path(measured);
+        Ok(WorkerTask {
+            job_id: job.id,
+            job_type: NAME.into(),
+            attempt: job.attempt,
+            image: self.spec.image.clone(),
+            command: self.spec.command.clone(),
+            inputs,
+            outputs: vec![
+                TaskOutput {
+                    kind: "fsc".into(),
+                    destination_prefix: format!(
+                        "CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/{day}/"
+                    ),
+                },
+                TaskOutput {
+                    kind: "rlie".into(),
+                    destination_prefix: format!(
+                        "CLMS/Pan-European/High_Resolution_Layers/Ice/RLIE/{day}/"
+                    ),
+                },
+            ],
+            flavor: self.spec.worker_flavor.clone(),
+            timeout_secs: self.spec.processing_timeout.as_secs(),
+            network: self.spec.network,
+            exit_codes: self.exit_codes.clone(),
+            parameters: serde_json::json!({
+                "job_type": NAME,
+                "tile_id": job.tile_id,
+                "measured_at": measured,
+                "params": params,
+            }),
+        })
+    }
+
+    fn get_products_publication_jsons(
+        &self,
+        job: &Job,
+        target: &PublicationTarget,
+    ) -> Result<Vec<ProductPublication>, PublicationError> {
+        let products = job
+            .results
+            .as_ref()
+            .map(|r| r.products.as_slice())
+            .unwrap_or_default();
+        products
+            .iter()
+            .map(|product| {
+                let product_type = match product.kind.as_str() {
+                    "fsc" => "FSC",
+                    "rlie" => "RLIE",
+                    _ => {
+                        return Err(PublicationError::UnknownProduct {
+                            job_id: job.id,
+                            product: product.kind.clone(),
+                        })
+                    }
+                };
+                let info = RestoProductInfo {
+                    product_type,
+                    mission: "S2",
+                    needs_cloud_cover: true,
+                };
+                resto_feature(job, product, info, target)
+            })
+            .collect()
+    }
+}
+
+/// Whether the previous job of a time series has produced what the next one needs.
+fn prev_is_processed(status: JobStatus) -> bool {
+    matches!(
+        status,
+        JobStatus::Processed | JobStatus::StartPublication | JobStatus::Published | JobStatus::Done
+    )
+}
+
+#[cfg(test)]
+#[path = "fsc_rlie_tests.rs"]
+mod tests;

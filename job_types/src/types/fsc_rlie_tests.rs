@@ -1,0 +1,321 @@
+//! Tests of the `fsc_rlie` job type.
+
+use super::*;
+use crate::job::{JobResults, OutputProduct};
+use crate::testing::{job_from_new, listed, MemoryContext};
+
+/// The two products of the real OData sample page (`samples/odata_s2_l1c_page.json`).
+const SAMPLE_A: &str = "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.SAFE";
+const SAMPLE_B: &str = "S2A_MSIL1C_20200808T010311_N0500_R045_T55PBR_20230413T212505.SAFE";
+
+fn fsc() -> FscRlie {
+    FscRlie::new(&JobTypeOverrides::default())
+}
+
+#[tokio::test]
+async fn creates_one_job_per_l1c_and_sorts_out_the_rest() {
+    let ctx = MemoryContext::default();
+    let page = [
+        listed(SAMPLE_A, "2023-08-23T09:26:23.105134Z"),
+        listed(SAMPLE_B, "2023-08-23T08:24:44.869562Z"),
+        listed(SAMPLE_B, "2023-08-23T08:24:44.869562Z"),
+        listed(
+            "S2B_MSIL2A_20230301T104859_N0510_R051_T31UDT_20240824T133550.SAFE",
+            "2024-08-24T15:00:00Z",
+        ),
+        listed(
+            "S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A.SAFE",
+            "2021-04-12T16:00:00Z",
+        ),
+        listed(
+            "S2A_MSIL1C_20200808T010311_N0500_R045_T54IXA_20230413T212505",
+            "2023-08-23T09:26:23Z",
+        ),
+    ];
+    let out = fsc().get_jobs_to_create(&ctx, &page).await.unwrap();
+    assert_eq!(
+        out.jobs.len(),
+        2,
+        "the duplicate within the page is dropped"
+    );
+    assert_eq!(out.skipped.len(), 2);
+    assert!(
+        out.skipped[0].reason.contains("L2A is not L1C"),
+        "{:?}",
+        out.skipped
+    );
+    assert!(out.skipped[1].reason.contains("not a Sentinel-2 product"));
+    assert_eq!(out.rejected.len(), 1);
+    assert!(
+        out.rejected[0].reason.contains("54IXA"),
+        "{:?}",
+        out.rejected
+    );
+
+    let job = &out.jobs[0];
+    assert_eq!(
+        job.name,
+        "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505"
+    );
+    assert_eq!(job.tile_id.as_deref(), Some("54PXA"));
+    assert_eq!(job.initial_status, JobStatus::Initialized);
+    assert_eq!(
+        job.measured_at.unwrap().to_rfc3339(),
+        "2020-08-08T01:03:11+00:00"
+    );
+    // Published three years after sensing (a Collection-1 reprocessing): not near real time.
+    assert_eq!(job.priority, JobPriority::Delayed);
+    let params: FscRlieParams = serde_json::from_value(job.params.clone()).unwrap();
+    assert_eq!(params.baseline, "N0500");
+    assert_eq!(params.relative_orbit, 45);
+    assert_eq!(params.cloud_cover, Some(12.5));
+}
+
+#[tokio::test]
+async fn old_inputs_are_cancelled_recent_ones_are_nrt_and_the_aoi_filters() {
+    let overrides = JobTypeOverrides {
+        tiles: Some(["32TLR".to_string(), "31UFS".to_string()].into()),
+        ..Default::default()
+    };
+    let t = FscRlie::new(&overrides);
+    let ctx = MemoryContext::default();
+    let page = [
+        listed(
+            "S2A_MSIL1C_20151223T105452_N0201_R051_T31UFS_20151223T105449",
+            "2015-12-23T15:00:00Z",
+        ),
+        listed(
+            "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408",
+            "2021-04-13T13:00:00Z",
+        ),
+        listed(
+            "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLS_20210413T122408",
+            "2021-04-13T13:00:00Z",
+        ),
+    ];
+    let out = t.get_jobs_to_create(&ctx, &page).await.unwrap();
+    assert_eq!(out.jobs.len(), 2);
+    assert!(out.skipped[0]
+        .reason
+        .contains("outside the area of interest"));
+    let old = &out.jobs[0];
+    assert_eq!(old.initial_status, JobStatus::Cancelled);
+    assert_eq!(old.priority, JobPriority::Reprocessing);
+    assert!(old
+        .initial_message
+        .as_deref()
+        .unwrap()
+        .contains("2020-05-01"));
+    assert_eq!(old.params["nrt"], false);
+    let recent = &out.jobs[1];
+    assert_eq!(recent.initial_status, JobStatus::Initialized);
+    assert_eq!(recent.priority, JobPriority::Nrt);
+}
+
+#[tokio::test]
+async fn ingesting_the_same_listing_twice_creates_nothing_new() {
+    let mut ctx = MemoryContext::default();
+    let page = [
+        listed(SAMPLE_A, "2023-08-23T09:26:23Z"),
+        listed(SAMPLE_B, "2023-08-23T08:24:44Z"),
+    ];
+    let first = fsc().get_jobs_to_create(&ctx, &page).await.unwrap();
+    ctx.jobs = first
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| job_from_new(j, i as i64 + 1))
+        .collect();
+    let second = fsc().get_jobs_to_create(&ctx, &page).await.unwrap();
+    assert!(second.jobs.is_empty());
+}
+
+/// A job on tile 32TLR sensed on `day` of April 2021, in `status`, with `id`.
+fn tile_job(id: i64, day: u32, status: JobStatus) -> Job {
+    let name = format!("S2B_MSIL1C_202104{day:02}T101021_N0300_R022_T32TLR_202104{day:02}T122408");
+    let new = fsc()
+        .new_job(&listed(&name, "2021-04-30T00:00:00Z"))
+        .unwrap();
+    let mut job = job_from_new(&new, id);
+    job.status = status;
+    job
+}
+
+#[tokio::test]
+async fn configuration_follows_the_tile_time_series() {
+    let t = fsc();
+    let first = tile_job(1, 1, JobStatus::Initialized);
+    let ctx = MemoryContext {
+        jobs: vec![first.clone()],
+    };
+    let out = t.configure_single_job(&ctx, &first).await.unwrap();
+    assert_eq!(out.decision, Configuration::Ready);
+    let params: FscRlieParams = serde_json::from_value(out.params.unwrap()).unwrap();
+    assert_eq!(params.maja_mode, Some(MajaMode::Init));
+    assert_eq!(params.l2a_path_in, None);
+
+    // The next date waits while the previous one runs.
+    let mut running = tile_job(1, 1, JobStatus::Processing);
+    let second = tile_job(2, 5, JobStatus::Initialized);
+    let ctx = MemoryContext {
+        jobs: vec![running.clone(), second.clone()],
+    };
+    let out = t.configure_single_job(&ctx, &second).await.unwrap();
+    let Configuration::Wait(reason) = out.decision else {
+        panic!("{out:?}")
+    };
+    assert!(reason.contains("job 1"), "{reason}");
+
+    // Once it is done, the next date continues its L2A.
+    running.status = JobStatus::Done;
+    let prev_params: FscRlieParams = serde_json::from_value(
+        t.configure_single_job(&MemoryContext::default(), &running)
+            .await
+            .unwrap()
+            .params
+            .unwrap(),
+    )
+    .unwrap();
+    running.params = serde_json::to_value(&prev_params).unwrap();
+    let ctx = MemoryContext {
+        jobs: vec![running.clone(), second.clone()],
+    };
+    let out = t.configure_single_job(&ctx, &second).await.unwrap();
+    assert_eq!(out.decision, Configuration::Ready);
+    let params: FscRlieParams = serde_json::from_value(out.params.unwrap()).unwrap();
+    assert_eq!(params.maja_mode, Some(MajaMode::Nominal));
+    assert_eq!(params.previous_job_id, Some(1));
+    assert_eq!(params.l2a_path_in, prev_params.l2a_path_out);
+
+    // A failed previous date is skipped: the series restarts from what exists.
+    running.status = JobStatus::InternalError;
+    let ctx = MemoryContext {
+        jobs: vec![running, second.clone()],
+    };
+    let out = t.configure_single_job(&ctx, &second).await.unwrap();
+    assert_eq!(out.decision, Configuration::Ready);
+    assert_eq!(out.params.unwrap()["maja_mode"], "init");
+}
+
+#[tokio::test]
+async fn configuration_rejects_foreign_params() {
+    let mut job = tile_job(1, 1, JobStatus::Initialized);
+    job.params = serde_json::json!({"product": "x"});
+    let err = fsc()
+        .configure_single_job(&MemoryContext::default(), &job)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("params do not match"), "{err}");
+}
+
+#[test]
+fn worker_task_names_inputs_outputs_and_limits() {
+    let job = tile_job(3, 13, JobStatus::Ready);
+    let task = fsc().worker_task(&job).unwrap();
+    assert_eq!(task.inputs.len(), 1);
+    assert!(task.inputs[0].source.ends_with("T32TLR_20210413T122408"));
+    assert_eq!(
+        task.outputs[0].destination_prefix,
+        "CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/2021/04/13/"
+    );
+    assert_eq!(task.outputs[1].kind, "rlie");
+    assert_eq!(task.flavor, "hm.medium");
+    assert_eq!(task.timeout_secs, 4 * 3600);
+    assert!(!task.network);
+}
+
+#[test]
+fn exit_codes_follow_the_original_without_its_gap() {
+    let t = exit_code_table();
+    assert_eq!(t.classify(0), ExitClass::Success);
+    assert_eq!(t.classify(42), ExitClass::InternalError);
+    assert_eq!(t.classify(142), ExitClass::ExternalError);
+    for code in 200..=207 {
+        assert_eq!(t.classify(code), ExitClass::NoProduct, "{code}");
+    }
+    assert_eq!(t.classify(208), ExitClass::InternalError);
+}
+
+fn processed_job() -> Job {
+    let mut job = tile_job(9, 13, JobStatus::Processed);
+    job.measured_at = Some("2021-04-13T10:13:47.668204Z".parse().unwrap());
+    job.results = Some(JobResults {
+        return_code: Some(0),
+        outcome: Some(ExitClass::Success),
+        products: vec![OutputProduct {
+            kind: "fsc".into(),
+            path: "CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/2021/04/13/FSC_20210413T101347_S2A_T34VEM_V100_1".into(),
+            size_bytes: Some(2_134_016),
+            completed_at: Some("2021-04-13T14:53:50.579313Z".parse().unwrap()),
+            infos: serde_json::json!({"wkt": "POLYGON ((20.99 59.45, 21.1 59.45, 21.1 59.5, 20.99 59.45))", "resolution": 20, "cloudCover": "86.0"}),
+            published_at: None,
+        }],
+    });
+    job
+}
+
+/// The reference message of the original's `test_publication_json.py` (original §3.6).
+#[test]
+fn publication_json_has_the_original_shape() {
+    let job = processed_job();
+    let t = fsc();
+    assert!(t.generated_a_product(&job));
+    let msgs = t
+        .get_products_publication_jsons(&job, &PublicationTarget::default())
+        .unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(msgs[0].product_id, "FSC_20210413T101347_S2A_T34VEM_V100_1");
+    let expected = serde_json::json!({
+        "collection_name": "HR-S&I",
+        "resto": {
+            "type": "Feature",
+            "geometry": { "wkt": "POLYGON ((20.99 59.45, 21.1 59.45, 21.1 59.5, 20.99 59.45))" },
+            "properties": {
+                "productIdentifier": "/eodata/HRSI/CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/2021/04/13/FSC_20210413T101347_S2A_T34VEM_V100_1",
+                "title": "FSC_20210413T101347_S2A_T34VEM_V100_1",
+                "resourceSize": 2134016,
+                "organisationName": "EEA",
+                "startDate": "2021-04-13T10:13:47.668204",
+                "completionDate": "2021-04-13T14:53:50.579313",
+                "productType": "FSC",
+                "resolution": 20,
+                "mission": "S2",
+                "cloudCover": "86.0",
+                "processingBaseline": "V100",
+                "host_base": "s3.waw2-1.cloudferro.com",
+                "s3_bucket": "HRSI",
+                "thumbnail": "Preview/CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/2021/04/13/FSC_20210413T101347_S2A_T34VEM_V100_1/thumbnail.png"
+            }
+        }
+    });
+    assert_eq!(msgs[0].message, expected);
+}
+
+#[test]
+fn publication_reports_missing_fields_and_records_dates() {
+    let t = fsc();
+    let mut job = processed_job();
+    job.results.as_mut().unwrap().products[0].infos = serde_json::json!({"resolution": 20});
+    let err = t
+        .get_products_publication_jsons(&job, &PublicationTarget::default())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "job 9, product \"fsc\": wkt is missing from the worker's results"
+    );
+
+    let mut job = processed_job();
+    let at = "2021-04-13T15:00:00Z".parse().unwrap();
+    t.set_product_publication_date(&mut job, "fsc", at).unwrap();
+    assert_eq!(
+        job.results.as_ref().unwrap().products[0].published_at,
+        Some(at)
+    );
+    let err = t
+        .set_product_publication_date(&mut job, "rlie", at)
+        .unwrap_err();
+    assert!(matches!(err, PublicationError::UnknownProduct { .. }));
+
+    job.results = None;
+    assert!(!t.generated_a_product(&job));
+}

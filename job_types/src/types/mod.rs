@@ -1,0 +1,163 @@
+//! The job types swath ships, and how configuration adjusts them.
+//!
+//! - [`fsc_rlie`]: Sentinel-2 L1C -> FSC and RLIE products, one time series per tile.
+//! - [`rlie_s1`]: Sentinel-1 GRD -> RLIE-S1 products over the tiles its footprint covers.
+//! - [`test_job`]: a smoke-test type that accepts any product.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::template::{JobTemplate, JobTypeSpec};
+
+pub mod fsc_rlie;
+pub mod rlie_s1;
+pub mod test_job;
+
+/// Image of the stand-in scientific code used by the demo and the tests.
+pub const STAND_IN_IMAGE: &str = "swath-stand-in:latest";
+
+/// Per-job-type settings that a deployment may override. Unset fields keep the job type's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobTypeOverrides {
+    /// Container image of the scientific code.
+    pub image: Option<String>,
+    /// Command run in the image.
+    pub command: Option<Vec<String>>,
+    /// Attempts allowed.
+    pub max_attempts: Option<i32>,
+    /// Wall-clock limit of the scientific code, in seconds.
+    pub processing_timeout_secs: Option<u64>,
+    /// Inputs sensed before this date are recorded as cancelled.
+    pub processing_start_date: Option<DateTime<Utc>>,
+    /// Worker flavor.
+    pub worker_flavor: Option<String>,
+    /// Area of interest: the only tiles processed (all tiles when unset).
+    pub tiles: Option<BTreeSet<String>>,
+}
+
+/// Unknown job type names in the overrides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("settings name unknown job type {0:?} (known: fsc_rlie, rlie_s1, test_job)")]
+pub struct UnknownJobType(pub String);
+
+impl JobTypeOverrides {
+    /// Applies these overrides to a default spec.
+    pub fn apply(&self, mut spec: JobTypeSpec) -> JobTypeSpec {
+        if let Some(image) = &self.image {
+            spec.image.clone_from(image);
+        }
+        if let Some(command) = &self.command {
+            spec.command.clone_from(command);
+        }
+        if let Some(max) = self.max_attempts {
+            spec.max_attempts = max;
+        }
+        if let Some(secs) = self.processing_timeout_secs {
+            spec.processing_timeout = Duration::from_secs(secs);
+        }
+        if let Some(date) = self.processing_start_date {
+            spec.processing_start_date = Some(date);
+        }
+        if let Some(flavor) = &self.worker_flavor {
+            spec.worker_flavor.clone_from(flavor);
+        }
+        spec
+    }
+}
+
+/// The shipped job types, with `overrides` applied (keyed by job type name).
+pub fn builtin_job_types(
+    overrides: &BTreeMap<String, JobTypeOverrides>,
+) -> Result<Vec<Arc<dyn JobTemplate>>, UnknownJobType> {
+    let known = [fsc_rlie::NAME, rlie_s1::NAME, test_job::NAME];
+    if let Some(unknown) = overrides.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(UnknownJobType(unknown.clone()));
+    }
+    let get = |name: &str| overrides.get(name).cloned().unwrap_or_default();
+    Ok(vec![
+        Arc::new(fsc_rlie::FscRlie::new(&get(fsc_rlie::NAME))),
+        Arc::new(rlie_s1::RlieS1::new(&get(rlie_s1::NAME))),
+        Arc::new(test_job::TestJob::new(&get(test_job::NAME))),
+    ])
+}
+
+/// `YYYY/MM/DD` of a date, as used in product paths.
+pub(crate) fn date_path(at: DateTime<Utc>) -> String {
+    at.format("%Y/%m/%d").to_string()
+}
+
+/// Midnight UTC of a calendar date (for defaults written as dates).
+pub(crate) fn utc_date(year: i32, month: u32, day: u32) -> Option<DateTime<Utc>> {
+    chrono::NaiveDate::from_ymd_opt(year, month, day)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|dt| dt.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flavor::default_flavors;
+    use crate::registry::{JobTypeRegistry, RegistryError};
+
+    #[test]
+    fn builtin_types_register_with_the_default_flavors() {
+        let types = builtin_job_types(&BTreeMap::new()).unwrap();
+        let registry = JobTypeRegistry::new(types, &default_flavors()).unwrap();
+        assert_eq!(registry.names(), vec!["fsc_rlie", "rlie_s1", "test_job"]);
+    }
+
+    #[test]
+    fn duplicate_names_fail_at_start_up() {
+        let mut types = builtin_job_types(&BTreeMap::new()).unwrap();
+        types.push(Arc::new(test_job::TestJob::new(
+            &JobTypeOverrides::default(),
+        )));
+        let err = JobTypeRegistry::new(types, &default_flavors()).unwrap_err();
+        assert_eq!(err, RegistryError::Duplicate("test_job".into()));
+    }
+
+    #[test]
+    fn overrides_apply_and_bad_ones_are_reported() {
+        let mut overrides = BTreeMap::new();
+        overrides.insert(
+            "fsc_rlie".to_string(),
+            JobTypeOverrides {
+                image: Some("registry/si@sha256:abc".into()),
+                max_attempts: Some(5),
+                worker_flavor: Some("hm.huge".into()),
+                ..Default::default()
+            },
+        );
+        let types = builtin_job_types(&overrides).unwrap();
+        let fsc = types.iter().find(|t| t.spec().name == "fsc_rlie").unwrap();
+        assert_eq!(fsc.spec().image, "registry/si@sha256:abc");
+        assert_eq!(fsc.spec().max_attempts, 5);
+        let err = JobTypeRegistry::new(types, &default_flavors()).unwrap_err();
+        assert!(matches!(err, RegistryError::UnknownFlavor { .. }), "{err}");
+        assert!(err.to_string().contains("hm.huge"));
+
+        overrides.insert("fsc_rlei".into(), JobTypeOverrides::default());
+        let err = builtin_job_types(&overrides).unwrap_err();
+        assert_eq!(err, UnknownJobType("fsc_rlei".into()));
+
+        let mut zero = BTreeMap::new();
+        zero.insert(
+            "test_job".to_string(),
+            JobTypeOverrides {
+                max_attempts: Some(0),
+                ..Default::default()
+            },
+        );
+        let err = JobTypeRegistry::new(builtin_job_types(&zero).unwrap(), &default_flavors())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("max_attempts must be at least 1"),
+            "{err}"
+        );
+    }
+}

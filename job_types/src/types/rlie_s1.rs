@@ -1,0 +1,276 @@
+//! `rlie_s1`: Sentinel-1 GRD (IW, high resolution) -> River and Lake Ice Extent from radar (RLIE-S1).
+//!
+//! One job per GRD product; the S2 tiles its footprint covers are listed in `params` (filled by the
+//! ingestion's area-of-interest step). Jobs are independent of each other, so they are always ready.
+//! Unlike the original, the scientific code's exit code is classified (the original ignored it).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::fsc_rlie::{jobs_from_products, mark_reprocessed};
+use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
+use crate::context::JobContext;
+use crate::exit_codes::{ExitClass, ExitCodeTable};
+use crate::job::{Job, JobPriority, NewJob};
+use crate::listing::CatalogueProduct;
+use crate::product::{ProductName, Resolution, S1Mode};
+use crate::publication::{
+    resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
+};
+use crate::template::{
+    Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
+    JobsToCreate, TaskInput, TaskOutput, WorkerTask,
+};
+
+/// The job type's name.
+pub const NAME: &str = "rlie_s1";
+
+/// Typed `params` of an `rlie_s1` job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlieS1Params {
+    /// Canonical GRD product name.
+    pub s1grd_id: String,
+    /// Mission, e.g. `S1A`.
+    pub mission: String,
+    /// Absolute orbit.
+    pub absolute_orbit: u32,
+    /// Relative orbit, when known for the mission.
+    pub relative_orbit: Option<u16>,
+    /// Mission datatake id.
+    pub datatake_id: u32,
+    /// End of sensing.
+    pub sensing_stop: chrono::DateTime<chrono::Utc>,
+    /// S2 tiles the footprint intersects.
+    #[serde(default)]
+    pub s2tile_ids: Vec<String>,
+    /// Why the job is reprocessed, if it is.
+    pub reprocessing_context: Option<String>,
+}
+
+/// The `rlie_s1` job type.
+#[derive(Debug)]
+pub struct RlieS1 {
+    spec: JobTypeSpec,
+    exit_codes: ExitCodeTable,
+}
+
+/// Return codes of the RLIE-S1 scientific code.
+pub fn exit_code_table() -> ExitCodeTable {
+    ExitCodeTable::new([
+        (0..=0, ExitClass::Success, "products generated"),
+        (1..=99, ExitClass::InternalError, "unrecoverable error"),
+        (
+            100..=199,
+            ExitClass::ExternalError,
+            "expected error (transient)",
+        ),
+        (
+            200..=249,
+            ExitClass::NoProduct,
+            "no tile of the footprint has usable data",
+        ),
+    ])
+    .expect("the rlie_s1 exit-code table is valid")
+}
+
+impl RlieS1 {
+    /// The job type with `overrides` applied.
+    pub fn new(overrides: &JobTypeOverrides) -> Self {
+        let spec = JobTypeSpec {
+            name: NAME.into(),
+            input_product_type: InputProductType::S1,
+            nomad_job: "rlies1-processing".into(),
+            worker_flavor: "hm.large".into(),
+            output_products: vec!["rlies1".into()],
+            max_attempts: 3,
+            processing_start_date: utc_date(2021, 6, 24),
+            image: STAND_IN_IMAGE.into(),
+            command: vec!["rlie_s1_processing_chain".into(), "{params}".into()],
+            processing_timeout: Duration::from_secs(2 * 3600),
+            network: false,
+        };
+        RlieS1 {
+            spec: overrides.apply(spec),
+            exit_codes: exit_code_table(),
+        }
+    }
+
+    fn new_job(&self, product: &CatalogueProduct) -> Result<NewJob, String> {
+        let parsed = ProductName::parse(&product.name).map_err(|e| e.to_string())?;
+        let canonical = parsed.canonical();
+        let ProductName::S1(name) = parsed else {
+            return Err("skip: not a Sentinel-1 product".into());
+        };
+        if name.mode != S1Mode::IW || name.resolution != Resolution::High {
+            return Err(format!(
+                "skip: only IW GRDH products are processed, not {canonical}"
+            ));
+        }
+        let params = RlieS1Params {
+            s1grd_id: canonical.clone(),
+            mission: name.mission.to_string(),
+            absolute_orbit: name.absolute_orbit,
+            relative_orbit: name.relative_orbit,
+            datatake_id: name.datatake_id,
+            sensing_stop: name.sensing_stop,
+            s2tile_ids: Vec::new(),
+            reprocessing_context: None,
+        };
+        let mut job = NewJob::new(NAME, canonical.clone(), self.spec.max_attempts);
+        job.product_id = Some(canonical);
+        job.input_path = Some(product.input_path.clone());
+        job.measured_at = Some(name.sensing_start);
+        job.input_published_at = Some(product.published_at);
+        job.priority = JobPriority::Nrt;
+        job.params = serde_json::to_value(params).map_err(|e| e.to_string())?;
+        Ok(job)
+    }
+}
+
+#[async_trait]
+impl JobTemplate for RlieS1 {
+    fn spec(&self) -> &JobTypeSpec {
+        &self.spec
+    }
+
+    fn exit_codes(&self) -> &ExitCodeTable {
+        &self.exit_codes
+    }
+
+    async fn get_jobs_to_create(
+        &self,
+        ctx: &dyn JobContext,
+        products: &[CatalogueProduct],
+    ) -> Result<JobsToCreate, JobTypeError> {
+        jobs_from_products(self, ctx, products, |p| self.new_job(p)).await
+    }
+
+    fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
+        if reprocessed {
+            mark_reprocessed(job, self.spec.processing_start_date);
+            if let Some(params) = job.params.as_object_mut() {
+                params.insert(
+                    "reprocessing_context".into(),
+                    "before_processing_start_date".into(),
+                );
+            }
+        }
+    }
+
+    async fn configure_single_job(
+        &self,
+        _ctx: &dyn JobContext,
+        job: &Job,
+    ) -> Result<ConfigureOutcome, JobTypeError> {
+        let _: RlieS1Params = JobTypeError::decode_params(job)?;
+        Ok(ConfigureOutcome {
+            decision: Configuration::Ready,
+            params: None,
+        })
+    }
+
+    fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
+        let params: RlieS1Params = JobTypeError::decode_params(job)?;
+        let source = job
+            .input_path
+            .clone()
+            .ok_or_else(|| JobTypeError::invalid(job, "no input path"))?;
+        let measured = job
+            .measured_at
+            .ok_or_else(|| JobTypeError::invalid(job, "no sensing time"))?;
+        Ok(WorkerTask {
+            job_id: job.id,
+            job_type: NAME.into(),
+            attempt: job.attempt,
+            image: self.spec.image.clone(),
+            command: self.spec.command.clone(),
+            inputs: vec![TaskInput {
+                name: params.s1grd_id.clone(),
+                source,
+                required: true,
+            }],
+            outputs: vec![TaskOutput {
+                kind: "rlies1".into(),
+                destination_prefix: format!(
+                    "CLMS/Pan-European/High_Resolution_Layers/Ice/RLIE_S1/{}/",
+                    date_path(measured)
+                ),
+            }],
+            flavor: self.spec.worker_flavor.clone(),
+            timeout_secs: self.spec.processing_timeout.as_secs(),
+            network: self.spec.network,
+            exit_codes: self.exit_codes.clone(),
+            parameters: serde_json::json!({ "job_type": NAME, "measured_at": measured, "params": params }),
+        })
+    }
+
+    fn get_products_publication_jsons(
+        &self,
+        job: &Job,
+        target: &PublicationTarget,
+    ) -> Result<Vec<ProductPublication>, PublicationError> {
+        let products = job
+            .results
+            .as_ref()
+            .map(|r| r.products.as_slice())
+            .unwrap_or_default();
+        let info = RestoProductInfo {
+            product_type: "RLIE",
+            mission: "S1",
+            needs_cloud_cover: false,
+        };
+        products
+            .iter()
+            .map(|p| resto_feature(job, p, info, target))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{job_from_new, listed, MemoryContext};
+
+    const GRD: &str = "S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A.SAFE";
+
+    #[tokio::test]
+    async fn keeps_iw_grdh_only_and_records_orbit_data() {
+        let t = RlieS1::new(&JobTypeOverrides::default());
+        let ctx = MemoryContext::default();
+        let page = [
+            listed(GRD, "2021-04-12T16:00:00Z"),
+            listed(
+                "S1A_EW_GRDM_1SDH_20210412T151111_20210412T151136_037419_046917_218B",
+                "2021-04-12T16:00:00Z",
+            ),
+            listed(
+                "S2A_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408",
+                "2021-04-13T16:00:00Z",
+            ),
+            listed("S1A_IW_GRDH_1SDV_2021", "2021-04-12T16:00:00Z"),
+        ];
+        let out = t.get_jobs_to_create(&ctx, &page).await.unwrap();
+        assert_eq!(out.jobs.len(), 1);
+        assert_eq!(out.skipped.len(), 2, "{:?}", out.skipped);
+        assert_eq!(out.rejected.len(), 1);
+        let job = &out.jobs[0];
+        // Sensed before the default processing start date (2021-06-24): recorded as cancelled.
+        assert_eq!(job.initial_status, crate::JobStatus::Cancelled);
+        let params: RlieS1Params = serde_json::from_value(job.params.clone()).unwrap();
+        assert_eq!(params.absolute_orbit, 37419);
+        assert_eq!(params.datatake_id, 0x046917);
+        assert_eq!(params.relative_orbit, Some(72));
+        assert_eq!(
+            params.reprocessing_context.as_deref(),
+            Some("before_processing_start_date")
+        );
+        let task = t.worker_task(&job_from_new(job, 7)).unwrap();
+        assert!(task.outputs[0]
+            .destination_prefix
+            .ends_with("RLIE_S1/2021/04/12/"));
+        assert_eq!(task.exit_codes.classify(150), ExitClass::ExternalError);
+    }
+}

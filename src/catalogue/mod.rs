@@ -1,0 +1,3 @@
+//! Catalogues: where product listings come from.
+
+pub mod local;

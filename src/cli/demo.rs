@@ -1,0 +1,102 @@
+//! `swath demo`: the whole flow, as far as it exists, on the shipped sample catalogue.
+//!
+//! It works in a fresh `<database>_demo` database on the configured server, so that it never
+//! touches production data and can be run again and again.
+
+use std::time::Instant;
+
+use anyhow::Context;
+
+use super::table;
+use crate::catalogue::local::list_directory;
+use crate::config::Settings;
+use crate::db;
+use crate::pipeline::ingest::ingest_page;
+
+/// Runs the demo and prints its summary.
+pub async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let base = settings
+        .database_url
+        .database_name()
+        .unwrap_or_else(|| "swath".into());
+    let url = settings
+        .database_url
+        .with_database(&format!("{base}_demo"))
+        .context("building the demo database URL")?;
+    println!("swath demo: database {} (recreated)", url.redacted());
+    db::drop_database_if_exists(&url)
+        .await
+        .context("dropping the previous demo database")?;
+    db::create_database_if_missing(&url)
+        .await
+        .context("creating the demo database")?;
+    let demo_settings = Settings {
+        database_url: url.clone(),
+        ..settings.clone()
+    };
+    let pool = super::open_database(&demo_settings, false).await?;
+    db::migrate(&pool).await.context("applying migrations")?;
+
+    let products = list_directory(&settings.catalogue_dir).with_context(|| {
+        format!(
+            "listing the sample catalogue {}",
+            settings.catalogue_dir.display()
+        )
+    })?;
+    println!(
+        "catalogue: {} ({} entries)",
+        settings.catalogue_dir.display(),
+        products.len()
+    );
+
+    let registry = settings.registry()?;
+    let mut rows = Vec::new();
+    for name in &settings.job_types {
+        let job_type = registry
+            .get(name)
+            .with_context(|| format!("unknown job type {name}"))?;
+        let report = ingest_page(&pool, job_type.as_ref(), &products)
+            .await
+            .with_context(|| format!("ingesting for {name}"))?;
+        for rejected in &report.rejected {
+            println!("  {name}: rejected {}: {}", rejected.name, rejected.reason);
+        }
+        rows.push(vec![
+            name.clone(),
+            report.created.to_string(),
+            report.cancelled.to_string(),
+            report.skipped.len().to_string(),
+            report.rejected.len().to_string(),
+        ]);
+    }
+    println!();
+    print!(
+        "{}",
+        table::render(
+            &[
+                "JOB TYPE",
+                "CREATED",
+                "CANCELLED",
+                "NOT FOR TYPE",
+                "REJECTED"
+            ],
+            &rows
+        )
+    );
+
+    let counts = db::jobs::count_by_type_and_status(&pool).await?;
+    let rows: Vec<Vec<String>> = counts
+        .iter()
+        .map(|(t, s, n)| vec![t.clone(), s.to_string(), n.to_string()])
+        .collect();
+    println!();
+    print!("{}", table::render(&["JOB TYPE", "STATUS", "JOBS"], &rows));
+    println!();
+    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "look at the jobs: SWATH_DATABASE_URL={} swath jobs list",
+        url.redacted()
+    );
+    Ok(())
+}

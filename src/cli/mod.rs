@@ -1,0 +1,117 @@
+//! The command line: `swath migrate`, `swath jobs ...`, `swath products inspect`, `swath demo`,
+//! `swath config show`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+
+use crate::config::Settings;
+use crate::db;
+
+mod demo;
+mod jobs;
+mod products;
+mod table;
+
+/// swath: turns Sentinel-1/Sentinel-2 product listings into processed, published products.
+#[derive(Debug, Parser)]
+#[command(name = "swath", version, about)]
+pub struct Cli {
+    /// TOML configuration file (also `SWATH_CONFIG`); `SWATH_*` variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database if needed and apply every pending schema migration.
+    Migrate,
+    /// Inspect jobs.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
+    /// Work with Sentinel product names.
+    #[command(subcommand)]
+    Products(products::ProductsCommand),
+    /// Run the demonstration on the shipped sample catalogue, in a fresh `<database>_demo` database.
+    Demo,
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `swath config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective settings as TOML, secrets redacted.
+    Show,
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Products(cmd) = &cli.command {
+        return products::run(cmd);
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init(settings.log_format, &settings.log);
+    match cli.command {
+        Command::Migrate => {
+            let pool = open_database(&settings, true).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            println!(
+                "database {} is up to date",
+                settings.database_url.redacted()
+            );
+        }
+        Command::Jobs(cmd) => {
+            let pool = open_database(&settings, false).await?;
+            db::check_schema(&pool).await?;
+            return jobs::run(&pool, cmd).await;
+        }
+        Command::Demo => demo::run(&settings).await?,
+        Command::Config(ConfigCommand::Show) => {
+            let mut shown = settings.clone();
+            shown.database_url = crate::config::DatabaseUrl::new(settings.database_url.redacted());
+            print!("{}", toml_of(&shown)?);
+        }
+        Command::Products(_) => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn toml_of(settings: &Settings) -> anyhow::Result<String> {
+    let value = serde_json::to_value(settings)?;
+    let mut out = String::new();
+    if let serde_json::Value::Object(map) = value {
+        for (key, value) in map {
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+    }
+    Ok(out)
+}
+
+/// Connects to the configured database, creating it first when `create` is set.
+async fn open_database(settings: &Settings, create: bool) -> anyhow::Result<PgPool> {
+    let url = &settings.database_url;
+    if create
+        && db::create_database_if_missing(url)
+            .await
+            .with_context(|| format!("creating database {}", url.redacted()))?
+    {
+        tracing::info!(database = %url.redacted(), "database created");
+    }
+    db::connect(
+        url,
+        settings.database_max_connections,
+        Duration::from_secs(settings.database_connect_timeout_secs),
+    )
+    .await
+    .with_context(|| format!("connecting to {}", url.redacted()))
+}

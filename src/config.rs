@@ -1,0 +1,366 @@
+//! Typed settings: defaults, then an optional TOML file, then `SWATH_*` environment variables.
+//!
+//! Everything is validated at start-up and every problem is reported at once, naming the setting.
+//! Secrets (the database password) never appear in `Debug` output or logs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use swath_job_types::flavor::{default_flavors, validate_flavors, WorkerFlavor};
+use swath_job_types::registry::JobTypeRegistry;
+use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
+
+/// Prefix of every environment variable swath reads.
+pub const ENV_PREFIX: &str = "SWATH_";
+/// Environment variable naming the optional TOML file.
+pub const CONFIG_FILE_ENV: &str = "SWATH_CONFIG";
+
+/// A PostgreSQL URL whose password is never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The full URL, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                url.to_string()
+            }
+            Err(_) => "(unparsable URL)".to_string(),
+        }
+    }
+
+    /// The same server with another database name.
+    pub fn with_database(&self, name: &str) -> Result<DatabaseUrl, url::ParseError> {
+        let mut url = url::Url::parse(&self.0)?;
+        url.set_path(&format!("/{name}"));
+        Ok(DatabaseUrl(url.to_string()))
+    }
+
+    /// The database name in the URL.
+    pub fn database_name(&self) -> Option<String> {
+        let url = url::Url::parse(&self.0).ok()?;
+        let name = url.path().trim_start_matches('/');
+        (!name.is_empty()).then(|| name.to_string())
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the orchestrator. Field `x` is read from `SWATH_X` or key `x` of the TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    pub database_url: DatabaseUrl,
+    /// Size of the connection pool.
+    pub database_max_connections: u32,
+    /// Seconds to wait for a connection before failing.
+    pub database_connect_timeout_secs: u64,
+    /// Directory for local data (file storage, publication files, work directories).
+    pub data_dir: PathBuf,
+    /// `human` or `json`.
+    pub log_format: LogFormat,
+    /// Log filter, in `RUST_LOG` syntax.
+    pub log: String,
+    /// Job types this instance ingests and runs.
+    pub job_types: Vec<String>,
+    /// Per-job-type overrides (image, command, attempts, flavor, tiles, start date).
+    pub job_type_settings: BTreeMap<String, JobTypeOverrides>,
+    /// Worker flavor table.
+    pub flavors: Vec<WorkerFlavor>,
+    /// Directory read by the local-directory catalogue.
+    pub catalogue_dir: PathBuf,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database_url: DatabaseUrl::new("postgres://postgres@127.0.0.1:5432/swath"),
+            database_max_connections: 10,
+            database_connect_timeout_secs: 10,
+            data_dir: PathBuf::from("swath-data"),
+            log_format: LogFormat::Human,
+            log: "info".into(),
+            job_types: vec!["fsc_rlie".into(), "rlie_s1".into()],
+            job_type_settings: BTreeMap::new(),
+            flavors: default_flavors(),
+            catalogue_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/catalogue")),
+        }
+    }
+}
+
+/// Settings that could not be loaded or are not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value could not be read (wrong type, unknown key, unreadable file).
+    #[error("cannot read the configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// Values that were read but do not make sense.
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Loads defaults, then the TOML file (`file`, or `SWATH_CONFIG`), then `SWATH_*` variables,
+    /// and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env_file = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+        Self::load_from(
+            file.map(Path::to_path_buf).or(env_file),
+            Env::prefixed(ENV_PREFIX),
+        )
+    }
+
+    fn load_from(file: Option<PathBuf>, env: Env) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Invalid(vec![format!(
+                    "configuration file {} does not exist",
+                    file.display()
+                )]));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // SWATH_CONFIG names the file; SWATH_WORKER_* belong to the worker binary.
+        let env = env.filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            key != "config" && !key.starts_with("worker_")
+        });
+        let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks every value and reports all problems together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        match url::Url::parse(self.database_url.expose()) {
+            Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
+                if self.database_url.database_name().is_none() {
+                    problems.push("SWATH_DATABASE_URL: the URL names no database".to_string());
+                }
+            }
+            Ok(url) => problems.push(format!(
+                "SWATH_DATABASE_URL: scheme {:?} is not postgres:// or postgresql://",
+                url.scheme()
+            )),
+            Err(e) => problems.push(format!("SWATH_DATABASE_URL: not a URL ({e})")),
+        }
+        if self.database_max_connections == 0 {
+            problems.push("SWATH_DATABASE_MAX_CONNECTIONS: must be at least 1".into());
+        }
+        if self.database_connect_timeout_secs == 0 {
+            problems.push("SWATH_DATABASE_CONNECT_TIMEOUT_SECS: must be at least 1".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            problems.push(format!("SWATH_LOG: {e}"));
+        }
+        if let Err(e) = validate_flavors(&self.flavors) {
+            problems.push(format!("SWATH_FLAVORS: {e}"));
+        }
+        if self.job_types.is_empty() {
+            problems.push("SWATH_JOB_TYPES: at least one job type must be enabled".into());
+        }
+        match self.registry_unchecked() {
+            Ok(registry) => {
+                for name in &self.job_types {
+                    if registry.get(name).is_none() {
+                        problems.push(format!(
+                            "SWATH_JOB_TYPES: unknown job type {name:?} (known: {})",
+                            registry.names().join(", ")
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("SWATH_JOB_TYPE_SETTINGS: {e}")),
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn registry_unchecked(&self) -> Result<JobTypeRegistry, String> {
+        let types = builtin_job_types(&self.job_type_settings).map_err(|e| e.to_string())?;
+        JobTypeRegistry::new(types, &self.flavors).map_err(|e| e.to_string())
+    }
+
+    /// Every shipped job type with this configuration's overrides.
+    pub fn registry(&self) -> anyhow::Result<JobTypeRegistry> {
+        self.registry_unchecked().map_err(anyhow::Error::msg)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    /// Loads settings from the variables and file set up in `jail` (never the real environment).
+    fn load_in(jail: &Jail, toml: Option<&str>) -> Result<Settings, ConfigError> {
+        let file = toml.map(|text| {
+            jail.create_file("swath.toml", text).unwrap();
+            jail.directory().join("swath.toml")
+        });
+        Settings::load_from(file, Env::prefixed(ENV_PREFIX))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.database_url.database_name().as_deref(), Some("swath"));
+        assert!(s.catalogue_dir.ends_with("samples/catalogue"));
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SWATH_DATABASE_MAX_CONNECTIONS", "4");
+            jail.set_env("SWATH_JOB_TYPES", "[fsc_rlie, test_job]");
+            jail.set_env("SWATH_WORKER_JOB_ID", "12");
+            let s = load_in(
+                jail,
+                Some(
+                    r#"
+                    database_max_connections = 2
+                    log_format = "json"
+                    [job_type_settings.fsc_rlie]
+                    image = "registry.example/si@sha256:0123"
+                    max_attempts = 5
+                    "#,
+                ),
+            )
+            .unwrap();
+            assert_eq!(s.database_max_connections, 4);
+            assert_eq!(s.log_format, LogFormat::Json);
+            assert_eq!(s.job_types, vec!["fsc_rlie", "test_job"]);
+            let registry = s.registry().unwrap();
+            let fsc = registry.get("fsc_rlie").unwrap();
+            assert_eq!(fsc.spec().max_attempts, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flavors_can_be_replaced_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "SWATH_FLAVORS",
+                r#"[{name="hm.medium",cpus=2,memory_mb=8000,node_class="big"},{name="hm.large",cpus=4,memory_mb=9000,node_class="big"},{name="eo1.xsmall",cpus=1,memory_mb=500,node_class="small",local_slots=3}]"#,
+            );
+            let s = load_in(jail, None).unwrap();
+            assert_eq!(s.flavors.len(), 3);
+            assert_eq!(s.flavors[2].local_slots, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_the_setting_name() {
+        Jail::expect_with(|jail| {
+            jail.set_env("SWATH_DATABASE_MAX_CONNECTIONS", "many");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                err.contains("DATABASE_MAX_CONNECTIONS") && err.contains("\"many\""),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("SWATH_DATABSE_URL", "postgres://x/y");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown field") && err.to_lowercase().contains("databse_url"),
+                "{err}"
+            );
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("SWATH_DATABASE_URL", "mysql://root@localhost/db");
+            jail.set_env("SWATH_DATABASE_MAX_CONNECTIONS", "0");
+            jail.set_env("SWATH_JOB_TYPES", "[fsc_rlie, snow_magic]");
+            jail.set_env("SWATH_LOG", "info,[bad");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                err.contains("SWATH_DATABASE_URL: scheme \"mysql\""),
+                "{err}"
+            );
+            assert!(
+                err.contains("SWATH_DATABASE_MAX_CONNECTIONS: must be at least 1"),
+                "{err}"
+            );
+            assert!(err.contains("unknown job type \"snow_magic\""), "{err}");
+            assert!(err.contains("SWATH_LOG"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let err = load_in(
+                jail,
+                Some("[job_type_settings.fsc_rlie]\nworker_flavor = \"nope\""),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("needs worker flavor \"nope\""), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let missing = jail.directory().join("missing.toml");
+            let err = Settings::load_from(Some(missing), Env::prefixed(ENV_PREFIX)).unwrap_err();
+            assert!(err.to_string().contains("does not exist"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn password_is_never_printed() {
+        let url = DatabaseUrl::new("postgres://swath:s3cret@db:5432/swath");
+        assert_eq!(url.redacted(), "postgres://swath:***@db:5432/swath");
+        let s = Settings {
+            database_url: url.clone(),
+            ..Settings::default()
+        };
+        assert!(!format!("{s:?}").contains("s3cret"));
+        assert_eq!(
+            url.with_database("other").unwrap().expose(),
+            "postgres://swath:s3cret@db:5432/other"
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! All SQL lives under this module: connecting, migrations, and one file per table or concern.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use swath_job_types::JobStatus;
+
+use crate::config::DatabaseUrl;
+
+pub mod context;
+pub mod history;
+pub mod jobs;
+pub mod status;
+
+/// The schema migrations in `sql/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");
+
+/// A database failure, with the cases callers act on kept apart.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database refused or failed the query.
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(i64),
+    /// The state machine does not allow this transition (rejected by the database trigger).
+    #[error("job {job_id}: {message}")]
+    InvalidTransition {
+        /// The job.
+        job_id: i64,
+        /// The database's message, naming both statuses.
+        message: String,
+    },
+    /// The attempt counter was moved in a way the database does not allow.
+    #[error("job {job_id}: {message}")]
+    InvalidAttempt {
+        /// The job.
+        job_id: i64,
+        /// The database's message.
+        message: String,
+    },
+    /// Another actor changed the job first: the compare-and-set found another status or attempt.
+    #[error(
+        "job {job_id}: lost the race: expected {expected} (attempt {expected_attempt}), found {actual} (attempt {actual_attempt})"
+    )]
+    LostRace {
+        /// The job.
+        job_id: i64,
+        /// The status the caller expected.
+        expected: JobStatus,
+        /// The attempt the caller expected.
+        expected_attempt: i32,
+        /// The status found.
+        actual: JobStatus,
+        /// The attempt found.
+        actual_attempt: i32,
+    },
+    /// A stored value does not decode (e.g. an unknown status id).
+    #[error("job {job_id}: stored data is invalid: {problem}")]
+    Corrupt {
+        /// The job.
+        job_id: i64,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// The SQLSTATE raised by the transition trigger for a forbidden transition.
+pub const SQLSTATE_INVALID_TRANSITION: &str = "SW001";
+/// The SQLSTATE raised by the transition trigger for a forbidden attempt change.
+pub const SQLSTATE_INVALID_ATTEMPT: &str = "SW002";
+
+impl DbError {
+    /// Maps trigger errors on `job_id` to their own variants; other errors stay [`DbError::Sqlx`].
+    pub(crate) fn from_job_write(job_id: i64, err: sqlx::Error) -> DbError {
+        if let sqlx::Error::Database(db) = &err {
+            let message = db.message().to_string();
+            match db.code().as_deref() {
+                Some(SQLSTATE_INVALID_TRANSITION) => {
+                    return DbError::InvalidTransition { job_id, message }
+                }
+                Some(SQLSTATE_INVALID_ATTEMPT) => {
+                    return DbError::InvalidAttempt { job_id, message }
+                }
+                _ => {}
+            }
+        }
+        DbError::Sqlx(err)
+    }
+}
+
+/// Creates the database named in `url` if it does not exist yet. Returns whether it was created.
+pub async fn create_database_if_missing(url: &DatabaseUrl) -> Result<bool, DbError> {
+    let options: PgConnectOptions = url.expose().parse()?;
+    let name = options.get_database().unwrap_or("postgres").to_string();
+    let mut admin = options.clone().database("postgres").connect().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&statement).execute(&mut admin).await {
+            Ok(_) => {}
+            // Another process created it between our check and our CREATE.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    admin.close().await?;
+    Ok(!exists)
+}
+
+/// Drops the database named in `url` if it exists (used by the demo for a fresh start).
+pub async fn drop_database_if_exists(url: &DatabaseUrl) -> Result<(), DbError> {
+    let options: PgConnectOptions = url.expose().parse()?;
+    let name = options.get_database().unwrap_or("postgres").to_string();
+    let mut admin: PgConnection = options.database("postgres").connect().await?;
+    let statement = format!(
+        "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        name.replace('"', "\"\"")
+    );
+    sqlx::query(&statement).execute(&mut admin).await?;
+    admin.close().await?;
+    Ok(())
+}
+
+/// Opens a connection pool.
+pub async fn connect(
+    url: &DatabaseUrl,
+    max_connections: u32,
+    timeout: Duration,
+) -> Result<PgPool, DbError> {
+    let options: PgConnectOptions = url.expose().parse()?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeout)
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// Fails with a hint when the database lacks migrations this binary knows.
+pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let has_table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let applied: Option<i64> = if has_table {
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?
+    } else {
+        None
+    };
+    if applied.unwrap_or(0) < latest {
+        anyhow::bail!("the database schema is not up to date (run `swath migrate` first)");
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Status changes: one compare-and-set on `jobs.status` and `jobs.attempt`, in one statement.
+//!
+//! The database trigger validates the transition against `job_status_transitions` and appends the
+//! history row in the same transaction, so a change and its history can never be separated. A change
+//! that finds another status or attempt than expected is reported as [`DbError::LostRace`].
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Row};
+use swath_job_types::{Job, JobStatus};
+use uuid::Uuid;
+
+use super::jobs::{job_from_row, JOB_COLUMNS};
+use super::DbError;
+
+/// A requested status change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    /// The job.
+    pub job_id: i64,
+    /// The status the caller saw.
+    pub from: JobStatus,
+    /// The attempt the caller saw.
+    pub attempt: i32,
+    /// The status to enter.
+    pub to: JobStatus,
+    /// Error subtype (for error statuses).
+    pub error_subtype: Option<String>,
+    /// Message recorded in the history.
+    pub message: Option<String>,
+    /// Orchestrator instance making the change.
+    pub service_id: Option<Uuid>,
+    /// Start the next attempt (only on a transition to `ready`), not before this time.
+    pub next_attempt: Option<Option<DateTime<Utc>>>,
+    /// New `params`, stored with the change.
+    pub params: Option<serde_json::Value>,
+}
+
+impl StatusChange {
+    /// `job` (as the caller saw it) moves to `to`.
+    pub fn of(job: &Job, to: JobStatus) -> Self {
+        StatusChange::new(job.id, job.status, job.attempt, to)
+    }
+
+    /// Job `job_id`, seen in `from` at `attempt`, moves to `to`.
+    pub fn new(job_id: i64, from: JobStatus, attempt: i32, to: JobStatus) -> Self {
+        StatusChange {
+            job_id,
+            from,
+            attempt,
+            to,
+            error_subtype: None,
+            message: None,
+            service_id: None,
+            next_attempt: None,
+            params: None,
+        }
+    }
+
+    /// Records a message with the change.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Records an error subtype and message with the change.
+    pub fn error(mut self, subtype: impl Into<String>, message: impl Into<String>) -> Self {
+        self.error_subtype = Some(subtype.into());
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Records the instance making the change.
+    pub fn by(mut self, service_id: Uuid) -> Self {
+        self.service_id = Some(service_id);
+        self
+    }
+
+    /// Starts the next attempt, eligible from `not_before` (now when `None`).
+    pub fn next_attempt(mut self, not_before: Option<DateTime<Utc>>) -> Self {
+        self.next_attempt = Some(not_before);
+        self
+    }
+
+    /// Stores new params with the change.
+    pub fn params(mut self, params: serde_json::Value) -> Self {
+        self.params = Some(params);
+        self
+    }
+}
+
+/// Applies `change` atomically and returns the job as it is afterwards.
+///
+/// Fails with [`DbError::LostRace`] when the job is no longer in `from` at `attempt`,
+/// [`DbError::InvalidTransition`] when the state machine forbids the change, and
+/// [`DbError::NotFound`] when the job does not exist. Works inside a transaction (`&mut *tx`).
+pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Result<Job, DbError> {
+    let bump = change.next_attempt.is_some();
+    let row = sqlx::query(&format!(
+        "UPDATE jobs SET status = $4,
+                status_changed_at = clock_timestamp(),
+                status_error_subtype = $5,
+                status_message = $6,
+                status_service_id = $7,
+                attempt = attempt + CASE WHEN $8 THEN 1 ELSE 0 END,
+                next_attempt_at = CASE WHEN $8 THEN $9 ELSE next_attempt_at END,
+                params = coalesce($10, params)
+         WHERE id = $1 AND status = $2 AND attempt = $3
+         RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(change.job_id)
+    .bind(change.from.id())
+    .bind(change.attempt)
+    .bind(change.to.id())
+    .bind(&change.error_subtype)
+    .bind(&change.message)
+    .bind(change.service_id)
+    .bind(bump)
+    .bind(change.next_attempt.flatten())
+    .bind(&change.params)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| DbError::from_job_write(change.job_id, e))?;
+    if let Some(row) = row {
+        return job_from_row(&row);
+    }
+    let id = change.job_id;
+    let row = sqlx::query("SELECT status, attempt FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(DbError::NotFound(id))?;
+    let status: i16 = row.try_get("status")?;
+    Err(DbError::LostRace {
+        job_id: id,
+        expected: change.from,
+        expected_attempt: change.attempt,
+        actual: JobStatus::from_id(status).map_err(|e| DbError::Corrupt {
+            job_id: id,
+            problem: e.to_string(),
+        })?,
+        actual_attempt: row.try_get("attempt")?,
+    })
+}
+
+/// [`change_status`] on a connection taken from `pool`.
+pub async fn change_status_on(pool: &PgPool, change: &StatusChange) -> Result<Job, DbError> {
+    let mut conn = pool.acquire().await?;
+    change_status(&mut conn, change).await
+}

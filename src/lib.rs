@@ -1,0 +1,11 @@
+//! swath: an orchestrator that turns Sentinel-1/Sentinel-2 product listings into processed,
+//! published products.
+//!
+//! The binary (`src/main.rs`) is thin: it parses the command line and hands over to [`cli`].
+
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod pipeline;
+pub mod telemetry;

@@ -1,0 +1,4 @@
+//! The flow of jobs: ingest (catalogue products -> jobs). Later steps (configure, dispatch, track,
+//! publish) join here.
+
+pub mod ingest;

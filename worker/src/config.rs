@@ -1,0 +1,242 @@
+//! The worker's configuration: who it works for (job, attempt, token) and where (orchestrator, work root).
+//!
+//! Values come from the command line or `SWATH_WORKER_*` variables; the job id and attempt also from
+//! Nomad's dispatch meta (`NOMAD_META_job_id`, `NOMAD_META_attempt`). The token is read from the
+//! environment only, so that it never shows in a process listing, and it is never printed.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// A secret string that prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret value, for the Authorization header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// Command-line and environment options of the worker.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// The job's database id (else `NOMAD_META_job_id`).
+    #[arg(long, env = "SWATH_WORKER_JOB_ID")]
+    pub job_id: Option<i64>,
+    /// The attempt this run is for (else `NOMAD_META_attempt`).
+    #[arg(long, env = "SWATH_WORKER_ATTEMPT")]
+    pub attempt: Option<i32>,
+    /// Base URL of the orchestrator's API.
+    #[arg(
+        long,
+        env = "SWATH_WORKER_ORCHESTRATOR_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub orchestrator_url: String,
+    /// Directory under which `<uid>` work directories are created.
+    #[arg(long, env = "SWATH_WORKER_WORK_ROOT", default_value = "/work")]
+    pub work_root: PathBuf,
+    /// Timeout of each request to the orchestrator, in seconds.
+    #[arg(long, env = "SWATH_WORKER_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Log format: `human` or `json`.
+    #[arg(long, env = "SWATH_WORKER_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    pub log_format: String,
+}
+
+/// A validated worker configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt.
+    pub attempt: i32,
+    /// The per-attempt token.
+    pub token: Token,
+    /// The orchestrator's base URL.
+    pub orchestrator_url: url::Url,
+    /// Work directory root.
+    pub work_root: PathBuf,
+    /// Request timeout in seconds.
+    pub request_timeout_secs: u64,
+    /// Whether logs are JSON lines.
+    pub json_logs: bool,
+}
+
+/// A configuration that cannot work, with every problem named.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid worker configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<String>);
+
+impl WorkerConfig {
+    /// Validates `args`, taking fallbacks and the token from `env` (a variable lookup).
+    pub fn from_args(
+        args: &WorkerArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let from_meta = |names: &[&str]| names.iter().find_map(|n| env(n));
+        let job_id = match args.job_id {
+            Some(id) => Some(id),
+            None => match from_meta(&["NOMAD_META_job_id", "NOMAD_META_JOB_ID"]) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| problems.push(format!("NOMAD_META_job_id {v:?} is not a number")))
+                    .ok(),
+                None => None,
+            },
+        };
+        let attempt = match args.attempt {
+            Some(a) => Some(a),
+            None => match from_meta(&["NOMAD_META_attempt", "NOMAD_META_ATTEMPT"]) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| problems.push(format!("NOMAD_META_attempt {v:?} is not a number")))
+                    .ok(),
+                None => None,
+            },
+        };
+        match job_id {
+            Some(id) if id < 1 => problems.push(format!("job id {id} must be positive")),
+            None if problems.is_empty() => problems
+                .push("no job id: pass --job-id, SWATH_WORKER_JOB_ID or NOMAD_META_job_id".into()),
+            _ => {}
+        }
+        match attempt {
+            Some(a) if a < 1 => problems.push(format!("attempt {a} must be at least 1")),
+            None => problems.push(
+                "no attempt: pass --attempt, SWATH_WORKER_ATTEMPT or NOMAD_META_attempt".into(),
+            ),
+            _ => {}
+        }
+        let token = env("SWATH_WORKER_TOKEN").filter(|t| !t.trim().is_empty());
+        if token.is_none() {
+            problems.push(
+                "SWATH_WORKER_TOKEN is not set (the per-attempt token from the dispatch)".into(),
+            );
+        }
+        let url = match url::Url::parse(&args.orchestrator_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+            Ok(u) => {
+                problems.push(format!(
+                    "orchestrator URL scheme {:?} is not http or https",
+                    u.scheme()
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("orchestrator URL {:?}: {e}", args.orchestrator_url));
+                None
+            }
+        };
+        if args.request_timeout_secs == 0 {
+            problems.push("request timeout must be at least 1 second".into());
+        }
+        if !args.work_root.is_absolute() {
+            problems.push(format!(
+                "work root {} must be an absolute path",
+                args.work_root.display()
+            ));
+        }
+        match (job_id, attempt, token, url) {
+            (Some(job_id), Some(attempt), Some(token), Some(orchestrator_url))
+                if problems.is_empty() =>
+            {
+                Ok(WorkerConfig {
+                    job_id,
+                    attempt,
+                    token: Token(token),
+                    orchestrator_url,
+                    work_root: args.work_root.clone(),
+                    request_timeout_secs: args.request_timeout_secs,
+                    json_logs: args.log_format == "json",
+                })
+            }
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        args: WorkerArgs,
+    }
+
+    fn parse(argv: &[&str]) -> WorkerArgs {
+        TestCli::try_parse_from(std::iter::once("w").chain(argv.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn reads_nomad_meta_and_hides_the_token() {
+        let args = parse(&["--work-root", "/tmp/work"]);
+        let cfg = WorkerConfig::from_args(
+            &args,
+            env_of(&[
+                ("NOMAD_META_job_id", "42"),
+                ("NOMAD_META_attempt", "2"),
+                ("SWATH_WORKER_TOKEN", "t0p-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((cfg.job_id, cfg.attempt), (42, 2));
+        assert_eq!(cfg.token.expose(), "t0p-secret");
+        assert!(!format!("{cfg:?}").contains("t0p-secret"));
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let args = parse(&[
+            "--attempt",
+            "0",
+            "--orchestrator-url",
+            "ftp://x",
+            "--work-root",
+            "rel",
+            "--request-timeout-secs",
+            "0",
+        ]);
+        let err = WorkerConfig::from_args(&args, env_of(&[("NOMAD_META_job_id", "abc")]))
+            .unwrap_err()
+            .to_string();
+        for expected in [
+            "\"abc\" is not a number",
+            "attempt 0",
+            "SWATH_WORKER_TOKEN",
+            "\"ftp\"",
+            "absolute path",
+            "timeout",
+        ] {
+            assert!(err.contains(expected), "{expected} missing from: {err}");
+        }
+        let err = WorkerConfig::from_args(&parse(&[]), env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no job id"), "{err}");
+    }
+}
