@@ -19,6 +19,9 @@ pub const ENV_PREFIX: &str = "SWATH_";
 /// Environment variable naming the optional TOML file.
 pub const CONFIG_FILE_ENV: &str = "SWATH_CONFIG";
 
+/// Longest database name PostgreSQL keeps; longer names are silently truncated by the server.
+pub const MAX_DATABASE_NAME_LEN: usize = 63;
+
 /// A PostgreSQL URL whose password is never printed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -48,9 +51,14 @@ impl DatabaseUrl {
         }
     }
 
-    /// The same server with another database name.
-    pub fn with_database(&self, name: &str) -> Result<DatabaseUrl, url::ParseError> {
-        let mut url = url::Url::parse(&self.0)?;
+    /// The same server with another database name (at most [`MAX_DATABASE_NAME_LEN`] bytes).
+    pub fn with_database(&self, name: &str) -> Result<DatabaseUrl, String> {
+        if name.is_empty() || name.len() > MAX_DATABASE_NAME_LEN {
+            return Err(format!(
+                "database name {name:?} must have 1 to {MAX_DATABASE_NAME_LEN} bytes"
+            ));
+        }
+        let mut url = url::Url::parse(&self.0).map_err(|e| e.to_string())?;
         url.set_path(&format!("/{name}"));
         Ok(DatabaseUrl(url.to_string()))
     }
@@ -114,7 +122,7 @@ impl Default for Settings {
             database_connect_timeout_secs: 10,
             data_dir: PathBuf::from("swath-data"),
             log_format: LogFormat::Human,
-            log: "info".into(),
+            log: "info,sqlx=warn".into(),
             job_types: vec!["fsc_rlie".into(), "rlie_s1".into()],
             job_type_settings: BTreeMap::new(),
             flavors: default_flavors(),
@@ -171,8 +179,12 @@ impl Settings {
         let mut problems = Vec::new();
         match url::Url::parse(self.database_url.expose()) {
             Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
-                if self.database_url.database_name().is_none() {
-                    problems.push("SWATH_DATABASE_URL: the URL names no database".to_string());
+                match self.database_url.database_name() {
+                    None => problems.push("SWATH_DATABASE_URL: the URL names no database".to_string()),
+                    Some(name) if name.len() > MAX_DATABASE_NAME_LEN => problems.push(format!(
+                        "SWATH_DATABASE_URL: database name {name:?} is longer than {MAX_DATABASE_NAME_LEN} bytes (PostgreSQL would truncate it)"
+                    )),
+                    Some(_) => {}
                 }
             }
             Ok(url) => problems.push(format!(
@@ -329,6 +341,15 @@ mod tests {
             );
             assert!(err.contains("unknown job type \"snow_magic\""), "{err}");
             assert!(err.contains("SWATH_LOG"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "SWATH_DATABASE_URL",
+                format!("postgres://h/{}", "d".repeat(64)),
+            );
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(err.contains("longer than 63 bytes"), "{err}");
             Ok(())
         });
         Jail::expect_with(|jail| {

@@ -23,7 +23,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let url = settings
         .database_url
         .with_database(&format!("{base}_demo"))
-        .context("building the demo database URL")?;
+        .map_err(anyhow::Error::msg)
+        .context("naming the demo database")?;
     println!("swath demo: database {} (recreated)", url.redacted());
     db::drop_database_if_exists(&url)
         .await
@@ -59,9 +60,6 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         let report = ingest_page(&pool, job_type.as_ref(), &products)
             .await
             .with_context(|| format!("ingesting for {name}"))?;
-        for rejected in &report.rejected {
-            println!("  {name}: rejected {}: {}", rejected.name, rejected.reason);
-        }
         rows.push(vec![
             name.clone(),
             report.created.to_string(),

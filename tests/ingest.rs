@@ -1,0 +1,175 @@
+//! Ingesting the shipped sample catalogue through the real job types and the PostgreSQL context.
+
+mod support;
+
+use std::path::Path;
+
+use sqlx::PgPool;
+use swath::catalogue::local::list_directory;
+use swath::config::Settings;
+use swath::db::context::PgJobContext;
+use swath::db::jobs::{insert_jobs, list_jobs, JobFilter};
+use swath::pipeline::ingest::ingest_page;
+use swath_job_types::context::JobContext;
+use swath_job_types::{JobStatus, NewJob};
+
+use support::drive;
+
+fn sample_catalogue() -> Vec<swath_job_types::listing::CatalogueProduct> {
+    list_directory(&Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/catalogue")).unwrap()
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn ingesting_the_same_listing_twice_creates_nothing_new(pool: PgPool) {
+    let registry = Settings::default().registry().unwrap();
+    let fsc = registry.get("fsc_rlie").unwrap();
+    let products = sample_catalogue();
+    let first = ingest_page(&pool, fsc.as_ref(), &products).await.unwrap();
+    assert_eq!(
+        (first.created, first.cancelled, first.rejected.len()),
+        (4, 1, 1)
+    );
+    let second = ingest_page(&pool, fsc.as_ref(), &products).await.unwrap();
+    assert_eq!(
+        (second.created, second.cancelled, second.already_known),
+        (0, 0, 5)
+    );
+
+    let jobs = list_jobs(
+        &pool,
+        &JobFilter {
+            job_type: Some("fsc_rlie".into()),
+            limit: 100,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 5);
+    let cancelled = jobs
+        .iter()
+        .find(|j| j.status == JobStatus::Cancelled)
+        .unwrap();
+    assert_eq!(cancelled.tile_id.as_deref(), Some("31UFS"));
+    assert!(cancelled
+        .status_message
+        .as_deref()
+        .unwrap()
+        .contains("reprocessing campaign"));
+    let t54 = jobs
+        .iter()
+        .find(|j| j.tile_id.as_deref() == Some("54PXA"))
+        .unwrap();
+    assert_eq!(
+        t54.input_published_at.unwrap().to_rfc3339(),
+        "2023-08-23T09:26:23.105134+00:00"
+    );
+    assert!(t54
+        .input_path
+        .as_deref()
+        .unwrap()
+        .ends_with("T54PXA_20230413T212505.SAFE"));
+    assert_eq!(t54.params["cloud_cover"], 95.137);
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn the_context_finds_products_and_the_previous_job_of_a_tile(pool: PgPool) {
+    let day = |d: u32| {
+        format!("2021-04-{d:02}T10:00:00Z")
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let job = |name: &str, d: u32| {
+        let mut j = NewJob::new("fsc_rlie", name, 3);
+        j.product_id = Some(name.into());
+        j.tile_id = Some("32TLR".into());
+        j.measured_at = Some(day(d));
+        j
+    };
+    let ids = insert_jobs(&pool, &[job("d1", 1), job("d3", 3), job("d5", 5)])
+        .await
+        .unwrap();
+    let ctx = PgJobContext::new(pool.clone());
+
+    let found = ctx
+        .jobs_with_products("fsc_rlie", &["d3".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        found.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![ids[1].id]
+    );
+    assert!(ctx
+        .jobs_with_products("rlie_s1", &["d3".into()])
+        .await
+        .unwrap()
+        .is_empty());
+
+    let prev = ctx
+        .previous_job_on_tile("fsc_rlie", "32TLR", day(5), &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(prev.name, "d3");
+    assert!(ctx
+        .previous_job_on_tile("fsc_rlie", "32TLR", day(1), &[])
+        .await
+        .unwrap()
+        .is_none());
+
+    // An excluded status is skipped; a retried original gives way to its retry.
+    let d3 = swath::db::jobs::get_job(&pool, ids[1].id).await.unwrap();
+    let d3 = drive(&pool, d3, &[JobStatus::InternalError]).await;
+    let prev = ctx
+        .previous_job_on_tile("fsc_rlie", "32TLR", day(5), &[JobStatus::InternalError])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(prev.name, "d1");
+    let mut retry = job("d3-retry-1", 3);
+    retry.retry_of = Some(d3.id);
+    let retry = insert_jobs(&pool, &[retry]).await.unwrap();
+    let prev = ctx
+        .previous_job_on_tile("fsc_rlie", "32TLR", day(5), &[])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(prev.id, retry[0].id);
+    // Retries never count as existing products: the original stands for the product.
+    let found = ctx
+        .jobs_with_products("fsc_rlie", &["d3".into()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn bad_rows_are_refused_by_the_schema(pool: PgPool) {
+    for (name, job_type) in [
+        ("has space", "test_job"),
+        ("", "test_job"),
+        ("ok", "Bad-Type"),
+    ] {
+        let job = NewJob::new(job_type, name, 3);
+        let err = insert_jobs(&pool, &[job]).await.unwrap_err();
+        assert!(
+            err.to_string().contains("violates check constraint"),
+            "{name:?}/{job_type:?}: {err}"
+        );
+    }
+    let mut job = NewJob::new("test_job", "zero-attempts", 0);
+    job.params = serde_json::json!({});
+    assert!(insert_jobs(&pool, &[job]).await.is_err());
+    let mut job = NewJob::new("test_job", "params-array", 3);
+    job.params = serde_json::json!([1, 2]);
+    assert!(insert_jobs(&pool, &[job]).await.is_err());
+    let mut job = NewJob::new("test_job", "orphan", 3);
+    job.parent_id = Some(424_242);
+    let err = insert_jobs(&pool, &[job]).await.unwrap_err();
+    assert!(err.to_string().contains("foreign key"), "{err}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing half-inserted");
+}

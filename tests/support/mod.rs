@@ -1,0 +1,137 @@
+//! Shared support for the integration tests: the `swath` binary, database URLs of `#[sqlx::test]`
+//! databases, and jobs driven along the state machine.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+use sqlx::PgPool;
+use swath::db::jobs::{get_job, insert_jobs};
+use swath::db::status::{change_status_on, StatusChange};
+use swath_job_types::{Job, JobStatus, NewJob};
+
+/// The URL of the database behind `pool` (a fresh one per `#[sqlx::test]`).
+pub fn database_url(pool: &PgPool) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let name = pool
+        .connect_options()
+        .get_database()
+        .expect("the test pool names its database")
+        .to_string();
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A URL on the test server for a new database with a short unique name (`<prefix>_<random>`).
+pub fn scratch_database_url(prefix: &str) -> (String, String) {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let name = format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    (url.to_string(), name)
+}
+
+/// Runs the `swath` binary with `args`, against `database_url` when given, with no other `SWATH_*`
+/// setting and no standard input.
+pub fn swath(args: &[&str], database_url: Option<&str>) -> Output {
+    swath_with_stdin(args, database_url, None)
+}
+
+/// Like [`swath`], writing `stdin` to the process.
+pub fn swath_with_stdin(args: &[&str], database_url: Option<&str>, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swath"));
+    cmd.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SWATH_") {
+            cmd.env_remove(key);
+        }
+    }
+    if let Some(url) = database_url {
+        cmd.env("SWATH_DATABASE_URL", url);
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("the swath binary starts");
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).expect("stdin is writable");
+    }
+    drop(pipe);
+    child.wait_with_output().expect("the swath binary runs")
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Inserts a `test_job` called `name` and returns it.
+pub async fn new_test_job(pool: &PgPool, name: &str) -> Job {
+    let mut job = NewJob::new("test_job", name, 3);
+    job.product_id = Some(name.to_string());
+    job.tile_id = Some("32TLR".into());
+    job.measured_at = Some("2021-04-13T10:13:47Z".parse().unwrap());
+    let inserted = insert_jobs(pool, &[job]).await.expect("insert");
+    get_job(pool, inserted[0].id).await.expect("read back")
+}
+
+/// The shortest allowed path of statuses from a new job to `target` (the first element is the first
+/// status of the job).
+pub fn path_to(target: JobStatus) -> Vec<JobStatus> {
+    use std::collections::{HashMap, VecDeque};
+    use swath_job_types::status::ALL_STATUSES;
+    let mut previous: HashMap<JobStatus, Option<JobStatus>> = HashMap::new();
+    let mut queue = VecDeque::new();
+    for s in ALL_STATUSES {
+        if JobStatus::can_transition(None, s) {
+            previous.insert(s, None);
+            queue.push_back(s);
+        }
+    }
+    while let Some(s) = queue.pop_front() {
+        for next in ALL_STATUSES {
+            if JobStatus::can_transition(Some(s), next) && !previous.contains_key(&next) {
+                previous.insert(next, Some(s));
+                queue.push_back(next);
+            }
+        }
+    }
+    let mut path = vec![target];
+    while let Some(Some(p)) = previous.get(path.last().unwrap()) {
+        path.push(*p);
+    }
+    path.reverse();
+    path
+}
+
+/// Drives `job` along `statuses` with compare-and-set changes, starting new attempts where the state
+/// machine requires it.
+pub async fn drive(pool: &PgPool, mut job: Job, statuses: &[JobStatus]) -> Job {
+    for &to in statuses {
+        let mut change =
+            StatusChange::of(&job, to).message(format!("test: {} -> {to}", job.status));
+        if to == JobStatus::Ready
+            && matches!(
+                job.status,
+                JobStatus::ExternalError | JobStatus::ErrorChecked
+            )
+        {
+            change = change.next_attempt(None);
+        }
+        job = change_status_on(pool, &change)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    job
+}
