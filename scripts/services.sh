@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Makes sure the services the tests need are installed and running on this machine:
+# PostgreSQL on 127.0.0.1:5432 accepting the `postgres` user without a password.
+# Safe to run again: it only installs or starts what is missing. Needs root for installs.
+set -euo pipefail
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      log "$what did not come up in time"
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+apt_install() {
+  if [[ ! -f /var/lib/apt/periodic/swath-updated ]]; then
+    apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/swath-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    apt_install postgresql
+  fi
+  if ! postgres_ready; then
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for 60 PostgreSQL postgres_ready
+  fi
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    # A fresh Debian install asks for a password on TCP: allow local loopback connections.
+    local version hba
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    log "allowing trusted loopback connections in $hba"
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    wait_for 30 "PostgreSQL (trust)" psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SELECT 1'
+  fi
+}
+
+ensure_postgres
+log "PostgreSQL ready on 127.0.0.1:5432"
