@@ -98,8 +98,6 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// Seconds to wait for a connection before failing.
     pub database_connect_timeout_secs: u64,
-    /// Directory for local data (file storage, publication files, work directories).
-    pub data_dir: PathBuf,
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// Log filter, in `RUST_LOG` syntax.
@@ -120,7 +118,6 @@ impl Default for Settings {
             database_url: DatabaseUrl::new("postgres://postgres@127.0.0.1:5432/swath"),
             database_max_connections: 10,
             database_connect_timeout_secs: 10,
-            data_dir: PathBuf::from("swath-data"),
             log_format: LogFormat::Human,
             log: "info,sqlx=warn".into(),
             job_types: vec!["fsc_rlie".into(), "rlie_s1".into()],

@@ -113,5 +113,10 @@ async fn open_database(settings: &Settings, create: bool) -> anyhow::Result<PgPo
         Duration::from_secs(settings.database_connect_timeout_secs),
     )
     .await
-    .with_context(|| format!("connecting to {}", url.redacted()))
+    .with_context(|| {
+        format!(
+            "connecting to {} (is PostgreSQL running there?)",
+            url.redacted()
+        )
+    })
 }
