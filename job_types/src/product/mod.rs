@@ -25,6 +25,8 @@ mod s2;
 mod tile;
 
 #[cfg(test)]
+mod malformed_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
