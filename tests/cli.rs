@@ -319,3 +319,43 @@ async fn demo_ingests_the_sample_catalogue_into_a_fresh_database(pool: PgPool) {
         .await
         .unwrap();
 }
+
+#[test]
+fn config_show_prints_valid_toml_without_the_password() {
+    let out = swath(
+        &["config", "show"],
+        Some("postgres://swath:hunter2@db.example:5432/swath"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("hunter2"), "{text}");
+    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(
+        parsed["database_url"].as_str(),
+        Some("postgres://swath:***@db.example:5432/swath")
+    );
+    assert_eq!(parsed["flavors"].as_array().unwrap().len(), 5);
+
+    // What it prints is a configuration file swath reads back.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("swath.toml");
+    std::fs::write(&file, &text).unwrap();
+    let again = swath(
+        &["--config", file.to_str().unwrap(), "config", "show"],
+        None,
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again), text);
+
+    std::fs::write(&file, "database_max_connections = \"ten\"\n").unwrap();
+    let bad = swath(
+        &["--config", file.to_str().unwrap(), "config", "show"],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("database_max_connections"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -79,22 +79,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Show) => {
             let mut shown = settings.clone();
             shown.database_url = crate::config::DatabaseUrl::new(settings.database_url.redacted());
-            print!("{}", toml_of(&shown)?);
+            print!(
+                "{}",
+                toml::to_string_pretty(&shown).context("formatting the settings")?
+            );
         }
         Command::Products(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn toml_of(settings: &Settings) -> anyhow::Result<String> {
-    let value = serde_json::to_value(settings)?;
-    let mut out = String::new();
-    if let serde_json::Value::Object(map) = value {
-        for (key, value) in map {
-            out.push_str(&format!("{key} = {value}\n"));
-        }
-    }
-    Ok(out)
 }
 
 /// Connects to the configured database, creating it first when `create` is set.
