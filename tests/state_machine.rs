@@ -326,7 +326,7 @@ async fn two_concurrent_changes_of_one_job_let_exactly_one_win(pool: PgPool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let blocked: bool = sqlx::query_scalar(
-            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1",
+            "SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1",
         )
         .bind(b_pid)
         .fetch_optional(&pool)
