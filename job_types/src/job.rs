@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::exit_codes::ExitClass;
+use crate::listing::CatalogueProduct;
 use crate::status::JobStatus;
 
 /// Dispatch order: `nrt` jobs go first, then `delayed`, then `reprocessing`.
@@ -198,6 +199,21 @@ impl NewJob {
             retry_of: None,
             software_version: None,
         }
+    }
+
+    /// A new `initialized` job named `product_id` for a catalogue product: the product id, the input
+    /// path and the publication date come from the listing.
+    pub fn for_product(
+        job_type: impl Into<String>,
+        product_id: String,
+        product: &CatalogueProduct,
+        max_attempts: i32,
+    ) -> Self {
+        let mut job = NewJob::new(job_type, product_id.clone(), max_attempts);
+        job.product_id = Some(product_id);
+        job.input_path = Some(product.input_path.clone());
+        job.input_published_at = Some(product.published_at);
+        job
     }
 }
 

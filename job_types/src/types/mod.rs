@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::template::{JobTemplate, JobTypeSpec};
 
+mod common;
 pub mod fsc_rlie;
 pub mod rlie_s1;
 pub mod test_job;

@@ -9,11 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::fsc_rlie::{jobs_from_products, mark_reprocessed};
+use super::common::{jobs_from_products, mark_reprocessed};
 use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
-use crate::job::{Job, JobPriority, NewJob};
+use crate::job::{Job, NewJob};
 use crate::listing::CatalogueProduct;
 use crate::product::{ProductName, Resolution, S1Mode};
 use crate::publication::{
@@ -119,12 +119,8 @@ impl RlieS1 {
             s2tile_ids: Vec::new(),
             reprocessing_context: None,
         };
-        let mut job = NewJob::new(NAME, canonical.clone(), self.spec.max_attempts);
-        job.product_id = Some(canonical);
-        job.input_path = Some(product.input_path.clone());
+        let mut job = NewJob::for_product(NAME, canonical, product, self.spec.max_attempts);
         job.measured_at = Some(name.sensing_start);
-        job.input_published_at = Some(product.published_at);
-        job.priority = JobPriority::Nrt;
         job.params = serde_json::to_value(params).map_err(|e| e.to_string())?;
         Ok(job)
     }

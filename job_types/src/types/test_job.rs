@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::fsc_rlie::jobs_from_products;
+use super::common::jobs_from_products;
 use super::{JobTypeOverrides, STAND_IN_IMAGE};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
@@ -96,14 +96,12 @@ impl TestJob {
                 .as_ref()
                 .map(|p| p.mission().to_string()[..2].to_string()),
         };
-        let mut job = NewJob::new(NAME, format!("test-{product_id}"), self.spec.max_attempts);
-        job.product_id = Some(product_id);
-        job.input_path = Some(product.input_path.clone());
+        let mut job = NewJob::for_product(NAME, product_id, product, self.spec.max_attempts);
+        job.name = format!("test-{}", job.name);
         job.measured_at = parsed
             .as_ref()
             .map(|p| p.sensing_start())
             .or(product.sensing_start);
-        job.input_published_at = Some(product.published_at);
         job.params = serde_json::to_value(params).map_err(|e| e.to_string())?;
         Ok(job)
     }
