@@ -3,6 +3,13 @@
 //! The method names are the original system's (`get_jobs_to_create`, `configure_single_job`,
 //! `generated_a_product`...), so that someone who knows it finds them. Constants that the original kept
 //! on the class live in one [`JobTypeSpec`] value, which keeps the trait usable as `dyn`.
+//!
+//! Three seed members have no method here, on purpose:
+//! - `get_last_inserted_job` becomes the ingestion cursor that the orchestrator persists per job type
+//!   and catalogue source;
+//! - `from_database_value` becomes serde on each job type's typed `params`;
+//! - `GET_JOBS_WITH_STATUS_PROCEDURE_NAME` becomes the single SQL function
+//!   `jobs_with_last_status(job_type, statuses[])`.
 
 use std::fmt::Debug;
 use std::time::Duration;
