@@ -1,6 +1,8 @@
 //! Logging set-up: human-readable lines by default, JSON lines on request, always to stderr so that
 //! command output on stdout stays clean.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;

@@ -32,6 +32,7 @@ fn init_logs(json: bool) {
             tracing_subscriber::EnvFilter::try_from_env("SWATH_WORKER_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
