@@ -173,3 +173,21 @@ async fn bad_rows_are_refused_by_the_schema(pool: PgPool) {
         .unwrap();
     assert_eq!(n, 0, "nothing half-inserted");
 }
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_job_cannot_start_in_a_status_the_state_machine_forbids(pool: PgPool) {
+    let ok = NewJob::new("test_job", "fine", 3);
+    let mut bad = NewJob::new("test_job", "starts-done", 3);
+    bad.initial_status = JobStatus::Done;
+    let err = insert_jobs(&pool, &[ok, bad]).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid job status transition (new) -> done"),
+        "{err}"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "the whole batch is refused");
+}

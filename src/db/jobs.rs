@@ -78,8 +78,9 @@ pub struct InsertedJob {
     pub status: JobStatus,
 }
 
-/// Inserts `jobs` in one statement; jobs whose (type, name) already exists are skipped.
-/// Returns the jobs actually created, in input order.
+/// Inserts `jobs` in one statement (one round trip); jobs whose (type, name) already exists are
+/// skipped. Returns the jobs actually created. A job whose first status the state machine refuses
+/// fails the whole statement, so nothing is half-inserted.
 pub async fn insert_jobs<'e>(
     db: impl PgExecutor<'e>,
     jobs: &[NewJob],
@@ -124,8 +125,7 @@ pub async fn insert_jobs<'e>(
     .bind(ids(|j| j.retry_of))
     .bind(col(|j| j.software_version.clone()))
     .fetch_all(db)
-    .await
-    .map_err(|e| DbError::from_job_write(0, e))?;
+    .await?;
     rows.iter()
         .map(|row| {
             let id: i64 = row.try_get("id")?;

@@ -18,7 +18,7 @@ pub struct IngestReport {
     pub created: usize,
     /// Jobs created `cancelled` (e.g. inputs sensed before the processing start date).
     pub cancelled: usize,
-    /// Products that already had a job.
+    /// Products that already had a job, in the database or earlier in the same page.
     pub already_known: usize,
     /// Products that are not for this job type.
     pub skipped: Vec<RejectedProduct>,
