@@ -108,8 +108,26 @@ pub struct Settings {
     pub job_type_settings: BTreeMap<String, JobTypeOverrides>,
     /// Worker flavor table.
     pub flavors: Vec<WorkerFlavor>,
-    /// Directory read by the local-directory catalogue.
-    pub catalogue_dir: PathBuf,
+    /// Catalogue to ingest from: `odata+https://...`, `stac+https://...`, or a directory (`dir:PATH`).
+    pub catalogue: String,
+    /// Timeout of one catalogue request, in seconds.
+    pub catalogue_timeout_secs: u64,
+    /// Products per catalogue page (OData caps it at 1000).
+    pub catalogue_page_size: u32,
+    /// Attempts per catalogue request (timeouts, 429, 5xx and truncated bodies are retried).
+    pub catalogue_max_attempts: u32,
+    /// First retry delay, in milliseconds; it doubles with each attempt (with jitter).
+    pub catalogue_retry_base_ms: u64,
+    /// Longest retry delay and longest `Retry-After` honoured, in seconds.
+    pub catalogue_retry_max_secs: u64,
+    /// How far before the cursor each continuous poll starts again, in seconds.
+    pub ingest_overlap_secs: u64,
+    /// How far back the first poll of a job type starts, in days.
+    pub ingest_initial_lookback_days: u64,
+    /// How often `swath serve` polls the catalogue, in seconds.
+    pub ingest_interval_secs: u64,
+    /// How far before the publication window a STAC sensing window starts, in days.
+    pub stac_sensing_lookback_days: u64,
 }
 
 impl Default for Settings {
@@ -123,7 +141,19 @@ impl Default for Settings {
             job_types: vec!["fsc_rlie".into(), "rlie_s1".into()],
             job_type_settings: BTreeMap::new(),
             flavors: default_flavors(),
-            catalogue_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/catalogue")),
+            catalogue: format!(
+                "dir:{}",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/samples/catalogue")
+            ),
+            catalogue_timeout_secs: 60,
+            catalogue_page_size: 1000,
+            catalogue_max_attempts: 6,
+            catalogue_retry_base_ms: 500,
+            catalogue_retry_max_secs: 60,
+            ingest_overlap_secs: 3600,
+            ingest_initial_lookback_days: 7,
+            ingest_interval_secs: 60,
+            stac_sensing_lookback_days: 7,
         }
     }
 }
@@ -196,6 +226,25 @@ impl Settings {
         if self.database_connect_timeout_secs == 0 {
             problems.push("SWATH_DATABASE_CONNECT_TIMEOUT_SECS: must be at least 1".into());
         }
+        for (name, value) in [
+            ("SWATH_CATALOGUE_TIMEOUT_SECS", self.catalogue_timeout_secs),
+            (
+                "SWATH_CATALOGUE_PAGE_SIZE",
+                u64::from(self.catalogue_page_size),
+            ),
+            (
+                "SWATH_CATALOGUE_MAX_ATTEMPTS",
+                u64::from(self.catalogue_max_attempts),
+            ),
+            ("SWATH_INGEST_INTERVAL_SECS", self.ingest_interval_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name}: must be at least 1"));
+            }
+        }
+        if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
+            problems.push(format!("SWATH_CATALOGUE: {e}"));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             problems.push(format!("SWATH_LOG: {e}"));
         }
@@ -230,6 +279,30 @@ impl Settings {
         JobTypeRegistry::new(types, &self.flavors).map_err(|e| e.to_string())
     }
 
+    /// How catalogue adapters make their requests.
+    pub fn catalogue_options(&self) -> crate::catalogue::CatalogueOptions {
+        use std::time::Duration;
+        crate::catalogue::CatalogueOptions {
+            timeout: Duration::from_secs(self.catalogue_timeout_secs),
+            retry: crate::catalogue::http::RetryPolicy {
+                max_attempts: self.catalogue_max_attempts,
+                base_delay: Duration::from_millis(self.catalogue_retry_base_ms),
+                max_delay: Duration::from_secs(self.catalogue_retry_max_secs),
+            },
+            page_size: self.catalogue_page_size,
+            stac_sensing_lookback: Duration::from_secs(self.stac_sensing_lookback_days * 86_400),
+        }
+    }
+
+    /// The continuous polling window.
+    pub fn continuous_window(&self) -> crate::pipeline::poller::PollWindow {
+        use std::time::Duration;
+        crate::pipeline::poller::PollWindow::Continuous {
+            overlap: Duration::from_secs(self.ingest_overlap_secs),
+            initial_lookback: Duration::from_secs(self.ingest_initial_lookback_days * 86_400),
+        }
+    }
+
     /// Every shipped job type with this configuration's overrides.
     pub fn registry(&self) -> anyhow::Result<JobTypeRegistry> {
         self.registry_unchecked().map_err(anyhow::Error::msg)
@@ -256,7 +329,7 @@ mod tests {
         let s = Settings::default();
         s.validate().unwrap();
         assert_eq!(s.database_url.database_name().as_deref(), Some("swath"));
-        assert!(s.catalogue_dir.ends_with("samples/catalogue"));
+        assert!(s.catalogue.starts_with("dir:") && s.catalogue.ends_with("samples/catalogue"));
     }
 
     #[test]

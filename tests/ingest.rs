@@ -6,6 +6,7 @@ use std::path::Path;
 
 use sqlx::PgPool;
 use swath::catalogue::local::list_directory;
+use swath::catalogue::CataloguePage;
 use swath::config::Settings;
 use swath::db::context::PgJobContext;
 use swath::db::jobs::{insert_jobs, list_jobs, JobFilter};
@@ -23,13 +24,20 @@ fn sample_catalogue() -> Vec<swath_job_types::listing::CatalogueProduct> {
 async fn ingesting_the_same_listing_twice_creates_nothing_new(pool: PgPool) {
     let registry = Settings::default().registry().unwrap();
     let fsc = registry.get("fsc_rlie").unwrap();
-    let products = sample_catalogue();
-    let first = ingest_page(&pool, fsc.as_ref(), &products).await.unwrap();
+    let page = CataloguePage {
+        products: sample_catalogue(),
+        ..Default::default()
+    };
+    let first = ingest_page(&pool, fsc.as_ref(), "dir:samples", &page)
+        .await
+        .unwrap();
     assert_eq!(
-        (first.created, first.cancelled, first.rejected.len()),
+        (first.created, first.cancelled, first.quarantined.len()),
         (4, 1, 1)
     );
-    let second = ingest_page(&pool, fsc.as_ref(), &products).await.unwrap();
+    let second = ingest_page(&pool, fsc.as_ref(), "dir:samples", &page)
+        .await
+        .unwrap();
     assert_eq!(
         (second.created, second.cancelled, second.already_known),
         (0, 0, 5)

@@ -23,6 +23,7 @@ use crate::exit_codes::ExitCodeTable;
 use crate::job::{Job, NewJob};
 use crate::listing::CatalogueProduct;
 use crate::publication::{ProductPublication, PublicationError, PublicationTarget};
+use crate::status::JobStatus;
 
 /// Which satellite family a job type consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,11 +86,27 @@ pub struct RejectedProduct {
     pub reason: String,
 }
 
+/// An existing job whose input a newer version replaces; it is cancelled if it has not been
+/// dispatched yet (compare-and-set on the status and attempt seen here).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Superseded {
+    /// The job.
+    pub job_id: i64,
+    /// Its status when it was looked up.
+    pub status: JobStatus,
+    /// Its attempt when it was looked up.
+    pub attempt: i32,
+    /// The product name that replaces its input.
+    pub by: String,
+}
+
 /// The result of [`JobTemplate::get_jobs_to_create`] for one page of products.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobsToCreate {
-    /// Jobs to insert (some may start `cancelled`, e.g. reprocessed products).
+    /// Jobs to insert (some may start `cancelled`, e.g. reprocessed or superseded products).
     pub jobs: Vec<NewJob>,
+    /// Existing jobs to cancel because a newer version of their input arrived.
+    pub superseded: Vec<Superseded>,
     /// Products that are not for this job type (wrong family, level, area): dropped on purpose.
     pub skipped: Vec<RejectedProduct>,
     /// Products that could not be understood (bad names, bad fields): to be quarantined.
@@ -226,6 +243,12 @@ pub trait JobTemplate: Send + Sync + Debug {
 
     /// How the scientific code's exit code is classified.
     fn exit_codes(&self) -> &ExitCodeTable;
+
+    /// The longitude/latitude box `[west, south, east, north]` of the job type's area of interest,
+    /// used to narrow catalogue queries (exact filtering happens in `get_jobs_to_create`).
+    fn area_of_interest_bbox(&self) -> Option<[f64; 4]> {
+        None
+    }
 
     /// The new jobs for one page of catalogue products, after filtering and dedup against the
     /// database and within the page.

@@ -6,9 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use swath_job_types::listing::CatalogueProduct;
+
+use super::{Catalogue, CatalogueError, CataloguePage, CatalogueQuery, PageCursor};
 
 /// Name of the optional metadata file inside an entry.
 pub const LISTING_FILE: &str = "swath-listing.json";
@@ -98,6 +101,48 @@ pub fn list_directory(dir: &Path) -> Result<Vec<CatalogueProduct>, LocalCatalogu
     }
     products.sort_by(|a, b| (a.published_at, &a.name).cmp(&(b.published_at, &b.name)));
     Ok(products)
+}
+
+/// A directory as a catalogue: one page holding the entries published inside the query's window.
+#[derive(Debug, Clone)]
+pub struct LocalDirectoryCatalogue {
+    dir: PathBuf,
+}
+
+impl LocalDirectoryCatalogue {
+    /// The catalogue of `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalDirectoryCatalogue { dir: dir.into() }
+    }
+}
+
+#[async_trait]
+impl Catalogue for LocalDirectoryCatalogue {
+    fn source(&self) -> String {
+        format!("dir:{}", self.dir.display())
+    }
+
+    async fn page(
+        &self,
+        query: &CatalogueQuery,
+        _cursor: Option<&PageCursor>,
+    ) -> Result<CataloguePage, CatalogueError> {
+        let dir = self.dir.clone();
+        let listed = tokio::task::spawn_blocking(move || list_directory(&dir))
+            .await
+            .map_err(|e| CatalogueError::Config(format!("listing task failed: {e}")))??;
+        let products = listed
+            .into_iter()
+            .filter(|p| {
+                p.published_at >= query.published_from && p.published_at < query.published_to
+            })
+            .collect();
+        Ok(CataloguePage {
+            products,
+            invalid: Vec::new(),
+            next: None,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use chrono::{TimeDelta, TimeZone, Utc};
 
+use super::ingest::summary_table;
 use super::table;
-use crate::catalogue::local::list_directory;
+use crate::catalogue;
 use crate::config::Settings;
 use crate::db;
-use crate::pipeline::ingest::ingest_page;
+use crate::pipeline::poller::{poll, PollWindow};
 
 /// Runs the demo and prints its summary.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
@@ -26,9 +28,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)
         .context("naming the demo database")?;
     println!("swath demo: database {} (recreated)", url.redacted());
-    db::drop_database_if_exists(&url)
-        .await
-        .context("dropping the previous demo database")?;
+    db::drop_database_if_exists(&url).await.context(
+        "dropping the previous demo database (is PostgreSQL running on the configured server?)",
+    )?;
     db::create_database_if_missing(&url)
         .await
         .context("creating the demo database")?;
@@ -39,48 +41,37 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let pool = super::open_database(&demo_settings, false).await?;
     db::migrate(&pool).await.context("applying migrations")?;
 
-    let products = list_directory(&settings.catalogue_dir).with_context(|| {
-        format!(
-            "listing the sample catalogue {}",
-            settings.catalogue_dir.display()
-        )
-    })?;
-    println!(
-        "catalogue: {} ({} entries)",
-        settings.catalogue_dir.display(),
-        products.len()
-    );
-
+    let source = catalogue::open(&settings.catalogue, &settings.catalogue_options())?;
+    println!("catalogue: {}", source.source());
+    // Every sample, whenever it was published.
+    let window = PollWindow::Explicit {
+        from: Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid date"),
+        to: Utc::now() + TimeDelta::days(1),
+    };
     let registry = settings.registry()?;
-    let mut rows = Vec::new();
+    let mut reports = Vec::new();
     for name in &settings.job_types {
         let job_type = registry
             .get(name)
             .with_context(|| format!("unknown job type {name}"))?;
-        let report = ingest_page(&pool, job_type.as_ref(), &products)
-            .await
-            .with_context(|| format!("ingesting for {name}"))?;
-        rows.push(vec![
-            name.clone(),
-            report.created.to_string(),
-            report.cancelled.to_string(),
-            report.skipped.len().to_string(),
-            report.rejected.len().to_string(),
-        ]);
+        let report = poll(
+            &pool,
+            job_type.as_ref(),
+            source.as_ref(),
+            window,
+            &mut |_| {},
+        )
+        .await
+        .with_context(|| format!("ingesting for {name}"))?;
+        reports.push(report);
     }
     println!();
-    print!(
-        "{}",
-        table::render(
-            &[
-                "JOB TYPE",
-                "CREATED",
-                "CANCELLED",
-                "NOT FOR TYPE",
-                "REJECTED"
-            ],
-            &rows
-        )
+    print!("{}", summary_table(&reports));
+    println!(
+        "(quarantined products are logged above with the reason; they never block the others)"
     );
 
     let counts = db::jobs::count_by_type_and_status(&pool).await?;
@@ -93,7 +84,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     println!();
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     println!(
-        "look at the jobs: SWATH_DATABASE_URL={} swath jobs list",
+        "look at the jobs: SWATH_DATABASE_URL={} swath jobs list   (from the source tree: cargo run -- jobs list)",
         url.redacted()
     );
     Ok(())

@@ -13,8 +13,10 @@ use crate::config::Settings;
 use crate::db;
 
 mod demo;
+pub mod ingest;
 mod jobs;
 mod products;
+mod serve;
 mod table;
 
 /// swath: turns Sentinel-1/Sentinel-2 product listings into processed, published products.
@@ -40,6 +42,10 @@ pub enum Command {
     /// Work with Sentinel product names.
     #[command(subcommand)]
     Products(products::ProductsCommand),
+    /// List a catalogue window and create the jobs of one job type (one-off or backfill).
+    Ingest(ingest::IngestArgs),
+    /// Run the orchestrator: ingest continuously until stopped (SIGINT or SIGTERM).
+    Serve,
     /// Run the demonstration on the shipped sample catalogue, in a fresh `<database>_demo` database.
     Demo,
     /// Show the effective configuration.
@@ -74,6 +80,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = open_database(&settings, false).await?;
             db::check_schema(&pool).await?;
             return jobs::run(&pool, cmd).await;
+        }
+        Command::Ingest(args) => {
+            let pool = open_database(&settings, false).await?;
+            db::check_schema(&pool).await?;
+            return ingest::run(&pool, &settings, args).await;
+        }
+        Command::Serve => {
+            let pool = open_database(&settings, true).await?;
+            db::migrate(&pool).await.context("applying migrations")?;
+            serve::run(&pool, &settings).await?;
         }
         Command::Demo => demo::run(&settings).await?,
         Command::Config(ConfigCommand::Show) => {

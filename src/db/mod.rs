@@ -10,6 +10,7 @@ use crate::config::DatabaseUrl;
 
 pub mod context;
 pub mod history;
+pub mod ingestion;
 pub mod jobs;
 pub mod status;
 

@@ -1,65 +1,151 @@
-//! Ingest: turn one page of catalogue products into jobs, for one job type, in one insert.
+//! Ingest one page: turn catalogue products into jobs for one job type, and commit the jobs, the
+//! cancellation of superseded jobs, the quarantine and the cursor together, or nothing.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::PgPool;
-use swath_job_types::listing::CatalogueProduct;
 use swath_job_types::template::{JobTypeError, RejectedProduct};
 use swath_job_types::{JobStatus, JobTemplate};
 
+use crate::catalogue::CataloguePage;
 use crate::db::context::PgJobContext;
+use crate::db::ingestion::{advance_cursor, quarantine, Quarantined};
 use crate::db::jobs::insert_jobs;
+use crate::db::status::{change_status, StatusChange};
 use crate::db::DbError;
+
+/// Products quarantined by this process since it started (for metrics and reports).
+pub static QUARANTINED_PRODUCTS: AtomicU64 = AtomicU64::new(0);
 
 /// What ingesting one page did for one job type.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestReport {
     /// The job type.
     pub job_type: String,
+    /// Products listed on the page (usable or not).
+    pub listed: usize,
     /// Jobs created `initialized`.
     pub created: usize,
-    /// Jobs created `cancelled` (e.g. inputs sensed before the processing start date).
+    /// Jobs created `cancelled` (sensed before the processing start date, or an older version).
     pub cancelled: usize,
+    /// Existing jobs cancelled because a newer version of their input arrived.
+    pub superseded: usize,
     /// Products that already had a job, in the database or earlier in the same page.
     pub already_known: usize,
-    /// Products that are not for this job type.
+    /// Products that are not for this job type (other family or level, outside the area, duplicates).
     pub skipped: Vec<RejectedProduct>,
-    /// Products that could not be understood.
-    pub rejected: Vec<RejectedProduct>,
+    /// Products that could not be understood, now in the quarantine.
+    pub quarantined: Vec<RejectedProduct>,
 }
 
-/// An ingest step that failed; nothing of the page was inserted.
+impl IngestReport {
+    /// Adds the counts of `other` to these.
+    pub fn absorb(&mut self, other: IngestReport) {
+        self.listed += other.listed;
+        self.created += other.created;
+        self.cancelled += other.cancelled;
+        self.superseded += other.superseded;
+        self.already_known += other.already_known;
+        self.skipped.extend(other.skipped);
+        self.quarantined.extend(other.quarantined);
+    }
+}
+
+/// An ingest step that failed; nothing of the page was committed.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The job type could not decide.
     #[error(transparent)]
     JobType(#[from] JobTypeError),
-    /// The insert failed.
+    /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// Creates the jobs `job_type` wants for `products`. Idempotent: a second run creates nothing.
+impl From<sqlx::Error> for IngestError {
+    fn from(e: sqlx::Error) -> Self {
+        IngestError::Db(e.into())
+    }
+}
+
+/// Creates the jobs `job_type` wants for `page` (listed by `source`) and moves the cursor past it,
+/// in one transaction. Idempotent: the same page again creates nothing.
 pub async fn ingest_page(
     pool: &PgPool,
     job_type: &dyn JobTemplate,
-    products: &[CatalogueProduct],
+    source: &str,
+    page: &CataloguePage,
 ) -> Result<IngestReport, IngestError> {
+    let name = job_type.spec().name.as_str();
     let ctx = PgJobContext::new(pool.clone());
-    let plan = job_type.get_jobs_to_create(&ctx, products).await?;
-    let inserted = insert_jobs(pool, &plan.jobs).await?;
-    for rejected in &plan.rejected {
-        tracing::warn!(job_type = %job_type.spec().name, product = %rejected.name, reason = %rejected.reason, "product rejected");
+    let plan = job_type.get_jobs_to_create(&ctx, &page.products).await?;
+    let mut quarantined: Vec<Quarantined> = page
+        .invalid
+        .iter()
+        .map(|e| Quarantined {
+            name: e.name.clone(),
+            reason: e.reason.clone(),
+            raw: Some(e.raw.clone()),
+        })
+        .collect();
+    quarantined.extend(plan.rejected.iter().map(|r| {
+        Quarantined {
+            name: r.name.clone(),
+            reason: r.reason.clone(),
+            raw: page
+                .products
+                .iter()
+                .find(|p| p.name == r.name)
+                .and_then(|p| serde_json::to_value(p).ok()),
+        }
+    }));
+
+    let mut tx = pool.begin().await?;
+    let inserted = insert_jobs(&mut *tx, &plan.jobs).await?;
+    let mut superseded = 0;
+    for old in &plan.superseded {
+        let change =
+            StatusChange::new(old.job_id, old.status, old.attempt, JobStatus::Cancelled).message(
+                format!("superseded by a newer version of its input: {}", old.by),
+            );
+        match change_status(&mut tx, &change).await {
+            Ok(_) => superseded += 1,
+            // It moved on meanwhile (e.g. it was dispatched): it keeps running, the new job exists too.
+            Err(DbError::LostRace { actual, .. }) => {
+                tracing::info!(job_id = old.job_id, job_type = name, status = %actual, "superseded job already moved on; kept");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    quarantine(&mut tx, name, source, &quarantined).await?;
+    if let Some(newest) = page.products.iter().map(|p| p.published_at).max() {
+        advance_cursor(&mut tx, name, source, newest).await?;
+    }
+    tx.commit().await?;
+
+    for q in &quarantined {
+        tracing::warn!(job_type = name, %source, product = %q.name, reason = %q.reason, "product quarantined");
+    }
+    QUARANTINED_PRODUCTS.fetch_add(quarantined.len() as u64, Ordering::Relaxed);
     let cancelled = inserted
         .iter()
         .filter(|j| j.status == JobStatus::Cancelled)
         .count();
-    let matched = products.len() - plan.skipped.len() - plan.rejected.len();
+    let considered = page.products.len() - plan.skipped.len() - plan.rejected.len();
     Ok(IngestReport {
-        job_type: job_type.spec().name.clone(),
+        job_type: name.to_string(),
+        listed: page.products.len() + page.invalid.len(),
         created: inserted.len() - cancelled,
         cancelled,
-        already_known: matched.saturating_sub(inserted.len()),
+        superseded,
+        already_known: considered.saturating_sub(inserted.len()),
         skipped: plan.skipped,
-        rejected: plan.rejected,
+        quarantined: quarantined
+            .into_iter()
+            .map(|q| RejectedProduct {
+                name: q.name,
+                reason: q.reason,
+            })
+            .collect(),
     })
 }

@@ -2,3 +2,4 @@
 //! publish) join here.
 
 pub mod ingest;
+pub mod poller;

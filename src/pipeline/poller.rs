@@ -1,0 +1,148 @@
+//! The poller: walks a catalogue window page by page for one job type, ingesting each page and
+//! moving the persisted cursor only past pages that were fully processed.
+//!
+//! A continuous run starts at the cursor minus an overlap window (late publications are caught, and
+//! re-listed products cost nothing since ingestion is idempotent); a first run starts a configured
+//! look-back before now. A backfill names its own window and never rewinds the cursor.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use swath_job_types::JobTemplate;
+
+use super::ingest::{ingest_page, IngestError, IngestReport};
+use crate::catalogue::{collection_for, Catalogue, CatalogueError, CatalogueQuery};
+use crate::db::ingestion::cursor;
+use crate::db::DbError;
+
+/// Which publication window to list.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PollWindow {
+    /// From the cursor minus `overlap` (or now minus `initial_lookback` on a first run) until now.
+    Continuous {
+        /// How far before the cursor to start again.
+        overlap: Duration,
+        /// How far back a first run starts.
+        initial_lookback: Duration,
+    },
+    /// Exactly this window (a backfill).
+    Explicit {
+        /// Start (inclusive).
+        from: DateTime<Utc>,
+        /// End (exclusive).
+        to: DateTime<Utc>,
+    },
+}
+
+/// What a poll did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollReport {
+    /// The catalogue source.
+    pub source: String,
+    /// The window listed.
+    pub from: DateTime<Utc>,
+    /// End of the window.
+    pub to: DateTime<Utc>,
+    /// Pages fully processed.
+    pub pages: usize,
+    /// Totals over those pages.
+    pub ingest: IngestReport,
+}
+
+/// Why a poll stopped early. Every page before the failure is committed, with the cursor past it.
+#[derive(Debug, thiserror::Error)]
+#[error("polling {source} for {job_type} stopped after {pages} page(s): {error}", source = .done.source, job_type = .done.ingest.job_type, pages = .done.pages)]
+pub struct PollError {
+    /// What was done before the failure.
+    pub done: Box<PollReport>,
+    /// The failure.
+    #[source]
+    pub error: PollFailure,
+}
+
+/// The failure that stopped a poll.
+#[derive(Debug, thiserror::Error)]
+pub enum PollFailure {
+    /// The catalogue failed (after retries).
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// A page could not be ingested.
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// Lists `window` of `catalogue` for `job_type` and ingests it, calling `on_page` after each page.
+pub async fn poll(
+    pool: &PgPool,
+    job_type: &dyn JobTemplate,
+    catalogue: &dyn Catalogue,
+    window: PollWindow,
+    on_page: &mut (dyn FnMut(&PollReport) + Send),
+) -> Result<PollReport, PollError> {
+    let source = catalogue.source();
+    let spec = job_type.spec();
+    let now = Utc::now();
+    let mut report = PollReport {
+        source: source.clone(),
+        from: now,
+        to: now,
+        pages: 0,
+        ingest: IngestReport {
+            job_type: spec.name.clone(),
+            ..Default::default()
+        },
+    };
+    let fail = |report: &PollReport, error: PollFailure| PollError {
+        done: Box::new(report.clone()),
+        error,
+    };
+    (report.from, report.to) = match window {
+        PollWindow::Explicit { from, to } => (from, to),
+        PollWindow::Continuous {
+            overlap,
+            initial_lookback,
+        } => {
+            let saved = cursor(pool, &spec.name, &source)
+                .await
+                .map_err(|e: DbError| fail(&report, PollFailure::Ingest(e.into())))?;
+            let back =
+                |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+            let from = match saved {
+                Some(c) => c
+                    .checked_sub_signed(back(overlap))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                None => now
+                    .checked_sub_signed(back(initial_lookback))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            };
+            (from, now)
+        }
+    };
+    let (collection, product_type) = collection_for(&source, spec.input_product_type);
+    let query = CatalogueQuery {
+        collection,
+        product_type,
+        bbox: job_type.area_of_interest_bbox(),
+        published_from: report.from,
+        published_to: report.to,
+    };
+    tracing::info!(job_type = %spec.name, %source, from = %report.from, to = %report.to, "polling the catalogue");
+    let mut next = None;
+    loop {
+        let page = catalogue
+            .page(&query, next.as_ref())
+            .await
+            .map_err(|e| fail(&report, e.into()))?;
+        let ingested = ingest_page(pool, job_type, &source, &page)
+            .await
+            .map_err(|e| fail(&report, e.into()))?;
+        report.pages += 1;
+        report.ingest.absorb(ingested);
+        on_page(&report);
+        match page.next {
+            Some(cursor) => next = Some(cursor),
+            None => return Ok(report),
+        }
+    }
+}
