@@ -3,6 +3,7 @@
 //! This crate knows no database driver, no HTTP client and no Nomad: job types reach the outside world
 //! only through the [`context::JobContext`] trait that the orchestrator implements.
 
+pub mod aoi;
 pub mod context;
 pub mod exit_codes;
 pub mod flavor;

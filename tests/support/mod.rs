@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod catalogue_server;
+
 use std::process::{Command, Output};
 
 use sqlx::PgPool;
@@ -43,6 +45,20 @@ pub fn swath(args: &[&str], database_url: Option<&str>) -> Output {
 
 /// Like [`swath`], writing `stdin` to the process.
 pub fn swath_with_stdin(args: &[&str], database_url: Option<&str>, stdin: Option<&str>) -> Output {
+    swath_full(args, database_url, stdin, &[])
+}
+
+/// Like [`swath`], with extra environment variables.
+pub fn swath_env(args: &[&str], database_url: Option<&str>, env: &[(&str, &str)]) -> Output {
+    swath_full(args, database_url, None, env)
+}
+
+fn swath_full(
+    args: &[&str],
+    database_url: Option<&str>,
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_swath"));
     cmd.args(args);
@@ -54,6 +70,7 @@ pub fn swath_with_stdin(args: &[&str], database_url: Option<&str>, stdin: Option
     if let Some(url) = database_url {
         cmd.env("SWATH_DATABASE_URL", url);
     }
+    cmd.envs(env.iter().copied());
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());

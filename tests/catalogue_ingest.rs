@@ -1,0 +1,511 @@
+//! Ingestion from catalogues served over HTTP by a local server in the real OData and STAC formats:
+//! paging to the end, 429 then success, a 500 mid-walk, a truncated page, unusable products in the
+//! middle of a page, the OData skip limit, STAC token links, and the `swath ingest` command.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use swath::catalogue::http::{HttpFetcher, RetryPolicy};
+use swath::catalogue::odata::ODataCatalogue;
+use swath::catalogue::stac::StacCatalogue;
+use swath::catalogue::Catalogue;
+use swath::config::Settings;
+use swath::db::ingestion::{cursor, quarantined};
+use swath::pipeline::poller::{poll, PollFailure, PollWindow};
+use swath_job_types::JobTemplate;
+
+use support::catalogue_server::{box_polygon, odata_entry, CatalogueServer, ODataEngine, Reply};
+use support::{database_url, stderr, stdout, swath_env};
+
+/// `n` S2 L1C products on EEA39 tiles, published one minute apart from 2024-03-01T10:00Z.
+fn s2_entries(n: usize) -> Vec<Value> {
+    let tiles = [
+        "32TLR", "32TLS", "31TCH", "33TUN", "32TMS", "31UFS", "30TYN", "29UNV", "34VEM", "33WXS",
+    ];
+    (0..n)
+        .map(|i| {
+            let name = format!(
+                "S2B_MSIL1C_20240301T10{:02}19_N0510_R022_T{}_20240301T12{:02}00",
+                i % 60,
+                tiles[i % tiles.len()],
+                i % 60
+            );
+            let published = format!("2024-03-01T10:{:02}:00.123456Z", i % 60);
+            odata_entry(&name, &published, box_polygon(7.0, 45.0, 8.0, 46.0))
+        })
+        .collect()
+}
+
+fn names(entries: &[Value]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            e["Name"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches(".SAFE")
+                .to_string()
+        })
+        .collect()
+}
+
+fn fast_retries(attempts: u32) -> HttpFetcher {
+    HttpFetcher::new(
+        Duration::from_secs(10),
+        RetryPolicy {
+            max_attempts: attempts,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_secs(2),
+        },
+    )
+    .unwrap()
+}
+
+fn test_job() -> Arc<dyn JobTemplate> {
+    Settings::default()
+        .registry()
+        .unwrap()
+        .get("test_job")
+        .unwrap()
+        .clone()
+}
+
+fn window() -> PollWindow {
+    PollWindow::Explicit {
+        from: "2024-03-01T00:00:00Z".parse().unwrap(),
+        to: "2024-03-02T00:00:00Z".parse().unwrap(),
+    }
+}
+
+async fn job_names(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT product_id FROM jobs ORDER BY input_published_at, id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+fn skip_of(seen: &support::catalogue_server::Seen) -> usize {
+    seen.query
+        .get("$skip")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
+    let entries = s2_entries(7);
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let server =
+        CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.pages, 3);
+    assert_eq!(report.ingest.created, 7);
+    assert_eq!(job_names(&pool).await, names(&entries));
+    let seen = server.seen();
+    assert_eq!(seen.iter().map(skip_of).collect::<Vec<_>>(), vec![0, 3, 6]);
+    assert!(seen[0].query["$filter"].contains("PublicationDate ge 2024-03-01T00:00:00.000000Z"));
+    let saved = cursor(&pool, "test_job", &odata.source())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        saved,
+        "2024-03-01T10:06:00.123456Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap()
+    );
+
+    // The same listing again creates nothing new.
+    let again = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!((again.ingest.created, again.ingest.already_known), (0, 7));
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_429_is_retried_after_its_retry_after(pool: PgPool) {
+    let entries = s2_entries(5);
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let server = CatalogueServer::start(move |seen, index, base| {
+        if index == 1 {
+            Reply::TooManyRequests(Some("1".into()))
+        } else {
+            Reply::Json(engine.page(seen, base))
+        }
+    })
+    .await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let started = std::time::Instant::now();
+    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!(report.ingest.created, 5);
+    // Page 2 is read twice; being full and without a next link, it is followed by a window restart
+    // at its last publication time (the adapter cannot tell the end from the skip limit).
+    assert_eq!(
+        server.seen().iter().map(skip_of).collect::<Vec<_>>(),
+        vec![0, 3, 3, 0]
+    );
+    assert_eq!(job_names(&pool).await, names(&entries));
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_before_it(
+    pool: PgPool,
+) {
+    let entries = s2_entries(7);
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let broken = Arc::new(AtomicBool::new(true));
+    let flag = broken.clone();
+    let server = CatalogueServer::start(move |seen, _, base| {
+        if flag.load(Ordering::SeqCst) && skip_of(seen) == 3 {
+            Reply::Status(500, "internal error".into())
+        } else {
+            Reply::Json(engine.page(seen, base))
+        }
+    })
+    .await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let err = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.done.pages, 1);
+    assert!(matches!(err.error, PollFailure::Catalogue(_)), "{err}");
+    assert!(
+        err.error
+            .to_string()
+            .contains("after 3 attempt(s): HTTP 500"),
+        "{}",
+        err.error
+    );
+    assert_eq!(
+        job_names(&pool).await,
+        names(&entries[..3]),
+        "the first page is committed"
+    );
+    let saved = cursor(&pool, "test_job", &odata.source())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        saved,
+        "2024-03-01T10:02:00.123456Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        "not past the failure"
+    );
+
+    // The catalogue recovers; the next continuous poll starts from the cursor (minus the overlap).
+    broken.store(false, Ordering::SeqCst);
+    let continuous = PollWindow::Continuous {
+        overlap: Duration::from_secs(60),
+        initial_lookback: Duration::from_secs(86_400),
+    };
+    let report = poll(&pool, test_job().as_ref(), &odata, continuous, &mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.from <= saved - chrono::TimeDelta::seconds(60));
+    assert_eq!(report.ingest.created, 4);
+    assert_eq!(
+        job_names(&pool).await,
+        names(&entries),
+        "every product exactly once"
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_truncated_page_is_read_again(pool: PgPool) {
+    let entries = s2_entries(6);
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let server = CatalogueServer::start(move |seen, index, base| {
+        let page = engine.page(seen, base);
+        if index == 1 {
+            Reply::Truncated(page)
+        } else {
+            Reply::Json(page)
+        }
+    })
+    .await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.ingest.created, 6);
+    // Page 2 is read twice; being full and without a next link, it is followed by a window restart
+    // at its last publication time (the adapter cannot tell the end from the skip limit).
+    assert_eq!(
+        server.seen().iter().map(skip_of).collect::<Vec<_>>(),
+        vec![0, 3, 3, 0]
+    );
+    assert_eq!(job_names(&pool).await, names(&entries));
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn unusable_products_in_the_middle_of_a_page_are_quarantined_and_block_nothing(pool: PgPool) {
+    let mut entries = s2_entries(5);
+    // A malformed name (30 February) and an entry without its storage path, in the middle.
+    entries[1]["Name"] = "S2B_MSIL1C_20240230T101019_N0510_R022_T32TLS_20240301T120100.SAFE".into();
+    entries[3].as_object_mut().unwrap().remove("S3Path");
+    let bad_path_name = entries[3]["Name"].as_str().unwrap().to_string();
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let server =
+        CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 10).unwrap();
+    let fsc = Settings::default()
+        .registry()
+        .unwrap()
+        .get("fsc_rlie")
+        .unwrap()
+        .clone();
+    let report = poll(&pool, fsc.as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.ingest.created, 3);
+    assert_eq!(report.ingest.quarantined.len(), 2);
+    let expected: Vec<String> = [0, 2, 4]
+        .iter()
+        .map(|&i| names(&entries)[i].clone())
+        .collect();
+    assert_eq!(job_names(&pool).await, expected);
+    let q = quarantined(&pool).await.unwrap();
+    assert_eq!(q.len(), 2);
+    assert_eq!(q[0].name, bad_path_name);
+    assert_eq!(q[0].reason, "no S3Path");
+    assert!(
+        q[1].reason.contains("sensing start \"20240230T101019\""),
+        "{}",
+        q[1].reason
+    );
+
+    // Seen again: counted, not duplicated.
+    poll(&pool, fsc.as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    let q = quarantined(&pool).await.unwrap();
+    assert_eq!(
+        q.iter().map(|r| r.times_seen).collect::<Vec<_>>(),
+        vec![2, 2]
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn the_odata_skip_limit_splits_the_window(pool: PgPool) {
+    let entries = s2_entries(8);
+    // Like CDSE's 10 000, scaled down: no next link past skip 3.
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 3,
+    };
+    let server =
+        CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.ingest.created, 8);
+    assert_eq!(job_names(&pool).await, names(&entries));
+    let seen = server.seen();
+    let restarts = seen
+        .iter()
+        .filter(|s| s.query["$filter"].contains("PublicationDate ge 2024-03-01T10:05:00.123456Z"))
+        .count();
+    assert_eq!(
+        restarts, 1,
+        "the window restarted at the last publication time of the full page: {seen:#?}"
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_refused_request_fails_at_once(pool: PgPool) {
+    let server =
+        CatalogueServer::start(|_, _, _| Reply::Status(400, "{\"detail\": \"bad filter\"}".into()))
+            .await;
+    let odata =
+        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(5), 3).unwrap();
+    let err = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.error
+            .to_string()
+            .contains("HTTP 400: {\"detail\": \"bad filter\"}"),
+        "{}",
+        err.error
+    );
+    assert_eq!(server.seen().len(), 1, "no retry for a client error");
+}
+
+/// A STAC item in the format of the real CDSE item, for `name` published at `published`.
+fn stac_item(name: &str, published: &str) -> Value {
+    let mut item: Value = serde_json::from_str(include_str!("data/stac/s2_l1c_item.json")).unwrap();
+    item["id"] = name.into();
+    item["properties"]["published"] = published.into();
+    item["links"] = json!([{"rel": "enclosure", "href": format!("s3://eodata/test/{name}.SAFE/")}]);
+    item
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn stac_pages_follow_token_links_and_post_bodies(pool: PgPool) {
+    let items: Vec<Value> = names(&s2_entries(6))
+        .iter()
+        .enumerate()
+        .map(|(i, n)| stac_item(n, &format!("2024-03-01T11:{i:02}:00Z")))
+        .collect();
+    let pages = items.clone();
+    let server = CatalogueServer::start(move |seen, _, base| {
+        let token = seen.query.get("token").cloned().or_else(|| seen.body.as_ref().and_then(|b| b["token"].as_str().map(String::from)));
+        let (range, next) = match token.as_deref() {
+            None => (0..3, Some(json!({"rel": "next", "href": format!("{base}/v1/search?token=next:abc")}))),
+            Some("next:abc") => (3..5, Some(json!({"rel": "next", "href": format!("{base}/v1/search"), "method": "POST", "body": {"token": "next:def"}}))),
+            Some("next:def") => (5..6, None),
+            Some(other) => return Reply::Status(400, format!("unknown token {other}")),
+        };
+        let mut links = vec![json!({"rel": "self", "href": format!("{base}/v1/search")})];
+        links.extend(next);
+        Reply::Json(json!({"type": "FeatureCollection", "features": pages[range].to_vec(), "links": links}))
+    })
+    .await;
+    let stac = StacCatalogue::new(
+        &format!("{}/v1", server.base),
+        fast_retries(3),
+        3,
+        Duration::from_secs(86_400),
+    )
+    .unwrap();
+    let report = poll(&pool, test_job().as_ref(), &stac, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.pages, 3);
+    assert_eq!(report.ingest.created, 6);
+    let seen = server.seen();
+    assert_eq!(seen[0].query["collections"], "sentinel-2-l1c");
+    assert_eq!(
+        seen[0].query["datetime"],
+        "2024-02-29T00:00:00.000000Z/2024-03-02T00:00:00.000000Z"
+    );
+    assert_eq!(seen[1].query["token"], "next:abc");
+    assert_eq!(seen[2].body.as_ref().unwrap()["token"], "next:def");
+    let paths: Vec<String> = sqlx::query_scalar("SELECT input_path FROM jobs ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        paths[0].starts_with("s3://eodata/test/S2B_MSIL1C_") && paths[0].ends_with(".SAFE"),
+        "{paths:?}"
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn swath_ingest_runs_a_backfill_and_reports_failures(pool: PgPool) {
+    let entries = s2_entries(4);
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let server = CatalogueServer::start(move |seen, _, base| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::Status(503, "maintenance".into())
+        } else {
+            Reply::Json(engine.page(seen, base))
+        }
+    })
+    .await;
+    let source = format!("odata+{}/odata/v1", server.base);
+    let url = database_url(&pool);
+    let env = [
+        ("SWATH_CATALOGUE_RETRY_BASE_MS", "1"),
+        ("SWATH_CATALOGUE_MAX_ATTEMPTS", "2"),
+        ("SWATH_CATALOGUE_PAGE_SIZE", "3"),
+    ];
+    let args: Vec<String> = [
+        "ingest",
+        "--type",
+        "test_job",
+        "--source",
+        &source,
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-02",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = move |url: String, args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            swath_env(
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+                Some(&url),
+                &env,
+            )
+        })
+    };
+    let out = run(url.clone(), args.clone()).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("test_job"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..5], ["test_job", "2", "4", "4", "0"], "{text}");
+    assert!(
+        stderr(&out).contains("page 2: 4 listed"),
+        "plain log lines off a terminal: {}",
+        stderr(&out)
+    );
+    assert_eq!(job_names(&pool).await, names(&entries));
+
+    broken.store(true, Ordering::SeqCst);
+    let out = run(url, args).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HTTP 503"), "{}", stderr(&out));
+
+    let out = swath_env(
+        &["ingest", "--type", "test_job", "--from", "tomorrow"],
+        None,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("neither an RFC 3339 time nor a YYYY-MM-DD date"),
+        "{}",
+        stderr(&out)
+    );
+}
