@@ -161,11 +161,9 @@ async fn a_429_is_retried_after_its_retry_after(pool: PgPool) {
         "Retry-After: 1 was honoured"
     );
     assert_eq!(report.ingest.created, 5);
-    // Page 2 is read twice; being full and without a next link, it is followed by a window restart
-    // at its last publication time (the adapter cannot tell the end from the skip limit).
     assert_eq!(
         server.seen().iter().map(skip_of).collect::<Vec<_>>(),
-        vec![0, 3, 3, 0]
+        vec![0, 3, 3]
     );
     assert_eq!(job_names(&pool).await, names(&entries));
 }
@@ -260,6 +258,8 @@ async fn a_truncated_page_is_read_again(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(report.ingest.created, 6);
+    // Page 2 is read twice; being full and without a next link, it is followed by a window restart
+    // at its last publication time (the adapter cannot tell the end from the skip limit).
     // Page 2 is read twice; being full and without a next link, it is followed by a window restart
     // at its last publication time (the adapter cannot tell the end from the skip limit).
     assert_eq!(
