@@ -295,12 +295,12 @@ async fn demo_ingests_the_sample_catalogue_into_a_fresh_database(pool: PgPool) {
         // JOB TYPE, PAGES, LISTED, CREATED, CANCELLED, SUPERSEDED, KNOWN, NOT FOR TYPE, QUARANTINED
         assert_eq!(
             row("fsc_rlie").unwrap(),
-            vec!["fsc_rlie", "1", "9", "4", "1", "0", "0", "3", "1"],
+            vec!["fsc_rlie", "1", "18", "5", "3", "0", "0", "9", "1"],
             "{text}"
         );
         assert_eq!(
             row("rlie_s1").unwrap(),
-            vec!["rlie_s1", "1", "9", "1", "1", "0", "0", "6", "1"],
+            vec!["rlie_s1", "1", "18", "2", "1", "0", "0", "14", "1"],
             "{text}"
         );
         assert!(

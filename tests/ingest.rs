@@ -31,16 +31,23 @@ async fn ingesting_the_same_listing_twice_creates_nothing_new(pool: PgPool) {
     let first = ingest_page(&pool, fsc.as_ref(), "dir:samples", &page)
         .await
         .unwrap();
+    // 32TLR twice, both 29UNV N0500 products and the S2C one; the 2015 product and the two
+    // superseded N0301 products are recorded cancelled; the month-13 name is quarantined.
     assert_eq!(
-        (first.created, first.cancelled, first.quarantined.len()),
-        (4, 1, 1)
+        (
+            first.created,
+            first.cancelled,
+            first.superseded,
+            first.quarantined.len()
+        ),
+        (5, 3, 0, 1)
     );
     let second = ingest_page(&pool, fsc.as_ref(), "dir:samples", &page)
         .await
         .unwrap();
     assert_eq!(
         (second.created, second.cancelled, second.already_known),
-        (0, 0, 5)
+        (0, 0, 8)
     );
 
     let jobs = list_jobs(
@@ -53,31 +60,102 @@ async fn ingesting_the_same_listing_twice_creates_nothing_new(pool: PgPool) {
     )
     .await
     .unwrap();
-    assert_eq!(jobs.len(), 5);
-    let cancelled = jobs
+    assert_eq!(jobs.len(), 8);
+    let old = jobs
         .iter()
-        .find(|j| j.status == JobStatus::Cancelled)
+        .find(|j| j.tile_id.as_deref() == Some("31UFS"))
         .unwrap();
-    assert_eq!(cancelled.tile_id.as_deref(), Some("31UFS"));
-    assert!(cancelled
+    assert_eq!(old.status, JobStatus::Cancelled);
+    assert!(old
         .status_message
         .as_deref()
         .unwrap()
         .contains("reprocessing campaign"));
-    let t54 = jobs
+    let superseded: Vec<_> = jobs
         .iter()
-        .find(|j| j.tile_id.as_deref() == Some("54PXA"))
+        .filter(|j| {
+            j.status_message
+                .as_deref()
+                .is_some_and(|m| m.contains("superseded by"))
+        })
+        .collect();
+    assert_eq!(superseded.len(), 2);
+    assert!(superseded.iter().all(|j| j.name.contains("_N0301_")));
+    let first_date = jobs
+        .iter()
+        .find(|j| j.name.ends_with("T32TLR_20210413T122408"))
         .unwrap();
     assert_eq!(
-        t54.input_published_at.unwrap().to_rfc3339(),
-        "2023-08-23T09:26:23.105134+00:00"
+        first_date.input_published_at.unwrap().to_rfc3339(),
+        "2021-04-13T12:51:00+00:00"
     );
-    assert!(t54
+    assert!(first_date
         .input_path
         .as_deref()
         .unwrap()
-        .ends_with("T54PXA_20230413T212505.SAFE"));
-    assert_eq!(t54.params["cloud_cover"], 95.137);
+        .ends_with("T32TLR_20210413T122408.SAFE"));
+    assert_eq!(first_date.params["cloud_cover"], 14.0);
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_newer_version_cancels_the_waiting_job_in_the_same_commit(pool: PgPool) {
+    let registry = Settings::default().registry().unwrap();
+    let fsc = registry.get("fsc_rlie").unwrap();
+    let footprint = serde_json::json!({"type": "Polygon", "coordinates": [[[-8.0, 53.52], [-6.4, 53.52], [-6.4, 54.15], [-8.0, 54.15], [-8.0, 53.52]]]});
+    let product = |name: &str, published: &str| swath_job_types::listing::CatalogueProduct {
+        catalogue_id: None,
+        name: name.into(),
+        input_path: format!("/eodata/{name}.SAFE"),
+        published_at: published.parse().unwrap(),
+        sensing_start: None,
+        sensing_end: None,
+        footprint: Some(footprint.clone()),
+        cloud_cover: None,
+        size_bytes: None,
+    };
+    let old = CataloguePage {
+        products: vec![product(
+            "S2B_MSIL1C_20211002T113319_N0301_R080_T29UNV_20211002T141024",
+            "2021-10-02T15:00:00Z",
+        )],
+        ..Default::default()
+    };
+    ingest_page(&pool, fsc.as_ref(), "test", &old)
+        .await
+        .unwrap();
+    let new = CataloguePage {
+        products: vec![product(
+            "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20211002T203816",
+            "2021-10-02T21:00:00Z",
+        )],
+        ..Default::default()
+    };
+    let report = ingest_page(&pool, fsc.as_ref(), "test", &new)
+        .await
+        .unwrap();
+    assert_eq!((report.created, report.superseded), (1, 1));
+    let jobs = list_jobs(
+        &pool,
+        &JobFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (newer, older) = (&jobs[0], &jobs[1]);
+    assert_eq!(older.status, JobStatus::Cancelled);
+    assert_eq!(older.status_message.as_deref(), Some("superseded by a newer version of its input: S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20211002T203816"));
+    assert_eq!(newer.status, JobStatus::Initialized);
+    assert_eq!(newer.params["supersedes"], serde_json::json!([older.id]));
+    // Listing both again changes nothing.
+    let again = ingest_page(&pool, fsc.as_ref(), "test", &new)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.created, again.superseded, again.already_known),
+        (0, 0, 1)
+    );
 }
 
 #[sqlx::test(migrations = "./sql")]

@@ -30,6 +30,13 @@ pub trait JobContext: Send + Sync {
         product_ids: &[String],
     ) -> Result<Vec<Job>, ContextError>;
 
+    /// Jobs of `job_type` sensed at any of `times` (other versions or duplicates of new products).
+    async fn jobs_measured_at(
+        &self,
+        job_type: &str,
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<Job>, ContextError>;
+
     /// The most recent job of `job_type` on `tile` measured strictly before `before`, skipping jobs in
     /// any of `excluded` statuses and retried originals (their retry stands for them).
     async fn previous_job_on_tile(

@@ -38,6 +38,19 @@ impl JobContext for MemoryContext {
             .collect())
     }
 
+    async fn jobs_measured_at(
+        &self,
+        job_type: &str,
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<Job>, ContextError> {
+        Ok(self
+            .jobs
+            .iter()
+            .filter(|j| j.job_type == job_type && j.measured_at.is_some_and(|m| times.contains(&m)))
+            .cloned()
+            .collect())
+    }
+
     async fn previous_job_on_tile(
         &self,
         job_type: &str,

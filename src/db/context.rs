@@ -51,6 +51,28 @@ impl JobContext for PgJobContext {
             .collect()
     }
 
+    async fn jobs_measured_at(
+        &self,
+        job_type: &str,
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<Job>, ContextError> {
+        let what = "looking up jobs by sensing time";
+        if times.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE job_type = $1 AND measured_at = ANY ($2) AND retry_of IS NULL ORDER BY id"
+        ))
+        .bind(job_type)
+        .bind(times)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| lookup_failed(what, e))?;
+        rows.iter()
+            .map(|r| job_from_row(r).map_err(|e| lookup_failed(what, e)))
+            .collect()
+    }
+
     async fn previous_job_on_tile(
         &self,
         job_type: &str,

@@ -439,6 +439,21 @@ impl TileGrid {
             .collect()
     }
 
+    /// `[west, south, east, north]` around every tile of the grid (to narrow catalogue queries);
+    /// `None` for an empty grid.
+    pub fn bounding_box(&self) -> Option<[f64; 4]> {
+        self.tiles
+            .iter()
+            .map(|tile| tile.footprint.bounding_rect())
+            .fold(None, |acc, r| {
+                let (min, max) = (r.min(), r.max());
+                Some(match acc {
+                    None => [min.x, min.y, max.x, max.y],
+                    Some([w, s, e, n]) => [w.min(min.x), s.min(min.y), e.max(max.x), n.max(max.y)],
+                })
+            })
+    }
+
     fn find(&self, tile: &str) -> Option<&Tile> {
         self.tiles
             .binary_search_by(|candidate| candidate.id.as_str().cmp(tile))

@@ -117,6 +117,19 @@ fn embedded_grid_has_the_original_tiles() {
     assert!(!grid.contains("32tlr"), "ids are upper case");
     assert!(grid.tile_footprint("32TLR").is_some());
     assert!(grid.tile_footprint("54PXA").is_none());
+    // From the Azores to the Caucasus, from the Canaries to the North Cape.
+    let [w, s, e, n] = grid.bounding_box().unwrap();
+    assert!(
+        w < -31.0 && e > 44.0 && s < 28.5 && n > 71.0,
+        "{:?}",
+        [w, s, e, n]
+    );
+    assert!(grid.restrict(["32TLR"]).unwrap().bounding_box().unwrap()[0] > 6.0);
+    assert!(grid
+        .restrict(Vec::<&str>::new())
+        .unwrap()
+        .bounding_box()
+        .is_none());
     // Every tile is a quadrilateral of roughly 110 km x 110 km.
     for id in grid.tile_ids() {
         let footprint = grid.tile_footprint(id).unwrap();

@@ -10,22 +10,32 @@ use crate::listing::CatalogueProduct;
 use crate::status::JobStatus;
 use crate::template::{JobTemplate, JobTypeError, JobsToCreate, RejectedProduct};
 
-/// Splits job candidates into jobs, skipped products and rejected ones, dropping those that already
-/// exist in the database or earlier in the page. Shared by the job types that key jobs by product.
-pub(crate) async fn jobs_from_products(
+/// The products of a page that a job type may turn into jobs, after filtering and after dropping
+/// those that already have a job (in the database or earlier in the page). Skipped and rejected
+/// products are already sorted into `out`.
+pub(crate) struct Candidates {
+    /// Skipped and rejected products so far; jobs are added by the caller.
+    pub out: JobsToCreate,
+    /// New jobs, each with the listed product it comes from.
+    pub jobs: Vec<(NewJob, CatalogueProduct)>,
+}
+
+/// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the
+/// product, any other `Err` rejects it), then drops the products that already have a job.
+pub(crate) async fn candidates(
     template: &dyn JobTemplate,
     ctx: &dyn JobContext,
     products: &[CatalogueProduct],
     build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
-) -> Result<JobsToCreate, JobTypeError> {
+) -> Result<Candidates, JobTypeError> {
     let mut out = JobsToCreate::default();
-    let mut candidates = Vec::new();
+    let mut jobs = Vec::new();
     let mut seen = HashSet::new();
     for product in products {
         match build(product) {
             Ok(job) => {
                 if seen.insert(job.name.clone()) {
-                    candidates.push(job);
+                    jobs.push((job, product.clone()));
                 }
             }
             Err(reason) => {
@@ -40,9 +50,9 @@ pub(crate) async fn jobs_from_products(
             }
         }
     }
-    let ids: Vec<String> = candidates
+    let ids: Vec<String> = jobs
         .iter()
-        .filter_map(|j| j.product_id.clone())
+        .filter_map(|(j, _)| j.product_id.clone())
         .collect();
     let existing: HashSet<String> = ctx
         .jobs_with_products(&template.spec().name, &ids)
@@ -50,20 +60,45 @@ pub(crate) async fn jobs_from_products(
         .into_iter()
         .filter_map(|j| j.product_id)
         .collect();
-    let start = template.spec().processing_start_date;
-    for mut job in candidates {
-        if job
-            .product_id
+    jobs.retain(|(job, _)| {
+        !job.product_id
             .as_ref()
             .is_some_and(|p| existing.contains(p))
-        {
-            continue;
-        }
-        let reprocessed = matches!((job.measured_at, start), (Some(m), Some(s)) if m < s);
-        template.job_pre_insertion_setup(&mut job, reprocessed);
-        out.jobs.push(job);
+    });
+    Ok(Candidates { out, jobs })
+}
+
+/// Applies the processing start date and the job type's pre-insertion setup, then adds the job.
+pub(crate) fn finish(template: &dyn JobTemplate, out: &mut JobsToCreate, mut job: NewJob) {
+    let start = template.spec().processing_start_date;
+    let reprocessed = matches!((job.measured_at, start), (Some(m), Some(s)) if m < s);
+    template.job_pre_insertion_setup(&mut job, reprocessed);
+    out.jobs.push(job);
+}
+
+/// [`candidates`] then [`finish`] for each: for job types whose products are independent.
+pub(crate) async fn jobs_from_products(
+    template: &dyn JobTemplate,
+    ctx: &dyn JobContext,
+    products: &[CatalogueProduct],
+    build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
+) -> Result<JobsToCreate, JobTypeError> {
+    let Candidates { mut out, jobs } = candidates(template, ctx, products, build).await?;
+    for (job, _) in jobs {
+        finish(template, &mut out, job);
     }
     Ok(out)
+}
+
+/// Marks a job as created `cancelled` for `reason` (recorded in its history), with `context` as its
+/// reprocessing context.
+pub(crate) fn mark_cancelled(job: &mut NewJob, reason: String, context: &str) {
+    job.priority = JobPriority::Reprocessing;
+    job.initial_status = JobStatus::Cancelled;
+    job.initial_message = Some(reason);
+    if let Some(params) = job.params.as_object_mut() {
+        params.insert("reprocessing_context".into(), context.into());
+    }
 }
 
 /// Marks a job as reprocessed: it starts `cancelled` with the reason recorded.

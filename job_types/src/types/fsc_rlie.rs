@@ -5,24 +5,27 @@
 //! of its tile has been processed (original §3.4, without the backward mode, which belongs to the
 //! science rather than the orchestration).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::common::{jobs_from_products, mark_reprocessed};
+use super::common::{candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
+use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
+use super::{area_of_interest, footprint_of, SettingsError};
 use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
+use crate::aoi::{Footprint, TileGrid};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, JobPriority, NewJob};
 use crate::listing::CatalogueProduct;
-use crate::product::{ProductName, S2Level};
+use crate::product::{ProductName, S2Level, S2ProductName};
 use crate::publication::{
     resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
 };
 use crate::status::JobStatus;
+use crate::template::Superseded;
 use crate::template::{
     Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
     JobsToCreate, TaskInput, TaskOutput, WorkerTask,
@@ -75,6 +78,12 @@ pub struct FscRlieParams {
     pub l2a_path_in: Option<String>,
     /// L2A the job writes for the next date.
     pub l2a_path_out: Option<String>,
+    /// Footprint from the catalogue (GeoJSON), to tell versions from partial-tile products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub footprint: Option<serde_json::Value>,
+    /// Jobs of older versions of the same product that this one replaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<i64>,
 }
 
 /// The `fsc_rlie` job type.
@@ -82,7 +91,7 @@ pub struct FscRlieParams {
 pub struct FscRlie {
     spec: JobTypeSpec,
     exit_codes: ExitCodeTable,
-    tiles: Option<HashSet<String>>,
+    tiles: TileGrid,
 }
 
 /// The scientific code's return codes (original §5.4), with codes above 207 made internal errors.
@@ -116,8 +125,9 @@ pub fn exit_code_table() -> ExitCodeTable {
 }
 
 impl FscRlie {
-    /// The job type with `overrides` applied.
-    pub fn new(overrides: &JobTypeOverrides) -> Self {
+    /// The job type with `overrides` applied; its area of interest is the EEA39 grid, or the
+    /// `tiles` of the overrides (which must all be EEA39 tiles).
+    pub fn new(overrides: &JobTypeOverrides) -> Result<Self, SettingsError> {
         let spec = JobTypeSpec {
             name: NAME.into(),
             input_product_type: InputProductType::S2,
@@ -131,14 +141,11 @@ impl FscRlie {
             processing_timeout: Duration::from_secs(4 * 3600),
             network: false,
         };
-        FscRlie {
+        Ok(FscRlie {
             spec: overrides.apply(spec),
             exit_codes: exit_code_table(),
-            tiles: overrides
-                .tiles
-                .as_ref()
-                .map(|t| t.iter().cloned().collect()),
-        }
+            tiles: area_of_interest(NAME, overrides)?,
+        })
     }
 
     fn new_job(&self, product: &CatalogueProduct) -> Result<NewJob, String> {
@@ -151,7 +158,7 @@ impl FscRlie {
             return Err(format!("skip: level {} is not L1C", name.level));
         }
         let tile = name.tile.to_string();
-        if self.tiles.as_ref().is_some_and(|t| !t.contains(&tile)) {
+        if !self.tiles.contains(&tile) {
             return Err(format!("skip: tile {tile} is outside the area of interest"));
         }
         let params = FscRlieParams {
@@ -167,6 +174,8 @@ impl FscRlie {
             previous_job_id: None,
             l2a_path_in: None,
             l2a_path_out: None,
+            footprint: product.footprint.clone(),
+            supersedes: Vec::new(),
         };
         let mut job = NewJob::for_product(NAME, canonical, product, self.spec.max_attempts);
         job.tile_id = Some(tile);
@@ -191,12 +200,148 @@ impl JobTemplate for FscRlie {
         &self.exit_codes
     }
 
+    fn area_of_interest_bbox(&self) -> Option<[f64; 4]> {
+        self.tiles.bounding_box()
+    }
+
+    /// One job per L1C product over the area of interest. Of several versions of one product
+    /// (see [`super::versions`]), the newest wins: older versions listed later are recorded
+    /// `cancelled`, and older versions that are still waiting are cancelled in its favour. A newer
+    /// version of a product already being processed is processed again only within
+    /// [`SUPERSEDE_GRACE`] of sensing.
     async fn get_jobs_to_create(
         &self,
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
     ) -> Result<JobsToCreate, JobTypeError> {
-        jobs_from_products(self, ctx, products, |p| self.new_job(p)).await
+        let Candidates { mut out, jobs } =
+            candidates(self, ctx, products, |p| self.new_job(p)).await?;
+        let times: Vec<DateTime<Utc>> = jobs.iter().filter_map(|(j, _)| j.measured_at).collect();
+        let existing: Vec<(Job, S2ProductName, Option<Footprint>)> = ctx
+            .jobs_measured_at(NAME, &times)
+            .await?
+            .into_iter()
+            .filter_map(|job| {
+                let name = job.product_id.as_deref()?.parse::<S2ProductName>().ok()?;
+                let footprint = footprint_of(&job.params);
+                Some((job, name, footprint))
+            })
+            .collect();
+        let listed: Vec<(S2ProductName, Option<Footprint>)> = jobs
+            .iter()
+            .map(|(job, product)| {
+                let name = job
+                    .name
+                    .parse::<S2ProductName>()
+                    .expect("candidates are parsed S2 names");
+                (
+                    name,
+                    product
+                        .footprint
+                        .as_ref()
+                        .and_then(|f| Footprint::from_geojson(f).ok()),
+                )
+            })
+            .collect();
+        for (i, (mut job, product)) in jobs.into_iter().enumerate() {
+            let me = Listed {
+                name: &listed[i].0,
+                footprint: listed[i].1.as_ref(),
+            };
+            let newer_listed = listed
+                .iter()
+                .filter(|(n, f)| {
+                    n.version_key() > me.name.version_key()
+                        && same_product(
+                            me,
+                            Listed {
+                                name: n,
+                                footprint: f.as_ref(),
+                            },
+                        )
+                })
+                .map(|(n, _)| n.to_string());
+            let newer_known = existing
+                .iter()
+                .filter(|(_, n, f)| {
+                    n.version_key() > me.name.version_key()
+                        && same_product(
+                            me,
+                            Listed {
+                                name: n,
+                                footprint: f.as_ref(),
+                            },
+                        )
+                })
+                .map(|(_, n, _)| n.to_string());
+            if let Some(newer) = newer_listed.chain(newer_known).max() {
+                mark_cancelled(
+                    &mut job,
+                    format!("superseded by a newer version of the same product: {newer}"),
+                    "superseded",
+                );
+                out.jobs.push(job);
+                continue;
+            }
+            let older: Vec<&Job> = existing
+                .iter()
+                .filter(|(_, n, f)| {
+                    n.version_key() < me.name.version_key()
+                        && same_product(
+                            me,
+                            Listed {
+                                name: n,
+                                footprint: f.as_ref(),
+                            },
+                        )
+                })
+                .map(|(j, _, _)| j)
+                .collect();
+            let waiting = |j: &&Job| {
+                matches!(
+                    j.status,
+                    JobStatus::Initialized | JobStatus::Configured | JobStatus::Ready
+                )
+            };
+            let gone =
+                |j: &&Job| matches!(j.status, JobStatus::Cancelled | JobStatus::InternalError);
+            let late = job
+                .measured_at
+                .is_some_and(|m| product.published_at - m > SUPERSEDE_GRACE);
+            if let Some(running) = older
+                .iter()
+                .find(|j| !waiting(j) && !gone(j))
+                .filter(|_| late)
+            {
+                mark_cancelled(
+                    &mut job,
+                    format!(
+                        "a newer version of {} (job {}), which is already processed or running; late versions are left to reprocessing campaigns",
+                        running.name, running.id
+                    ),
+                    "late_version",
+                );
+                out.jobs.push(job);
+                continue;
+            }
+            let replaced: Vec<&Job> = older.iter().filter(|j| waiting(j)).copied().collect();
+            for old in &replaced {
+                out.superseded.push(Superseded {
+                    job_id: old.id,
+                    status: old.status,
+                    attempt: old.attempt,
+                    by: job.name.clone(),
+                });
+            }
+            if let Some(params) = job.params.as_object_mut() {
+                let ids: Vec<i64> = older.iter().filter(|j| !gone(j)).map(|j| j.id).collect();
+                if !ids.is_empty() {
+                    params.insert("supersedes".into(), ids.into());
+                }
+            }
+            finish(self, &mut out, job);
+        }
+        Ok(out)
     }
 
     fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {

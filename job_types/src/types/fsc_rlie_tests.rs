@@ -2,23 +2,35 @@
 
 use super::*;
 use crate::job::{JobResults, OutputProduct};
+use crate::template::Superseded;
 use crate::testing::{job_from_new, listed, MemoryContext};
 
-/// The two products of the real OData sample page (`samples/odata_s2_l1c_page.json`).
+/// A product of the real OData sample page (`samples/odata_s2_l1c_page.json`), outside Europe.
 const SAMPLE_A: &str = "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.SAFE";
-const SAMPLE_B: &str = "S2A_MSIL1C_20200808T010311_N0500_R045_T55PBR_20230413T212505.SAFE";
 
 fn fsc() -> FscRlie {
-    FscRlie::new(&JobTypeOverrides::default())
+    FscRlie::new(&JobTypeOverrides::default()).unwrap()
+}
+
+/// `listed` with a footprint: a box from `south` to `north` over tile 29UNV.
+fn listed_with_footprint(name: &str, published: &str, south: f64, north: f64) -> CatalogueProduct {
+    let mut p = listed(name, published);
+    p.footprint = Some(
+        serde_json::json!({"type": "Polygon", "coordinates": [[[-8.0, south], [-6.4, south], [-6.4, north], [-8.0, north], [-8.0, south]]]}),
+    );
+    p
 }
 
 #[tokio::test]
-async fn creates_one_job_per_l1c_and_sorts_out_the_rest() {
+async fn creates_one_job_per_l1c_over_the_area_and_sorts_out_the_rest() {
     let ctx = MemoryContext::default();
+    let tlr = "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408.SAFE";
+    let tls = "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLS_20210413T122408";
     let page = [
+        listed(tlr, "2021-04-13T13:00:00Z"),
+        listed(tls, "2021-04-13T13:00:00Z"),
+        listed(tlr, "2021-04-13T13:00:00Z"),
         listed(SAMPLE_A, "2023-08-23T09:26:23.105134Z"),
-        listed(SAMPLE_B, "2023-08-23T08:24:44.869562Z"),
-        listed(SAMPLE_B, "2023-08-23T08:24:44.869562Z"),
         listed(
             "S2B_MSIL2A_20230301T104859_N0510_R051_T31UDT_20240824T133550.SAFE",
             "2024-08-24T15:00:00Z",
@@ -38,37 +50,213 @@ async fn creates_one_job_per_l1c_and_sorts_out_the_rest() {
         2,
         "the duplicate within the page is dropped"
     );
-    assert_eq!(out.skipped.len(), 2);
+    let reasons: Vec<&str> = out.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
-        out.skipped[0].reason.contains("L2A is not L1C"),
-        "{:?}",
-        out.skipped
+        reasons[0].contains("tile 54PXA is outside the area of interest"),
+        "{reasons:?}"
     );
-    assert!(out.skipped[1].reason.contains("not a Sentinel-2 product"));
+    assert!(reasons[1].contains("L2A is not L1C"));
+    assert!(reasons[2].contains("not a Sentinel-2 product"));
     assert_eq!(out.rejected.len(), 1);
     assert!(
         out.rejected[0].reason.contains("54IXA"),
         "{:?}",
         out.rejected
     );
+    assert!(out.superseded.is_empty());
 
     let job = &out.jobs[0];
     assert_eq!(
         job.name,
-        "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505"
+        "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408"
     );
-    assert_eq!(job.tile_id.as_deref(), Some("54PXA"));
+    assert_eq!(job.tile_id.as_deref(), Some("32TLR"));
     assert_eq!(job.initial_status, JobStatus::Initialized);
     assert_eq!(
         job.measured_at.unwrap().to_rfc3339(),
-        "2020-08-08T01:03:11+00:00"
+        "2021-04-13T10:10:21+00:00"
     );
-    // Published three years after sensing (a Collection-1 reprocessing): not near real time.
-    assert_eq!(job.priority, JobPriority::Delayed);
+    assert_eq!(job.priority, JobPriority::Nrt);
     let params: FscRlieParams = serde_json::from_value(job.params.clone()).unwrap();
-    assert_eq!(params.baseline, "N0500");
-    assert_eq!(params.relative_orbit, 45);
+    assert_eq!(params.baseline, "N0300");
+    assert_eq!(params.relative_orbit, 22);
     assert_eq!(params.cloud_cover, Some(12.5));
+}
+
+#[tokio::test]
+async fn a_reprocessing_published_years_later_is_delayed() {
+    let overrides = JobTypeOverrides {
+        tiles: Some(["32TLR".to_string()].into()),
+        ..Default::default()
+    };
+    let t = FscRlie::new(&overrides).unwrap();
+    let page = [listed(
+        "S2A_MSIL1C_20200808T101031_N0500_R022_T32TLR_20230413T212505",
+        "2023-08-23T09:26:23Z",
+    )];
+    let out = t
+        .get_jobs_to_create(&MemoryContext::default(), &page)
+        .await
+        .unwrap();
+    assert_eq!(out.jobs[0].priority, JobPriority::Delayed);
+    assert_eq!(t.area_of_interest_bbox().map(|b| b[0] > 6.0), Some(true));
+}
+
+/// The four products of one datatake and tile of catalogue notes §2.4 (tile 29UNV, 2021-10-02),
+/// as L1C: two partial-tile products (N0301) and their N0500 reprocessings.
+const A301: &str = "S2B_MSIL1C_20211002T113319_N0301_R080_T29UNV_20211002T141024";
+const B301: &str = "S2B_MSIL1C_20211002T113319_N0301_R080_T29UNV_20211002T160521";
+const A500: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230102T203816";
+const B500: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230103T031448";
+const NORTH: (f64, f64) = (53.52, 54.15);
+const SOUTH: (f64, f64) = (53.15, 53.96);
+
+#[tokio::test]
+async fn partial_tile_products_are_both_processed_and_newer_versions_win() {
+    let page = [
+        listed_with_footprint(A301, "2021-10-02T15:00:00Z", NORTH.0, NORTH.1),
+        listed_with_footprint(B301, "2021-10-02T17:00:00Z", SOUTH.0, SOUTH.1),
+        listed_with_footprint(A500, "2023-01-02T22:00:00Z", NORTH.0, NORTH.1),
+        listed_with_footprint(B500, "2023-01-03T04:00:00Z", SOUTH.0, SOUTH.1),
+    ];
+    let out = fsc()
+        .get_jobs_to_create(&MemoryContext::default(), &page)
+        .await
+        .unwrap();
+    let status = |name: &str| {
+        out.jobs
+            .iter()
+            .find(|j| j.name == name)
+            .map(|j| (j.initial_status, j.initial_message.clone()))
+    };
+    assert_eq!(status(A500).unwrap().0, JobStatus::Initialized);
+    assert_eq!(
+        status(B500).unwrap().0,
+        JobStatus::Initialized,
+        "the other partial product is not a duplicate"
+    );
+    let (a, why) = status(A301).unwrap();
+    assert_eq!(a, JobStatus::Cancelled);
+    assert!(why.unwrap().contains(&format!(
+        "superseded by a newer version of the same product: {A500}"
+    )));
+    assert_eq!(status(B301).unwrap().0, JobStatus::Cancelled);
+    assert_eq!(out.jobs.len(), 4, "every product is recorded, none lost");
+}
+
+#[tokio::test]
+async fn a_newer_version_replaces_a_waiting_job_and_respects_a_processed_one() {
+    let t = fsc();
+    let old = t
+        .get_jobs_to_create(
+            &MemoryContext::default(),
+            &[listed_with_footprint(
+                A301,
+                "2021-10-02T15:00:00Z",
+                NORTH.0,
+                NORTH.1,
+            )],
+        )
+        .await
+        .unwrap();
+    let mut existing = job_from_new(&old.jobs[0], 41);
+
+    // Still waiting: the newer version replaces it.
+    let newer = [listed_with_footprint(
+        A500,
+        "2021-10-02T20:00:00Z",
+        NORTH.0,
+        NORTH.1,
+    )];
+    let ctx = MemoryContext {
+        jobs: vec![existing.clone()],
+    };
+    let out = t.get_jobs_to_create(&ctx, &newer).await.unwrap();
+    assert_eq!(
+        out.superseded,
+        vec![Superseded {
+            job_id: 41,
+            status: JobStatus::Initialized,
+            attempt: 1,
+            by: A500.into()
+        }]
+    );
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+    assert_eq!(out.jobs[0].params["supersedes"], serde_json::json!([41]));
+
+    // Already processed, and the newer version came within a day of sensing: processed again.
+    existing.status = JobStatus::Done;
+    let ctx = MemoryContext {
+        jobs: vec![existing.clone()],
+    };
+    let out = t.get_jobs_to_create(&ctx, &newer).await.unwrap();
+    assert!(out.superseded.is_empty());
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+
+    // Already processed, and the newer version is a reprocessing published a year later: recorded,
+    // not processed (campaigns are planned, not triggered by the catalogue).
+    let late = [listed_with_footprint(
+        A500,
+        "2023-01-02T22:00:00Z",
+        NORTH.0,
+        NORTH.1,
+    )];
+    let out = t.get_jobs_to_create(&ctx, &late).await.unwrap();
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Cancelled);
+    assert!(out.jobs[0]
+        .initial_message
+        .as_deref()
+        .unwrap()
+        .contains("(job 41), which is already processed"));
+    assert_eq!(out.jobs[0].params["reprocessing_context"], "late_version");
+
+    // An older version listed after a newer one is recorded as superseded.
+    let newest = job_from_new(
+        &t.get_jobs_to_create(&MemoryContext::default(), &newer)
+            .await
+            .unwrap()
+            .jobs[0],
+        42,
+    );
+    let ctx = MemoryContext { jobs: vec![newest] };
+    let out = t
+        .get_jobs_to_create(
+            &ctx,
+            &[listed_with_footprint(
+                A301,
+                "2021-10-02T15:00:00Z",
+                NORTH.0,
+                NORTH.1,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Cancelled);
+    assert!(out.jobs[0]
+        .initial_message
+        .as_deref()
+        .unwrap()
+        .contains(A500));
+
+    // A partial product next to an existing one of the same datatake is a product of its own.
+    let ctx = MemoryContext {
+        jobs: vec![existing],
+    };
+    let out = t
+        .get_jobs_to_create(
+            &ctx,
+            &[listed_with_footprint(
+                B301,
+                "2021-10-02T17:00:00Z",
+                SOUTH.0,
+                SOUTH.1,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+    assert!(out.superseded.is_empty());
 }
 
 #[tokio::test]
@@ -77,7 +265,7 @@ async fn old_inputs_are_cancelled_recent_ones_are_nrt_and_the_aoi_filters() {
         tiles: Some(["32TLR".to_string(), "31UFS".to_string()].into()),
         ..Default::default()
     };
-    let t = FscRlie::new(&overrides);
+    let t = FscRlie::new(&overrides).unwrap();
     let ctx = MemoryContext::default();
     let page = [
         listed(
@@ -116,8 +304,14 @@ async fn old_inputs_are_cancelled_recent_ones_are_nrt_and_the_aoi_filters() {
 async fn ingesting_the_same_listing_twice_creates_nothing_new() {
     let mut ctx = MemoryContext::default();
     let page = [
-        listed(SAMPLE_A, "2023-08-23T09:26:23Z"),
-        listed(SAMPLE_B, "2023-08-23T08:24:44Z"),
+        listed(
+            "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408",
+            "2021-04-13T13:00:00Z",
+        ),
+        listed(
+            "S2B_MSIL1C_20210413T101021_N0300_R022_T32TLS_20210413T122408",
+            "2021-04-13T13:00:00Z",
+        ),
     ];
     let first = fsc().get_jobs_to_create(&ctx, &page).await.unwrap();
     ctx.jobs = first

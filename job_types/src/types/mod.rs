@@ -11,12 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::aoi::{Footprint, TileGrid};
 use crate::template::{JobTemplate, JobTypeSpec};
 
 mod common;
 pub mod fsc_rlie;
 pub mod rlie_s1;
 pub mod test_job;
+pub mod versions;
 
 /// Image of the stand-in scientific code used by the demo and the tests.
 pub const STAND_IN_IMAGE: &str = "swath-stand-in:latest";
@@ -41,10 +43,52 @@ pub struct JobTypeOverrides {
     pub tiles: Option<BTreeSet<String>>,
 }
 
-/// Unknown job type names in the overrides.
+/// Job type settings that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("settings name unknown job type {0:?} (known: fsc_rlie, rlie_s1, test_job)")]
-pub struct UnknownJobType(pub String);
+pub enum SettingsError {
+    /// Settings name a job type that does not exist.
+    #[error("settings name unknown job type {0:?} (known: fsc_rlie, rlie_s1, test_job)")]
+    UnknownJobType(String),
+    /// An area of interest names tiles outside the EEA39 grid.
+    #[error("{job_type}: tiles {tiles:?} are not EEA39 Sentinel-2 tiles (ids like 32TLR, without the T)")]
+    UnknownTiles {
+        /// The job type.
+        job_type: String,
+        /// The unknown tiles.
+        tiles: Vec<String>,
+    },
+}
+
+/// The area of interest of `job_type`: the EEA39 grid, or the `tiles` of `overrides`.
+pub(crate) fn area_of_interest(
+    job_type: &str,
+    overrides: &JobTypeOverrides,
+) -> Result<TileGrid, SettingsError> {
+    let grid = TileGrid::eea39();
+    match &overrides.tiles {
+        None => Ok(grid.clone()),
+        Some(tiles) => grid
+            .restrict(tiles.iter().map(String::as_str))
+            .map_err(|e| match e {
+                crate::aoi::AoiError::UnknownTiles { tiles } => SettingsError::UnknownTiles {
+                    job_type: job_type.into(),
+                    tiles,
+                },
+                other => SettingsError::UnknownTiles {
+                    job_type: job_type.into(),
+                    tiles: vec![other.to_string()],
+                },
+            }),
+    }
+}
+
+/// The catalogue footprint stored in a job's params (`footprint`, GeoJSON), if any and valid.
+pub(crate) fn footprint_of(params: &serde_json::Value) -> Option<Footprint> {
+    params
+        .get("footprint")
+        .filter(|f| f.is_object())
+        .and_then(|f| Footprint::from_geojson(f).ok())
+}
 
 impl JobTypeOverrides {
     /// Applies these overrides to a default spec.
@@ -74,15 +118,15 @@ impl JobTypeOverrides {
 /// The shipped job types, with `overrides` applied (keyed by job type name).
 pub fn builtin_job_types(
     overrides: &BTreeMap<String, JobTypeOverrides>,
-) -> Result<Vec<Arc<dyn JobTemplate>>, UnknownJobType> {
+) -> Result<Vec<Arc<dyn JobTemplate>>, SettingsError> {
     let known = [fsc_rlie::NAME, rlie_s1::NAME, test_job::NAME];
     if let Some(unknown) = overrides.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(UnknownJobType(unknown.clone()));
+        return Err(SettingsError::UnknownJobType(unknown.clone()));
     }
     let get = |name: &str| overrides.get(name).cloned().unwrap_or_default();
     Ok(vec![
-        Arc::new(fsc_rlie::FscRlie::new(&get(fsc_rlie::NAME))),
-        Arc::new(rlie_s1::RlieS1::new(&get(rlie_s1::NAME))),
+        Arc::new(fsc_rlie::FscRlie::new(&get(fsc_rlie::NAME))?),
+        Arc::new(rlie_s1::RlieS1::new(&get(rlie_s1::NAME))?),
         Arc::new(test_job::TestJob::new(&get(test_job::NAME))),
     ])
 }
@@ -144,7 +188,32 @@ mod tests {
 
         overrides.insert("fsc_rlei".into(), JobTypeOverrides::default());
         let err = builtin_job_types(&overrides).unwrap_err();
-        assert_eq!(err, UnknownJobType("fsc_rlei".into()));
+        assert_eq!(err, SettingsError::UnknownJobType("fsc_rlei".into()));
+        overrides.remove("fsc_rlei");
+
+        let mut tiles = BTreeMap::new();
+        tiles.insert(
+            "fsc_rlie".to_string(),
+            JobTypeOverrides {
+                tiles: Some(
+                    [
+                        "32TLR".to_string(),
+                        "54PXA".to_string(),
+                        "T31UFS".to_string(),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+        );
+        let err = builtin_job_types(&tiles).unwrap_err();
+        assert_eq!(
+            err,
+            SettingsError::UnknownTiles {
+                job_type: "fsc_rlie".into(),
+                tiles: vec!["54PXA".into(), "T31UFS".into()]
+            }
+        );
 
         let mut zero = BTreeMap::new();
         zero.insert(

@@ -7,21 +7,24 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::common::{jobs_from_products, mark_reprocessed};
+use super::common::{candidates, finish, mark_reprocessed, Candidates};
+use super::{area_of_interest, SettingsError};
 use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
+use crate::aoi::{Footprint, TileGrid};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, NewJob};
 use crate::listing::CatalogueProduct;
-use crate::product::{ProductName, Resolution, S1Mode};
+use crate::product::{ProductName, Resolution, S1AcquisitionKey, S1Mode, S1ProductName};
 use crate::publication::{
     resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
 };
 use crate::template::{
     Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
-    JobsToCreate, TaskInput, TaskOutput, WorkerTask,
+    JobsToCreate, RejectedProduct, TaskInput, TaskOutput, WorkerTask,
 };
 
 /// The job type's name.
@@ -55,6 +58,7 @@ pub struct RlieS1Params {
 pub struct RlieS1 {
     spec: JobTypeSpec,
     exit_codes: ExitCodeTable,
+    tiles: TileGrid,
 }
 
 /// Return codes of the RLIE-S1 scientific code.
@@ -77,8 +81,9 @@ pub fn exit_code_table() -> ExitCodeTable {
 }
 
 impl RlieS1 {
-    /// The job type with `overrides` applied.
-    pub fn new(overrides: &JobTypeOverrides) -> Self {
+    /// The job type with `overrides` applied; its area of interest is the EEA39 grid, or the
+    /// `tiles` of the overrides.
+    pub fn new(overrides: &JobTypeOverrides) -> Result<Self, SettingsError> {
         let spec = JobTypeSpec {
             name: NAME.into(),
             input_product_type: InputProductType::S1,
@@ -92,10 +97,11 @@ impl RlieS1 {
             processing_timeout: Duration::from_secs(2 * 3600),
             network: false,
         };
-        RlieS1 {
+        Ok(RlieS1 {
             spec: overrides.apply(spec),
             exit_codes: exit_code_table(),
-        }
+            tiles: area_of_interest(NAME, overrides)?,
+        })
     }
 
     fn new_job(&self, product: &CatalogueProduct) -> Result<NewJob, String> {
@@ -109,6 +115,19 @@ impl RlieS1 {
                 "skip: only IW GRDH products are processed, not {canonical}"
             ));
         }
+        let footprint = product
+            .footprint
+            .as_ref()
+            .ok_or_else(|| {
+                "the catalogue gives no footprint: the tiles it covers are unknown".to_string()
+            })
+            .and_then(|f| {
+                Footprint::from_geojson(f).map_err(|e| format!("unusable footprint: {e}"))
+            })?;
+        let s2tile_ids = self.tiles.tiles_intersecting(&footprint);
+        if s2tile_ids.is_empty() {
+            return Err("skip: the footprint covers no tile of the area of interest".into());
+        }
         let params = RlieS1Params {
             s1grd_id: canonical.clone(),
             mission: name.mission.to_string(),
@@ -116,7 +135,7 @@ impl RlieS1 {
             relative_orbit: name.relative_orbit,
             datatake_id: name.datatake_id,
             sensing_stop: name.sensing_stop,
-            s2tile_ids: Vec::new(),
+            s2tile_ids,
             reprocessing_context: None,
         };
         let mut job = NewJob::for_product(NAME, canonical, product, self.spec.max_attempts);
@@ -136,12 +155,50 @@ impl JobTemplate for RlieS1 {
         &self.exit_codes
     }
 
+    fn area_of_interest_bbox(&self) -> Option<[f64; 4]> {
+        self.tiles.bounding_box()
+    }
+
+    /// One job per IW GRDH product over the area of interest. Products that differ from a known
+    /// one only in their CRC (a regenerated duplicate) or their `_COG` suffix are duplicates: the
+    /// first one listed is kept. NRT-3h and Fast-24h products of one datatake are sliced
+    /// differently, so they are different products and both are processed.
     async fn get_jobs_to_create(
         &self,
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
     ) -> Result<JobsToCreate, JobTypeError> {
-        jobs_from_products(self, ctx, products, |p| self.new_job(p)).await
+        let Candidates { mut out, jobs } =
+            candidates(self, ctx, products, |p| self.new_job(p)).await?;
+        let times: Vec<DateTime<Utc>> = jobs.iter().filter_map(|(j, _)| j.measured_at).collect();
+        let mut known: Vec<(S1AcquisitionKey, String)> = ctx
+            .jobs_measured_at(NAME, &times)
+            .await?
+            .into_iter()
+            .filter_map(|j| {
+                let name = j.product_id?.parse::<S1ProductName>().ok()?;
+                Some((name.acquisition_key(), name.to_string()))
+            })
+            .collect();
+        for (job, product) in jobs {
+            let key = job
+                .name
+                .parse::<S1ProductName>()
+                .expect("candidates are parsed S1 names")
+                .acquisition_key();
+            if let Some((_, first)) = known.iter().find(|(k, _)| *k == key) {
+                out.skipped.push(RejectedProduct {
+                    name: product.name,
+                    reason: format!(
+                        "duplicate of {first}: it differs only in its CRC or COG suffix"
+                    ),
+                });
+                continue;
+            }
+            known.push((key, job.name.clone()));
+            finish(self, &mut out, job);
+        }
+        Ok(out)
     }
 
     fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
@@ -232,13 +289,38 @@ mod tests {
 
     const GRD: &str = "S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A.SAFE";
 
+    fn rlie() -> RlieS1 {
+        RlieS1::new(&JobTypeOverrides::default()).unwrap()
+    }
+
+    /// An IW swath over the western Alps (about 250 km by 170 km).
+    fn over_the_alps(name: &str, published: &str) -> CatalogueProduct {
+        let mut p = listed(name, published);
+        p.footprint = Some(
+            serde_json::json!({"type": "Polygon", "coordinates": [[[6.2, 44.9], [9.4, 45.3], [9.0, 46.8], [5.8, 46.4], [6.2, 44.9]]]}),
+        );
+        p
+    }
+
     #[tokio::test]
-    async fn keeps_iw_grdh_only_and_records_orbit_data() {
-        let t = RlieS1::new(&JobTypeOverrides::default());
+    async fn keeps_iw_grdh_over_the_area_and_lists_the_tiles_it_covers() {
+        let t = rlie();
         let ctx = MemoryContext::default();
+        let mut atlantic = over_the_alps(
+            "S1A_IW_GRDH_1SDV_20210412T151211_20210412T151236_037419_046917_3C4D",
+            "2021-04-12T16:00:00Z",
+        );
+        atlantic.footprint = Some(
+            serde_json::json!({"type": "Polygon", "coordinates": [[[-40.0, 40.0], [-38.0, 40.0], [-38.0, 42.0], [-40.0, 40.0]]]}),
+        );
+        let mut blind = over_the_alps(
+            "S1A_IW_GRDH_1SDV_20210412T151311_20210412T151336_037419_046917_5E6F",
+            "2021-04-12T16:00:00Z",
+        );
+        blind.footprint = None;
         let page = [
-            listed(GRD, "2021-04-12T16:00:00Z"),
-            listed(
+            over_the_alps(GRD, "2021-04-12T16:00:00Z"),
+            over_the_alps(
                 "S1A_EW_GRDM_1SDH_20210412T151111_20210412T151136_037419_046917_218B",
                 "2021-04-12T16:00:00Z",
             ),
@@ -247,11 +329,23 @@ mod tests {
                 "2021-04-13T16:00:00Z",
             ),
             listed("S1A_IW_GRDH_1SDV_2021", "2021-04-12T16:00:00Z"),
+            atlantic,
+            blind,
         ];
         let out = t.get_jobs_to_create(&ctx, &page).await.unwrap();
         assert_eq!(out.jobs.len(), 1);
-        assert_eq!(out.skipped.len(), 2, "{:?}", out.skipped);
-        assert_eq!(out.rejected.len(), 1);
+        let skipped: Vec<&str> = out.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(
+            skipped[2].contains("covers no tile of the area of interest"),
+            "{skipped:?}"
+        );
+        assert_eq!(out.rejected.len(), 2, "{:?}", out.rejected);
+        assert!(
+            out.rejected[1].reason.contains("no footprint"),
+            "{:?}",
+            out.rejected
+        );
         let job = &out.jobs[0];
         // Sensed before the default processing start date (2021-06-24): recorded as cancelled.
         assert_eq!(job.initial_status, crate::JobStatus::Cancelled);
@@ -259,6 +353,17 @@ mod tests {
         assert_eq!(params.absolute_orbit, 37419);
         assert_eq!(params.datatake_id, 0x046917);
         assert_eq!(params.relative_orbit, Some(72));
+        assert!(
+            params.s2tile_ids.contains(&"32TLR".to_string()),
+            "{:?}",
+            params.s2tile_ids
+        );
+        assert!(
+            params.s2tile_ids.contains(&"32TMS".to_string()),
+            "{:?}",
+            params.s2tile_ids
+        );
+        assert!(!params.s2tile_ids.contains(&"33TUN".to_string()));
         assert_eq!(
             params.reprocessing_context.as_deref(),
             Some("before_processing_start_date")
@@ -268,5 +373,52 @@ mod tests {
             .destination_prefix
             .ends_with("RLIE_S1/2021/04/12/"));
         assert_eq!(task.exit_codes.classify(150), ExitClass::ExternalError);
+    }
+
+    /// The real duplicate pair of catalogue notes §2.4 differs only in its CRC (EBF8 published at
+    /// 07:55, 6184 at 08:51); the COG twin differs only in its suffix. The NRT-3h and Fast-24h
+    /// products of one datatake are sliced 3 s apart: two products.
+    #[tokio::test]
+    async fn crc_and_cog_twins_are_duplicates_but_re_slicings_are_not() {
+        let t = rlie();
+        let first = "S1B_IW_GRDH_1SDV_20210711T055219_20210711T055244_027738_034F9D_EBF8";
+        let regenerated = "S1B_IW_GRDH_1SDV_20210711T055219_20210711T055244_027738_034F9D_6184";
+        let cog = "S1B_IW_GRDH_1SDV_20210711T055219_20210711T055244_027738_034F9D_EBF8_COG";
+        let nrt = "S1B_IW_GRDH_1SDV_20210711T055312_20210711T055337_027738_034F9D_0FCC";
+        let fast = "S1B_IW_GRDH_1SDV_20210711T055315_20210711T055340_027738_034F9D_4C69";
+        let page = [
+            over_the_alps(first, "2021-07-11T07:55:00Z"),
+            over_the_alps(regenerated, "2021-07-11T08:51:00Z"),
+            over_the_alps(nrt, "2021-07-11T07:17:00Z"),
+            over_the_alps(fast, "2021-07-11T10:33:00Z"),
+        ];
+        let out = t
+            .get_jobs_to_create(&MemoryContext::default(), &page)
+            .await
+            .unwrap();
+        let names: Vec<&str> = out.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, vec![first, nrt, fast]);
+        assert_eq!(out.skipped.len(), 1);
+        assert_eq!(
+            out.skipped[0].reason,
+            format!("duplicate of {first}: it differs only in its CRC or COG suffix")
+        );
+
+        // Against the database: the twin listed later is a duplicate of the known job.
+        let ctx = MemoryContext {
+            jobs: vec![job_from_new(&out.jobs[0], 1)],
+        };
+        let out = t
+            .get_jobs_to_create(
+                &ctx,
+                &[
+                    over_the_alps(cog, "2021-07-11T12:00:00Z"),
+                    over_the_alps(regenerated, "2021-07-11T08:51:00Z"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(out.jobs.is_empty(), "{:?}", out.jobs);
+        assert_eq!(out.skipped.len(), 2);
     }
 }
