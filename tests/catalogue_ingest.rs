@@ -108,7 +108,7 @@ async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
-    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(report.pages, 3);
@@ -129,7 +129,7 @@ async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
     );
 
     // The same listing again creates nothing new.
-    let again = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let again = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!((again.ingest.created, again.ingest.already_known), (0, 7));
@@ -153,7 +153,7 @@ async fn a_429_is_retried_after_its_retry_after(pool: PgPool) {
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
     let started = std::time::Instant::now();
-    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
     assert!(
@@ -189,7 +189,7 @@ async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_be
     .await;
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
-    let err = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap_err();
     assert_eq!(err.done.pages, 1);
@@ -224,7 +224,7 @@ async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_be
         overlap: Duration::from_secs(60),
         initial_lookback: Duration::from_secs(86_400),
     };
-    let report = poll(&pool, test_job().as_ref(), &odata, continuous, &mut |_| {})
+    let report = poll(&pool, &test_job(), &odata, continuous, &mut |_| {})
         .await
         .unwrap();
     assert!(report.from <= saved - chrono::TimeDelta::seconds(60));
@@ -254,7 +254,7 @@ async fn a_truncated_page_is_read_again(pool: PgPool) {
     .await;
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
-    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(report.ingest.created, 6);
@@ -290,7 +290,7 @@ async fn unusable_products_in_the_middle_of_a_page_are_quarantined_and_block_not
         .get("fsc_rlie")
         .unwrap()
         .clone();
-    let report = poll(&pool, fsc.as_ref(), &odata, window(), &mut |_| {})
+    let report = poll(&pool, &fsc, &odata, window(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(report.ingest.created, 3);
@@ -311,7 +311,7 @@ async fn unusable_products_in_the_middle_of_a_page_are_quarantined_and_block_not
     );
 
     // Seen again: counted, not duplicated.
-    poll(&pool, fsc.as_ref(), &odata, window(), &mut |_| {})
+    poll(&pool, &fsc, &odata, window(), &mut |_| {})
         .await
         .unwrap();
     let q = quarantined(&pool).await.unwrap();
@@ -333,7 +333,7 @@ async fn the_odata_skip_limit_splits_the_window(pool: PgPool) {
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
-    let report = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(report.ingest.created, 8);
@@ -356,7 +356,7 @@ async fn a_refused_request_fails_at_once(pool: PgPool) {
             .await;
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(5), 3).unwrap();
-    let err = poll(&pool, test_job().as_ref(), &odata, window(), &mut |_| {})
+    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap_err();
     assert!(
@@ -406,7 +406,7 @@ async fn stac_pages_follow_token_links_and_post_bodies(pool: PgPool) {
         Duration::from_secs(86_400),
     )
     .unwrap();
-    let report = poll(&pool, test_job().as_ref(), &stac, window(), &mut |_| {})
+    let report = poll(&pool, &test_job(), &stac, window(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(report.pages, 3);

@@ -30,7 +30,8 @@ pub trait JobContext: Send + Sync {
         product_ids: &[String],
     ) -> Result<Vec<Job>, ContextError>;
 
-    /// Jobs of `job_type` sensed at any of `times` (other versions or duplicates of new products).
+    /// Jobs of `job_type` (retries excluded) sensed at any of `times`: the products listed before,
+    /// and other versions or duplicates of new products.
     async fn jobs_measured_at(
         &self,
         job_type: &str,

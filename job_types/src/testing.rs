@@ -46,7 +46,8 @@ impl JobContext for MemoryContext {
         Ok(self
             .jobs
             .iter()
-            .filter(|j| j.job_type == job_type && j.measured_at.is_some_and(|m| times.contains(&m)))
+            .filter(|j| j.job_type == job_type && j.retry_of.is_none())
+            .filter(|j| j.measured_at.is_some_and(|m| times.contains(&m)))
             .cloned()
             .collect())
     }

@@ -57,15 +57,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         let job_type = registry
             .get(name)
             .with_context(|| format!("unknown job type {name}"))?;
-        let report = poll(
-            &pool,
-            job_type.as_ref(),
-            source.as_ref(),
-            window,
-            &mut |_| {},
-        )
-        .await
-        .with_context(|| format!("ingesting for {name}"))?;
+        let report = poll(&pool, job_type, source.as_ref(), window, &mut |_| {})
+            .await
+            .with_context(|| format!("ingesting for {name}"))?;
         reports.push(report);
     }
     println!();

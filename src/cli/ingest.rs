@@ -127,14 +127,7 @@ pub async fn run(pool: &PgPool, settings: &Settings, args: IngestArgs) -> anyhow
             None => tracing::info!(job_type = %i.job_type, source = %r.source, "{line}"),
         }
     };
-    let result = poll(
-        pool,
-        job_type.as_ref(),
-        source.as_ref(),
-        window,
-        &mut on_page,
-    )
-    .await;
+    let result = poll(pool, job_type, source.as_ref(), window, &mut on_page).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::config::Settings;
 use crate::db;
 
+mod bench;
 mod demo;
 pub mod ingest;
 mod jobs;
@@ -48,6 +49,9 @@ pub enum Command {
     Serve,
     /// Run the demonstration on the shipped sample catalogue, in a fresh `<database>_demo` database.
     Demo,
+    /// Measure performance against a baseline, in one run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -92,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::run(&pool, &settings).await?;
         }
         Command::Demo => demo::run(&settings).await?,
+        Command::Bench(cmd) => bench::run(&settings, cmd).await?,
         Command::Config(ConfigCommand::Show) => {
             let mut shown = settings.clone();
             shown.database_url = crate::config::DatabaseUrl::new(settings.database_url.redacted());

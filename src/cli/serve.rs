@@ -26,7 +26,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
                 };
                 match poll(
                     pool,
-                    job_type.as_ref(),
+                    job_type,
                     source.as_ref(),
                     settings.continuous_window(),
                     &mut |_| {},

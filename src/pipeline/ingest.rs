@@ -1,10 +1,15 @@
-//! Ingest one page: turn catalogue products into jobs for one job type, and commit the jobs, the
-//! cancellation of superseded jobs, the quarantine and the cursor together, or nothing.
+//! Ingest one page: plan the jobs one job type wants for it (lookups only), then commit the jobs,
+//! the cancellation of superseded jobs, the quarantine and the cursor together, or nothing.
+//!
+//! Planning and committing are separate so that the poller can plan the next page while the
+//! previous one commits (see [`PagePlan::depends_on`] for when such a plan must be made again).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use swath_job_types::template::{JobTypeError, RejectedProduct};
+use swath_job_types::template::{JobTypeError, JobsToCreate, RejectedProduct};
 use swath_job_types::{JobStatus, JobTemplate};
 
 use crate::catalogue::CataloguePage;
@@ -17,12 +22,12 @@ use crate::db::DbError;
 /// Products quarantined by this process since it started (for metrics and reports).
 pub static QUARANTINED_PRODUCTS: AtomicU64 = AtomicU64::new(0);
 
-/// What ingesting one page did for one job type.
+/// What ingesting one or more pages did for one job type.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestReport {
     /// The job type.
     pub job_type: String,
-    /// Products listed on the page (usable or not).
+    /// Products listed (usable or not).
     pub listed: usize,
     /// Jobs created `initialized`.
     pub created: usize,
@@ -68,15 +73,44 @@ impl From<sqlx::Error> for IngestError {
     }
 }
 
-/// Creates the jobs `job_type` wants for `page` (listed by `source`) and moves the cursor past it,
-/// in one transaction. Idempotent: the same page again creates nothing.
-pub async fn ingest_page(
+/// What a page will change, decided from what the database held when it was planned.
+#[derive(Debug, Clone)]
+pub struct PagePlan {
+    plan: JobsToCreate,
+    quarantined: Vec<Quarantined>,
+    listed: usize,
+    considered: usize,
+    newest: Option<DateTime<Utc>>,
+}
+
+impl PagePlan {
+    /// The sensing times of the jobs this plan creates.
+    pub fn sensing_times(&self) -> HashSet<DateTime<Utc>> {
+        self.plan
+            .jobs
+            .iter()
+            .filter_map(|j| j.measured_at)
+            .collect()
+    }
+
+    /// Whether this plan may depend on jobs created with `times` (and must be made again if it was
+    /// made before they were committed). Every relation between products that planning looks at
+    /// (same product, other version, duplicate) requires equal sensing times.
+    pub fn depends_on(&self, times: &HashSet<DateTime<Utc>>) -> bool {
+        self.plan
+            .jobs
+            .iter()
+            .filter_map(|j| j.measured_at)
+            .any(|t| times.contains(&t))
+    }
+}
+
+/// Decides what `job_type` does with `page`, reading the database but writing nothing.
+pub async fn plan_page(
     pool: &PgPool,
     job_type: &dyn JobTemplate,
-    source: &str,
     page: &CataloguePage,
-) -> Result<IngestReport, IngestError> {
-    let name = job_type.spec().name.as_str();
+) -> Result<PagePlan, IngestError> {
     let ctx = PgJobContext::new(pool.clone());
     let plan = job_type.get_jobs_to_create(&ctx, &page.products).await?;
     let mut quarantined: Vec<Quarantined> = page
@@ -99,11 +133,32 @@ pub async fn ingest_page(
                 .and_then(|p| serde_json::to_value(p).ok()),
         }
     }));
+    Ok(PagePlan {
+        listed: page.products.len() + page.invalid.len(),
+        considered: page.products.len() - plan.skipped.len() - plan.rejected.len(),
+        newest: page.products.iter().map(|p| p.published_at).max(),
+        plan,
+        quarantined,
+    })
+}
 
+/// Applies `plan` in one transaction and moves the cursor of (`job_type`, `source`) past its page.
+pub async fn commit_page(
+    pool: &PgPool,
+    job_type: &dyn JobTemplate,
+    source: &str,
+    plan: PagePlan,
+) -> Result<IngestReport, IngestError> {
+    let name = job_type.spec().name.as_str();
     let mut tx = pool.begin().await?;
-    let inserted = insert_jobs(&mut *tx, &plan.jobs).await?;
+    // Safe without waiting for the WAL flush: the cursor moves in this same transaction, so a crash
+    // that loses this commit also loses the cursor advance, and the page is listed again.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let inserted = insert_jobs(&mut *tx, &plan.plan.jobs).await?;
     let mut superseded = 0;
-    for old in &plan.superseded {
+    for old in &plan.plan.superseded {
         let change =
             StatusChange::new(old.job_id, old.status, old.attempt, JobStatus::Cancelled).message(
                 format!("superseded by a newer version of its input: {}", old.by),
@@ -117,30 +172,30 @@ pub async fn ingest_page(
             Err(e) => return Err(e.into()),
         }
     }
-    quarantine(&mut tx, name, source, &quarantined).await?;
-    if let Some(newest) = page.products.iter().map(|p| p.published_at).max() {
+    quarantine(&mut tx, name, source, &plan.quarantined).await?;
+    if let Some(newest) = plan.newest {
         advance_cursor(&mut tx, name, source, newest).await?;
     }
     tx.commit().await?;
 
-    for q in &quarantined {
+    for q in &plan.quarantined {
         tracing::warn!(job_type = name, %source, product = %q.name, reason = %q.reason, "product quarantined");
     }
-    QUARANTINED_PRODUCTS.fetch_add(quarantined.len() as u64, Ordering::Relaxed);
+    QUARANTINED_PRODUCTS.fetch_add(plan.quarantined.len() as u64, Ordering::Relaxed);
     let cancelled = inserted
         .iter()
         .filter(|j| j.status == JobStatus::Cancelled)
         .count();
-    let considered = page.products.len() - plan.skipped.len() - plan.rejected.len();
     Ok(IngestReport {
         job_type: name.to_string(),
-        listed: page.products.len() + page.invalid.len(),
+        listed: plan.listed,
         created: inserted.len() - cancelled,
         cancelled,
         superseded,
-        already_known: considered.saturating_sub(inserted.len()),
-        skipped: plan.skipped,
-        quarantined: quarantined
+        already_known: plan.considered.saturating_sub(inserted.len()),
+        skipped: plan.plan.skipped,
+        quarantined: plan
+            .quarantined
             .into_iter()
             .map(|q| RejectedProduct {
                 name: q.name,
@@ -148,4 +203,16 @@ pub async fn ingest_page(
             })
             .collect(),
     })
+}
+
+/// Creates the jobs `job_type` wants for `page` (listed by `source`) and moves the cursor past it,
+/// in one transaction. Idempotent: the same page again creates nothing.
+pub async fn ingest_page(
+    pool: &PgPool,
+    job_type: &dyn JobTemplate,
+    source: &str,
+    page: &CataloguePage,
+) -> Result<IngestReport, IngestError> {
+    let plan = plan_page(pool, job_type, page).await?;
+    commit_page(pool, job_type, source, plan).await
 }

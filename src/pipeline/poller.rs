@@ -5,13 +5,14 @@
 //! re-listed products cost nothing since ingestion is idempotent); a first run starts a configured
 //! look-back before now. A backfill names its own window and never rewinds the cursor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use swath_job_types::JobTemplate;
 
-use super::ingest::{ingest_page, IngestError, IngestReport};
+use super::ingest::{commit_page, plan_page, IngestError, IngestReport, PagePlan};
 use crate::catalogue::{collection_for, Catalogue, CatalogueError, CatalogueQuery};
 use crate::db::ingestion::cursor;
 use crate::db::DbError;
@@ -75,11 +76,12 @@ pub enum PollFailure {
 /// Lists `window` of `catalogue` for `job_type` and ingests it, calling `on_page` after each page.
 pub async fn poll(
     pool: &PgPool,
-    job_type: &dyn JobTemplate,
+    shared_job_type: &Arc<dyn JobTemplate>,
     catalogue: &dyn Catalogue,
     window: PollWindow,
     on_page: &mut (dyn FnMut(&PollReport) + Send),
 ) -> Result<PollReport, PollError> {
+    let job_type: &dyn JobTemplate = shared_job_type.as_ref();
     let source = catalogue.source();
     let spec = job_type.spec();
     let now = Utc::now();
@@ -128,21 +130,70 @@ pub async fn poll(
         published_to: report.to,
     };
     tracing::info!(job_type = %spec.name, %source, from = %report.from, to = %report.to, "polling the catalogue");
+    // Page k is listed and planned while page k-1 commits; a plan that may depend on what page k-1
+    // creates is made again once that is committed.
+    let mut committing: Option<PagePlan> = None;
     let mut next = None;
     loop {
-        let page = catalogue
-            .page(&query, next.as_ref())
-            .await
-            .map_err(|e| fail(&report, e.into()))?;
-        let ingested = ingest_page(pool, job_type, &source, &page)
-            .await
-            .map_err(|e| fail(&report, e.into()))?;
-        report.pages += 1;
-        report.ingest.absorb(ingested);
-        on_page(&report);
+        let fetch_and_plan = async {
+            let page = catalogue.page(&query, next.as_ref()).await?;
+            // Planned on another worker thread, so that its CPU work overlaps the commit's.
+            let (pool, job_type) = (pool.clone(), shared_job_type.clone());
+            let planned = tokio::spawn(async move {
+                let plan = plan_page(&pool, job_type.as_ref(), &page).await;
+                (page, plan)
+            });
+            let (page, plan) = planned.await.map_err(|e| {
+                IngestError::Db(DbError::Sqlx(sqlx::Error::Protocol(format!(
+                    "planning task failed: {e}"
+                ))))
+            })?;
+            Ok::<_, PollFailure>((page, plan?))
+        };
+        let (fetched, committed_times) = match committing.take() {
+            None => (fetch_and_plan.await, None),
+            Some(previous) => {
+                let times = previous.sensing_times();
+                let (fetched, committed) = tokio::join!(
+                    fetch_and_plan,
+                    commit(pool, job_type, &source, previous, &mut report, on_page)
+                );
+                committed.map_err(|e| fail(&report, e.into()))?;
+                (fetched, Some(times))
+            }
+        };
+        let (page, mut plan) = fetched.map_err(|e| fail(&report, e))?;
+        if committed_times.is_some_and(|times| plan.depends_on(&times)) {
+            plan = plan_page(pool, job_type, &page)
+                .await
+                .map_err(|e| fail(&report, e.into()))?;
+        }
         match page.next {
-            Some(cursor) => next = Some(cursor),
-            None => return Ok(report),
+            Some(cursor) => {
+                next = Some(cursor);
+                committing = Some(plan);
+            }
+            None => {
+                commit(pool, job_type, &source, plan, &mut report, on_page)
+                    .await
+                    .map_err(|e| fail(&report, e.into()))?;
+                return Ok(report);
+            }
         }
     }
+}
+
+async fn commit(
+    pool: &PgPool,
+    job_type: &dyn JobTemplate,
+    source: &str,
+    plan: PagePlan,
+    report: &mut PollReport,
+    on_page: &mut (dyn FnMut(&PollReport) + Send),
+) -> Result<(), IngestError> {
+    let ingested = commit_page(pool, job_type, source, plan).await?;
+    report.pages += 1;
+    report.ingest.absorb(ingested);
+    on_page(report);
+    Ok(())
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use crate::context::JobContext;
-use crate::job::{JobPriority, NewJob};
+use crate::job::{Job, JobPriority, NewJob};
 use crate::listing::CatalogueProduct;
 use crate::status::JobStatus;
 use crate::template::{JobTemplate, JobTypeError, JobsToCreate, RejectedProduct};
@@ -21,13 +21,11 @@ pub(crate) struct Candidates {
 }
 
 /// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the
-/// product, any other `Err` rejects it), then drops the products that already have a job.
-pub(crate) async fn candidates(
-    template: &dyn JobTemplate,
-    ctx: &dyn JobContext,
+/// product, any other `Err` rejects it), keeping the first of several listings of one product.
+pub(crate) fn build_candidates(
     products: &[CatalogueProduct],
     build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
-) -> Result<Candidates, JobTypeError> {
+) -> Candidates {
     let mut out = JobsToCreate::default();
     let mut jobs = Vec::new();
     let mut seen = HashSet::new();
@@ -50,22 +48,37 @@ pub(crate) async fn candidates(
             }
         }
     }
-    let ids: Vec<String> = jobs
+    Candidates { out, jobs }
+}
+
+impl Candidates {
+    /// Drops the candidates whose product already has one of `existing` jobs.
+    pub(crate) fn drop_known<'a>(&mut self, existing: impl IntoIterator<Item = &'a Job>) {
+        let known: HashSet<&str> = existing
+            .into_iter()
+            .filter_map(|j| j.product_id.as_deref())
+            .collect();
+        self.jobs
+            .retain(|(job, _)| !job.product_id.as_deref().is_some_and(|p| known.contains(p)));
+    }
+}
+
+/// [`build_candidates`], then drops the products that already have a job (one lookup by product).
+pub(crate) async fn candidates(
+    template: &dyn JobTemplate,
+    ctx: &dyn JobContext,
+    products: &[CatalogueProduct],
+    build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
+) -> Result<Candidates, JobTypeError> {
+    let mut found = build_candidates(products, build);
+    let ids: Vec<String> = found
+        .jobs
         .iter()
         .filter_map(|(j, _)| j.product_id.clone())
         .collect();
-    let existing: HashSet<String> = ctx
-        .jobs_with_products(&template.spec().name, &ids)
-        .await?
-        .into_iter()
-        .filter_map(|j| j.product_id)
-        .collect();
-    jobs.retain(|(job, _)| {
-        !job.product_id
-            .as_ref()
-            .is_some_and(|p| existing.contains(p))
-    });
-    Ok(Candidates { out, jobs })
+    let existing = ctx.jobs_with_products(&template.spec().name, &ids).await?;
+    found.drop_known(&existing);
+    Ok(found)
 }
 
 /// Applies the processing start date and the job type's pre-insertion setup, then adds the job.

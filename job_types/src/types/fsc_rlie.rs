@@ -5,13 +5,14 @@
 //! of its tile has been processed (original §3.4, without the backward mode, which belongs to the
 //! science rather than the orchestration).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::common::{candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
+use super::common::{build_candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
 use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
 use super::{area_of_interest, footprint_of, SettingsError};
 use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
@@ -20,7 +21,7 @@ use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, JobPriority, NewJob};
 use crate::listing::CatalogueProduct;
-use crate::product::{ProductName, S2Level, S2ProductName};
+use crate::product::{ProductName, S2AcquisitionKey, S2Level, S2ProductName};
 use crate::publication::{
     resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
 };
@@ -214,12 +215,18 @@ impl JobTemplate for FscRlie {
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
     ) -> Result<JobsToCreate, JobTypeError> {
-        let Candidates { mut out, jobs } =
-            candidates(self, ctx, products, |p| self.new_job(p)).await?;
-        let times: Vec<DateTime<Utc>> = jobs.iter().filter_map(|(j, _)| j.measured_at).collect();
-        let existing: Vec<(Job, S2ProductName, Option<Footprint>)> = ctx
-            .jobs_measured_at(NAME, &times)
-            .await?
+        // A product's name holds its sensing time: one lookup by sensing time finds both the
+        // products listed before and the other versions or duplicates of the new ones.
+        let mut found = build_candidates(products, |p| self.new_job(p));
+        let times: Vec<DateTime<Utc>> = found
+            .jobs
+            .iter()
+            .filter_map(|(j, _)| j.measured_at)
+            .collect();
+        let same_times = ctx.jobs_measured_at(NAME, &times).await?;
+        found.drop_known(&same_times);
+        let Candidates { mut out, jobs } = found;
+        let existing: Vec<(Job, S2ProductName, Option<Footprint>)> = same_times
             .into_iter()
             .filter_map(|job| {
                 let name = job.product_id.as_deref()?.parse::<S2ProductName>().ok()?;
@@ -243,13 +250,40 @@ impl JobTemplate for FscRlie {
                 )
             })
             .collect();
+        // Versions can only match within one acquisition: group by it to stay linear in the page.
+        let mut listed_by_key: HashMap<S2AcquisitionKey, Vec<usize>> = HashMap::new();
+        for (i, (name, _)) in listed.iter().enumerate() {
+            listed_by_key
+                .entry(name.acquisition_key())
+                .or_default()
+                .push(i);
+        }
+        let mut existing_by_key: HashMap<S2AcquisitionKey, Vec<usize>> = HashMap::new();
+        for (i, (_, name, _)) in existing.iter().enumerate() {
+            existing_by_key
+                .entry(name.acquisition_key())
+                .or_default()
+                .push(i);
+        }
         for (i, (mut job, product)) in jobs.into_iter().enumerate() {
             let me = Listed {
                 name: &listed[i].0,
                 footprint: listed[i].1.as_ref(),
             };
-            let newer_listed = listed
-                .iter()
+            let key = me.name.acquisition_key();
+            let same_acquisition_listed = listed_by_key
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|&j| &listed[j]);
+            let same_acquisition_known = || {
+                existing_by_key
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .map(|&j| &existing[j])
+            };
+            let newer_listed = same_acquisition_listed
                 .filter(|(n, f)| {
                     n.version_key() > me.name.version_key()
                         && same_product(
@@ -261,8 +295,7 @@ impl JobTemplate for FscRlie {
                         )
                 })
                 .map(|(n, _)| n.to_string());
-            let newer_known = existing
-                .iter()
+            let newer_known = same_acquisition_known()
                 .filter(|(_, n, f)| {
                     n.version_key() > me.name.version_key()
                         && same_product(
@@ -283,8 +316,7 @@ impl JobTemplate for FscRlie {
                 out.jobs.push(job);
                 continue;
             }
-            let older: Vec<&Job> = existing
-                .iter()
+            let older: Vec<&Job> = same_acquisition_known()
                 .filter(|(_, n, f)| {
                     n.version_key() < me.name.version_key()
                         && same_product(

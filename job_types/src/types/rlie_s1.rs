@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::common::{candidates, finish, mark_reprocessed, Candidates};
+use super::common::{build_candidates, finish, mark_reprocessed, Candidates};
 use super::{area_of_interest, SettingsError};
 use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
@@ -168,12 +168,18 @@ impl JobTemplate for RlieS1 {
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
     ) -> Result<JobsToCreate, JobTypeError> {
-        let Candidates { mut out, jobs } =
-            candidates(self, ctx, products, |p| self.new_job(p)).await?;
-        let times: Vec<DateTime<Utc>> = jobs.iter().filter_map(|(j, _)| j.measured_at).collect();
-        let mut known: Vec<(S1AcquisitionKey, String)> = ctx
-            .jobs_measured_at(NAME, &times)
-            .await?
+        // A product's name holds its sensing time: one lookup by sensing time finds both the
+        // products listed before and the other versions or duplicates of the new ones.
+        let mut found = build_candidates(products, |p| self.new_job(p));
+        let times: Vec<DateTime<Utc>> = found
+            .jobs
+            .iter()
+            .filter_map(|(j, _)| j.measured_at)
+            .collect();
+        let same_times = ctx.jobs_measured_at(NAME, &times).await?;
+        found.drop_known(&same_times);
+        let Candidates { mut out, jobs } = found;
+        let mut known: Vec<(S1AcquisitionKey, String)> = same_times
             .into_iter()
             .filter_map(|j| {
                 let name = j.product_id?.parse::<S1ProductName>().ok()?;
