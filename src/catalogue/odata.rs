@@ -20,12 +20,16 @@ use super::{
 /// Largest `$top` the catalogue accepts.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 
+/// Largest `$skip` the catalogue gives a next link for.
+pub const SKIP_LIMIT: usize = 10_000;
+
 /// A CDSE OData catalogue.
 #[derive(Debug, Clone)]
 pub struct ODataCatalogue {
     base: Url,
     http: HttpFetcher,
     page_size: u32,
+    skip_limit: usize,
 }
 
 impl ODataCatalogue {
@@ -42,7 +46,14 @@ impl ODataCatalogue {
             base,
             http,
             page_size,
+            skip_limit: SKIP_LIMIT,
         })
+    }
+
+    /// The same adapter for a service whose `$skip` limit is `limit` instead of [`SKIP_LIMIT`].
+    pub fn with_skip_limit(mut self, limit: usize) -> Self {
+        self.skip_limit = limit;
+        self
     }
 
     /// The first request of a window starting at `from`.
@@ -78,6 +89,18 @@ impl ODataCatalogue {
             .append_pair("$expand", "Attributes");
         url.to_string()
     }
+}
+
+/// The `$skip` of a request URL (0 when absent).
+fn skip_of(url: &str) -> usize {
+    Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "$skip")
+                .and_then(|(_, v)| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn odata_time(t: DateTime<Utc>) -> String {
@@ -165,7 +188,11 @@ impl Catalogue for ODataCatalogue {
                 body: None,
                 window_start,
             }),
-            None if entries.len() >= self.page_size as usize => {
+            // No next link: the end of the listing, unless the next page would have needed a $skip
+            // beyond the limit, where the catalogue stops giving links.
+            None if entries.len() >= self.page_size as usize
+                && skip_of(&url) + entries.len() > self.skip_limit =>
+            {
                 let last = page.products.iter().map(|p| p.published_at).max().filter(|&t| t > window_start).ok_or_else(|| {
                     CatalogueError::BadPage {
                         url: url.clone(),
