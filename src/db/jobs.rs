@@ -88,7 +88,7 @@ pub async fn insert_jobs<'e>(
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    let col = |f: fn(&NewJob) -> Option<String>| jobs.iter().map(f).collect::<Vec<_>>();
+    let col = |f: fn(&NewJob) -> Option<&str>| jobs.iter().map(f).collect::<Vec<_>>();
     let times = |f: fn(&NewJob) -> Option<DateTime<Utc>>| jobs.iter().map(f).collect::<Vec<_>>();
     let ids = |f: fn(&NewJob) -> Option<i64>| jobs.iter().map(f).collect::<Vec<_>>();
     let rows = sqlx::query(
@@ -108,22 +108,22 @@ pub async fn insert_jobs<'e>(
          ON CONFLICT (job_type, name) DO NOTHING
          RETURNING id, uid, name, status",
     )
-    .bind(jobs.iter().map(|j| j.job_type.clone()).collect::<Vec<_>>())
-    .bind(jobs.iter().map(|j| j.name.clone()).collect::<Vec<_>>())
-    .bind(col(|j| j.product_id.clone()))
-    .bind(col(|j| j.tile_id.clone()))
-    .bind(col(|j| j.input_path.clone()))
+    .bind(jobs.iter().map(|j| j.job_type.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>())
+    .bind(col(|j| j.product_id.as_deref()))
+    .bind(col(|j| j.tile_id.as_deref()))
+    .bind(col(|j| j.input_path.as_deref()))
     .bind(times(|j| j.measured_at))
     .bind(times(|j| j.input_published_at))
     .bind(jobs.iter().map(|j| j.priority.as_str()).collect::<Vec<_>>())
     .bind(jobs.iter().map(|j| j.initial_status.id()).collect::<Vec<_>>())
-    .bind(col(|j| j.initial_message.clone()))
+    .bind(col(|j| j.initial_message.as_deref()))
     .bind(jobs.iter().map(|j| j.params.to_string()).collect::<Vec<_>>())
     .bind(jobs.iter().map(|j| j.max_attempts).collect::<Vec<_>>())
     .bind(ids(|j| j.parent_id))
     .bind(ids(|j| j.spawned_by))
     .bind(ids(|j| j.retry_of))
-    .bind(col(|j| j.software_version.clone()))
+    .bind(col(|j| j.software_version.as_deref()))
     .fetch_all(db)
     .await?;
     rows.iter()

@@ -10,30 +10,30 @@ use crate::listing::CatalogueProduct;
 use crate::status::JobStatus;
 use crate::template::{JobTemplate, JobTypeError, JobsToCreate, RejectedProduct};
 
-/// The products of a page that a job type may turn into jobs, after filtering and after dropping
-/// those that already have a job (in the database or earlier in the page). Skipped and rejected
-/// products are already sorted into `out`.
-pub(crate) struct Candidates {
+/// The products of a page that a job type may turn into jobs, each with what the job type parsed
+/// from it (`T`), after dropping those that already have a job. Skipped and rejected products are
+/// already sorted into `out`.
+pub(crate) struct Candidates<'p, T> {
     /// Skipped and rejected products so far; jobs are added by the caller.
     pub out: JobsToCreate,
-    /// New jobs, each with the listed product it comes from.
-    pub jobs: Vec<(NewJob, CatalogueProduct)>,
+    /// New jobs, each with the listed product it comes from and what was parsed from it.
+    pub jobs: Vec<(NewJob, &'p CatalogueProduct, T)>,
 }
 
 /// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the
 /// product, any other `Err` rejects it), keeping the first of several listings of one product.
-pub(crate) fn build_candidates(
-    products: &[CatalogueProduct],
-    build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
-) -> Candidates {
+pub(crate) fn build_candidates<'p, T>(
+    products: &'p [CatalogueProduct],
+    build: impl Fn(&CatalogueProduct) -> Result<(NewJob, T), String>,
+) -> Candidates<'p, T> {
     let mut out = JobsToCreate::default();
-    let mut jobs = Vec::new();
-    let mut seen = HashSet::new();
+    let mut jobs = Vec::with_capacity(products.len());
+    let mut seen = HashSet::with_capacity(products.len());
     for product in products {
         match build(product) {
-            Ok(job) => {
+            Ok((job, parsed)) => {
                 if seen.insert(job.name.clone()) {
-                    jobs.push((job, product.clone()));
+                    jobs.push((job, product, parsed));
                 }
             }
             Err(reason) => {
@@ -51,7 +51,7 @@ pub(crate) fn build_candidates(
     Candidates { out, jobs }
 }
 
-impl Candidates {
+impl<T> Candidates<'_, T> {
     /// Drops the candidates whose product already has one of `existing` jobs.
     pub(crate) fn drop_known<'a>(&mut self, existing: impl IntoIterator<Item = &'a Job>) {
         let known: HashSet<&str> = existing
@@ -59,26 +59,16 @@ impl Candidates {
             .filter_map(|j| j.product_id.as_deref())
             .collect();
         self.jobs
-            .retain(|(job, _)| !job.product_id.as_deref().is_some_and(|p| known.contains(p)));
+            .retain(|(job, _, _)| !job.product_id.as_deref().is_some_and(|p| known.contains(p)));
     }
-}
 
-/// [`build_candidates`], then drops the products that already have a job (one lookup by product).
-pub(crate) async fn candidates(
-    template: &dyn JobTemplate,
-    ctx: &dyn JobContext,
-    products: &[CatalogueProduct],
-    build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
-) -> Result<Candidates, JobTypeError> {
-    let mut found = build_candidates(products, build);
-    let ids: Vec<String> = found
-        .jobs
-        .iter()
-        .filter_map(|(j, _)| j.product_id.clone())
-        .collect();
-    let existing = ctx.jobs_with_products(&template.spec().name, &ids).await?;
-    found.drop_known(&existing);
-    Ok(found)
+    /// The sensing times of the candidates.
+    pub(crate) fn sensing_times(&self) -> Vec<DateTime<Utc>> {
+        self.jobs
+            .iter()
+            .filter_map(|(job, _, _)| job.measured_at)
+            .collect()
+    }
 }
 
 /// Applies the processing start date and the job type's pre-insertion setup, then adds the job.
@@ -89,15 +79,24 @@ pub(crate) fn finish(template: &dyn JobTemplate, out: &mut JobsToCreate, mut job
     out.jobs.push(job);
 }
 
-/// [`candidates`] then [`finish`] for each: for job types whose products are independent.
+/// Builds the candidates, drops the products that already have a job (one lookup by product),
+/// then [`finish`]es each: for job types whose products are independent of each other.
 pub(crate) async fn jobs_from_products(
     template: &dyn JobTemplate,
     ctx: &dyn JobContext,
     products: &[CatalogueProduct],
     build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
 ) -> Result<JobsToCreate, JobTypeError> {
-    let Candidates { mut out, jobs } = candidates(template, ctx, products, build).await?;
-    for (job, _) in jobs {
+    let mut found = build_candidates(products, |p| build(p).map(|job| (job, ())));
+    let ids: Vec<String> = found
+        .jobs
+        .iter()
+        .filter_map(|(j, _, _)| j.product_id.clone())
+        .collect();
+    let existing = ctx.jobs_with_products(&template.spec().name, &ids).await?;
+    found.drop_known(&existing);
+    let Candidates { mut out, jobs } = found;
+    for (job, _, _) in jobs {
         finish(template, &mut out, job);
     }
     Ok(out)

@@ -149,7 +149,11 @@ impl FscRlie {
         })
     }
 
-    fn new_job(&self, product: &CatalogueProduct) -> Result<NewJob, String> {
+    /// The job for `product`, with its parsed name and footprint.
+    fn new_job(
+        &self,
+        product: &CatalogueProduct,
+    ) -> Result<(NewJob, (S2ProductName, Option<Footprint>)), String> {
         let parsed = ProductName::parse(&product.name).map_err(|e| e.to_string())?;
         let canonical = parsed.canonical();
         let ProductName::S2(name) = parsed else {
@@ -187,7 +191,11 @@ impl FscRlie {
             JobPriority::Delayed
         };
         job.params = serde_json::to_value(params).map_err(|e| e.to_string())?;
-        Ok(job)
+        let footprint = product
+            .footprint
+            .as_ref()
+            .and_then(|f| Footprint::from_geojson(f).ok());
+        Ok((job, (name, footprint)))
     }
 }
 
@@ -218,12 +226,7 @@ impl JobTemplate for FscRlie {
         // A product's name holds its sensing time: one lookup by sensing time finds both the
         // products listed before and the other versions or duplicates of the new ones.
         let mut found = build_candidates(products, |p| self.new_job(p));
-        let times: Vec<DateTime<Utc>> = found
-            .jobs
-            .iter()
-            .filter_map(|(j, _)| j.measured_at)
-            .collect();
-        let same_times = ctx.jobs_measured_at(NAME, &times).await?;
+        let same_times = ctx.jobs_measured_at(NAME, &found.sensing_times()).await?;
         found.drop_known(&same_times);
         let Candidates { mut out, jobs } = found;
         let existing: Vec<(Job, S2ProductName, Option<Footprint>)> = same_times
@@ -234,22 +237,13 @@ impl JobTemplate for FscRlie {
                 Some((job, name, footprint))
             })
             .collect();
-        let listed: Vec<(S2ProductName, Option<Footprint>)> = jobs
-            .iter()
-            .map(|(job, product)| {
-                let name = job
-                    .name
-                    .parse::<S2ProductName>()
-                    .expect("candidates are parsed S2 names");
-                (
-                    name,
-                    product
-                        .footprint
-                        .as_ref()
-                        .and_then(|f| Footprint::from_geojson(f).ok()),
-                )
-            })
-            .collect();
+        let (jobs, listed): (
+            Vec<(NewJob, &CatalogueProduct)>,
+            Vec<(S2ProductName, Option<Footprint>)>,
+        ) = jobs
+            .into_iter()
+            .map(|(job, product, parsed)| ((job, product), parsed))
+            .unzip();
         // Versions can only match within one acquisition: group by it to stay linear in the page.
         let mut listed_by_key: HashMap<S2AcquisitionKey, Vec<usize>> = HashMap::new();
         for (i, (name, _)) in listed.iter().enumerate() {

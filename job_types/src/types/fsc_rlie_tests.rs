@@ -327,7 +327,7 @@ async fn ingesting_the_same_listing_twice_creates_nothing_new() {
 /// A job on tile 32TLR sensed on `day` of April 2021, in `status`, with `id`.
 fn tile_job(id: i64, day: u32, status: JobStatus) -> Job {
     let name = format!("S2B_MSIL1C_202104{day:02}T101021_N0300_R022_T32TLR_202104{day:02}T122408");
-    let new = fsc()
+    let (new, _) = fsc()
         .new_job(&listed(&name, "2021-04-30T00:00:00Z"))
         .unwrap();
     let mut job = job_from_new(&new, id);

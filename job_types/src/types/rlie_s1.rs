@@ -4,10 +4,10 @@
 //! ingestion's area-of-interest step). Jobs are independent of each other, so they are always ready.
 //! Unlike the original, the scientific code's exit code is classified (the original ignored it).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_reprocessed, Candidates};
@@ -104,7 +104,8 @@ impl RlieS1 {
         })
     }
 
-    fn new_job(&self, product: &CatalogueProduct) -> Result<NewJob, String> {
+    /// The job for `product`, with its acquisition key (equal for duplicates).
+    fn new_job(&self, product: &CatalogueProduct) -> Result<(NewJob, S1AcquisitionKey), String> {
         let parsed = ProductName::parse(&product.name).map_err(|e| e.to_string())?;
         let canonical = parsed.canonical();
         let ProductName::S1(name) = parsed else {
@@ -141,7 +142,7 @@ impl RlieS1 {
         let mut job = NewJob::for_product(NAME, canonical, product, self.spec.max_attempts);
         job.measured_at = Some(name.sensing_start);
         job.params = serde_json::to_value(params).map_err(|e| e.to_string())?;
-        Ok(job)
+        Ok((job, name.acquisition_key()))
     }
 }
 
@@ -171,37 +172,27 @@ impl JobTemplate for RlieS1 {
         // A product's name holds its sensing time: one lookup by sensing time finds both the
         // products listed before and the other versions or duplicates of the new ones.
         let mut found = build_candidates(products, |p| self.new_job(p));
-        let times: Vec<DateTime<Utc>> = found
-            .jobs
-            .iter()
-            .filter_map(|(j, _)| j.measured_at)
-            .collect();
-        let same_times = ctx.jobs_measured_at(NAME, &times).await?;
+        let same_times = ctx.jobs_measured_at(NAME, &found.sensing_times()).await?;
         found.drop_known(&same_times);
         let Candidates { mut out, jobs } = found;
-        let mut known: Vec<(S1AcquisitionKey, String)> = same_times
+        let mut known: HashMap<S1AcquisitionKey, String> = same_times
             .into_iter()
             .filter_map(|j| {
                 let name = j.product_id?.parse::<S1ProductName>().ok()?;
                 Some((name.acquisition_key(), name.to_string()))
             })
             .collect();
-        for (job, product) in jobs {
-            let key = job
-                .name
-                .parse::<S1ProductName>()
-                .expect("candidates are parsed S1 names")
-                .acquisition_key();
-            if let Some((_, first)) = known.iter().find(|(k, _)| *k == key) {
+        for (job, product, key) in jobs {
+            if let Some(first) = known.get(&key) {
                 out.skipped.push(RejectedProduct {
-                    name: product.name,
+                    name: product.name.clone(),
                     reason: format!(
                         "duplicate of {first}: it differs only in its CRC or COG suffix"
                     ),
                 });
                 continue;
             }
-            known.push((key, job.name.clone()));
+            known.insert(key, job.name.clone());
             finish(self, &mut out, job);
         }
         Ok(out)
