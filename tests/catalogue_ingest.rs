@@ -571,3 +571,122 @@ async fn versions_and_repeats_across_consecutive_pages_are_handled(pool: PgPool)
         ]
     );
 }
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_request_that_times_out_is_retried(pool: PgPool) {
+    let entries = s2_entries(2);
+    let engine = ODataEngine {
+        entries: entries.clone(),
+        skip_limit: 10_000,
+    };
+    let server = CatalogueServer::start(move |seen, index, base| {
+        let page = Reply::Json(engine.page(seen, base));
+        if index == 0 {
+            Reply::Slow(Duration::from_secs(5), Box::new(page))
+        } else {
+            page
+        }
+    })
+    .await;
+    let http = HttpFetcher::new(
+        Duration::from_millis(300),
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_secs(1),
+        },
+    )
+    .unwrap();
+    let odata = ODataCatalogue::new(&format!("{}/odata/v1", server.base), http, 10).unwrap();
+    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.ingest.created, 2);
+    assert_eq!(
+        server.seen().len(),
+        2,
+        "the timed-out request was sent again"
+    );
+    assert_eq!(job_names(&pool).await, names(&entries));
+}
+
+/// `swath serve` polls on its own, from its cursor, and stops cleanly on SIGTERM.
+#[sqlx::test(migrations = "./sql")]
+async fn swath_serve_ingests_continuously_until_stopped(pool: PgPool) {
+    let now = Utc::now();
+    let recent = |i: usize, minutes_ago: i64| {
+        let published = (now - chrono::TimeDelta::minutes(minutes_ago))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let sensing = (now - chrono::TimeDelta::hours(2)).format("%Y%m%dT%H%M%S");
+        odata_entry(
+            &format!(
+                "S2B_MSIL1C_{sensing}_N0511_R022_T32TL{}_20991231T00000{i}",
+                ["R", "S", "T"][i]
+            ),
+            &published,
+            box_polygon(7.0, 45.0, 8.0, 46.0),
+        )
+    };
+    let entries = Arc::new(std::sync::Mutex::new(vec![recent(0, 30)]));
+    let served = entries.clone();
+    let server = CatalogueServer::start(move |seen, _, base| {
+        let engine = ODataEngine {
+            entries: served.lock().unwrap().clone(),
+            skip_limit: 10_000,
+        };
+        Reply::Json(engine.page(seen, base))
+    })
+    .await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swath"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWATH_DATABASE_URL", database_url(&pool))
+        .env("SWATH_CATALOGUE", format!("odata+{}/odata/v1", server.base))
+        .env("SWATH_JOB_TYPES", "[fsc_rlie]")
+        .env("SWATH_INGEST_INTERVAL_SECS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let count = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    let wait_for = |n: i64| {
+        let pool = pool.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while count(pool.clone()).await < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "serve did not ingest {n} job(s) in time"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(1).await;
+    // A product published later is picked up by a later round.
+    entries.lock().unwrap().push(recent(1, 1));
+    wait_for(2).await;
+
+    let pid = child.id() as i32;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(String::from_utf8_lossy(&status.stderr).contains("swath serve: stopped"));
+    assert_eq!(count(pool.clone()).await, 2, "each product once");
+}

@@ -34,6 +34,8 @@ pub enum Reply {
     TooManyRequests(Option<String>),
     /// 200 with the first half of this JSON's text: a page cut short.
     Truncated(Value),
+    /// This reply, after a delay (a catalogue slower than the client's timeout).
+    Slow(std::time::Duration, Box<Reply>),
 }
 
 type Handler = dyn Fn(&Seen, usize, &str) -> Reply + Send + Sync;
@@ -108,7 +110,11 @@ async fn answer(State(shared): State<Shared>, request: Request) -> Response {
         all.push(seen.clone());
         all.len() - 1
     };
-    let reply = (shared.handler)(&seen, index, &shared.base);
+    let mut reply = (shared.handler)(&seen, index, &shared.base);
+    while let Reply::Slow(delay, inner) = reply {
+        tokio::time::sleep(delay).await;
+        reply = *inner;
+    }
     let json_response = |status: StatusCode, text: String| {
         let mut r = Response::new(Body::from(text));
         *r.status_mut() = status;
@@ -128,6 +134,7 @@ async fn answer(State(shared): State<Shared>, request: Request) -> Response {
             *r.status_mut() = StatusCode::from_u16(code).unwrap();
             r
         }
+        Reply::Slow(..) => unreachable!("unwrapped above"),
         Reply::TooManyRequests(after) => {
             let mut r = Response::new(Body::from("slow down"));
             *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
