@@ -637,7 +637,7 @@ async fn swath_serve_ingests_continuously_until_stopped(pool: PgPool) {
         Reply::Json(engine.page(seen, base))
     })
     .await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swath"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_swath"))
         .arg("serve")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
