@@ -28,29 +28,7 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         products,
         page_size,
     } = cmd;
-    let base = settings
-        .database_url
-        .database_name()
-        .unwrap_or_else(|| "swath".into());
-    let url = settings
-        .database_url
-        .with_database(&format!("{base}_bench"))
-        .map_err(anyhow::Error::msg)?;
-    db::drop_database_if_exists(&url)
-        .await
-        .context("dropping the previous bench database")?;
-    db::create_database_if_missing(&url)
-        .await
-        .context("creating the bench database")?;
-    let pool = super::open_database(
-        &Settings {
-            database_url: url.clone(),
-            ..settings.clone()
-        },
-        false,
-    )
-    .await?;
-    db::migrate(&pool).await?;
+    let (url, pool) = super::fresh_database(settings, "bench").await?;
     let registry = settings.registry()?;
     let job_type = registry.get("fsc_rlie").context("the fsc_rlie job type")?;
 

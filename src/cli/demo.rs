@@ -18,28 +18,8 @@ use crate::pipeline::poller::{poll, PollWindow};
 /// Runs the demo and prints its summary.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let started = Instant::now();
-    let base = settings
-        .database_url
-        .database_name()
-        .unwrap_or_else(|| "swath".into());
-    let url = settings
-        .database_url
-        .with_database(&format!("{base}_demo"))
-        .map_err(anyhow::Error::msg)
-        .context("naming the demo database")?;
+    let (url, pool) = super::fresh_database(settings, "demo").await?;
     println!("swath demo: database {} (recreated)", url.redacted());
-    db::drop_database_if_exists(&url).await.context(
-        "dropping the previous demo database (is PostgreSQL running on the configured server?)",
-    )?;
-    db::create_database_if_missing(&url)
-        .await
-        .context("creating the demo database")?;
-    let demo_settings = Settings {
-        database_url: url.clone(),
-        ..settings.clone()
-    };
-    let pool = super::open_database(&demo_settings, false).await?;
-    db::migrate(&pool).await.context("applying migrations")?;
 
     let source = catalogue::open(&settings.catalogue, &settings.catalogue_options())?;
     println!("catalogue: {}", source.source());

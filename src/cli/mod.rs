@@ -110,6 +110,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Drops and recreates `<configured database>_<suffix>` on the configured server, migrates it and
+/// connects to it (for the demo and the benchmarks, which never touch the real database).
+async fn fresh_database(
+    settings: &Settings,
+    suffix: &str,
+) -> anyhow::Result<(crate::config::DatabaseUrl, PgPool)> {
+    let base = settings
+        .database_url
+        .database_name()
+        .unwrap_or_else(|| "swath".into());
+    let url = settings
+        .database_url
+        .with_database(&format!("{base}_{suffix}"))
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("naming the {suffix} database"))?;
+    db::drop_database_if_exists(&url).await.with_context(|| {
+        format!("dropping the previous {suffix} database (is PostgreSQL running on the configured server?)")
+    })?;
+    db::create_database_if_missing(&url)
+        .await
+        .with_context(|| format!("creating the {suffix} database"))?;
+    let pool = open_database(
+        &Settings {
+            database_url: url.clone(),
+            ..settings.clone()
+        },
+        false,
+    )
+    .await?;
+    db::migrate(&pool).await.context("applying migrations")?;
+    Ok((url, pool))
+}
+
 /// Connects to the configured database, creating it first when `create` is set.
 async fn open_database(settings: &Settings, create: bool) -> anyhow::Result<PgPool> {
     let url = &settings.database_url;

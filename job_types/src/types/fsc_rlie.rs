@@ -277,29 +277,22 @@ impl JobTemplate for FscRlie {
                     .flatten()
                     .map(|&j| &existing[j])
             };
+            // Another version of the same product: newer (`Greater`) or older (`Less`) than this one.
+            let version = |order: std::cmp::Ordering, n: &S2ProductName, f: &Option<Footprint>| {
+                n.version_key().cmp(&me.name.version_key()) == order
+                    && same_product(
+                        me,
+                        Listed {
+                            name: n,
+                            footprint: f.as_ref(),
+                        },
+                    )
+            };
             let newer_listed = same_acquisition_listed
-                .filter(|(n, f)| {
-                    n.version_key() > me.name.version_key()
-                        && same_product(
-                            me,
-                            Listed {
-                                name: n,
-                                footprint: f.as_ref(),
-                            },
-                        )
-                })
+                .filter(|(n, f)| version(std::cmp::Ordering::Greater, n, f))
                 .map(|(n, _)| n.to_string());
             let newer_known = same_acquisition_known()
-                .filter(|(_, n, f)| {
-                    n.version_key() > me.name.version_key()
-                        && same_product(
-                            me,
-                            Listed {
-                                name: n,
-                                footprint: f.as_ref(),
-                            },
-                        )
-                })
+                .filter(|(_, n, f)| version(std::cmp::Ordering::Greater, n, f))
                 .map(|(_, n, _)| n.to_string());
             if let Some(newer) = newer_listed.chain(newer_known).max() {
                 mark_cancelled(
@@ -311,16 +304,7 @@ impl JobTemplate for FscRlie {
                 continue;
             }
             let older: Vec<&Job> = same_acquisition_known()
-                .filter(|(_, n, f)| {
-                    n.version_key() < me.name.version_key()
-                        && same_product(
-                            me,
-                            Listed {
-                                name: n,
-                                footprint: f.as_ref(),
-                            },
-                        )
-                })
+                .filter(|(_, n, f)| version(std::cmp::Ordering::Less, n, f))
                 .map(|(j, _, _)| j)
                 .collect();
             let waiting = |j: &&Job| {
