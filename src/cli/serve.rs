@@ -1,6 +1,6 @@
 //! `swath serve`: the running orchestrator. For now it ingests continuously: every interval, each
-//! enabled job type polls the configured catalogue from its cursor. It stops on SIGINT or SIGTERM,
-//! between pages (every committed page stays committed).
+//! enabled job type polls the configured catalogue from its cursor. It stops on SIGINT or SIGTERM;
+//! committed pages stay committed, a page in progress rolls back and is listed again next time.
 
 use std::time::Duration;
 
