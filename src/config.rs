@@ -128,6 +128,13 @@ pub struct Settings {
     pub ingest_interval_secs: u64,
     /// How far before the publication window a STAC sensing window starts, in days.
     pub stac_sensing_lookback_days: u64,
+    /// Jobs the configuration loop examines per query.
+    pub configure_batch: u32,
+    /// When a waiting job is examined again if nothing wakes it earlier, in seconds.
+    pub configure_recheck_secs: u64,
+    /// Longest sleep of the configuration loop between wake-ups, in seconds (a safety net: status
+    /// changes wake it at once).
+    pub configure_idle_secs: u64,
 }
 
 impl Default for Settings {
@@ -154,6 +161,9 @@ impl Default for Settings {
             ingest_initial_lookback_days: 7,
             ingest_interval_secs: 60,
             stac_sensing_lookback_days: 7,
+            configure_batch: 500,
+            configure_recheck_secs: 600,
+            configure_idle_secs: 30,
         }
     }
 }
@@ -237,6 +247,9 @@ impl Settings {
                 u64::from(self.catalogue_max_attempts),
             ),
             ("SWATH_INGEST_INTERVAL_SECS", self.ingest_interval_secs),
+            ("SWATH_CONFIGURE_BATCH", u64::from(self.configure_batch)),
+            ("SWATH_CONFIGURE_RECHECK_SECS", self.configure_recheck_secs),
+            ("SWATH_CONFIGURE_IDLE_SECS", self.configure_idle_secs),
         ] {
             if value == 0 {
                 problems.push(format!("{name}: must be at least 1"));
@@ -300,6 +313,14 @@ impl Settings {
         crate::pipeline::poller::PollWindow::Continuous {
             overlap: Duration::from_secs(self.ingest_overlap_secs),
             initial_lookback: Duration::from_secs(self.ingest_initial_lookback_days * 86_400),
+        }
+    }
+
+    /// How the configuration loop works.
+    pub fn configure_settings(&self) -> crate::pipeline::configure::ConfigureSettings {
+        crate::pipeline::configure::ConfigureSettings {
+            batch: i64::from(self.configure_batch),
+            recheck_after: std::time::Duration::from_secs(self.configure_recheck_secs),
         }
     }
 

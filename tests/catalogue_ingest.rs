@@ -672,6 +672,22 @@ async fn swath_serve_ingests_continuously_until_stopped(pool: PgPool) {
     // A product published later is picked up by a later round.
     entries.lock().unwrap().push(recent(1, 1));
     wait_for(2).await;
+    // Each new job is configured as soon as it is created (woken by the job-change notification).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 3")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if ready == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not configure the jobs in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let pid = child.id() as i32;
     std::process::Command::new("kill")

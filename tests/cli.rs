@@ -292,6 +292,24 @@ async fn demo_ingests_the_sample_catalogue_into_a_fresh_database(pool: PgPool) {
                 })
                 .map(|l| l.split_whitespace().collect::<Vec<_>>())
         };
+        // Configuration ran: every new job is ready but the second date of tile 32TLR, which waits.
+        let statuses: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .filter(|c: &Vec<&str>| c.len() == 3)
+            .collect();
+        for expected in [
+            ["fsc_rlie", "configured", "1"],
+            ["fsc_rlie", "ready", "4"],
+            ["fsc_rlie", "cancelled", "3"],
+            ["rlie_s1", "ready", "2"],
+            ["rlie_s1", "cancelled", "1"],
+        ] {
+            assert!(
+                statuses.iter().any(|c| c[..] == expected[..]),
+                "{expected:?} in {text}"
+            );
+        }
         // JOB TYPE, PAGES, LISTED, CREATED, CANCELLED, SUPERSEDED, KNOWN, NOT FOR TYPE, QUARANTINED
         assert_eq!(
             row("fsc_rlie").unwrap(),

@@ -115,6 +115,10 @@ pub struct Job {
     pub spawned_by: Option<i64>,
     /// The original job that this one retries.
     pub retry_of: Option<i64>,
+    /// The job this one waits for while `configured`.
+    pub depends_on: Option<i64>,
+    /// When a `configured` job is examined again at the latest.
+    pub recheck_at: Option<DateTime<Utc>>,
     /// What actually ran (image digest, git commit), pinned for retries.
     pub software_version: Option<String>,
     /// Executor reference, e.g. the dispatched Nomad job id.

@@ -115,16 +115,29 @@ pub struct JobsToCreate {
 
 /// What configuration decided for one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", content = "reason", rename_all = "snake_case")]
+#[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Configuration {
     /// The job can be dispatched.
     Ready,
-    /// The job waits (stays `configured`) for the reason given.
-    Wait(String),
+    /// The job waits (stays `configured`). When it waits for another job (`on`), it is examined
+    /// again as soon as that job settles (processed, done, failed or cancelled); otherwise only by
+    /// the configuration loop's slow safety pass.
+    Wait {
+        /// Why it waits.
+        reason: String,
+        /// The job it waits for.
+        on: Option<i64>,
+    },
     /// The job will not run.
-    Cancel(String),
+    Cancel {
+        /// Why.
+        reason: String,
+    },
     /// The job cannot be configured: an internal error.
-    Error(String),
+    Error {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A configuration decision plus the updated parameters, if configuration changed them.

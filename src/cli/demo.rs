@@ -13,6 +13,7 @@ use super::table;
 use crate::catalogue;
 use crate::config::Settings;
 use crate::db;
+use crate::pipeline::configure::configure_round;
 use crate::pipeline::poller::{poll, PollWindow};
 
 /// Runs the demo and prints its summary.
@@ -41,6 +42,17 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("ingesting for {name}"))?;
         reports.push(report);
+    }
+    for name in &settings.job_types {
+        let job_type = registry
+            .get(name)
+            .with_context(|| format!("unknown job type {name}"))?;
+        // Configure until nothing moves (the demo has no running dependencies to wait for).
+        while configure_round(&pool, job_type.as_ref(), settings.configure_settings())
+            .await?
+            .ready
+            > 0
+        {}
     }
     println!();
     print!("{}", summary_table(&reports));

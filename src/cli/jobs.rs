@@ -155,6 +155,7 @@ pub fn render_show(job: &Job, history: &[StatusChangeRecord]) -> String {
         ("parent", opt(&job.parent_id)),
         ("spawned by", opt(&job.spawned_by)),
         ("retry of", opt(&job.retry_of)),
+        ("waits for", opt(&job.depends_on)),
         ("software", opt(&job.software_version)),
         ("executor ref", opt(&job.executor_ref)),
         ("created", time(job.created_at)),

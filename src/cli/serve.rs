@@ -1,6 +1,7 @@
-//! `swath serve`: the running orchestrator. For now it ingests continuously: every interval, each
-//! enabled job type polls the configured catalogue from its cursor. It stops on SIGINT or SIGTERM;
-//! committed pages stay committed, a page in progress rolls back and is listed again next time.
+//! `swath serve`: the running orchestrator. It ingests continuously (every interval, each enabled job
+//! type polls the configured catalogue from its cursor) and configures new and woken jobs as soon as
+//! jobs change. It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
+//! in progress rolls back and is done again next time.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::catalogue;
 use crate::config::Settings;
+use crate::pipeline::configure::configure_loop;
 use crate::pipeline::poller::poll;
 
 /// Runs until a stop signal.
@@ -18,6 +20,26 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let interval = Duration::from_secs(settings.ingest_interval_secs);
     tracing::info!(source = %source.source(), job_types = ?settings.job_types, "swath serve: ingesting continuously");
+    let enabled: Vec<_> = settings
+        .job_types
+        .iter()
+        .filter_map(|n| registry.get(n).cloned())
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let configure = {
+        let pool = pool.clone();
+        let mut stop_rx = stop_rx.clone();
+        let (settings, idle) = (
+            settings.configure_settings(),
+            Duration::from_secs(settings.configure_idle_secs),
+        );
+        tokio::spawn(async move {
+            configure_loop(&pool, &enabled, settings, idle, async move {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        })
+    };
     loop {
         let round = async {
             for name in &settings.job_types {
@@ -54,6 +76,9 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
         }
     }
+    let _ = stop_tx.send(true);
+    let _ = configure.await;
+    drop(stop_rx);
     tracing::info!("swath serve: stopped");
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::DbError;
 pub const JOB_COLUMNS: &str = "id, uid, job_type, name, product_id, tile_id, input_path, measured_at, \
     input_published_at, output_path, output_published_at, priority::text AS priority, status, \
     status_changed_at, status_error_subtype, status_message, params, results, attempt, max_attempts, \
-    next_attempt_at, parent_id, spawned_by, retry_of, software_version, executor_ref, service_id, tag, \
+    next_attempt_at, parent_id, spawned_by, retry_of, depends_on, recheck_at, software_version, executor_ref, service_id, tag, \
     lease_expires_at, created_at";
 
 /// Decodes one row selected with [`JOB_COLUMNS`].
@@ -56,6 +56,8 @@ pub fn job_from_row(row: &PgRow) -> Result<Job, DbError> {
         parent_id: row.try_get("parent_id")?,
         spawned_by: row.try_get("spawned_by")?,
         retry_of: row.try_get("retry_of")?,
+        depends_on: row.try_get("depends_on")?,
+        recheck_at: row.try_get("recheck_at")?,
         software_version: row.try_get("software_version")?,
         executor_ref: row.try_get("executor_ref")?,
         service_id: row.try_get("service_id")?,

@@ -33,6 +33,9 @@ pub struct StatusChange {
     pub next_attempt: Option<Option<DateTime<Utc>>>,
     /// New `params`, stored with the change.
     pub params: Option<serde_json::Value>,
+    /// For a configured job: what it waits for and when to look at it again (both cleared when
+    /// `Some((None, None))`).
+    pub waiting: Option<(Option<i64>, Option<DateTime<Utc>>)>,
 }
 
 impl StatusChange {
@@ -53,6 +56,7 @@ impl StatusChange {
             service_id: None,
             next_attempt: None,
             params: None,
+            waiting: None,
         }
     }
 
@@ -81,6 +85,13 @@ impl StatusChange {
         self
     }
 
+    /// Records what a configured job waits for (`on`) and when it is examined again; `(None, None)`
+    /// clears both.
+    pub fn waiting(mut self, on: Option<i64>, recheck_at: Option<DateTime<Utc>>) -> Self {
+        self.waiting = Some((on, recheck_at));
+        self
+    }
+
     /// Stores new params with the change.
     pub fn params(mut self, params: serde_json::Value) -> Self {
         self.params = Some(params);
@@ -103,7 +114,9 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
                 status_service_id = $7,
                 attempt = attempt + CASE WHEN $8 THEN 1 ELSE 0 END,
                 next_attempt_at = CASE WHEN $8 THEN $9 ELSE next_attempt_at END,
-                params = coalesce($10, params)
+                params = coalesce($10, params),
+                depends_on = CASE WHEN $11 THEN $12 ELSE depends_on END,
+                recheck_at = CASE WHEN $11 THEN $13 ELSE recheck_at END
          WHERE id = $1 AND status = $2 AND attempt = $3
          RETURNING {JOB_COLUMNS}"
     ))
@@ -117,6 +130,9 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .bind(bump)
     .bind(change.next_attempt.flatten())
     .bind(&change.params)
+    .bind(change.waiting.is_some())
+    .bind(change.waiting.and_then(|(on, _)| on))
+    .bind(change.waiting.and_then(|(_, at)| at))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| DbError::from_job_write(change.job_id, e))?;

@@ -1,5 +1,6 @@
 //! The flow of jobs: ingest (catalogue products -> jobs). Later steps (configure, dispatch, track,
 //! publish) join here.
 
+pub mod configure;
 pub mod ingest;
 pub mod poller;

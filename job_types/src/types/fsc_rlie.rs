@@ -376,7 +376,9 @@ impl JobTemplate for FscRlie {
         let mut params: FscRlieParams = JobTypeError::decode_params(job)?;
         let (Some(tile), Some(measured)) = (job.tile_id.as_deref(), job.measured_at) else {
             return Ok(ConfigureOutcome {
-                decision: Configuration::Error("the job has no tile or no sensing time".into()),
+                decision: Configuration::Error {
+                    reason: "the job has no tile or no sensing time".into(),
+                },
                 params: None,
             });
         };
@@ -388,10 +390,13 @@ impl JobTemplate for FscRlie {
             None => MajaMode::Init,
             Some(prev) if !prev_is_processed(prev.status) => {
                 return Ok(ConfigureOutcome {
-                    decision: Configuration::Wait(format!(
-                        "waiting for job {} ({}), the previous date of tile {tile}, to be processed",
-                        prev.id, prev.name
-                    )),
+                    decision: Configuration::Wait {
+                        reason: format!(
+                            "waiting for job {} ({}), the previous date of tile {tile}, to be processed",
+                            prev.id, prev.name
+                        ),
+                        on: Some(prev.id),
+                    },
                     params: None,
                 });
             }

@@ -355,7 +355,11 @@ async fn configuration_follows_the_tile_time_series() {
         jobs: vec![running.clone(), second.clone()],
     };
     let out = t.configure_single_job(&ctx, &second).await.unwrap();
-    let Configuration::Wait(reason) = out.decision else {
+    let Configuration::Wait {
+        reason,
+        on: Some(1),
+    } = out.decision
+    else {
         panic!("{out:?}")
     };
     assert!(reason.contains("job 1"), "{reason}");
