@@ -31,15 +31,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay before attempt `attempt + 1` (attempts count from 1): a random value between half
-    /// and all of `base * 2^(attempt-1)`, capped.
+    /// The delay before attempt `attempt + 1` (attempts count from 1).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let ceiling = exp.min(self.max_delay);
-        let half = ceiling / 2;
-        half + ceiling.saturating_sub(half).mul_f64(fastrand::f64())
+        crate::backoff::jittered(self.base_delay, self.max_delay, attempt)
     }
 }
 
@@ -187,28 +181,6 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_stays_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        };
-        for _ in 0..100 {
-            let d1 = p.backoff(1);
-            assert!(
-                d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100),
-                "{d1:?}"
-            );
-            let d3 = p.backoff(3);
-            assert!(
-                d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400),
-                "{d3:?}"
-            );
-            assert!(p.backoff(30) <= Duration::from_secs(1));
-        }
-    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {

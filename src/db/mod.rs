@@ -8,6 +8,7 @@ use swath_job_types::JobStatus;
 
 use crate::config::DatabaseUrl;
 
+pub mod claim;
 pub mod configure;
 pub mod context;
 pub mod history;

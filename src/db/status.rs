@@ -36,6 +36,8 @@ pub struct StatusChange {
     /// For a configured job: what it waits for and when to look at it again (both cleared when
     /// `Some((None, None))`).
     pub waiting: Option<(Option<i64>, Option<DateTime<Utc>>)>,
+    /// Clear the owner and the lease (the job is free for any instance again).
+    pub release: bool,
 }
 
 impl StatusChange {
@@ -57,6 +59,7 @@ impl StatusChange {
             next_attempt: None,
             params: None,
             waiting: None,
+            release: false,
         }
     }
 
@@ -92,6 +95,12 @@ impl StatusChange {
         self
     }
 
+    /// Clears the job's owner and lease with the change.
+    pub fn release(mut self) -> Self {
+        self.release = true;
+        self
+    }
+
     /// Stores new params with the change.
     pub fn params(mut self, params: serde_json::Value) -> Self {
         self.params = Some(params);
@@ -116,7 +125,10 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
                 next_attempt_at = CASE WHEN $8 THEN $9 ELSE next_attempt_at END,
                 params = coalesce($10, params),
                 depends_on = CASE WHEN $11 THEN $12 ELSE depends_on END,
-                recheck_at = CASE WHEN $11 THEN $13 ELSE recheck_at END
+                recheck_at = CASE WHEN $11 THEN $13 ELSE recheck_at END,
+                service_id = CASE WHEN $14 THEN NULL ELSE service_id END,
+                tag = CASE WHEN $14 THEN NULL ELSE tag END,
+                lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END
          WHERE id = $1 AND status = $2 AND attempt = $3
          RETURNING {JOB_COLUMNS}"
     ))
@@ -133,6 +145,7 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .bind(change.waiting.is_some())
     .bind(change.waiting.and_then(|(on, _)| on))
     .bind(change.waiting.and_then(|(_, at)| at))
+    .bind(change.release)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| DbError::from_job_write(change.job_id, e))?;

@@ -4,3 +4,4 @@
 pub mod configure;
 pub mod ingest;
 pub mod poller;
+pub mod retry;

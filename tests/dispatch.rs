@@ -1,0 +1,283 @@
+//! Claiming ready jobs and the retry policy, against the database.
+
+mod support;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use swath::db::claim::{claim_ready_jobs, Claimant};
+use swath::db::history::job_history;
+use swath::db::jobs::{get_job, insert_jobs};
+use swath::pipeline::retry::{
+    record_failure, timed_out_jobs, AttemptBackoff, Failure, FailureOutcome, StatusTimeouts,
+};
+use swath_job_types::{Job, JobPriority, JobStatus, NewJob};
+use uuid::Uuid;
+
+use support::drive;
+
+/// `n` ready `test_job`s; job i has `priorities[i % len]` and was published i minutes after noon.
+async fn ready_jobs(pool: &PgPool, n: usize, priorities: &[JobPriority]) -> Vec<Job> {
+    let new: Vec<NewJob> = (0..n)
+        .map(|i| {
+            let mut j = NewJob::new("test_job", format!("job-{i:03}"), 3);
+            j.priority = priorities[i % priorities.len()];
+            j.input_published_at =
+                Some(format!("2024-03-01T12:{:02}:00Z", i % 60).parse().unwrap());
+            j
+        })
+        .collect();
+    let ids = insert_jobs(pool, &new).await.unwrap();
+    let mut jobs = Vec::new();
+    for inserted in ids {
+        let job = get_job(pool, inserted.id).await.unwrap();
+        jobs.push(drive(pool, job, &[JobStatus::Configured, JobStatus::Ready]).await);
+    }
+    jobs
+}
+
+fn claimant(lease: Duration) -> Claimant {
+    Claimant {
+        service_id: Uuid::new_v4(),
+        tag: serde_json::json!({"host": "test", "name": "swath"}),
+        lease,
+    }
+}
+
+fn types() -> Vec<String> {
+    vec!["test_job".to_string()]
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn claims_follow_priority_then_the_oldest_input_and_hold_a_lease(pool: PgPool) {
+    use JobPriority::*;
+    let jobs = ready_jobs(&pool, 6, &[Reprocessing, Delayed, Nrt]).await;
+    let a = claimant(Duration::from_secs(600));
+    let claimed = claim_ready_jobs(&pool, &a, &types(), 3).await.unwrap();
+    let names: Vec<&str> = claimed.iter().map(|j| j.name.as_str()).collect();
+    // nrt jobs are 2 and 5 (oldest first), then the oldest delayed job (1).
+    assert_eq!(names, vec!["job-002", "job-005", "job-001"]);
+    assert!(claimed
+        .iter()
+        .all(|j| j.service_id == Some(a.service_id) && j.lease_expires_at.is_some()));
+    assert!(
+        claimed.iter().all(|j| j.status == JobStatus::Ready),
+        "a claim does not change the status"
+    );
+
+    // Another instance gets the rest, never a leased job.
+    let b = claimant(Duration::from_secs(600));
+    let rest = claim_ready_jobs(&pool, &b, &types(), 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        vec!["job-004", "job-000", "job-003"]
+    );
+    assert!(
+        claim_ready_jobs(&pool, &claimant(Duration::from_secs(1)), &types(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // An expired lease (its instance died) frees the job for others.
+    sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 s' WHERE id = $1")
+        .bind(jobs[2].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let c = claimant(Duration::from_secs(600));
+    let taken = claim_ready_jobs(&pool, &c, &types(), 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![jobs[2].id]
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn concurrent_claims_never_take_a_job_twice(pool: PgPool) {
+    ready_jobs(&pool, 60, &[JobPriority::Nrt]).await;
+    let spawn = || {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            claim_ready_jobs(&pool, &claimant(Duration::from_secs(600)), &types(), 45)
+                .await
+                .unwrap()
+        })
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.len() + b.len(), 60, "together they take every job");
+    let mut ids: Vec<i64> = a.iter().chain(&b).map(|j| j.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "and none twice");
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn external_errors_are_retried_with_backoff_then_fail_with_every_error_kept(pool: PgPool) {
+    let job = ready_jobs(&pool, 1, &[JobPriority::Nrt]).await.remove(0);
+    let backoff = AttemptBackoff {
+        base: Duration::from_secs(30),
+        max: Duration::from_secs(600),
+    };
+    let mut job = drive(&pool, job, &[JobStatus::Queued, JobStatus::Started]).await;
+    for attempt in 1..=3 {
+        assert_eq!(job.attempt, attempt);
+        // Claimed, dispatched and failing with exit code 2 (or, the first time, before it started).
+        let failure = Failure::External {
+            subtype: "exit code 2".into(),
+            message: format!("storage unavailable (attempt {attempt})"),
+        };
+        let (after, outcome) = record_failure(&pool, &job, &failure, backoff, None)
+            .await
+            .unwrap();
+        if attempt < 3 {
+            let FailureOutcome::Retried {
+                attempt: next,
+                not_before,
+            } = outcome
+            else {
+                panic!("{outcome:?}")
+            };
+            assert_eq!(next, attempt + 1);
+            let wait = not_before - chrono::Utc::now();
+            let expected = 30 * (1 << (attempt - 1));
+            assert!(
+                wait <= chrono::TimeDelta::seconds(expected)
+                    && wait >= chrono::TimeDelta::seconds(expected / 2 - 1),
+                "{wait}"
+            );
+            assert_eq!((after.status, after.service_id), (JobStatus::Ready, None));
+            // Not claimable before its time.
+            assert!(
+                claim_ready_jobs(&pool, &claimant(Duration::from_secs(60)), &types(), 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            sqlx::query("UPDATE jobs SET next_attempt_at = now() WHERE id = $1")
+                .bind(after.id)
+                .execute(&pool)
+                .await
+                .unwrap();
+            let claimed = claim_ready_jobs(&pool, &claimant(Duration::from_secs(60)), &types(), 10)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1);
+            job = drive(
+                &pool,
+                claimed.into_iter().next().unwrap(),
+                &[JobStatus::Queued, JobStatus::Started],
+            )
+            .await;
+        } else {
+            assert_eq!(outcome, FailureOutcome::Failed);
+            assert_eq!(after.status, JobStatus::InternalError);
+            assert_eq!(
+                after.status_error_subtype.as_deref(),
+                Some("attempts exhausted")
+            );
+            assert!(after.status_message.as_deref().unwrap().contains(
+                "3 attempts failed; the last one: exit code 2: storage unavailable (attempt 3)"
+            ));
+            job = after;
+        }
+    }
+    let errors: Vec<(i32, String)> = job_history(&pool, job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.status == JobStatus::ExternalError)
+        .map(|h| (h.attempt, h.error_message.unwrap()))
+        .collect();
+    assert_eq!(errors.len(), 3, "every attempt's error is kept: {errors:?}");
+    assert_eq!(
+        errors[1],
+        (2, "storage unavailable (attempt 2)".to_string())
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn other_failures_are_final_and_stale_reports_change_nothing(pool: PgPool) {
+    let job = ready_jobs(&pool, 1, &[JobPriority::Nrt]).await.remove(0);
+    let running = drive(
+        &pool,
+        job,
+        &[
+            JobStatus::Queued,
+            JobStatus::Started,
+            JobStatus::PreProcessing,
+            JobStatus::Processing,
+        ],
+    )
+    .await;
+    let failure = Failure::Internal {
+        subtype: "exit code 1".into(),
+        message: "SIP unrecoverable error".into(),
+    };
+    let (after, outcome) =
+        record_failure(&pool, &running, &failure, AttemptBackoff::default(), None)
+            .await
+            .unwrap();
+    assert_eq!(
+        (after.status, outcome),
+        (JobStatus::InternalError, FailureOutcome::Failed)
+    );
+    // The same report again (a stale duplicate) loses the race and changes nothing.
+    let err = record_failure(&pool, &running, &failure, AttemptBackoff::default(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, swath::db::DbError::LostRace { .. }), "{err}");
+    assert_eq!(job_history(&pool, after.id).await.unwrap().len(), 8);
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn jobs_stuck_in_a_status_are_found_by_their_timeout(pool: PgPool) {
+    let jobs = ready_jobs(&pool, 3, &[JobPriority::Nrt]).await;
+    let queued = drive(&pool, jobs[0].clone(), &[JobStatus::Queued]).await;
+    let processing = drive(
+        &pool,
+        jobs[1].clone(),
+        &[
+            JobStatus::Queued,
+            JobStatus::Started,
+            JobStatus::PreProcessing,
+            JobStatus::Processing,
+        ],
+    )
+    .await;
+    sqlx::query(
+        "UPDATE jobs SET status_changed_at = now() - interval '2 hours' WHERE id = ANY ($1)",
+    )
+    .bind(vec![queued.id, processing.id])
+    .execute(&pool)
+    .await
+    .unwrap_err(); // time cannot be faked: moving status_changed_at is a transition, and queued -> queued is refused
+    let timeouts = StatusTimeouts(vec![
+        (JobStatus::Queued, Duration::ZERO),
+        (JobStatus::Processing, Duration::from_secs(3600)),
+    ]);
+    let stuck = timed_out_jobs(&pool, &timeouts, 10).await.unwrap();
+    assert_eq!(
+        stuck.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![queued.id],
+        "processing for seconds is fine"
+    );
+    let (after, outcome) = record_failure(
+        &pool,
+        &stuck[0],
+        &Failure::External {
+            subtype: "timeout".into(),
+            message: "queued for more than 0 s".into(),
+        },
+        AttemptBackoff::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        outcome,
+        FailureOutcome::Retried { attempt: 2, .. }
+    ));
+    assert_eq!(after.status, JobStatus::Ready);
+}
