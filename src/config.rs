@@ -135,6 +135,13 @@ pub struct Settings {
     /// Longest sleep of the configuration loop between wake-ups, in seconds (a safety net: status
     /// changes wake it at once).
     pub configure_idle_secs: u64,
+    /// Address the HTTP API listens on.
+    pub listen: String,
+    /// Delay before the second attempt of a job after an external error, in seconds; it doubles
+    /// with each attempt (with jitter).
+    pub retry_base_secs: u64,
+    /// Longest delay between attempts of a job, in seconds.
+    pub retry_max_secs: u64,
 }
 
 impl Default for Settings {
@@ -164,6 +171,9 @@ impl Default for Settings {
             configure_batch: 500,
             configure_recheck_secs: 600,
             configure_idle_secs: 30,
+            listen: "127.0.0.1:8080".into(),
+            retry_base_secs: 60,
+            retry_max_secs: 3600,
         }
     }
 }
@@ -255,6 +265,15 @@ impl Settings {
                 problems.push(format!("{name}: must be at least 1"));
             }
         }
+        if let Err(e) = self.listen.parse::<std::net::SocketAddr>() {
+            problems.push(format!(
+                "SWATH_LISTEN: {:?} is not an address and port ({e})",
+                self.listen
+            ));
+        }
+        if self.retry_base_secs == 0 || self.retry_max_secs < self.retry_base_secs {
+            problems.push("SWATH_RETRY_BASE_SECS and SWATH_RETRY_MAX_SECS: the base must be at least 1 and at most the maximum".into());
+        }
         if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
             problems.push(format!("SWATH_CATALOGUE: {e}"));
         }
@@ -313,6 +332,14 @@ impl Settings {
         crate::pipeline::poller::PollWindow::Continuous {
             overlap: Duration::from_secs(self.ingest_overlap_secs),
             initial_lookback: Duration::from_secs(self.ingest_initial_lookback_days * 86_400),
+        }
+    }
+
+    /// Backoff between attempts of a job.
+    pub fn attempt_backoff(&self) -> crate::pipeline::retry::AttemptBackoff {
+        crate::pipeline::retry::AttemptBackoff {
+            base: std::time::Duration::from_secs(self.retry_base_secs),
+            max: std::time::Duration::from_secs(self.retry_max_secs),
         }
     }
 

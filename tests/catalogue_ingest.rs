@@ -645,6 +645,7 @@ async fn swath_serve_ingests_continuously_until_stopped(pool: PgPool) {
         .env("SWATH_CATALOGUE", format!("odata+{}/odata/v1", server.base))
         .env("SWATH_JOB_TYPES", "[fsc_rlie]")
         .env("SWATH_INGEST_INTERVAL_SECS", "1")
+        .env("SWATH_LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -1,6 +1,6 @@
 //! `swath serve`: the running orchestrator. It ingests continuously (every interval, each enabled job
-//! type polls the configured catalogue from its cursor) and configures new and woken jobs as soon as
-//! jobs change. It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
+//! type polls the configured catalogue from its cursor), configures new and woken jobs as soon as
+//! jobs change, and serves the HTTP API (the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
 //! in progress rolls back and is done again next time.
 
 use std::time::Duration;
@@ -8,6 +8,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::signal::unix::{signal, SignalKind};
 
+use anyhow::Context;
+
+use crate::api::{router, ApiState};
 use crate::catalogue;
 use crate::config::Settings;
 use crate::pipeline::configure::configure_loop;
@@ -26,6 +29,29 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
         .filter_map(|n| registry.get(n).cloned())
         .collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let api = {
+        let state = ApiState {
+            pool: pool.clone(),
+            registry: std::sync::Arc::new(registry.clone()),
+            backoff: settings.attempt_backoff(),
+        };
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            };
+            if let Err(e) = axum::serve(listener, router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP API failed");
+            }
+        })
+    };
     let configure = {
         let pool = pool.clone();
         let mut stop_rx = stop_rx.clone();
@@ -78,6 +104,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let _ = configure.await;
+    let _ = api.await;
     drop(stop_rx);
     tracing::info!("swath serve: stopped");
     Ok(())

@@ -15,6 +15,7 @@ pub mod history;
 pub mod ingestion;
 pub mod jobs;
 pub mod status;
+pub mod tokens;
 
 /// The schema migrations in `sql/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");

@@ -38,6 +38,10 @@ pub struct StatusChange {
     pub waiting: Option<(Option<i64>, Option<DateTime<Utc>>)>,
     /// Clear the owner and the lease (the job is free for any instance again).
     pub release: bool,
+    /// Worker results, stored with the change.
+    pub results: Option<serde_json::Value>,
+    /// What actually ran, stored with the change.
+    pub software_version: Option<String>,
 }
 
 impl StatusChange {
@@ -60,6 +64,8 @@ impl StatusChange {
             params: None,
             waiting: None,
             release: false,
+            results: None,
+            software_version: None,
         }
     }
 
@@ -92,6 +98,13 @@ impl StatusChange {
     /// clears both.
     pub fn waiting(mut self, on: Option<i64>, recheck_at: Option<DateTime<Utc>>) -> Self {
         self.waiting = Some((on, recheck_at));
+        self
+    }
+
+    /// Stores worker results (and what ran, if known) with the change.
+    pub fn results(mut self, results: serde_json::Value, software_version: Option<String>) -> Self {
+        self.results = Some(results);
+        self.software_version = software_version;
         self
     }
 
@@ -128,7 +141,9 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
                 recheck_at = CASE WHEN $11 THEN $13 ELSE recheck_at END,
                 service_id = CASE WHEN $14 THEN NULL ELSE service_id END,
                 tag = CASE WHEN $14 THEN NULL ELSE tag END,
-                lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END
+                lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END,
+                results = coalesce($15, results),
+                software_version = coalesce($16, software_version)
          WHERE id = $1 AND status = $2 AND attempt = $3
          RETURNING {JOB_COLUMNS}"
     ))
@@ -146,6 +161,8 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .bind(change.waiting.and_then(|(on, _)| on))
     .bind(change.waiting.and_then(|(_, at)| at))
     .bind(change.release)
+    .bind(&change.results)
+    .bind(&change.software_version)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| DbError::from_job_write(change.job_id, e))?;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod catalogue_server;
 
 use std::process::{Command, Output};

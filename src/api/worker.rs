@@ -1,0 +1,254 @@
+//! The worker protocol: a worker fetches the task of its attempt and reports its statuses and its
+//! result. Every request carries the per-attempt token issued at dispatch
+//! (`Authorization: Bearer ...`) and names its attempt; a request for an attempt that is no longer
+//! the job's current one is refused with 409 and changes nothing.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use swath_job_types::exit_codes::ExitClass;
+use swath_job_types::job::{JobResults, OutputProduct};
+use swath_job_types::template::WorkerTask;
+use swath_job_types::{Job, JobStatus};
+
+use super::{ApiError, ApiState};
+use crate::db::jobs::get_job;
+use crate::db::status::{change_status_on, StatusChange};
+use crate::db::tokens::{check_attempt_token, TokenCheck};
+use crate::pipeline::retry::{record_failure, Failure};
+
+/// The worker routes, relative to the API prefix.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/worker/jobs/{id}/attempts/{attempt}/task", get(task))
+        .route("/worker/jobs/{id}/attempts/{attempt}/status", post(status))
+        .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
+}
+
+/// A status a worker reports.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    /// `started`, `pre_processing`, `processing` or `post_processing`.
+    pub status: JobStatus,
+    /// What the worker is doing.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// An error a worker reports with a failed result.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedError {
+    /// Short class (`storage`, `docker`, `exit code 1`...).
+    pub subtype: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The result of an attempt.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultReport {
+    /// How the attempt ended.
+    pub outcome: ExitClass,
+    /// Exit code of the scientific code, if it ran.
+    #[serde(default)]
+    pub return_code: Option<i32>,
+    /// Products written (success only).
+    #[serde(default)]
+    pub products: Vec<OutputProduct>,
+    /// What ran (image digest...).
+    #[serde(default)]
+    pub software_version: Option<String>,
+    /// The error, for failed outcomes.
+    #[serde(default)]
+    pub error: Option<ReportedError>,
+}
+
+/// The job's state after a report.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ReportAnswer {
+    /// The job's status now.
+    pub status: JobStatus,
+    /// The job's attempt now (higher than the reported one after a retry was scheduled).
+    pub attempt: i32,
+}
+
+/// Checks the bearer token for attempt `attempt` of job `id`, and returns the job.
+async fn authorize(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: i64,
+    attempt: i32,
+) -> Result<Job, ApiError> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+    match check_attempt_token(&state.pool, id, attempt, token).await? {
+        TokenCheck::UnknownJob => Err(ApiError::NotFound(format!("job {id} not found"))),
+        TokenCheck::Refused => Err(ApiError::Unauthorized(format!(
+            "the token is not valid for attempt {attempt} of job {id}"
+        ))),
+        TokenCheck::Valid {
+            current_attempt: current,
+        } if current != attempt => Err(ApiError::Conflict(format!(
+            "attempt {attempt} of job {id} is stale: the job is at attempt {current}"
+        ))),
+        TokenCheck::Valid { .. } => {
+            let job = get_job(&state.pool, id).await?;
+            if job.attempt != attempt {
+                return Err(ApiError::Conflict(format!(
+                    "attempt {attempt} of job {id} is stale: the job is at attempt {}",
+                    job.attempt
+                )));
+            }
+            Ok(job)
+        }
+    }
+}
+
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload
+        .map(|Json(v)| v)
+        .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+async fn task(
+    State(state): State<ApiState>,
+    Path((id, attempt)): Path<(i64, i32)>,
+    headers: HeaderMap,
+) -> Result<Json<WorkerTask>, ApiError> {
+    let job = authorize(&state, &headers, id, attempt).await?;
+    let job_type = state.registry.get(&job.job_type).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "job type {} is not served by this instance",
+            job.job_type
+        ))
+    })?;
+    let task = job_type
+        .worker_task(&job)
+        .map_err(|e| ApiError::Conflict(format!("no task for job {id}: {e}")))?;
+    Ok(Json(task))
+}
+
+async fn status(
+    State(state): State<ApiState>,
+    Path((id, attempt)): Path<(i64, i32)>,
+    headers: HeaderMap,
+    payload: Result<Json<StatusReport>, JsonRejection>,
+) -> Result<Json<ReportAnswer>, ApiError> {
+    let report = body(payload)?;
+    let job = authorize(&state, &headers, id, attempt).await?;
+    if !report.status.is_running() {
+        return Err(ApiError::BadRequest(format!(
+            "workers report started, pre_processing, processing or post_processing, not {}; results go to the result endpoint",
+            report.status
+        )));
+    }
+    let mut change = StatusChange::of(&job, report.status);
+    if let Some(message) = report.message {
+        change = change.message(message);
+    }
+    let job = change_status_on(&state.pool, &change).await?;
+    Ok(Json(ReportAnswer {
+        status: job.status,
+        attempt: job.attempt,
+    }))
+}
+
+async fn result(
+    State(state): State<ApiState>,
+    Path((id, attempt)): Path<(i64, i32)>,
+    headers: HeaderMap,
+    payload: Result<Json<ResultReport>, JsonRejection>,
+) -> Result<Json<ReportAnswer>, ApiError> {
+    let report = body(payload)?;
+    let job = authorize(&state, &headers, id, attempt).await?;
+    let job_type = state.registry.get(&job.job_type).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "job type {} is not served by this instance",
+            job.job_type
+        ))
+    })?;
+    let described = |fallback: &str| match &report.error {
+        Some(e) => (e.subtype.clone(), e.message.clone()),
+        None => (
+            report
+                .return_code
+                .map_or_else(|| fallback.to_string(), |c| format!("exit code {c}")),
+            report.return_code.map_or_else(
+                || "no details".to_string(),
+                |c| job_type.exit_codes().describe(c),
+            ),
+        ),
+    };
+    let job = match report.outcome {
+        ExitClass::Success | ExitClass::NoProduct => {
+            if report.outcome == ExitClass::NoProduct && !report.products.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "a no_product result lists no products".into(),
+                ));
+            }
+            let allowed = &job_type.spec().output_products;
+            if let Some(p) = report.products.iter().find(|p| !allowed.contains(&p.kind)) {
+                return Err(ApiError::BadRequest(format!(
+                    "product kind {:?} is not one of {}'s ({})",
+                    p.kind,
+                    job.job_type,
+                    allowed.join(", ")
+                )));
+            }
+            if job.status != JobStatus::PostProcessing {
+                return Err(ApiError::Conflict(format!(
+                    "job {id} is {}; a result is reported from post_processing",
+                    job.status
+                )));
+            }
+            let results = JobResults {
+                return_code: report.return_code,
+                outcome: Some(report.outcome),
+                products: report.products,
+            };
+            let results =
+                serde_json::to_value(results).map_err(|e| ApiError::Internal(e.into()))?;
+            let change = StatusChange::of(&job, JobStatus::Processed)
+                .results(results, report.software_version)
+                .release();
+            change_status_on(&state.pool, &change).await?
+        }
+        ExitClass::ExternalError => {
+            let (subtype, message) = described("external error");
+            record_failure(
+                &state.pool,
+                &job,
+                &Failure::External { subtype, message },
+                state.backoff,
+                None,
+            )
+            .await?
+            .0
+        }
+        ExitClass::InternalError => {
+            let (subtype, message) = described("internal error");
+            record_failure(
+                &state.pool,
+                &job,
+                &Failure::Internal { subtype, message },
+                state.backoff,
+                None,
+            )
+            .await?
+            .0
+        }
+    };
+    Ok(Json(ReportAnswer {
+        status: job.status,
+        attempt: job.attempt,
+    }))
+}

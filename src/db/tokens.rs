@@ -1,0 +1,87 @@
+//! Per-attempt worker tokens: issued at dispatch, checked on every worker request.
+
+use sha2::{Digest, Sha256};
+use sqlx::{PgExecutor, Row};
+
+use super::DbError;
+
+/// A new random token (two version-4 UUIDs: 244 random bits from the operating system).
+pub fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Issues a token for attempt `attempt` of job `job_id` and stores its digest (replacing an earlier
+/// one of the same attempt). Returns `None` when the job is not at that attempt.
+pub async fn issue_attempt_token<'e>(
+    db: impl PgExecutor<'e>,
+    job_id: i64,
+    attempt: i32,
+) -> Result<Option<String>, DbError> {
+    let token = new_token();
+    let done = sqlx::query(
+        "INSERT INTO attempt_tokens (job_id, attempt, sha256)
+         SELECT id, attempt, $3 FROM jobs WHERE id = $1 AND attempt = $2
+         ON CONFLICT (job_id, attempt) DO UPDATE SET sha256 = excluded.sha256, issued_at = clock_timestamp()",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .bind(digest(&token))
+    .execute(db)
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(token))
+}
+
+/// What checking a token found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenCheck {
+    /// No such job.
+    UnknownJob,
+    /// The token is not the one issued for that attempt of the job.
+    Refused,
+    /// The token is the one issued for that attempt.
+    Valid {
+        /// The job's current attempt (a later one when the attempt is stale).
+        current_attempt: i32,
+    },
+}
+
+/// Checks `token` for attempt `attempt` of job `job_id`, comparing digests in constant time.
+pub async fn check_attempt_token<'e>(
+    db: impl PgExecutor<'e>,
+    job_id: i64,
+    attempt: i32,
+    token: &str,
+) -> Result<TokenCheck, DbError> {
+    let row = sqlx::query(
+        "SELECT j.attempt, t.sha256 FROM jobs j
+         LEFT JOIN attempt_tokens t ON t.job_id = j.id AND t.attempt = $2
+         WHERE j.id = $1",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else {
+        return Ok(TokenCheck::UnknownJob);
+    };
+    let stored: Option<Vec<u8>> = row.try_get("sha256")?;
+    let given = digest(token);
+    let matches = stored.is_some_and(|s| {
+        s.len() == given.len() && s.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    Ok(if matches {
+        TokenCheck::Valid {
+            current_attempt: row.try_get("attempt")?,
+        }
+    } else {
+        TokenCheck::Refused
+    })
+}

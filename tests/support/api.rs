@@ -1,0 +1,44 @@
+//! Spawns the HTTP API on a random loopback port over a test's database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use swath::api::{router, ApiState};
+use swath::config::Settings;
+use swath::pipeline::retry::AttemptBackoff;
+
+/// A running API; stops when dropped.
+pub struct TestApi {
+    /// `http://127.0.0.1:<port>/api/v1`.
+    pub base: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The API over `pool` with the default job types and a 30 s retry backoff.
+pub async fn spawn_api(pool: &PgPool) -> TestApi {
+    let state = ApiState {
+        pool: pool.clone(),
+        registry: Arc::new(Settings::default().registry().unwrap()),
+        backoff: AttemptBackoff {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(600),
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    TestApi { base, task }
+}

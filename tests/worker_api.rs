@@ -1,0 +1,322 @@
+//! The worker protocol over HTTP: tokens, fencing by attempt, status and result reports.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use swath::db::history::job_history;
+use swath::db::jobs::{get_job, insert_jobs};
+use swath::db::tokens::issue_attempt_token;
+use swath_job_types::{Job, JobStatus, NewJob};
+
+use support::api::spawn_api;
+use support::drive;
+
+/// A queued `test_job` (as if just dispatched) and the token of its attempt.
+async fn dispatched(pool: &PgPool, name: &str) -> (Job, String) {
+    let mut new = NewJob::new("test_job", name, 2);
+    new.params = json!({"product": "S2B_MSIL1C_20240301T101019_N0510_R022_T32TLR_20240301T120100", "mission": "S2"});
+    new.input_path = Some("/eodata/test/S2B.SAFE".into());
+    let id = insert_jobs(pool, &[new]).await.unwrap()[0].id;
+    let job = drive(
+        pool,
+        get_job(pool, id).await.unwrap(),
+        &[JobStatus::Configured, JobStatus::Ready, JobStatus::Queued],
+    )
+    .await;
+    let token = issue_attempt_token(pool, job.id, job.attempt)
+        .await
+        .unwrap()
+        .unwrap();
+    (job, token)
+}
+
+fn url(base: &str, job: &Job, attempt: i32, what: &str) -> String {
+    format!("{base}/worker/jobs/{}/attempts/{attempt}/{what}", job.id)
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, token) = dispatched(&pool, "whole").await;
+
+    let r = client
+        .get(url(&api.base, &job, 1, "task"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let task: Value = r.json().await.unwrap();
+    assert_eq!(task["job_id"], job.id);
+    assert_eq!(task["attempt"], 1);
+    assert_eq!(task["inputs"][0]["source"], "/eodata/test/S2B.SAFE");
+    assert_eq!(task["outputs"][0]["kind"], "test_product");
+    assert_eq!(task["flavor"], "eo1.xsmall");
+    assert!(task["exit_codes"]["rules"].as_array().unwrap().len() >= 4);
+
+    for status in ["started", "pre_processing", "processing", "post_processing"] {
+        let (code, answer) = post(
+            &client,
+            &url(&api.base, &job, 1, "status"),
+            &token,
+            json!({"status": status, "message": format!("now {status}")}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK, "{status}: {answer}");
+        assert_eq!(answer["status"], status);
+    }
+    let result = json!({
+        "outcome": "success", "return_code": 0, "software_version": "stand-in@sha256:abc",
+        "products": [{"kind": "test_product", "path": "test/x/TEST_V100_1", "size_bytes": 1024,
+                      "completed_at": "2024-03-01T13:00:00Z", "infos": {"wkt": "POLYGON ((0 0, 1 0, 1 1, 0 0))", "resolution": 20}, "published_at": null}]
+    });
+    let (code, answer) = post(&client, &url(&api.base, &job, 1, "result"), &token, result).await;
+    assert_eq!(
+        (code, answer["status"].as_str()),
+        (StatusCode::OK, Some("processed")),
+        "{answer}"
+    );
+    let job = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(job.software_version.as_deref(), Some("stand-in@sha256:abc"));
+    assert_eq!(job.results.unwrap().products[0].path, "test/x/TEST_V100_1");
+    let history: Vec<(JobStatus, Option<String>)> = job_history(&pool, job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.status, h.error_message))
+        .collect();
+    assert_eq!(
+        history[5],
+        (JobStatus::PreProcessing, Some("now pre_processing".into()))
+    );
+    assert_eq!(history.last().unwrap().0, JobStatus::Processed);
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn tokens_attempts_and_bodies_are_checked(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, token) = dispatched(&pool, "checked").await;
+    let (other, other_token) = dispatched(&pool, "other").await;
+    let started = json!({"status": "started"});
+
+    let r = client
+        .get(url(&api.base, &job, 1, "task"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no token");
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &other_token,
+        started.clone(),
+    )
+    .await;
+    assert_eq!(
+        code,
+        StatusCode::UNAUTHORIZED,
+        "another job's token: {body}"
+    );
+    let (code, _) = post(
+        &client,
+        &format!("{}/worker/jobs/987654/attempts/1/status", api.base),
+        &token,
+        started.clone(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    // A token opens only its own attempt.
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 2, "status"),
+        &token,
+        started.clone(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("attempt 2 of job"),
+        "{body}"
+    );
+
+    for bad in [
+        json!({"status": "done"}),
+        json!({"status": "finished"}),
+        json!({"state": "started"}),
+        json!([1]),
+    ] {
+        let (code, body) = post(
+            &client,
+            &url(&api.base, &job, 1, "status"),
+            &token,
+            bad.clone(),
+        )
+        .await;
+        assert!(code.is_client_error(), "{bad}: {code}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{bad}: a message says what is wrong: {body}"
+        );
+    }
+    let r = client
+        .post(url(&api.base, &job, 1, "status"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A forbidden transition is a conflict, and the job is untouched.
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &token,
+        json!({"status": "processing"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("queued -> processing"),
+        "{body}"
+    );
+    assert_eq!(
+        get_job(&pool, job.id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    assert_eq!(
+        get_job(&pool, other.id).await.unwrap().status,
+        JobStatus::Queued
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, token) = dispatched(&pool, "retried").await;
+    let (code, _) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let failure = json!({"outcome": "external_error", "error": {"subtype": "storage", "message": "bucket unreachable"}});
+    let (code, answer) = post(
+        &client,
+        &url(&api.base, &job, 1, "result"),
+        &token,
+        failure.clone(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(
+        (answer["status"].as_str(), answer["attempt"].as_i64()),
+        (Some("ready"), Some(2))
+    );
+
+    // The worker of attempt 1 is now stale: whatever it reports is refused and changes nothing.
+    let before = job_history(&pool, job.id).await.unwrap().len();
+    for (what, body) in [
+        ("status", json!({"status": "processing"})),
+        ("result", failure.clone()),
+    ] {
+        let (code, body) = post(&client, &url(&api.base, &job, 1, what), &token, body).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{what}: {body}");
+    }
+    // Its token does not open attempt 2 either: the next dispatch issues a new one.
+    let (code, _) = post(
+        &client,
+        &url(&api.base, &job, 2, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(job_history(&pool, job.id).await.unwrap().len(), before);
+
+    // Attempt 2 (the last: max_attempts = 2) fails with an exit code: the job ends with the reason.
+    let job = drive(
+        &pool,
+        get_job(&pool, job.id).await.unwrap(),
+        &[JobStatus::Queued],
+    )
+    .await;
+    let token = issue_attempt_token(&pool, job.id, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    post(
+        &client,
+        &url(&api.base, &job, 2, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
+    let (code, answer) = post(
+        &client,
+        &url(&api.base, &job, 2, "result"),
+        &token,
+        json!({"outcome": "external_error", "return_code": 150}),
+    )
+    .await;
+    assert_eq!(
+        (code, answer["status"].as_str()),
+        (StatusCode::OK, Some("internal_error")),
+        "{answer}"
+    );
+    let job = get_job(&pool, job.id).await.unwrap();
+    assert!(
+        job.status_message
+            .as_deref()
+            .unwrap()
+            .contains("exit code 150"),
+        "{:?}",
+        job.status_message
+    );
+
+    // A result that lies about its products is refused.
+    let (other, other_token) = dispatched(&pool, "liar").await;
+    for s in ["started", "pre_processing", "processing", "post_processing"] {
+        post(
+            &client,
+            &url(&api.base, &other, 1, "status"),
+            &other_token,
+            json!({"status": s}),
+        )
+        .await;
+    }
+    let (code, body) = post(&client, &url(&api.base, &other, 1, "result"), &other_token,
+        json!({"outcome": "success", "products": [{"kind": "fsc", "path": "x", "size_bytes": 1, "completed_at": null, "published_at": null}]})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("\"fsc\""),
+        "{body}"
+    );
+}
