@@ -10,5 +10,6 @@ pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod executor;
 pub mod pipeline;
 pub mod telemetry;

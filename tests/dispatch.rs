@@ -281,3 +281,185 @@ async fn jobs_stuck_in_a_status_are_found_by_their_timeout(pool: PgPool) {
     ));
     assert_eq!(after.status, JobStatus::Ready);
 }
+
+mod dispatching {
+    use super::*;
+    use swath::config::Settings;
+    use swath::db::tokens::issue_attempt_token;
+    use swath::executor::local::LocalExecutor;
+    use swath::executor::{DispatchRequest, Executor};
+    use swath::pipeline::dispatch::dispatch_round;
+    use swath_job_types::flavor::WorkerFlavor;
+
+    use crate::support::conformance::stand_in_worker;
+
+    fn flavors(slots: u32) -> Vec<WorkerFlavor> {
+        vec![WorkerFlavor {
+            name: "eo1.xsmall".into(),
+            cpus: 1,
+            memory_mb: 1024,
+            disk_gb: 8,
+            node_class: "worker".into(),
+            local_slots: slots,
+        }]
+    }
+
+    fn script(dir: &std::path::Path, jobs: &[Job], behaviour: &str) {
+        for job in jobs {
+            std::fs::write(dir.join(job.id.to_string()), behaviour).unwrap();
+        }
+    }
+
+    fn starts(dir: &std::path::Path, job: &Job) -> usize {
+        std::fs::read_to_string(dir.join(format!("{}.starts", job.id)))
+            .map_or(0, |t| t.lines().count())
+    }
+
+    #[sqlx::test(migrations = "./sql")]
+    async fn ready_jobs_are_dispatched_up_to_the_free_slots_and_recorded_queued(pool: PgPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = ready_jobs(&pool, 5, &[JobPriority::Nrt]).await;
+        script(dir.path(), &jobs, "run");
+        let executor = LocalExecutor::new(
+            stand_in_worker(dir.path()),
+            "http://127.0.0.1:9".into(),
+            dir.path().join("work"),
+            flavors(3),
+        );
+        let registry = Settings::default().registry().unwrap();
+        let me = claimant(Duration::from_secs(600));
+        let report = dispatch_round(
+            &pool,
+            &executor,
+            &registry,
+            &types(),
+            &flavors(3),
+            &me,
+            AttemptBackoff::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((report.claimed, report.queued), (3, 3), "{report:?}");
+        let queued: Vec<Job> = {
+            let mut v = Vec::new();
+            for j in &jobs {
+                v.push(get_job(&pool, j.id).await.unwrap());
+            }
+            v
+        };
+        let dispatched: Vec<&Job> = queued
+            .iter()
+            .filter(|j| j.status == JobStatus::Queued)
+            .collect();
+        assert_eq!(dispatched.len(), 3);
+        for job in &dispatched {
+            assert_eq!(
+                job.executor_ref.as_deref(),
+                Some(format!("local/{}-1", job.uid).as_str())
+            );
+            assert_eq!(job.service_id, Some(me.service_id));
+        }
+        // No free slot: the next round dispatches nothing and claims nothing.
+        let report = dispatch_round(
+            &pool,
+            &executor,
+            &registry,
+            &types(),
+            &flavors(3),
+            &me,
+            AttemptBackoff::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report, Default::default());
+        for job in &dispatched {
+            executor
+                .stop(job.executor_ref.as_deref().unwrap())
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The instance starts an attempt and dies before recording it: another instance, once the lease
+    /// ran out, dispatches the same token and records the attempt that already runs.
+    #[sqlx::test(migrations = "./sql")]
+    async fn a_crash_between_dispatch_and_record_never_runs_an_attempt_twice(pool: PgPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = ready_jobs(&pool, 1, &[JobPriority::Nrt]).await;
+        script(dir.path(), &jobs, "run");
+        let executor = LocalExecutor::new(
+            stand_in_worker(dir.path()),
+            "http://127.0.0.1:9".into(),
+            dir.path().join("work"),
+            flavors(2),
+        );
+        let registry = Settings::default().registry().unwrap();
+
+        let dead = claimant(Duration::from_secs(600));
+        let claimed = claim_ready_jobs(&pool, &dead, &types(), 1)
+            .await
+            .unwrap()
+            .remove(0);
+        let token = issue_attempt_token(&pool, claimed.id, claimed.attempt)
+            .await
+            .unwrap()
+            .unwrap();
+        let request = DispatchRequest {
+            job_id: claimed.id,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: claimed.attempt_token(),
+            worker_token: token,
+            flavor: flavors(2).remove(0),
+            nomad_job: "test-job-processing".into(),
+        };
+        let first = executor.dispatch(&request).await.unwrap();
+        let running_worker_token = request.worker_token.clone();
+        // ... and the instance dies here. While its lease holds, nobody else takes the job.
+        let other = claimant(Duration::from_secs(600));
+        let report = dispatch_round(
+            &pool,
+            &executor,
+            &registry,
+            &types(),
+            &flavors(2),
+            &other,
+            AttemptBackoff::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.claimed, 0);
+        sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 s' WHERE id = $1")
+            .bind(claimed.id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        let report = dispatch_round(
+            &pool,
+            &executor,
+            &registry,
+            &types(),
+            &flavors(2),
+            &other,
+            AttemptBackoff::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((report.claimed, report.queued), (1, 1), "{report:?}");
+        let job = get_job(&pool, claimed.id).await.unwrap();
+        assert_eq!(
+            (job.status, job.executor_ref.as_deref()),
+            (JobStatus::Queued, Some(first.as_str()))
+        );
+        assert_eq!(starts(dir.path(), &job), 1, "the attempt started once");
+        // The worker that runs still holds a valid token for its attempt.
+        let check = swath::db::tokens::check_attempt_token(&pool, job.id, 1, &running_worker_token)
+            .await
+            .unwrap();
+        assert_eq!(
+            check,
+            swath::db::tokens::TokenCheck::Valid { current_attempt: 1 }
+        );
+        executor.stop(&first).await.unwrap();
+    }
+}

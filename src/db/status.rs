@@ -42,6 +42,8 @@ pub struct StatusChange {
     pub results: Option<serde_json::Value>,
     /// What actually ran, stored with the change.
     pub software_version: Option<String>,
+    /// The executor's reference of the dispatched attempt, stored with the change.
+    pub executor_ref: Option<String>,
 }
 
 impl StatusChange {
@@ -66,6 +68,7 @@ impl StatusChange {
             release: false,
             results: None,
             software_version: None,
+            executor_ref: None,
         }
     }
 
@@ -108,6 +111,12 @@ impl StatusChange {
         self
     }
 
+    /// Records the executor's reference of the dispatched attempt with the change.
+    pub fn executor_ref(mut self, reference: impl Into<String>) -> Self {
+        self.executor_ref = Some(reference.into());
+        self
+    }
+
     /// Clears the job's owner and lease with the change.
     pub fn release(mut self) -> Self {
         self.release = true;
@@ -143,7 +152,8 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
                 tag = CASE WHEN $14 THEN NULL ELSE tag END,
                 lease_expires_at = CASE WHEN $14 THEN NULL ELSE lease_expires_at END,
                 results = coalesce($15, results),
-                software_version = coalesce($16, software_version)
+                software_version = coalesce($16, software_version),
+                executor_ref = coalesce($17, executor_ref)
          WHERE id = $1 AND status = $2 AND attempt = $3
          RETURNING {JOB_COLUMNS}"
     ))
@@ -163,6 +173,7 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .bind(change.release)
     .bind(&change.results)
     .bind(&change.software_version)
+    .bind(&change.executor_ref)
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| DbError::from_job_write(change.job_id, e))?;

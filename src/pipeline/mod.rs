@@ -2,6 +2,7 @@
 //! publish) join here.
 
 pub mod configure;
+pub mod dispatch;
 pub mod ingest;
 pub mod poller;
 pub mod retry;

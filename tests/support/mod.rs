@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalogue_server;
+pub mod conformance;
 
 use std::process::{Command, Output};
 

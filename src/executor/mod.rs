@@ -1,0 +1,81 @@
+//! Executors run job attempts somewhere: on this machine (`local`), or on a Nomad cluster (later).
+//!
+//! Every executor honours the same contract, checked by one conformance suite:
+//! - dispatch is idempotent on the attempt's token `<uid>-<attempt>`: dispatching the same token
+//!   again returns the same reference and starts nothing new;
+//! - an attempt's outcome is observable from its reference: still pending or running, exited with a
+//!   code, failed without an exit code (it could not be set up), lost, or unknown;
+//! - a dispatched attempt can be stopped.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use swath_job_types::flavor::WorkerFlavor;
+
+pub mod local;
+
+/// One attempt to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchRequest {
+    /// The job.
+    pub job_id: i64,
+    /// The job type.
+    pub job_type: String,
+    /// The attempt.
+    pub attempt: i32,
+    /// Idempotency token: `<uid>-<attempt>`.
+    pub idempotency_token: String,
+    /// The per-attempt worker token (secret: given to the worker, never logged).
+    pub worker_token: String,
+    /// The flavor to run on.
+    pub flavor: WorkerFlavor,
+    /// The Nomad job of the job type (for executors that need it).
+    pub nomad_job: String,
+}
+
+/// How an attempt is doing, as its executor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Waiting for a slot or a node.
+    Pending,
+    /// Running.
+    Running,
+    /// The worker exited with this code.
+    Exited(i32),
+    /// It ended without an exit code (could not start, killed by a signal...).
+    Failed(String),
+    /// The executor lost it (node gone).
+    Lost,
+    /// The executor does not know this reference (never dispatched, or forgotten).
+    Unknown,
+}
+
+/// An executor that cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The executor is unreachable or failed: worth trying again later.
+    #[error("executor unavailable: {0}")]
+    Unavailable(String),
+    /// The request cannot work (unknown flavor, bad configuration).
+    #[error("executor refused the request: {0}")]
+    Refused(String),
+}
+
+/// Somewhere to run attempts.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// A short name for logs (`local`, `nomad`).
+    fn name(&self) -> &'static str;
+
+    /// Free slots per flavor name.
+    async fn capacity(&self) -> Result<BTreeMap<String, usize>, ExecutorError>;
+
+    /// Starts the attempt (or returns the reference of the one started with the same token).
+    async fn dispatch(&self, request: &DispatchRequest) -> Result<String, ExecutorError>;
+
+    /// How the attempt behind `reference` is doing.
+    async fn outcome(&self, reference: &str) -> Result<AttemptOutcome, ExecutorError>;
+
+    /// Stops the attempt behind `reference` (a no-op if it already ended).
+    async fn stop(&self, reference: &str) -> Result<(), ExecutorError>;
+}
