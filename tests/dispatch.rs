@@ -16,11 +16,22 @@ use uuid::Uuid;
 
 use support::drive;
 
-/// `n` ready `test_job`s; job i has `priorities[i % len]` and was published i minutes after noon.
+/// `n` ready `test_job`s named `job-NNN`; job i has `priorities[i % len]` and was published i
+/// minutes after noon.
 async fn ready_jobs(pool: &PgPool, n: usize, priorities: &[JobPriority]) -> Vec<Job> {
+    ready_jobs_named(pool, "job", n, priorities).await
+}
+
+/// Like [`ready_jobs`], named `<prefix>-NNN`.
+async fn ready_jobs_named(
+    pool: &PgPool,
+    prefix: &str,
+    n: usize,
+    priorities: &[JobPriority],
+) -> Vec<Job> {
     let new: Vec<NewJob> = (0..n)
         .map(|i| {
-            let mut j = NewJob::new("test_job", format!("job-{i:03}"), 3);
+            let mut j = NewJob::new("test_job", format!("{prefix}-{i:03}"), 3);
             j.priority = priorities[i % priorities.len()];
             j.input_published_at =
                 Some(format!("2024-03-01T12:{:02}:00Z", i % 60).parse().unwrap());
@@ -461,5 +472,229 @@ mod dispatching {
             swath::db::tokens::TokenCheck::Valid { current_attempt: 1 }
         );
         executor.stop(&first).await.unwrap();
+    }
+}
+
+mod tracking {
+    use super::*;
+    use swath::config::Settings;
+    use swath::executor::local::LocalExecutor;
+    use swath::executor::Executor;
+    use swath::pipeline::dispatch::dispatch_round;
+    use swath::pipeline::track::track_round;
+    use swath_job_types::flavor::WorkerFlavor;
+
+    use crate::support::conformance::stand_in_worker;
+
+    fn flavors() -> Vec<WorkerFlavor> {
+        vec![WorkerFlavor {
+            name: "eo1.xsmall".into(),
+            cpus: 1,
+            memory_mb: 1024,
+            disk_gb: 8,
+            node_class: "worker".into(),
+            local_slots: 8,
+        }]
+    }
+
+    /// Dispatches `behaviours.len()` jobs whose stand-in workers behave as given, and waits (bounded)
+    /// until every one that does not run forever has exited.
+    async fn dispatched(
+        pool: &PgPool,
+        dir: &std::path::Path,
+        executor: &LocalExecutor,
+        behaviours: &[&str],
+    ) -> Vec<Job> {
+        let prefix = uuid::Uuid::new_v4().simple().to_string();
+        let jobs = ready_jobs_named(pool, &prefix, behaviours.len(), &[JobPriority::Nrt]).await;
+        for (job, b) in jobs.iter().zip(behaviours) {
+            std::fs::write(dir.join(job.id.to_string()), b).unwrap();
+        }
+        let registry = Settings::default().registry().unwrap();
+        let report = dispatch_round(
+            pool,
+            executor,
+            &registry,
+            &types(),
+            &flavors(),
+            &claimant(Duration::from_secs(600)),
+            AttemptBackoff::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.queued, behaviours.len(), "{report:?}");
+        let mut out = Vec::new();
+        for (job, b) in jobs.iter().zip(behaviours) {
+            let job = get_job(pool, job.id).await.unwrap();
+            if *b != "run" {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while matches!(
+                    executor
+                        .outcome(job.executor_ref.as_deref().unwrap())
+                        .await
+                        .unwrap(),
+                    swath::executor::AttemptOutcome::Running
+                ) {
+                    assert!(std::time::Instant::now() < deadline);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            out.push(job);
+        }
+        out
+    }
+
+    #[sqlx::test(migrations = "./sql")]
+    async fn exits_without_a_report_are_settled_by_their_code(pool: PgPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = LocalExecutor::new(
+            stand_in_worker(dir.path()),
+            "http://127.0.0.1:9".into(),
+            dir.path().join("work"),
+            flavors(),
+        );
+        let jobs = dispatched(&pool, dir.path(), &executor, &["2", "1", "0", "run"]).await;
+        let timeouts = StatusTimeouts::default();
+        let report = track_round(&pool, &executor, &timeouts, AttemptBackoff::default(), 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.tracked, report.settled, report.timed_out),
+            (4, 3, 0),
+            "{report:?}"
+        );
+        let now: Vec<Job> = {
+            let mut v = Vec::new();
+            for j in &jobs {
+                v.push(get_job(&pool, j.id).await.unwrap());
+            }
+            v
+        };
+        assert_eq!(
+            (now[0].status, now[0].attempt),
+            (JobStatus::Ready, 2),
+            "exit 2: a new attempt"
+        );
+        assert_eq!(now[1].status, JobStatus::InternalError);
+        assert_eq!(now[1].status_error_subtype.as_deref(), Some("exit code 1"));
+        assert_eq!(now[2].status, JobStatus::InternalError);
+        assert!(now[2]
+            .status_message
+            .as_deref()
+            .unwrap()
+            .contains("without reporting a result"));
+        assert_eq!(
+            now[3].status,
+            JobStatus::Queued,
+            "still running, within its timeout"
+        );
+
+        // The running one outlives a (zero) queued timeout: stopped and retried.
+        let strict = StatusTimeouts(vec![(JobStatus::Queued, Duration::ZERO)]);
+        let report = track_round(&pool, &executor, &strict, AttemptBackoff::default(), 100)
+            .await
+            .unwrap();
+        assert_eq!((report.timed_out, report.settled), (1, 1), "{report:?}");
+        let job = get_job(&pool, jobs[3].id).await.unwrap();
+        assert_eq!((job.status, job.attempt), (JobStatus::Ready, 2));
+        let stopped = executor
+            .outcome(jobs[3].executor_ref.as_deref().unwrap())
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut stopped = stopped;
+        while matches!(stopped, swath::executor::AttemptOutcome::Running) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the timed-out attempt was stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stopped = executor
+                .outcome(jobs[3].executor_ref.as_deref().unwrap())
+                .await
+                .unwrap();
+        }
+        assert!(
+            matches!(stopped, swath::executor::AttemptOutcome::Failed(_)),
+            "{stopped:?}"
+        );
+    }
+
+    #[sqlx::test(migrations = "./sql")]
+    async fn an_attempt_the_executor_forgot_is_retried_and_reports_win_races(pool: PgPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = LocalExecutor::new(
+            stand_in_worker(dir.path()),
+            "http://127.0.0.1:9".into(),
+            dir.path().join("work"),
+            flavors(),
+        );
+        let jobs = dispatched(&pool, dir.path(), &executor, &["2"]).await;
+        // The worker reported its external error itself before exiting: the job already moved on.
+        let job = get_job(&pool, jobs[0].id).await.unwrap();
+        let (after, _) = record_failure(
+            &pool,
+            &job,
+            &Failure::External {
+                subtype: "storage".into(),
+                message: "reported by the worker".into(),
+            },
+            AttemptBackoff::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(after.attempt, 2);
+        let report = track_round(
+            &pool,
+            &executor,
+            &StatusTimeouts::default(),
+            AttemptBackoff::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.tracked, 0, "nothing in flight");
+        assert_eq!(
+            get_job(&pool, job.id).await.unwrap().attempt,
+            2,
+            "counted once"
+        );
+
+        // A restarted local executor knows nothing of earlier attempts.
+        let forgetful = LocalExecutor::new(
+            stand_in_worker(dir.path()),
+            "http://127.0.0.1:9".into(),
+            dir.path().join("work"),
+            flavors(),
+        );
+        let jobs = dispatched(&pool, dir.path(), &executor, &["run"]).await;
+        let report = track_round(
+            &pool,
+            &forgetful,
+            &StatusTimeouts::default(),
+            AttemptBackoff::default(),
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.settled, 1);
+        let job = get_job(&pool, jobs[0].id).await.unwrap();
+        assert_eq!(
+            (job.status, job.status_error_subtype.as_deref()),
+            (JobStatus::Ready, None)
+        );
+        let vanished = job_history(&pool, job.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|h| h.status == JobStatus::ExternalError)
+            .unwrap();
+        assert_eq!(vanished.error_subtype.as_deref(), Some("vanished"));
+        executor
+            .stop(jobs[0].executor_ref.as_deref().unwrap())
+            .await
+            .unwrap();
     }
 }

@@ -6,3 +6,4 @@ pub mod dispatch;
 pub mod ingest;
 pub mod poller;
 pub mod retry;
+pub mod track;

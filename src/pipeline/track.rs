@@ -1,0 +1,134 @@
+//! Track: follow dispatched attempts through their executor, and settle those whose worker could
+//! not report. The worker reports its own statuses and result; this round covers what it cannot:
+//!
+//! | executor says | and the job is still in flight | becomes |
+//! |---|---|---|
+//! | exited 0 | no result was reported | internal error |
+//! | exited 2 | (the worker asks for a retry) | external error: a new attempt |
+//! | exited with another code | | internal error |
+//! | failed without an exit code, lost, or unknown | | external error: a new attempt |
+//! | still pending or running past its status timeout | | stopped, external error |
+//!
+//! Every change is a compare-and-set on the status and attempt seen at the start of the round, so a
+//! report the worker made meanwhile wins and the round's view of it is dropped.
+
+use sqlx::PgPool;
+use swath_job_types::Job;
+
+use super::retry::{record_failure, AttemptBackoff, Failure, StatusTimeouts};
+use crate::db::jobs::{job_from_row, JOB_COLUMNS};
+use crate::db::DbError;
+use crate::executor::{AttemptOutcome, Executor};
+
+/// What one tracking round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackReport {
+    /// Attempts looked at.
+    pub tracked: usize,
+    /// Attempts settled here (retried or failed).
+    pub settled: usize,
+    /// Attempts stopped for a timeout.
+    pub timed_out: usize,
+}
+
+/// Up to `limit` dispatched jobs in flight (queued to post-processing), oldest change first.
+pub async fn in_flight_jobs(pool: &PgPool, limit: i64) -> Result<Vec<Job>, DbError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE status BETWEEN 4 AND 8 AND executor_ref IS NOT NULL
+         ORDER BY status_changed_at LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// The failure an executor outcome means for a job still in flight, if any.
+pub fn failure_of(outcome: &AttemptOutcome) -> Option<Failure> {
+    let external = |subtype: &str, message: String| {
+        Some(Failure::External {
+            subtype: subtype.into(),
+            message,
+        })
+    };
+    match outcome {
+        AttemptOutcome::Pending | AttemptOutcome::Running => None,
+        AttemptOutcome::Exited(0) => Some(Failure::Internal {
+            subtype: "worker".into(),
+            message: "the worker exited with code 0 without reporting a result".into(),
+        }),
+        AttemptOutcome::Exited(2) => external(
+            "exit code 2",
+            "the worker exited with code 2 (retry)".into(),
+        ),
+        AttemptOutcome::Exited(code) => Some(Failure::Internal {
+            subtype: format!("exit code {code}"),
+            message: format!("the worker exited with code {code}"),
+        }),
+        AttemptOutcome::Failed(reason) => external(
+            "executor",
+            format!("the attempt ended without an exit code: {reason}"),
+        ),
+        AttemptOutcome::Lost => external("lost", "the executor lost the attempt".into()),
+        AttemptOutcome::Unknown => {
+            external("vanished", "the executor does not know the attempt".into())
+        }
+    }
+}
+
+/// One round over up to `limit` jobs in flight.
+pub async fn track_round(
+    pool: &PgPool,
+    executor: &dyn Executor,
+    timeouts: &StatusTimeouts,
+    backoff: AttemptBackoff,
+    limit: i64,
+) -> Result<TrackReport, DbError> {
+    let mut report = TrackReport::default();
+    for job in in_flight_jobs(pool, limit).await? {
+        let Some(reference) = job.executor_ref.clone() else {
+            continue;
+        };
+        report.tracked += 1;
+        let outcome = match executor.outcome(&reference).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(job_id = job.id, executor = executor.name(), error = %e, "cannot read the attempt's outcome");
+                continue;
+            }
+        };
+        let mut failure = failure_of(&outcome);
+        if failure.is_none() {
+            let limit = timeouts
+                .0
+                .iter()
+                .find(|(s, _)| *s == job.status)
+                .map(|(_, d)| *d);
+            let age = (chrono::Utc::now() - job.status_changed_at)
+                .to_std()
+                .unwrap_or_default();
+            if let Some(limit) = limit.filter(|l| age > *l) {
+                if let Err(e) = executor.stop(&reference).await {
+                    tracing::warn!(job_id = job.id, error = %e, "cannot stop a timed-out attempt; it is retried anyway");
+                }
+                report.timed_out += 1;
+                failure = Some(Failure::External {
+                    subtype: "timeout".into(),
+                    message: format!(
+                        "no progress in {} for more than {} s",
+                        job.status,
+                        limit.as_secs()
+                    ),
+                });
+            }
+        }
+        let Some(failure) = failure else { continue };
+        match record_failure(pool, &job, &failure, backoff, None).await {
+            Ok(_) => report.settled += 1,
+            // The worker reported meanwhile: its report stands.
+            Err(DbError::LostRace { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
