@@ -411,10 +411,16 @@ mod dispatching {
             .await
             .unwrap()
             .remove(0);
-        let token = issue_attempt_token(&pool, claimed.id, claimed.attempt)
-            .await
-            .unwrap()
-            .unwrap();
+        let token = issue_attempt_token(
+            &pool,
+            claimed.id,
+            claimed.attempt,
+            dead.service_id,
+            dead.lease,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let request = DispatchRequest {
             job_id: claimed.id,
             job_type: "test_job".into(),
@@ -555,9 +561,16 @@ mod tracking {
         );
         let jobs = dispatched(&pool, dir.path(), &executor, &["2", "1", "0", "run"]).await;
         let timeouts = StatusTimeouts::default();
-        let report = track_round(&pool, &executor, &timeouts, AttemptBackoff::default(), 100)
-            .await
-            .unwrap();
+        let report = track_round(
+            &pool,
+            &executor,
+            &timeouts,
+            AttemptBackoff::default(),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (report.tracked, report.settled, report.timed_out),
             (4, 3, 0),
@@ -591,9 +604,16 @@ mod tracking {
 
         // The running one outlives a (zero) queued timeout: stopped and retried.
         let strict = StatusTimeouts(vec![(JobStatus::Queued, Duration::ZERO)]);
-        let report = track_round(&pool, &executor, &strict, AttemptBackoff::default(), 100)
-            .await
-            .unwrap();
+        let report = track_round(
+            &pool,
+            &executor,
+            &strict,
+            AttemptBackoff::default(),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
         assert_eq!((report.timed_out, report.settled), (1, 1), "{report:?}");
         let job = get_job(&pool, jobs[3].id).await.unwrap();
         assert_eq!((job.status, job.attempt), (JobStatus::Ready, 2));
@@ -650,6 +670,7 @@ mod tracking {
             &executor,
             &StatusTimeouts::default(),
             AttemptBackoff::default(),
+            None,
             100,
         )
         .await
@@ -674,6 +695,7 @@ mod tracking {
             &forgetful,
             &StatusTimeouts::default(),
             AttemptBackoff::default(),
+            None,
             100,
         )
         .await

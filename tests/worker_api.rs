@@ -7,11 +7,10 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use swath::db::history::job_history;
 use swath::db::jobs::{get_job, insert_jobs};
-use swath::db::tokens::issue_attempt_token;
 use swath_job_types::{Job, JobStatus, NewJob};
 
 use support::api::spawn_api;
-use support::drive;
+use support::{drive, token_for_ready};
 
 /// A queued `test_job` (as if just dispatched) and the token of its attempt.
 async fn dispatched(pool: &PgPool, name: &str) -> (Job, String) {
@@ -19,16 +18,14 @@ async fn dispatched(pool: &PgPool, name: &str) -> (Job, String) {
     new.params = json!({"product": "S2B_MSIL1C_20240301T101019_N0510_R022_T32TLR_20240301T120100", "mission": "S2"});
     new.input_path = Some("/eodata/test/S2B.SAFE".into());
     let id = insert_jobs(pool, &[new]).await.unwrap()[0].id;
-    let job = drive(
+    let ready = drive(
         pool,
         get_job(pool, id).await.unwrap(),
-        &[JobStatus::Configured, JobStatus::Ready, JobStatus::Queued],
+        &[JobStatus::Configured, JobStatus::Ready],
     )
     .await;
-    let token = issue_attempt_token(pool, job.id, job.attempt)
-        .await
-        .unwrap()
-        .unwrap();
+    let token = token_for_ready(pool, &ready).await;
+    let job = drive(pool, get_job(pool, id).await.unwrap(), &[JobStatus::Queued]).await;
     (job, token)
 }
 
@@ -262,16 +259,13 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
     assert_eq!(job_history(&pool, job.id).await.unwrap().len(), before);
 
     // Attempt 2 (the last: max_attempts = 2) fails with an exit code: the job ends with the reason.
+    let token = token_for_ready(&pool, &get_job(&pool, job.id).await.unwrap()).await;
     let job = drive(
         &pool,
         get_job(&pool, job.id).await.unwrap(),
         &[JobStatus::Queued],
     )
     .await;
-    let token = issue_attempt_token(&pool, job.id, 2)
-        .await
-        .unwrap()
-        .unwrap();
     post(
         &client,
         &url(&api.base, &job, 2, "status"),
@@ -318,5 +312,126 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
     assert!(
         body["error"].as_str().unwrap().contains("\"fsc\""),
         "{body}"
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn late_repeated_and_early_reports_are_handled(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+
+    // A worker may start before its dispatcher records the dispatch.
+    let mut new = NewJob::new("test_job", "early", 3);
+    new.params = json!({"product": "x", "mission": null});
+    new.input_path = Some("/x".into());
+    let id = insert_jobs(&pool, &[new]).await.unwrap()[0].id;
+    let ready = drive(
+        &pool,
+        get_job(&pool, id).await.unwrap(),
+        &[JobStatus::Configured, JobStatus::Ready],
+    )
+    .await;
+    let token = token_for_ready(&pool, &ready).await;
+    let (code, answer) = post(
+        &client,
+        &url(&api.base, &ready, 1, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(
+        (code, answer["status"].as_str()),
+        (StatusCode::OK, Some("started")),
+        "{answer}"
+    );
+    let history = job_history(&pool, id).await.unwrap();
+    assert_eq!(history[3].status, JobStatus::Queued);
+    assert_eq!(
+        history[3].error_message.as_deref(),
+        Some("dispatch confirmed by the worker's start")
+    );
+
+    // The same report again (its answer was lost) is acknowledged and changes nothing.
+    let (code, answer) = post(
+        &client,
+        &url(&api.base, &ready, 1, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(
+        (code, answer["status"].as_str()),
+        (StatusCode::OK, Some("started"))
+    );
+    assert_eq!(job_history(&pool, id).await.unwrap().len(), history.len());
+
+    // Text that PostgreSQL cannot store is a bad request, not a server error.
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &ready, 1, "status"),
+        &token,
+        json!({"status": "pre_processing", "message": "a\u{0}b"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+
+    // Once the attempt succeeded, a late failure report cannot reopen it.
+    for s in ["pre_processing", "processing", "post_processing"] {
+        post(
+            &client,
+            &url(&api.base, &ready, 1, "status"),
+            &token,
+            json!({"status": s}),
+        )
+        .await;
+    }
+    let (code, _) = post(
+        &client,
+        &url(&api.base, &ready, 1, "result"),
+        &token,
+        json!({"outcome": "no_product", "return_code": 200}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, body) = post(&client, &url(&api.base, &ready, 1, "result"), &token, json!({"outcome": "external_error", "error": {"subtype": "upload", "message": "could not report"}})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    let job = get_job(&pool, id).await.unwrap();
+    assert_eq!((job.status, job.attempt), (JobStatus::Processed, 1));
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn no_token_is_issued_for_a_job_that_is_no_longer_ready_and_claimed(pool: PgPool) {
+    let mut new = NewJob::new("test_job", "cancelled", 3);
+    new.params = json!({"product": "x", "mission": null});
+    let id = insert_jobs(&pool, &[new]).await.unwrap()[0].id;
+    let ready = drive(
+        &pool,
+        get_job(&pool, id).await.unwrap(),
+        &[JobStatus::Configured, JobStatus::Ready],
+    )
+    .await;
+    let owner = uuid::Uuid::new_v4();
+    let lease = std::time::Duration::from_secs(60);
+    // Not claimed by this owner.
+    assert!(
+        swath::db::tokens::issue_attempt_token(&pool, id, 1, owner, lease)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    token_for_ready(&pool, &ready).await;
+    drive(&pool, ready, &[JobStatus::Cancelled]).await;
+    let claimed_by: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT service_id FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        swath::db::tokens::issue_attempt_token(&pool, id, 1, claimed_by.unwrap(), lease)
+            .await
+            .unwrap()
+            .is_none(),
+        "cancelled"
     );
 }

@@ -57,9 +57,9 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::NotFound(id) => ApiError::NotFound(format!("job {id} not found")),
-            DbError::LostRace { .. }
-            | DbError::InvalidTransition { .. }
-            | DbError::InvalidAttempt { .. } => ApiError::Conflict(e.to_string()),
+            DbError::LostRace { .. } | DbError::InvalidTransition { .. } => {
+                ApiError::Conflict(e.to_string())
+            }
             other => ApiError::Internal(other.into()),
         }
     }

@@ -16,8 +16,9 @@ use swath_job_types::{Job, JobStatus};
 
 use super::{ApiError, ApiState};
 use crate::db::jobs::get_job;
-use crate::db::status::{change_status_on, StatusChange};
+use crate::db::status::{change_status, change_status_on, StatusChange};
 use crate::db::tokens::{check_attempt_token, TokenCheck};
+use crate::db::DbError;
 use crate::pipeline::retry::{record_failure, Failure};
 
 /// The worker routes, relative to the API prefix.
@@ -113,6 +114,17 @@ async fn authorize(
     }
 }
 
+/// Refuses text with NUL characters (PostgreSQL cannot store them).
+fn no_nul<'a>(texts: impl Iterator<Item = &'a String>) -> Result<(), ApiError> {
+    let mut texts = texts;
+    match texts.find(|t| t.contains('\0')) {
+        Some(_) => Err(ApiError::BadRequest(
+            "text fields may not contain NUL characters".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload
         .map(|Json(v)| v)
@@ -151,11 +163,42 @@ async fn status(
             report.status
         )));
     }
+    no_nul(report.message.iter())?;
+    // The same report again (a retry after a lost answer) is acknowledged, not refused.
+    if job.status == report.status {
+        return Ok(Json(ReportAnswer {
+            status: job.status,
+            attempt: job.attempt,
+        }));
+    }
     let mut change = StatusChange::of(&job, report.status);
     if let Some(message) = report.message {
         change = change.message(message);
     }
-    let job = change_status_on(&state.pool, &change).await?;
+    // A worker can start before its dispatcher has recorded the dispatch: its start proves that the
+    // dispatch happened, so both changes are recorded together (the dispatcher then only adds its
+    // reference).
+    let job = if job.status == JobStatus::Ready && report.status == JobStatus::Started {
+        let mut tx = state.pool.begin().await.map_err(DbError::from)?;
+        let queued = change_status(
+            &mut tx,
+            &StatusChange::of(&job, JobStatus::Queued)
+                .message("dispatch confirmed by the worker's start"),
+        )
+        .await?;
+        let started = change_status(
+            &mut tx,
+            &StatusChange {
+                from: queued.status,
+                ..change
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(DbError::from)?;
+        started
+    } else {
+        change_status_on(&state.pool, &change).await?
+    };
     Ok(Json(ReportAnswer {
         status: job.status,
         attempt: job.attempt,
@@ -170,6 +213,23 @@ async fn result(
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let report = body(payload)?;
     let job = authorize(&state, &headers, id, attempt).await?;
+    no_nul(
+        report
+            .error
+            .iter()
+            .flat_map(|e| [&e.subtype, &e.message])
+            .chain(report.software_version.iter()),
+    )?;
+    no_nul(report.products.iter().flat_map(|p| [&p.kind, &p.path]))?;
+    if report
+        .products
+        .iter()
+        .any(|p| p.infos.to_string().contains("\\u0000"))
+    {
+        return Err(ApiError::BadRequest(
+            "product infos may not contain NUL characters".into(),
+        ));
+    }
     let job_type = state.registry.get(&job.job_type).ok_or_else(|| {
         ApiError::Conflict(format!(
             "job type {} is not served by this instance",
@@ -221,6 +281,14 @@ async fn result(
                 .results(results, report.software_version)
                 .release();
             change_status_on(&state.pool, &change).await?
+        }
+        ExitClass::ExternalError | ExitClass::InternalError
+            if !(job.status == JobStatus::Queued || job.status.is_running()) =>
+        {
+            return Err(ApiError::Conflict(format!(
+                "job {id} is {}: a failure is reported while the attempt runs",
+                job.status
+            )));
         }
         ExitClass::ExternalError => {
             let (subtype, message) = described("external error");

@@ -20,14 +20,29 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         page_size: u64,
     },
+    /// Drive N jobs from ready to processed through claim, dispatch and the worker HTTP reports,
+    /// and compare the status changes per second with `pgbench -N`'s transactions per second.
+    Pipeline {
+        /// How many jobs.
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        jobs: u64,
+        /// Simulated workers reporting at once (also pgbench's clients, up to 16).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+        workers: u64,
+    },
 }
 
 /// Runs a benchmark and prints its figures.
 pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Ingest {
-        products,
-        page_size,
-    } = cmd;
+    let (products, page_size) = match cmd {
+        BenchCommand::Ingest {
+            products,
+            page_size,
+        } => (products, page_size),
+        BenchCommand::Pipeline { jobs, workers } => {
+            return run_pipeline(settings, jobs as usize, workers as usize).await
+        }
+    };
     let (url, pool) = super::fresh_database(settings, "bench").await?;
     let registry = settings.registry()?;
     let job_type = registry.get("fsc_rlie").context("the fsc_rlie job type")?;
@@ -65,5 +80,41 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     db::drop_database_if_exists(&url)
         .await
         .context("dropping the bench database")?;
+    Ok(())
+}
+
+async fn run_pipeline(settings: &Settings, jobs: usize, workers: usize) -> anyhow::Result<()> {
+    let (url, pool) = super::fresh_database(settings, "bench").await?;
+    let (pgbench_url, pgbench_pool) = super::fresh_database(settings, "pgbench").await?;
+    pgbench_pool.close().await;
+    println!(
+        "swath bench pipeline: {jobs} jobs, {workers} workers, database {}",
+        url.redacted()
+    );
+    let registry = std::sync::Arc::new(settings.registry()?);
+    let pgbench_url = url::Url::parse(pgbench_url.expose()).context("the pgbench database URL")?;
+    let result =
+        crate::bench::pipeline::bench_pipeline(&pool, registry, jobs, workers, &pgbench_url)
+            .await?;
+    let rows = vec![
+        vec![
+            "swath: ready -> processed (claim, dispatch, worker reports over HTTP)".to_string(),
+            format!("{:.0} jobs/s", result.jobs_per_second()),
+            format!("{:.0} status changes/s", result.transitions_per_second()),
+        ],
+        vec![
+            "pgbench -N on the same server".to_string(),
+            String::new(),
+            format!("{:.0} transactions/s", result.pgbench_tps),
+        ],
+    ];
+    print!("{}", table::render(&["PATH", "JOBS", "CHANGES"], &rows));
+    println!(
+        "ratio: swath changes statuses at {:.2} of pgbench's transaction rate",
+        result.transitions_per_second() / result.pgbench_tps
+    );
+    pool.close().await;
+    db::drop_database_if_exists(&url).await?;
+    db::drop_database_if_exists(&crate::config::DatabaseUrl::new(pgbench_url.to_string())).await?;
     Ok(())
 }

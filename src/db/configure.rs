@@ -67,6 +67,14 @@ pub async fn set_waiting(
     params: Option<&serde_json::Value>,
 ) -> Result<bool, DbError> {
     let settled: Vec<i16> = SETTLED.iter().map(|s| s.id()).collect();
+    // Lock the dependency's row first: a settling change of it either committed before (and is seen
+    // below) or waits for this transaction (and its trigger then sees the new `depends_on`).
+    if let Some(on) = on {
+        sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR SHARE")
+            .bind(on)
+            .execute(&mut *conn)
+            .await?;
+    }
     let done = sqlx::query(
         "UPDATE jobs SET depends_on = $3,
                 recheck_at = CASE WHEN (SELECT d.status FROM jobs d WHERE d.id = $3) = ANY ($4)
@@ -80,7 +88,7 @@ pub async fn set_waiting(
     .bind(&settled)
     .bind(recheck_at)
     .bind(params)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -18,22 +18,33 @@ fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Issues a token for attempt `attempt` of job `job_id` and stores its digest. Tokens issued earlier
-/// for the same attempt stay valid (a worker started before a re-dispatch keeps working). Returns
-/// `None` when the job is not at that attempt.
+/// Issues a token for attempt `attempt` of job `job_id` and stores its digest, if the job is still
+/// `ready` at that attempt and claimed by `owner` under a lease that holds; the lease is extended by
+/// `lease` at the same time, so that no other instance can claim and start the attempt while this one
+/// dispatches it. Tokens issued earlier for the same attempt stay valid (a worker started before a
+/// re-dispatch keeps working). Returns `None` when the job is not in that state any more.
 pub async fn issue_attempt_token<'e>(
     db: impl PgExecutor<'e>,
     job_id: i64,
     attempt: i32,
+    owner: uuid::Uuid,
+    lease: std::time::Duration,
 ) -> Result<Option<String>, DbError> {
     let token = new_token();
     let done = sqlx::query(
-        "INSERT INTO attempt_tokens (job_id, attempt, sha256)
-         SELECT id, attempt, $3 FROM jobs WHERE id = $1 AND attempt = $2",
+        "WITH held AS (
+             UPDATE jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => $5)
+             WHERE id = $1 AND attempt = $2 AND status = 3 AND service_id = $4
+               AND lease_expires_at > clock_timestamp()
+             RETURNING id, attempt
+         )
+         INSERT INTO attempt_tokens (job_id, attempt, sha256) SELECT id, attempt, $3 FROM held",
     )
     .bind(job_id)
     .bind(attempt)
     .bind(digest(&token))
+    .bind(owner)
+    .bind(lease.as_secs_f64())
     .execute(db)
     .await?;
     Ok((done.rows_affected() == 1).then_some(token))

@@ -14,8 +14,8 @@ use swath_job_types::flavor::WorkerFlavor;
 
 pub mod local;
 
-/// One attempt to run.
-#[derive(Debug, Clone, PartialEq)]
+/// One attempt to run. Its `Debug` form hides the worker token.
+#[derive(Clone, PartialEq)]
 pub struct DispatchRequest {
     /// The job.
     pub job_id: i64,
@@ -31,6 +31,20 @@ pub struct DispatchRequest {
     pub flavor: WorkerFlavor,
     /// The Nomad job of the job type (for executors that need it).
     pub nomad_job: String,
+}
+
+impl std::fmt::Debug for DispatchRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchRequest")
+            .field("job_id", &self.job_id)
+            .field("job_type", &self.job_type)
+            .field("attempt", &self.attempt)
+            .field("idempotency_token", &self.idempotency_token)
+            .field("worker_token", &"***")
+            .field("flavor", &self.flavor.name)
+            .field("nomad_job", &self.nomad_job)
+            .finish()
+    }
 }
 
 /// How an attempt is doing, as its executor sees it.

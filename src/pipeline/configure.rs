@@ -96,7 +96,11 @@ pub async fn configure_round(
                 _ => report.failed += 1,
             },
             Ok(None) => report.deferred += 1,
-            Err(e) => return Err(e),
+            // One job that cannot be changed must not stall the others behind it.
+            Err(e) => {
+                tracing::error!(job_id = job.id, job_type = name, error = %e, "cannot apply the configuration decision");
+                report.deferred += 1;
+            }
         }
     }
     Ok(report)

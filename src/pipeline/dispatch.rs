@@ -33,6 +33,24 @@ pub struct DispatchReport {
     pub refused: usize,
 }
 
+/// Records the executor reference of attempt `attempt` of job `job_id` when nobody did.
+async fn record_reference(
+    pool: &PgPool,
+    job_id: i64,
+    attempt: i32,
+    reference: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE jobs SET executor_ref = $3 WHERE id = $1 AND attempt = $2 AND executor_ref IS NULL",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .bind(reference)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// One round: for every flavor with free slots, claim that many ready jobs of the job types that run
 /// on it, and dispatch them.
 pub async fn dispatch_round(
@@ -72,7 +90,15 @@ pub async fn dispatch_round(
             let Some(job_type) = registry.get(&job.job_type).map(Arc::clone) else {
                 continue;
             };
-            let Some(worker_token) = issue_attempt_token(pool, job.id, job.attempt).await? else {
+            let Some(worker_token) = issue_attempt_token(
+                pool,
+                job.id,
+                job.attempt,
+                claimant.service_id,
+                claimant.lease,
+            )
+            .await?
+            else {
                 report.deferred += 1;
                 continue;
             };
@@ -93,7 +119,24 @@ pub async fn dispatch_round(
                         .by(claimant.service_id);
                     match change_status_on(pool, &change).await {
                         Ok(_) => report.queued += 1,
-                        Err(DbError::LostRace { .. }) => report.deferred += 1,
+                        // The worker started first and recorded the dispatch itself: add the reference.
+                        Err(DbError::LostRace {
+                            actual,
+                            actual_attempt,
+                            ..
+                        }) if actual_attempt == job.attempt
+                            && (actual == JobStatus::Queued || actual.is_running()) =>
+                        {
+                            record_reference(pool, job.id, job.attempt, &reference).await?;
+                            report.queued += 1;
+                        }
+                        // The job moved on (cancelled...): the attempt must not run.
+                        Err(DbError::LostRace { .. }) => {
+                            if let Err(e) = executor.stop(&reference).await {
+                                tracing::warn!(job_id = job.id, error = %e, "cannot stop an attempt whose job moved on");
+                            }
+                            report.deferred += 1;
+                        }
                         Err(e) => return Err(e),
                     }
                 }

@@ -31,13 +31,23 @@ pub struct TrackReport {
     pub timed_out: usize,
 }
 
-/// Up to `limit` dispatched jobs in flight (queued to post-processing), oldest change first.
-pub async fn in_flight_jobs(pool: &PgPool, limit: i64) -> Result<Vec<Job>, DbError> {
+/// Up to `limit` jobs in flight (queued to post-processing) dispatched through `executor_prefix`
+/// (e.g. `local/`), oldest change first; only those of `owner` when given (an executor that lives in
+/// one instance, like the local one, knows only its own attempts).
+pub async fn in_flight_jobs(
+    pool: &PgPool,
+    executor_prefix: &str,
+    owner: Option<uuid::Uuid>,
+    limit: i64,
+) -> Result<Vec<Job>, DbError> {
     let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE status BETWEEN 4 AND 8 AND executor_ref IS NOT NULL
+        "SELECT {JOB_COLUMNS} FROM jobs
+         WHERE status BETWEEN 4 AND 8 AND starts_with(executor_ref, $2) AND ($3::uuid IS NULL OR service_id = $3)
          ORDER BY status_changed_at LIMIT $1"
     ))
     .bind(limit)
+    .bind(executor_prefix)
+    .bind(owner)
     .fetch_all(pool)
     .await?;
     rows.iter().map(job_from_row).collect()
@@ -82,10 +92,12 @@ pub async fn track_round(
     executor: &dyn Executor,
     timeouts: &StatusTimeouts,
     backoff: AttemptBackoff,
+    owner: Option<uuid::Uuid>,
     limit: i64,
 ) -> Result<TrackReport, DbError> {
     let mut report = TrackReport::default();
-    for job in in_flight_jobs(pool, limit).await? {
+    let prefix = format!("{}/", executor.name());
+    for job in in_flight_jobs(pool, &prefix, owner, limit).await? {
         let Some(reference) = job.executor_ref.clone() else {
             continue;
         };
@@ -98,6 +110,7 @@ pub async fn track_round(
             }
         };
         let mut failure = failure_of(&outcome);
+        let mut timed_out = false;
         if failure.is_none() {
             let limit = timeouts
                 .0
@@ -108,10 +121,7 @@ pub async fn track_round(
                 .to_std()
                 .unwrap_or_default();
             if let Some(limit) = limit.filter(|l| age > *l) {
-                if let Err(e) = executor.stop(&reference).await {
-                    tracing::warn!(job_id = job.id, error = %e, "cannot stop a timed-out attempt; it is retried anyway");
-                }
-                report.timed_out += 1;
+                timed_out = true;
                 failure = Some(Failure::External {
                     subtype: "timeout".into(),
                     message: format!(
@@ -124,7 +134,17 @@ pub async fn track_round(
         }
         let Some(failure) = failure else { continue };
         match record_failure(pool, &job, &failure, backoff, None).await {
-            Ok(_) => report.settled += 1,
+            Ok(_) => {
+                report.settled += 1;
+                // Stopped only once the timeout is recorded: a worker that reported progress
+                // meanwhile keeps running.
+                if timed_out {
+                    report.timed_out += 1;
+                    if let Err(e) = executor.stop(&reference).await {
+                        tracing::warn!(job_id = job.id, error = %e, "cannot stop a timed-out attempt; it was retried anyway");
+                    }
+                }
+            }
             // The worker reported meanwhile: its report stands.
             Err(DbError::LostRace { .. }) => {}
             Err(e) => return Err(e),

@@ -134,6 +134,28 @@ pub fn path_to(target: JobStatus) -> Vec<JobStatus> {
     path
 }
 
+/// A worker token for `job`, which is `ready`: the job is claimed by a new owner first, as the
+/// dispatcher does.
+pub async fn token_for_ready(pool: &PgPool, job: &Job) -> String {
+    let owner = uuid::Uuid::new_v4();
+    sqlx::query("UPDATE jobs SET service_id = $2, lease_expires_at = now() + interval '10 minutes' WHERE id = $1")
+        .bind(job.id)
+        .bind(owner)
+        .execute(pool)
+        .await
+        .expect("claim");
+    swath::db::tokens::issue_attempt_token(
+        pool,
+        job.id,
+        job.attempt,
+        owner,
+        std::time::Duration::from_secs(600),
+    )
+    .await
+    .expect("token")
+    .expect("the job is ready and claimed")
+}
+
 /// Drives `job` along `statuses` with compare-and-set changes, starting new attempts where the state
 /// machine requires it.
 pub async fn drive(pool: &PgPool, mut job: Job, statuses: &[JobStatus]) -> Job {

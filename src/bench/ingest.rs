@@ -1,4 +1,4 @@
-//! `swath bench`: performance measured as ratios against a baseline in the same run.
+//! The ingestion benchmark.
 //!
 //! `ingest`: N realistic Sentinel-2 L1C listings (EEA39 tiles, footprints, cloud cover) go through
 //! the whole ingestion path (names parsed, area of interest, dedup and version rules, batched insert
