@@ -164,6 +164,29 @@ async fn status(
         )));
     }
     no_nul(report.message.iter())?;
+    // The dispatcher may record the dispatch while this report is applied: a lost race at the same
+    // attempt is applied again to the job as it is now (a few times at most).
+    let mut job = job;
+    for _ in 0..3 {
+        match apply_status(&state, &job, &report).await {
+            Err(ApiError::Conflict(_)) if job.status == JobStatus::Ready => {
+                job = get_job(&state.pool, id).await?;
+                if job.attempt != attempt {
+                    break;
+                }
+            }
+            other => return other,
+        }
+    }
+    apply_status(&state, &job, &report).await
+}
+
+/// Applies a worker's status report to `job` as it was read.
+async fn apply_status(
+    state: &ApiState,
+    job: &Job,
+    report: &StatusReport,
+) -> Result<Json<ReportAnswer>, ApiError> {
     // The same report again (a retry after a lost answer) is acknowledged, not refused.
     if job.status == report.status {
         return Ok(Json(ReportAnswer {
@@ -171,9 +194,9 @@ async fn status(
             attempt: job.attempt,
         }));
     }
-    let mut change = StatusChange::of(&job, report.status);
-    if let Some(message) = report.message {
-        change = change.message(message);
+    let mut change = StatusChange::of(job, report.status);
+    if let Some(message) = &report.message {
+        change = change.message(message.clone());
     }
     // A worker can start before its dispatcher has recorded the dispatch: its start proves that the
     // dispatch happened, so both changes are recorded together (the dispatcher then only adds its
@@ -182,7 +205,7 @@ async fn status(
         let mut tx = state.pool.begin().await.map_err(DbError::from)?;
         let queued = change_status(
             &mut tx,
-            &StatusChange::of(&job, JobStatus::Queued)
+            &StatusChange::of(job, JobStatus::Queued)
                 .message("dispatch confirmed by the worker's start"),
         )
         .await?;
