@@ -17,7 +17,7 @@ use swath_job_types::{Job, JobStatus};
 use super::{ApiError, ApiState};
 use crate::db::jobs::get_job;
 use crate::db::status::{change_status, change_status_on, StatusChange};
-use crate::db::tokens::{check_attempt_token, TokenCheck};
+use crate::db::tokens::{job_for_token, TokenCheck};
 use crate::db::DbError;
 use crate::pipeline::retry::{record_failure, Failure};
 
@@ -91,26 +91,20 @@ async fn authorize(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-    match check_attempt_token(&state.pool, id, attempt, token).await? {
-        TokenCheck::UnknownJob => Err(ApiError::NotFound(format!("job {id} not found"))),
-        TokenCheck::Refused => Err(ApiError::Unauthorized(format!(
+    match job_for_token(&state.pool, id, attempt, token).await? {
+        (TokenCheck::UnknownJob, _) => Err(ApiError::NotFound(format!("job {id} not found"))),
+        (TokenCheck::Refused, _) => Err(ApiError::Unauthorized(format!(
             "the token is not valid for attempt {attempt} of job {id}"
         ))),
-        TokenCheck::Valid {
-            current_attempt: current,
-        } if current != attempt => Err(ApiError::Conflict(format!(
-            "attempt {attempt} of job {id} is stale: the job is at attempt {current}"
-        ))),
-        TokenCheck::Valid { .. } => {
-            let job = get_job(&state.pool, id).await?;
-            if job.attempt != attempt {
-                return Err(ApiError::Conflict(format!(
-                    "attempt {attempt} of job {id} is stale: the job is at attempt {}",
-                    job.attempt
-                )));
-            }
-            Ok(job)
+        (TokenCheck::Valid { current_attempt }, _) if current_attempt != attempt => {
+            Err(ApiError::Conflict(format!(
+                "attempt {attempt} of job {id} is stale: the job is at attempt {current_attempt}"
+            )))
         }
+        (TokenCheck::Valid { .. }, Some(job)) => Ok(job),
+        (TokenCheck::Valid { .. }, None) => Err(ApiError::Internal(anyhow::anyhow!(
+            "a valid token without its job {id}"
+        ))),
     }
 }
 

@@ -64,6 +64,49 @@ pub enum TokenCheck {
     },
 }
 
+/// A job read together with its token check (one round trip for every worker request).
+pub async fn job_for_token<'e>(
+    db: impl PgExecutor<'e>,
+    job_id: i64,
+    attempt: i32,
+    token: &str,
+) -> Result<(TokenCheck, Option<swath_job_types::Job>), DbError> {
+    let row = sqlx::query(&format!(
+        "SELECT {columns},
+                (SELECT coalesce(array_agg(t.sha256), '{{}}') FROM attempt_tokens t WHERE t.job_id = jobs.id AND t.attempt = $2) AS digests
+         FROM jobs WHERE id = $1",
+        columns = super::jobs::JOB_COLUMNS
+    ))
+    .bind(job_id)
+    .bind(attempt)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else {
+        return Ok((TokenCheck::UnknownJob, None));
+    };
+    let stored: Vec<Vec<u8>> = row.try_get("digests")?;
+    if !matches_any(&stored, token) {
+        return Ok((TokenCheck::Refused, None));
+    }
+    let job = super::jobs::job_from_row(&row)?;
+    Ok((
+        TokenCheck::Valid {
+            current_attempt: job.attempt,
+        },
+        Some(job),
+    ))
+}
+
+/// Whether `token`'s digest is one of `stored`; every digest is compared, in constant time, so the
+/// time does not tell which one matched.
+fn matches_any(stored: &[Vec<u8>], token: &str) -> bool {
+    let given = digest(token);
+    let same = |s: &Vec<u8>| {
+        s.len() == given.len() && s.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    };
+    stored.iter().fold(false, |found, s| same(s) | found)
+}
+
 /// Checks `token` for attempt `attempt` of job `job_id`, comparing digests in constant time.
 pub async fn check_attempt_token<'e>(
     db: impl PgExecutor<'e>,
@@ -84,13 +127,7 @@ pub async fn check_attempt_token<'e>(
         return Ok(TokenCheck::UnknownJob);
     };
     let stored: Vec<Vec<u8>> = row.try_get("digests")?;
-    let given = digest(token);
-    let same = |s: &Vec<u8>| {
-        s.len() == given.len() && s.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    };
-    // Every digest is compared, so the time does not tell which one matched.
-    let matches = stored.iter().fold(false, |found, s| same(s) | found);
-    Ok(if matches {
+    Ok(if matches_any(&stored, token) {
         TokenCheck::Valid {
             current_attempt: row.try_get("attempt")?,
         }
