@@ -315,6 +315,15 @@ mod dispatching {
         }]
     }
 
+    fn local_executor(dir: &std::path::Path, flavors: Vec<WorkerFlavor>) -> LocalExecutor {
+        LocalExecutor::new(
+            stand_in_worker(dir),
+            "http://127.0.0.1:9".into(),
+            dir.join("work"),
+            flavors,
+        )
+    }
+
     fn script(dir: &std::path::Path, jobs: &[Job], behaviour: &str) {
         for job in jobs {
             std::fs::write(dir.join(job.id.to_string()), behaviour).unwrap();
@@ -331,12 +340,7 @@ mod dispatching {
         let dir = tempfile::tempdir().unwrap();
         let jobs = ready_jobs(&pool, 5, &[JobPriority::Nrt]).await;
         script(dir.path(), &jobs, "run");
-        let executor = LocalExecutor::new(
-            stand_in_worker(dir.path()),
-            "http://127.0.0.1:9".into(),
-            dir.path().join("work"),
-            flavors(3),
-        );
+        let executor = local_executor(dir.path(), flavors(3));
         let registry = Settings::default().registry().unwrap();
         let me = claimant(Duration::from_secs(600));
         let report = dispatch_round(
@@ -398,12 +402,7 @@ mod dispatching {
         let dir = tempfile::tempdir().unwrap();
         let jobs = ready_jobs(&pool, 1, &[JobPriority::Nrt]).await;
         script(dir.path(), &jobs, "run");
-        let executor = LocalExecutor::new(
-            stand_in_worker(dir.path()),
-            "http://127.0.0.1:9".into(),
-            dir.path().join("work"),
-            flavors(2),
-        );
+        let executor = local_executor(dir.path(), flavors(2));
         let registry = Settings::default().registry().unwrap();
 
         let dead = claimant(Duration::from_secs(600));

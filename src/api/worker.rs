@@ -307,29 +307,21 @@ async fn result(
                 job.status
             )));
         }
-        ExitClass::ExternalError => {
-            let (subtype, message) = described("external error");
-            record_failure(
-                &state.pool,
-                &job,
-                &Failure::External { subtype, message },
-                state.backoff,
-                None,
-            )
-            .await?
-            .0
-        }
-        ExitClass::InternalError => {
-            let (subtype, message) = described("internal error");
-            record_failure(
-                &state.pool,
-                &job,
-                &Failure::Internal { subtype, message },
-                state.backoff,
-                None,
-            )
-            .await?
-            .0
+        ExitClass::ExternalError | ExitClass::InternalError => {
+            let external = report.outcome == ExitClass::ExternalError;
+            let (subtype, message) = described(if external {
+                "external error"
+            } else {
+                "internal error"
+            });
+            let failure = if external {
+                Failure::External { subtype, message }
+            } else {
+                Failure::Internal { subtype, message }
+            };
+            record_failure(&state.pool, &job, &failure, state.backoff, None)
+                .await?
+                .0
         }
     };
     Ok(Json(ReportAnswer {
