@@ -67,6 +67,33 @@ fn fast_retries(attempts: u32) -> HttpFetcher {
     .unwrap()
 }
 
+fn fsc_rlie() -> Arc<dyn JobTemplate> {
+    Settings::default()
+        .registry()
+        .unwrap()
+        .get("fsc_rlie")
+        .unwrap()
+        .clone()
+}
+
+/// An OData catalogue engine over `entries`, with CDSE's skip limit.
+fn engine_of(entries: &[Value]) -> ODataEngine {
+    ODataEngine {
+        entries: entries.to_vec(),
+        skip_limit: 10_000,
+    }
+}
+
+/// The OData adapter for `server`, with fast retries and pages of `page_size`.
+fn odata_of(server: &CatalogueServer, page_size: u32) -> ODataCatalogue {
+    ODataCatalogue::new(
+        &format!("{}/odata/v1", server.base),
+        fast_retries(3),
+        page_size,
+    )
+    .unwrap()
+}
+
 fn test_job() -> Arc<dyn JobTemplate> {
     Settings::default()
         .registry()
@@ -100,14 +127,10 @@ fn skip_of(seen: &support::catalogue_server::Seen) -> usize {
 #[sqlx::test(migrations = "./sql")]
 async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
     let entries = s2_entries(7);
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let server =
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
-    let odata =
-        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let odata = odata_of(&server, 3);
     let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
@@ -138,10 +161,7 @@ async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
 #[sqlx::test(migrations = "./sql")]
 async fn a_429_is_retried_after_its_retry_after(pool: PgPool) {
     let entries = s2_entries(5);
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let server = CatalogueServer::start(move |seen, index, base| {
         if index == 1 {
             Reply::TooManyRequests(Some("1".into()))
@@ -150,8 +170,7 @@ async fn a_429_is_retried_after_its_retry_after(pool: PgPool) {
         }
     })
     .await;
-    let odata =
-        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let odata = odata_of(&server, 3);
     let started = std::time::Instant::now();
     let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
@@ -173,10 +192,7 @@ async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_be
     pool: PgPool,
 ) {
     let entries = s2_entries(7);
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let broken = Arc::new(AtomicBool::new(true));
     let flag = broken.clone();
     let server = CatalogueServer::start(move |seen, _, base| {
@@ -187,8 +203,7 @@ async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_be
         }
     })
     .await;
-    let odata =
-        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let odata = odata_of(&server, 3);
     let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap_err();
@@ -239,10 +254,7 @@ async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_be
 #[sqlx::test(migrations = "./sql")]
 async fn a_truncated_page_is_read_again(pool: PgPool) {
     let entries = s2_entries(6);
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let server = CatalogueServer::start(move |seen, index, base| {
         let page = engine.page(seen, base);
         if index == 1 {
@@ -252,8 +264,7 @@ async fn a_truncated_page_is_read_again(pool: PgPool) {
         }
     })
     .await;
-    let odata =
-        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3).unwrap();
+    let odata = odata_of(&server, 3);
     let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
@@ -275,20 +286,11 @@ async fn unusable_products_in_the_middle_of_a_page_are_quarantined_and_block_not
     entries[1]["Name"] = "S2B_MSIL1C_20240230T101019_N0510_R022_T32TLS_20240301T120100.SAFE".into();
     entries[3].as_object_mut().unwrap().remove("S3Path");
     let bad_path_name = entries[3]["Name"].as_str().unwrap().to_string();
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let server =
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
-    let odata =
-        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 10).unwrap();
-    let fsc = Settings::default()
-        .registry()
-        .unwrap()
-        .get("fsc_rlie")
-        .unwrap()
-        .clone();
+    let odata = odata_of(&server, 10);
+    let fsc = fsc_rlie();
     let report = poll(&pool, &fsc, &odata, window(), &mut |_| {})
         .await
         .unwrap();
@@ -330,9 +332,7 @@ async fn the_odata_skip_limit_splits_the_window(pool: PgPool) {
     };
     let server =
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
-    let odata = ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 3)
-        .unwrap()
-        .with_skip_limit(3);
+    let odata = odata_of(&server, 3).with_skip_limit(3);
     let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
         .await
         .unwrap();
@@ -432,10 +432,7 @@ async fn stac_pages_follow_token_links_and_post_bodies(pool: PgPool) {
 #[sqlx::test(migrations = "./sql")]
 async fn swath_ingest_runs_a_backfill_and_reports_failures(pool: PgPool) {
     let entries = s2_entries(4);
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let broken = Arc::new(AtomicBool::new(false));
     let flag = broken.clone();
     let server = CatalogueServer::start(move |seen, _, base| {
@@ -534,14 +531,8 @@ async fn versions_and_repeats_across_consecutive_pages_are_handled(pool: PgPool)
     let server =
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
     // One product per page: every relation crosses a page boundary.
-    let odata =
-        ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(3), 1).unwrap();
-    let fsc = Settings::default()
-        .registry()
-        .unwrap()
-        .get("fsc_rlie")
-        .unwrap()
-        .clone();
+    let odata = odata_of(&server, 1);
+    let fsc = fsc_rlie();
     let window = PollWindow::Explicit {
         from: "2021-10-01T00:00:00Z".parse().unwrap(),
         to: "2021-10-03T00:00:00Z".parse().unwrap(),
@@ -575,10 +566,7 @@ async fn versions_and_repeats_across_consecutive_pages_are_handled(pool: PgPool)
 #[sqlx::test(migrations = "./sql")]
 async fn a_request_that_times_out_is_retried(pool: PgPool) {
     let entries = s2_entries(2);
-    let engine = ODataEngine {
-        entries: entries.clone(),
-        skip_limit: 10_000,
-    };
+    let engine = engine_of(&entries);
     let server = CatalogueServer::start(move |seen, index, base| {
         let page = Reply::Json(engine.page(seen, base));
         if index == 0 {
