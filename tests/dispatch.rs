@@ -9,7 +9,7 @@ use swath::db::claim::{claim_ready_jobs, Claimant};
 use swath::db::history::job_history;
 use swath::db::jobs::{get_job, insert_jobs};
 use swath::pipeline::retry::{
-    record_failure, timed_out_jobs, AttemptBackoff, Failure, FailureOutcome, StatusTimeouts,
+    record_failure, AttemptBackoff, Failure, FailureOutcome, StatusTimeouts,
 };
 use swath_job_types::{Job, JobPriority, JobStatus, NewJob};
 use uuid::Uuid;
@@ -242,57 +242,6 @@ async fn other_failures_are_final_and_stale_reports_change_nothing(pool: PgPool)
     assert_eq!(job_history(&pool, after.id).await.unwrap().len(), 8);
 }
 
-#[sqlx::test(migrations = "./sql")]
-async fn jobs_stuck_in_a_status_are_found_by_their_timeout(pool: PgPool) {
-    let jobs = ready_jobs(&pool, 3, &[JobPriority::Nrt]).await;
-    let queued = drive(&pool, jobs[0].clone(), &[JobStatus::Queued]).await;
-    let processing = drive(
-        &pool,
-        jobs[1].clone(),
-        &[
-            JobStatus::Queued,
-            JobStatus::Started,
-            JobStatus::PreProcessing,
-            JobStatus::Processing,
-        ],
-    )
-    .await;
-    sqlx::query(
-        "UPDATE jobs SET status_changed_at = now() - interval '2 hours' WHERE id = ANY ($1)",
-    )
-    .bind(vec![queued.id, processing.id])
-    .execute(&pool)
-    .await
-    .unwrap_err(); // time cannot be faked: moving status_changed_at is a transition, and queued -> queued is refused
-    let timeouts = StatusTimeouts(vec![
-        (JobStatus::Queued, Duration::ZERO),
-        (JobStatus::Processing, Duration::from_secs(3600)),
-    ]);
-    let stuck = timed_out_jobs(&pool, &timeouts, 10).await.unwrap();
-    assert_eq!(
-        stuck.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![queued.id],
-        "processing for seconds is fine"
-    );
-    let (after, outcome) = record_failure(
-        &pool,
-        &stuck[0],
-        &Failure::External {
-            subtype: "timeout".into(),
-            message: "queued for more than 0 s".into(),
-        },
-        AttemptBackoff::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    assert!(matches!(
-        outcome,
-        FailureOutcome::Retried { attempt: 2, .. }
-    ));
-    assert_eq!(after.status, JobStatus::Ready);
-}
-
 mod dispatching {
     use super::*;
     use swath::config::Settings;
@@ -469,7 +418,7 @@ mod dispatching {
         );
         assert_eq!(starts(dir.path(), &job), 1, "the attempt started once");
         // The worker that runs still holds a valid token for its attempt.
-        let check = swath::db::tokens::check_attempt_token(&pool, job.id, 1, &running_worker_token)
+        let (check, _) = swath::db::tokens::job_for_token(&pool, job.id, 1, &running_worker_token)
             .await
             .unwrap();
         assert_eq!(
@@ -717,5 +666,75 @@ mod tracking {
             .stop(jobs[0].executor_ref.as_deref().unwrap())
             .await
             .unwrap();
+    }
+
+    #[sqlx::test(migrations = "./sql")]
+    async fn only_attempts_past_their_status_timeout_are_stopped(pool: PgPool) {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = LocalExecutor::new(
+            stand_in_worker(dir.path()),
+            "http://127.0.0.1:9".into(),
+            dir.path().join("work"),
+            flavors(),
+        );
+        let jobs = dispatched(&pool, dir.path(), &executor, &["run", "run"]).await;
+        // Time cannot be faked: moving status_changed_at is a transition, and queued -> queued is refused.
+        let err = sqlx::query(
+            "UPDATE jobs SET status_changed_at = now() - interval '2 hours' WHERE id = $1",
+        )
+        .bind(jobs[0].id)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("queued -> queued"), "{err}");
+        let processing = drive(
+            &pool,
+            jobs[1].clone(),
+            &[
+                JobStatus::Started,
+                JobStatus::PreProcessing,
+                JobStatus::Processing,
+            ],
+        )
+        .await;
+        let timeouts = StatusTimeouts(vec![
+            (JobStatus::Queued, Duration::ZERO),
+            (JobStatus::Processing, Duration::from_secs(3600)),
+        ]);
+        let report = track_round(
+            &pool,
+            &executor,
+            &timeouts,
+            AttemptBackoff::default(),
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (report.tracked, report.timed_out, report.settled),
+            (2, 1, 1),
+            "processing for seconds is fine: {report:?}"
+        );
+        let queued = get_job(&pool, jobs[0].id).await.unwrap();
+        assert_eq!((queued.status, queued.attempt), (JobStatus::Ready, 2));
+        let timeout = job_history(&pool, queued.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|h| h.status == JobStatus::ExternalError)
+            .unwrap();
+        assert_eq!(timeout.error_subtype.as_deref(), Some("timeout"));
+        assert_eq!(
+            get_job(&pool, processing.id).await.unwrap().status,
+            JobStatus::Processing
+        );
+        for job in &jobs {
+            executor
+                .stop(job.executor_ref.as_deref().unwrap())
+                .await
+                .unwrap();
+        }
     }
 }

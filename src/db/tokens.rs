@@ -106,32 +106,3 @@ fn matches_any(stored: &[Vec<u8>], token: &str) -> bool {
     };
     stored.iter().fold(false, |found, s| same(s) | found)
 }
-
-/// Checks `token` for attempt `attempt` of job `job_id`, comparing digests in constant time.
-pub async fn check_attempt_token<'e>(
-    db: impl PgExecutor<'e>,
-    job_id: i64,
-    attempt: i32,
-    token: &str,
-) -> Result<TokenCheck, DbError> {
-    let row = sqlx::query(
-        "SELECT j.attempt, coalesce(array_agg(t.sha256) FILTER (WHERE t.sha256 IS NOT NULL), '{}') AS digests
-         FROM jobs j LEFT JOIN attempt_tokens t ON t.job_id = j.id AND t.attempt = $2
-         WHERE j.id = $1 GROUP BY j.attempt",
-    )
-    .bind(job_id)
-    .bind(attempt)
-    .fetch_optional(db)
-    .await?;
-    let Some(row) = row else {
-        return Ok(TokenCheck::UnknownJob);
-    };
-    let stored: Vec<Vec<u8>> = row.try_get("digests")?;
-    Ok(if matches_any(&stored, token) {
-        TokenCheck::Valid {
-            current_attempt: row.try_get("attempt")?,
-        }
-    } else {
-        TokenCheck::Refused
-    })
-}

@@ -15,7 +15,6 @@ use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 use uuid::Uuid;
 
-use crate::db::jobs::{job_from_row, JOB_COLUMNS};
 use crate::db::status::{change_status, StatusChange};
 use crate::db::DbError;
 
@@ -170,28 +169,4 @@ impl Default for StatusTimeouts {
             (JobStatus::PostProcessing, Duration::from_secs(60 * 60)),
         ])
     }
-}
-
-/// Up to `limit` jobs that stayed too long in a status of `timeouts`.
-pub async fn timed_out_jobs(
-    pool: &PgPool,
-    timeouts: &StatusTimeouts,
-    limit: i64,
-) -> Result<Vec<Job>, DbError> {
-    let statuses: Vec<i16> = timeouts.0.iter().map(|(s, _)| s.id()).collect();
-    let seconds: Vec<f64> = timeouts.0.iter().map(|(_, d)| d.as_secs_f64()).collect();
-    let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id IN (
-             SELECT j.id FROM jobs j
-             JOIN UNNEST($1::smallint[], $2::float8[]) AS t (status, seconds) ON t.status = j.status
-             WHERE j.status_changed_at < clock_timestamp() - make_interval(secs => t.seconds)
-             ORDER BY j.status_changed_at LIMIT $3)
-         ORDER BY status_changed_at"
-    ))
-    .bind(&statuses)
-    .bind(&seconds)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    rows.iter().map(job_from_row).collect()
 }
