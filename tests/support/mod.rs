@@ -6,6 +6,8 @@
 pub mod api;
 pub mod catalogue_server;
 pub mod conformance;
+pub mod nomad_emulator;
+pub mod openapi;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,1 @@
+//! Validation of Nomad HTTP requests and responses against Nomad's OpenAPI description.
