@@ -1,5 +1,5 @@
 //! The command line: `swath migrate`, `swath jobs ...`, `swath products inspect`, `swath demo`,
-//! `swath config show`.
+//! `swath config show`, `swath nomad hcl|register`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +16,7 @@ mod bench;
 mod demo;
 pub mod ingest;
 mod jobs;
+mod nomad;
 mod products;
 mod serve;
 mod table;
@@ -55,6 +56,9 @@ pub enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write or register the Nomad worker jobs.
+    #[command(subcommand)]
+    Nomad(nomad::NomadCommand),
 }
 
 /// `swath config ...`
@@ -96,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve::run(&pool, &settings).await?;
         }
         Command::Demo => demo::run(&settings).await?,
+        Command::Nomad(cmd) => nomad::run(&settings, cmd).await?,
         Command::Bench(cmd) => bench::run(&settings, cmd).await?,
         Command::Config(ConfigCommand::Show) => {
             let mut shown = settings.clone();

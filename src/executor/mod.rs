@@ -1,4 +1,4 @@
-//! Executors run job attempts somewhere: on this machine (`local`), or on a Nomad cluster (later).
+//! Executors run job attempts somewhere: on this machine (`local`), or on a Nomad cluster (`nomad`).
 //!
 //! Every executor honours the same contract, checked by one conformance suite:
 //! - dispatch is idempotent on the attempt's token `<uid>-<attempt>`: dispatching the same token
@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use swath_job_types::flavor::WorkerFlavor;
 
 pub mod local;
+pub mod nomad;
 
 /// One attempt to run. Its `Debug` form hides the worker token.
 #[derive(Clone, PartialEq)]
@@ -92,4 +93,10 @@ pub trait Executor: Send + Sync {
 
     /// Stops the attempt behind `reference` (a no-op if it already ended).
     async fn stop(&self, reference: &str) -> Result<(), ExecutorError>;
+
+    /// Resolves when attempts may have changed (an executor that can watch its attempts, like
+    /// Nomad's blocking queries); the default never resolves, and callers look at their own pace.
+    async fn changed(&self) {
+        std::future::pending::<()>().await
+    }
 }

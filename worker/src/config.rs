@@ -2,7 +2,9 @@
 //!
 //! Values come from the command line or `SWATH_WORKER_*` variables; the job id and attempt also from
 //! Nomad's dispatch meta (`NOMAD_META_job_id`, `NOMAD_META_attempt`). The token is read from the
-//! environment only, so that it never shows in a process listing, and it is never printed.
+//! environment (`SWATH_WORKER_TOKEN`) or from a file (`SWATH_WORKER_TOKEN_FILE`, where Nomad writes
+//! the dispatch payload), never from the command line, so that it never shows in a process listing;
+//! it is never printed.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -118,12 +120,28 @@ impl WorkerConfig {
             ),
             _ => {}
         }
-        let token = env("SWATH_WORKER_TOKEN").filter(|t| !t.trim().is_empty());
-        if token.is_none() {
-            problems.push(
-                "SWATH_WORKER_TOKEN is not set (the per-attempt token from the dispatch)".into(),
-            );
-        }
+        let token = match env("SWATH_WORKER_TOKEN").filter(|t| !t.trim().is_empty()) {
+            Some(token) => Some(token),
+            None => match env("SWATH_WORKER_TOKEN_FILE") {
+                Some(path) => match std::fs::read_to_string(&path) {
+                    Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
+                    Ok(_) => {
+                        problems.push(format!("SWATH_WORKER_TOKEN_FILE {path} is empty"));
+                        None
+                    }
+                    Err(e) => {
+                        problems.push(format!("SWATH_WORKER_TOKEN_FILE {path}: {e}"));
+                        None
+                    }
+                },
+                None => {
+                    problems.push(
+                        "neither SWATH_WORKER_TOKEN nor SWATH_WORKER_TOKEN_FILE is set (the per-attempt token from the dispatch)".into(),
+                    );
+                    None
+                }
+            },
+        };
         let url = match url::Url::parse(&args.orchestrator_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
             Ok(u) => {
@@ -238,5 +256,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no job id"), "{err}");
+    }
+
+    #[test]
+    fn the_token_can_come_from_the_dispatch_payload_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("attempt-token");
+        std::fs::write(&file, "from-payload\n").unwrap();
+        let path = file.display().to_string();
+        let env = move |k: &str| match k {
+            "NOMAD_META_job_id" => Some("7".to_string()),
+            "NOMAD_META_attempt" => Some("1".to_string()),
+            "SWATH_WORKER_TOKEN_FILE" => Some(path.clone()),
+            _ => None,
+        };
+        let cfg = WorkerConfig::from_args(&parse(&["--work-root", "/tmp/w"]), env).unwrap();
+        assert_eq!(cfg.token.expose(), "from-payload");
+        let missing = |k: &str| (k == "SWATH_WORKER_TOKEN_FILE").then(|| "/nonexistent/t".to_string());
+        let err = WorkerConfig::from_args(&parse(&["--job-id", "1", "--attempt", "1"]), missing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SWATH_WORKER_TOKEN_FILE /nonexistent/t"), "{err}");
     }
 }

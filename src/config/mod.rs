@@ -14,6 +14,10 @@ use swath_job_types::flavor::{default_flavors, validate_flavors, WorkerFlavor};
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
 
+mod executor;
+
+pub use executor::{ExecutorKind, Secret};
+
 /// Prefix of every environment variable swath reads.
 pub const ENV_PREFIX: &str = "SWATH_";
 /// Environment variable naming the optional TOML file.
@@ -142,6 +146,48 @@ pub struct Settings {
     pub retry_base_secs: u64,
     /// Longest delay between attempts of a job, in seconds.
     pub retry_max_secs: u64,
+    /// Where attempts run: `local` (worker processes on this machine) or `nomad`.
+    pub executor: ExecutorKind,
+    /// The API as workers reach it; empty means `http://` followed by `listen`.
+    pub orchestrator_url: String,
+    /// How often the tracking loop looks at attempts in flight when nothing wakes it, in seconds.
+    pub track_interval_secs: u64,
+    /// Longest time in `queued` (dispatched, not started) before the attempt counts as failed, in seconds.
+    pub timeout_queued_secs: u64,
+    /// Longest time in `started`, in seconds.
+    pub timeout_started_secs: u64,
+    /// Longest time in `pre_processing`, in seconds.
+    pub timeout_pre_processing_secs: u64,
+    /// Longest time in `processing`, in seconds.
+    pub timeout_processing_secs: u64,
+    /// Longest time in `post_processing`, in seconds.
+    pub timeout_post_processing_secs: u64,
+    /// Nomad agent address.
+    pub nomad_addr: String,
+    /// Nomad ACL token (needs `submit-job`, `dispatch-job` and `read-job` in the namespace).
+    pub nomad_token: Option<Secret>,
+    /// Nomad namespace of the worker jobs.
+    pub nomad_namespace: String,
+    /// Nomad region; empty means the agent's own.
+    pub nomad_region: String,
+    /// Datacenters (globs) the workers may run in.
+    pub nomad_datacenters: Vec<String>,
+    /// Node pool of the worker nodes.
+    pub nomad_node_pool: String,
+    /// Prefix of the worker job IDs (`<prefix>-<flavor>`).
+    pub nomad_job_prefix: String,
+    /// Path of `swath-worker` on the worker nodes (run with the `raw_exec` driver).
+    pub nomad_worker_command: String,
+    /// Directory on the worker nodes under which each job gets its work directory.
+    pub nomad_work_root: String,
+    /// Attempts per flavor dispatched to Nomad and not yet ended.
+    pub nomad_max_in_flight: u32,
+    /// Whether stopped attempts are purged from Nomad at once (else Nomad's GC removes them later).
+    pub nomad_purge_on_stop: bool,
+    /// Seconds between SIGTERM and SIGKILL when Nomad stops an attempt.
+    pub nomad_kill_timeout_secs: u64,
+    /// Longest wait of a blocking query on Nomad, in seconds (Nomad caps it at 300).
+    pub nomad_watch_wait_secs: u64,
 }
 
 impl Default for Settings {
@@ -174,6 +220,27 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             retry_base_secs: 60,
             retry_max_secs: 3600,
+            executor: ExecutorKind::Local,
+            orchestrator_url: String::new(),
+            track_interval_secs: 10,
+            timeout_queued_secs: 60 * 60,
+            timeout_started_secs: 30 * 60,
+            timeout_pre_processing_secs: 30 * 60,
+            timeout_processing_secs: 270 * 60,
+            timeout_post_processing_secs: 60 * 60,
+            nomad_addr: "http://127.0.0.1:4646".into(),
+            nomad_token: None,
+            nomad_namespace: "default".into(),
+            nomad_region: String::new(),
+            nomad_datacenters: vec!["*".into()],
+            nomad_node_pool: "default".into(),
+            nomad_job_prefix: "swath-worker".into(),
+            nomad_worker_command: "/usr/local/bin/swath-worker".into(),
+            nomad_work_root: "/work".into(),
+            nomad_max_in_flight: 50,
+            nomad_purge_on_stop: false,
+            nomad_kill_timeout_secs: 30,
+            nomad_watch_wait_secs: 60,
         }
     }
 }
@@ -274,6 +341,7 @@ impl Settings {
         if self.retry_base_secs == 0 || self.retry_max_secs < self.retry_base_secs {
             problems.push("SWATH_RETRY_BASE_SECS and SWATH_RETRY_MAX_SECS: the base must be at least 1 and at most the maximum".into());
         }
+        self.validate_executor(&mut problems);
         if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
             problems.push(format!("SWATH_CATALOGUE: {e}"));
         }

@@ -1,0 +1,216 @@
+//! The executor settings: which executor runs attempts, how long each in-flight status may last,
+//! and how to reach Nomad.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use swath_job_types::JobStatus;
+
+use super::Settings;
+use crate::executor::nomad::spec::WorkerJobSettings;
+use crate::executor::nomad::NomadConfig;
+use crate::pipeline::retry::StatusTimeouts;
+
+/// Where attempts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Worker processes on this machine (the embedded default).
+    #[default]
+    Local,
+    /// Dispatches of parameterized jobs on a Nomad cluster.
+    Nomad,
+}
+
+/// A secret setting: never printed, serialized as `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value: only for the request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl Settings {
+    /// The API as workers reach it.
+    pub fn orchestrator_url(&self) -> String {
+        if self.orchestrator_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.orchestrator_url.clone()
+        }
+    }
+
+    /// How long each in-flight status may last.
+    pub fn status_timeouts(&self) -> StatusTimeouts {
+        StatusTimeouts(vec![
+            (
+                JobStatus::Queued,
+                Duration::from_secs(self.timeout_queued_secs),
+            ),
+            (
+                JobStatus::Started,
+                Duration::from_secs(self.timeout_started_secs),
+            ),
+            (
+                JobStatus::PreProcessing,
+                Duration::from_secs(self.timeout_pre_processing_secs),
+            ),
+            (
+                JobStatus::Processing,
+                Duration::from_secs(self.timeout_processing_secs),
+            ),
+            (
+                JobStatus::PostProcessing,
+                Duration::from_secs(self.timeout_post_processing_secs),
+            ),
+        ])
+    }
+
+    /// The Nomad executor's configuration.
+    pub fn nomad_config(&self) -> Result<NomadConfig, String> {
+        let address = url::Url::parse(&self.nomad_addr)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                format!(
+                    "SWATH_NOMAD_ADDR: {:?} is not an http(s) URL",
+                    self.nomad_addr
+                )
+            })?;
+        Ok(NomadConfig {
+            address,
+            token: self.nomad_token.as_ref().map(|t| t.expose().to_string()),
+            region: (!self.nomad_region.is_empty()).then(|| self.nomad_region.clone()),
+            jobs: WorkerJobSettings {
+                job_prefix: self.nomad_job_prefix.clone(),
+                namespace: self.nomad_namespace.clone(),
+                datacenters: self.nomad_datacenters.clone(),
+                node_pool: self.nomad_node_pool.clone(),
+                worker_command: self.nomad_worker_command.clone(),
+                orchestrator_url: self.orchestrator_url(),
+                work_root: self.nomad_work_root.clone(),
+                kill_timeout: Duration::from_secs(self.nomad_kill_timeout_secs),
+            },
+            max_in_flight: self.nomad_max_in_flight,
+            purge_on_stop: self.nomad_purge_on_stop,
+            request_timeout: Duration::from_secs(30),
+            watch_wait: Duration::from_secs(self.nomad_watch_wait_secs),
+        })
+    }
+
+    pub(super) fn validate_executor(&self, problems: &mut Vec<String>) {
+        if !self.orchestrator_url.is_empty() && url::Url::parse(&self.orchestrator_url).is_err() {
+            problems.push(format!(
+                "SWATH_ORCHESTRATOR_URL: {:?} is not a URL",
+                self.orchestrator_url
+            ));
+        }
+        for (name, value) in [
+            ("SWATH_TRACK_INTERVAL_SECS", self.track_interval_secs),
+            ("SWATH_TIMEOUT_QUEUED_SECS", self.timeout_queued_secs),
+            ("SWATH_TIMEOUT_STARTED_SECS", self.timeout_started_secs),
+            (
+                "SWATH_TIMEOUT_PRE_PROCESSING_SECS",
+                self.timeout_pre_processing_secs,
+            ),
+            ("SWATH_TIMEOUT_PROCESSING_SECS", self.timeout_processing_secs),
+            (
+                "SWATH_TIMEOUT_POST_PROCESSING_SECS",
+                self.timeout_post_processing_secs,
+            ),
+            (
+                "SWATH_NOMAD_MAX_IN_FLIGHT",
+                u64::from(self.nomad_max_in_flight),
+            ),
+        ] {
+            if value == 0 {
+                problems.push(format!("{name}: must be at least 1"));
+            }
+        }
+        if !(1..=300).contains(&self.nomad_watch_wait_secs) {
+            problems.push("SWATH_NOMAD_WATCH_WAIT_SECS: must be from 1 to 300 (Nomad's cap)".into());
+        }
+        if let Err(e) = self.nomad_config() {
+            problems.push(e);
+        }
+        let id_part = |s: &str| !s.is_empty() && !s.contains([' ', '\0', '/']);
+        if !id_part(&self.nomad_job_prefix) {
+            problems.push(format!(
+                "SWATH_NOMAD_JOB_PREFIX: {:?} cannot start a Nomad job ID (empty, or has a space, NUL or /)",
+                self.nomad_job_prefix
+            ));
+        }
+        if self.nomad_namespace.is_empty() {
+            problems.push("SWATH_NOMAD_NAMESPACE: must not be empty".into());
+        }
+        if self.nomad_datacenters.is_empty() {
+            problems.push("SWATH_NOMAD_DATACENTERS: name at least one datacenter (or \"*\")".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("s3cr3t");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
+    }
+
+    #[test]
+    fn bad_nomad_settings_are_all_reported() {
+        let settings = Settings {
+            nomad_addr: "ftp://nomad".into(),
+            nomad_job_prefix: "has space".into(),
+            nomad_watch_wait_secs: 600,
+            nomad_max_in_flight: 0,
+            ..Settings::default()
+        };
+        let mut problems = Vec::new();
+        settings.validate_executor(&mut problems);
+        let text = problems.join("\n");
+        for expected in [
+            "SWATH_NOMAD_ADDR",
+            "SWATH_NOMAD_JOB_PREFIX",
+            "SWATH_NOMAD_WATCH_WAIT_SECS",
+            "SWATH_NOMAD_MAX_IN_FLIGHT",
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+    }
+
+    #[test]
+    fn workers_report_to_the_listen_address_by_default() {
+        let settings = Settings::default();
+        assert_eq!(settings.orchestrator_url(), "http://127.0.0.1:8080");
+        assert_eq!(
+            settings.nomad_config().unwrap().jobs.orchestrator_url,
+            "http://127.0.0.1:8080"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The Nomad executor: each attempt is a dispatch of the parameterized batch job of its worker
+//! flavor (`reference/nomad-api.md`).
+//!
+//! - The parents are registered at start-up and again whenever Nomad says one is missing
+//!   (re-registering an unchanged job is a no-op in Nomad).
+//! - Dispatch carries the idempotency token `<uid>-<attempt>`: an orchestrator that dispatched and
+//!   died before recording it gets the same child back when the job is dispatched again.
+//! - Outcomes are read from the child's allocations (§3.4, see [`outcome`]); [`Executor::changed`]
+//!   is a blocking query on the parents' summaries, so that the tracking loop wakes when a child
+//!   changes instead of polling.
+//! - Capacity is a cap of children per flavor not yet ended (`Children` of the parent's summary):
+//!   Nomad itself queues what its nodes cannot place, the cap keeps the queue short.
+
+pub mod client;
+pub mod hcl;
+pub mod models;
+pub mod outcome;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::select_all;
+use swath_job_types::flavor::WorkerFlavor;
+
+use self::client::{Blocking, NomadClient, NomadError};
+use self::spec::{parent_job_id, worker_job, WorkerJobSettings};
+use super::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
+
+/// Prefix of the references of Nomad attempts: `nomad/<child job ID>`.
+const REFERENCE_PREFIX: &str = "nomad/";
+
+/// How to reach Nomad and what to register there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NomadConfig {
+    /// The agent's address, e.g. `http://127.0.0.1:4646`.
+    pub address: url::Url,
+    /// ACL token (secret).
+    pub token: Option<String>,
+    /// Region, when not the agent's own.
+    pub region: Option<String>,
+    /// The worker jobs.
+    pub jobs: WorkerJobSettings,
+    /// Children per flavor that may be dispatched and not yet ended.
+    pub max_in_flight: u32,
+    /// Whether stopped children are also purged from Nomad at once (else Nomad's GC removes them).
+    pub purge_on_stop: bool,
+    /// Timeout of one request (a blocking query gets its wait on top).
+    pub request_timeout: Duration,
+    /// Longest wait of a blocking query.
+    pub watch_wait: Duration,
+}
+
+/// Runs attempts as Nomad dispatches.
+pub struct NomadExecutor {
+    client: NomadClient,
+    config: NomadConfig,
+    flavors: Vec<WorkerFlavor>,
+    registered: tokio::sync::Mutex<HashSet<String>>,
+    summary_indexes: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for NomadExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NomadExecutor")
+            .field("client", &self.client)
+            .field("flavors", &self.flavors.len())
+            .finish()
+    }
+}
+
+fn unavailable(e: NomadError) -> ExecutorError {
+    ExecutorError::Unavailable(e.to_string())
+}
+
+impl NomadExecutor {
+    /// An executor for `flavors` on the cluster `config` describes.
+    pub fn new(config: NomadConfig, flavors: Vec<WorkerFlavor>) -> NomadExecutor {
+        let client = NomadClient::new(
+            config.address.clone(),
+            config.token.clone(),
+            config.jobs.namespace.clone(),
+            config.region.clone(),
+            config.request_timeout,
+        );
+        NomadExecutor {
+            client,
+            config,
+            flavors,
+            registered: tokio::sync::Mutex::new(HashSet::new()),
+            summary_indexes: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The jobs this executor registers, one per flavor.
+    pub fn worker_jobs(&self) -> Vec<serde_json::Value> {
+        self.flavors
+            .iter()
+            .map(|f| worker_job(&self.config.jobs, f))
+            .collect()
+    }
+
+    /// Registers the parent job of every flavor.
+    pub async fn register_all(&self) -> Result<(), ExecutorError> {
+        for flavor in &self.flavors {
+            self.register(flavor).await?;
+        }
+        Ok(())
+    }
+
+    async fn register(&self, flavor: &WorkerFlavor) -> Result<(), ExecutorError> {
+        let mut registered = self.registered.lock().await;
+        self.client
+            .register(&worker_job(&self.config.jobs, flavor))
+            .await
+            .map_err(|e| match e {
+                e if e.is_permanent() => ExecutorError::Refused(e.to_string()),
+                e => unavailable(e),
+            })?;
+        registered.insert(flavor.name.clone());
+        tracing::info!(job = %parent_job_id(&self.config.jobs, flavor), namespace = %self.client.namespace(), "worker job registered in Nomad");
+        Ok(())
+    }
+
+    async fn ensure_registered(&self, flavor: &WorkerFlavor) -> Result<(), ExecutorError> {
+        if self.registered.lock().await.contains(&flavor.name) {
+            return Ok(());
+        }
+        self.register(flavor).await
+    }
+
+    fn flavor(&self, name: &str) -> Result<&WorkerFlavor, ExecutorError> {
+        self.flavors.iter().find(|f| f.name == name).ok_or_else(|| {
+            ExecutorError::Refused(format!("no Nomad worker job for flavor {name:?}"))
+        })
+    }
+
+    /// Children of `flavor` dispatched and not yet ended.
+    async fn in_flight(&self, flavor: &WorkerFlavor) -> Result<usize, ExecutorError> {
+        let parent = parent_job_id(&self.config.jobs, flavor);
+        let (summary, _) = self.client.summary(&parent, None).await.map_err(unavailable)?;
+        let Some(summary) = summary else {
+            self.registered.lock().await.remove(&flavor.name);
+            return Ok(0);
+        };
+        let children = summary.children.unwrap_or_default();
+        Ok((children.pending + children.running) as usize)
+    }
+
+    async fn dispatch_once(
+        &self,
+        parent: &str,
+        request: &DispatchRequest,
+    ) -> Result<String, NomadError> {
+        let meta = BTreeMap::from([
+            ("job_id".to_string(), request.job_id.to_string()),
+            ("attempt".to_string(), request.attempt.to_string()),
+            ("job_type".to_string(), request.job_type.clone()),
+        ]);
+        let response = self
+            .client
+            .dispatch(
+                parent,
+                &meta,
+                request.worker_token.as_bytes(),
+                &request.idempotency_token,
+            )
+            .await?;
+        Ok(response.dispatched_job_id)
+    }
+}
+
+#[async_trait]
+impl Executor for NomadExecutor {
+    fn name(&self) -> &'static str {
+        "nomad"
+    }
+
+    async fn capacity(&self) -> Result<BTreeMap<String, usize>, ExecutorError> {
+        let mut free = BTreeMap::new();
+        for flavor in &self.flavors {
+            let used = self.in_flight(flavor).await?;
+            free.insert(
+                flavor.name.clone(),
+                (self.config.max_in_flight as usize).saturating_sub(used),
+            );
+        }
+        Ok(free)
+    }
+
+    async fn dispatch(&self, request: &DispatchRequest) -> Result<String, ExecutorError> {
+        let flavor = self.flavor(&request.flavor.name)?;
+        self.ensure_registered(flavor).await?;
+        if self.in_flight(flavor).await? >= self.config.max_in_flight as usize {
+            return Err(ExecutorError::Unavailable(format!(
+                "flavor {} has {} attempts in flight already",
+                flavor.name, self.config.max_in_flight
+            )));
+        }
+        let parent = parent_job_id(&self.config.jobs, flavor);
+        let child = match self.dispatch_once(&parent, request).await {
+            Err(e) if e.is_missing_parent() => {
+                // Someone purged the parent: register it again, then dispatch.
+                self.register(flavor).await?;
+                self.dispatch_once(&parent, request).await
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            if e.is_permanent() {
+                ExecutorError::Refused(e.to_string())
+            } else {
+                unavailable(e)
+            }
+        })?;
+        Ok(format!("{REFERENCE_PREFIX}{child}"))
+    }
+
+    async fn outcome(&self, reference: &str) -> Result<AttemptOutcome, ExecutorError> {
+        let Some(child) = reference.strip_prefix(REFERENCE_PREFIX) else {
+            return Ok(AttemptOutcome::Unknown);
+        };
+        let allocations = self.client.allocations(child).await.map_err(unavailable)?;
+        if let Some(outcome) = outcome::outcome_of_allocations(&allocations) {
+            return Ok(outcome);
+        }
+        let job = self.client.job(child).await.map_err(unavailable)?;
+        Ok(outcome::outcome_without_allocations(
+            job.as_ref().map(|j| j.status.as_str()),
+        ))
+    }
+
+    async fn stop(&self, reference: &str) -> Result<(), ExecutorError> {
+        let Some(child) = reference.strip_prefix(REFERENCE_PREFIX) else {
+            return Ok(());
+        };
+        self.client
+            .stop(child, self.config.purge_on_stop)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn changed(&self) {
+        let waits = self.flavors.iter().map(|flavor| {
+            let parent = parent_job_id(&self.config.jobs, flavor);
+            let index = self
+                .summary_indexes
+                .lock()
+                .expect("summary indexes lock")
+                .get(&parent)
+                .copied()
+                .unwrap_or(0);
+            let blocking = Blocking {
+                index,
+                wait: self.config.watch_wait,
+            };
+            Box::pin(async move {
+                let answer = self.client.summary(&parent, Some(blocking)).await;
+                (parent, index, answer)
+            })
+        });
+        let waits: Vec<_> = waits.collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        let ((parent, seen, answer), _, _) = select_all(waits).await;
+        match answer {
+            Ok((_, index)) => {
+                self.summary_indexes
+                    .lock()
+                    .expect("summary indexes lock")
+                    .insert(parent, index);
+                if index <= seen {
+                    // The wait ran out with no change: a quiet cluster; let the caller look anyway.
+                    tracing::debug!("no change in Nomad within the blocking wait");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch Nomad; looking again shortly");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
