@@ -28,8 +28,7 @@ pub async fn run(settings: &Settings, command: NomadCommand) -> anyhow::Result<(
     let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
     match command {
         NomadCommand::Hcl { out } => {
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for flavor in &settings.flavors {
                 let path = out.join(worker_job_file_name(&config.jobs, flavor));
                 std::fs::write(&path, worker_job_hcl(&config.jobs, flavor))

@@ -1,8 +1,10 @@
 //! `swath serve`: the running orchestrator. It ingests continuously (every interval, each enabled job
 //! type polls the configured catalogue from its cursor), configures new and woken jobs as soon as
-//! jobs change, and serves the HTTP API (the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
+//! jobs change, dispatches ready jobs to the configured executor (local or Nomad) and tracks them,
+//! and serves the HTTP API (the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
 //! in progress rolls back and is done again next time.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -12,13 +14,59 @@ use anyhow::Context;
 
 use crate::api::{router, ApiState};
 use crate::catalogue;
+use crate::config::ExecutorKind;
 use crate::config::Settings;
+use crate::db::claim::Claimant;
+use crate::executor::local::LocalExecutor;
+use crate::executor::nomad::NomadExecutor;
+use crate::executor::Executor;
 use crate::pipeline::configure::configure_loop;
+use crate::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
 use crate::pipeline::poller::poll;
+
+/// How long a claim of this instance holds before another instance may take the job.
+const CLAIM_LEASE_SECS: u64 = 120;
+/// Attempts in flight looked at per tracking round.
+const TRACK_BATCH: i64 = 500;
+
+/// The executor the settings choose, and whose attempts this instance tracks (`Some`: only its own,
+/// for an executor that lives in this process).
+async fn executor(
+    settings: &Settings,
+    service_id: uuid::Uuid,
+) -> anyhow::Result<(Arc<dyn Executor>, Option<uuid::Uuid>)> {
+    Ok(match settings.executor {
+        ExecutorKind::Local => (
+            Arc::new(LocalExecutor::new(
+                settings.local_worker_command()?,
+                settings.orchestrator_url(),
+                settings.local_work_root(),
+                settings.flavors.clone(),
+            )),
+            Some(service_id),
+        ),
+        ExecutorKind::Nomad => {
+            let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
+            let nomad = NomadExecutor::new(config, settings.flavors.clone());
+            if let Err(e) = nomad.register_all().await {
+                tracing::warn!(error = %e, "cannot register the worker jobs in Nomad yet; they are registered when dispatching");
+            }
+            (Arc::new(nomad), None)
+        }
+    })
+}
+
+/// This machine's name, for the jobs it claims.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
 
 /// Runs until a stop signal.
 pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     let registry = settings.registry()?;
+    let service_id = uuid::Uuid::new_v4();
     let source = catalogue::open(&settings.catalogue, &settings.catalogue_options())?;
     let mut terminate = signal(SignalKind::terminate())?;
     let interval = Duration::from_secs(settings.ingest_interval_secs);
@@ -51,6 +99,39 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "HTTP API failed");
             }
         })
+    };
+    let (dispatch, track) = {
+        let (executor, owner) = executor(settings, service_id).await?;
+        let dispatch = DispatchLoop {
+            executor: Arc::clone(&executor),
+            registry: Arc::new(registry.clone()),
+            enabled: settings.job_types.clone(),
+            flavors: settings.flavors.clone(),
+            claimant: Claimant {
+                service_id,
+                tag: serde_json::json!({ "host": hostname(), "name": "swath serve" }),
+                lease: Duration::from_secs(CLAIM_LEASE_SECS),
+            },
+            backoff: settings.attempt_backoff(),
+            interval: Duration::from_secs(settings.track_interval_secs),
+        };
+        let track = TrackLoop {
+            executor,
+            timeouts: settings.status_timeouts(),
+            backoff: settings.attempt_backoff(),
+            owner,
+            batch: TRACK_BATCH,
+            interval: Duration::from_secs(settings.track_interval_secs),
+        };
+        let spawn_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        };
+        let (pool_d, pool_t) = (pool.clone(), pool.clone());
+        let (stop_d, stop_t) = (spawn_stop(stop_rx.clone()), spawn_stop(stop_rx.clone()));
+        (
+            tokio::spawn(async move { dispatch_loop(&pool_d, dispatch, stop_d).await }),
+            tokio::spawn(async move { track_loop(&pool_t, track, stop_t).await }),
+        )
     };
     let configure = {
         let pool = pool.clone();
@@ -104,6 +185,8 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     }
     let _ = stop_tx.send(true);
     let _ = configure.await;
+    let _ = dispatch.await;
+    let _ = track.await;
     let _ = api.await;
     drop(stop_rx);
     tracing::info!("swath serve: stopped");

@@ -2,12 +2,14 @@
 //! and how to reach Nomad.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use swath_job_types::JobStatus;
 
 use super::Settings;
+use crate::executor::local::WorkerCommand;
 use crate::executor::nomad::spec::WorkerJobSettings;
 use crate::executor::nomad::NomadConfig;
 use crate::pipeline::retry::StatusTimeouts;
@@ -59,6 +61,28 @@ impl Settings {
             format!("http://{}", self.listen)
         } else {
             self.orchestrator_url.clone()
+        }
+    }
+
+    /// The worker command of the local executor.
+    pub fn local_worker_command(&self) -> anyhow::Result<WorkerCommand> {
+        let program = if self.local_worker_command.is_empty() {
+            std::env::current_exe()?.with_file_name("swath-worker")
+        } else {
+            PathBuf::from(&self.local_worker_command)
+        };
+        Ok(WorkerCommand {
+            program,
+            args: vec!["run".into()],
+        })
+    }
+
+    /// Where local workers create their work directories.
+    pub fn local_work_root(&self) -> PathBuf {
+        if self.local_work_root.is_empty() {
+            std::env::temp_dir().join("swath-work")
+        } else {
+            PathBuf::from(&self.local_work_root)
         }
     }
 
@@ -135,7 +159,10 @@ impl Settings {
                 "SWATH_TIMEOUT_PRE_PROCESSING_SECS",
                 self.timeout_pre_processing_secs,
             ),
-            ("SWATH_TIMEOUT_PROCESSING_SECS", self.timeout_processing_secs),
+            (
+                "SWATH_TIMEOUT_PROCESSING_SECS",
+                self.timeout_processing_secs,
+            ),
             (
                 "SWATH_TIMEOUT_POST_PROCESSING_SECS",
                 self.timeout_post_processing_secs,
@@ -150,7 +177,8 @@ impl Settings {
             }
         }
         if !(1..=300).contains(&self.nomad_watch_wait_secs) {
-            problems.push("SWATH_NOMAD_WATCH_WAIT_SECS: must be from 1 to 300 (Nomad's cap)".into());
+            problems
+                .push("SWATH_NOMAD_WATCH_WAIT_SECS: must be from 1 to 300 (Nomad's cap)".into());
         }
         if let Err(e) = self.nomad_config() {
             problems.push(e);
@@ -166,7 +194,8 @@ impl Settings {
             problems.push("SWATH_NOMAD_NAMESPACE: must not be empty".into());
         }
         if self.nomad_datacenters.is_empty() {
-            problems.push("SWATH_NOMAD_DATACENTERS: name at least one datacenter (or \"*\")".into());
+            problems
+                .push("SWATH_NOMAD_DATACENTERS: name at least one datacenter (or \"*\")".into());
         }
     }
 }

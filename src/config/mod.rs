@@ -162,6 +162,12 @@ pub struct Settings {
     pub timeout_processing_secs: u64,
     /// Longest time in `post_processing`, in seconds.
     pub timeout_post_processing_secs: u64,
+    /// The worker program the local executor runs (with `run`); empty means `swath-worker` beside
+    /// the `swath` binary.
+    pub local_worker_command: String,
+    /// Directory under which local workers create their work directories; empty means
+    /// `swath-work` in the system's temporary directory.
+    pub local_work_root: String,
     /// Nomad agent address.
     pub nomad_addr: String,
     /// Nomad ACL token (needs `submit-job`, `dispatch-job` and `read-job` in the namespace).
@@ -228,6 +234,8 @@ impl Default for Settings {
             timeout_pre_processing_secs: 30 * 60,
             timeout_processing_secs: 270 * 60,
             timeout_post_processing_secs: 60 * 60,
+            local_worker_command: String::new(),
+            local_work_root: String::new(),
             nomad_addr: "http://127.0.0.1:4646".into(),
             nomad_token: None,
             nomad_namespace: "default".into(),

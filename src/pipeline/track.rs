@@ -6,7 +6,8 @@
 //! | exited 0 | no result was reported | internal error |
 //! | exited 2 | (the worker asks for a retry) | external error: a new attempt |
 //! | exited with another code | | internal error |
-//! | failed without an exit code, lost, or unknown | | external error: a new attempt |
+//! | failed without an exit code, or unknown | | external error: a new attempt |
+//! | lost | | stopped (a replacement must not run), external error |
 //! | still pending or running past its status timeout | | stopped, external error |
 //!
 //! Every change is a compare-and-set on the status and attempt seen at the start of the round, so a
@@ -111,6 +112,9 @@ pub async fn track_round(
         };
         let mut failure = failure_of(&outcome);
         let mut timed_out = false;
+        // A lost attempt may be replaced by the executor (Nomad re-places lost batch allocations):
+        // it is stopped like a timed-out one, so that it never runs beside its retry.
+        let lost = outcome == AttemptOutcome::Lost;
         if failure.is_none() {
             let limit = timeouts
                 .0
@@ -136,12 +140,14 @@ pub async fn track_round(
         match record_failure(pool, &job, &failure, backoff, None).await {
             Ok(_) => {
                 report.settled += 1;
-                // Stopped only once the timeout is recorded: a worker that reported progress
+                // Stopped only once the failure is recorded: a worker that reported progress
                 // meanwhile keeps running.
                 if timed_out {
                     report.timed_out += 1;
+                }
+                if timed_out || lost {
                     if let Err(e) = executor.stop(&reference).await {
-                        tracing::warn!(job_id = job.id, error = %e, "cannot stop a timed-out attempt; it was retried anyway");
+                        tracing::warn!(job_id = job.id, error = %e, "cannot stop a timed-out or lost attempt; it was retried anyway");
                     }
                 }
             }

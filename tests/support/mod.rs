@@ -6,6 +6,7 @@
 pub mod api;
 pub mod catalogue_server;
 pub mod conformance;
+pub mod jobspec;
 pub mod nomad_emulator;
 pub mod openapi;
 

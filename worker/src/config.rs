@@ -272,10 +272,14 @@ mod tests {
         };
         let cfg = WorkerConfig::from_args(&parse(&["--work-root", "/tmp/w"]), env).unwrap();
         assert_eq!(cfg.token.expose(), "from-payload");
-        let missing = |k: &str| (k == "SWATH_WORKER_TOKEN_FILE").then(|| "/nonexistent/t".to_string());
+        let missing =
+            |k: &str| (k == "SWATH_WORKER_TOKEN_FILE").then(|| "/nonexistent/t".to_string());
         let err = WorkerConfig::from_args(&parse(&["--job-id", "1", "--attempt", "1"]), missing)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("SWATH_WORKER_TOKEN_FILE /nonexistent/t"), "{err}");
+        assert!(
+            err.contains("SWATH_WORKER_TOKEN_FILE /nonexistent/t"),
+            "{err}"
+        );
     }
 }

@@ -180,7 +180,8 @@ impl NomadClient {
             }
         }
         // A blocking query may be held for `wait` plus Nomad's jitter of up to wait/16.
-        let timeout = self.request_timeout + blocking.map_or(Duration::ZERO, |b| b.wait + b.wait / 8);
+        let timeout =
+            self.request_timeout + blocking.map_or(Duration::ZERO, |b| b.wait + b.wait / 8);
         let mut request = self.http.request(method.clone(), url).timeout(timeout);
         if let Some(token) = &self.token {
             request = request.header("X-Nomad-Token", token);
@@ -188,11 +189,14 @@ impl NomadClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|source| NomadError::Transport {
-            method: method.clone(),
-            path: path.to_string(),
-            source,
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|source| NomadError::Transport {
+                method: method.clone(),
+                path: path.to_string(),
+                source,
+            })?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -339,7 +343,10 @@ mod tests {
     #[test]
     fn child_ids_are_escaped_as_one_path_segment() {
         assert_eq!(
-            NomadClient::job_path("swath-worker-hm.medium/dispatch-17-ab12cd34", "/allocations"),
+            NomadClient::job_path(
+                "swath-worker-hm.medium/dispatch-17-ab12cd34",
+                "/allocations"
+            ),
             "job/swath-worker-hm.medium%2Fdispatch-17-ab12cd34/allocations"
         );
     }
@@ -352,8 +359,11 @@ mod tests {
             status: StatusCode::from_u16(status).unwrap(),
             body: body.into(),
         };
-        assert!(status(500, "rpc error: Dispatch did not provide required meta keys: [job_id]")
-            .is_permanent());
+        assert!(status(
+            500,
+            "rpc error: Dispatch did not provide required meta keys: [job_id]"
+        )
+        .is_permanent());
         assert!(status(400, "Request body is empty").is_permanent());
         assert!(!status(500, "No cluster leader").is_permanent());
         assert!(!status(403, "Permission denied").is_permanent());

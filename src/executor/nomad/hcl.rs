@@ -62,8 +62,14 @@ pub fn worker_job_hcl(settings: &WorkerJobSettings, flavor: &WorkerFlavor) -> St
     let _ = writeln!(w, "  }}\n");
     let _ = writeln!(w, "  group \"{GROUP}\" {{");
     let _ = writeln!(w, "    count = 1\n");
-    let _ = writeln!(w, "    restart {{\n      attempts = 0\n      mode     = \"fail\"\n    }}\n");
-    let _ = writeln!(w, "    reschedule {{\n      attempts  = 0\n      unlimited = false\n    }}\n");
+    let _ = writeln!(
+        w,
+        "    restart {{\n      attempts = 0\n      mode     = \"fail\"\n    }}\n"
+    );
+    let _ = writeln!(
+        w,
+        "    reschedule {{\n      attempts  = 0\n      unlimited = false\n    }}\n"
+    );
     let _ = writeln!(
         w,
         "    ephemeral_disk {{\n      size = {}\n    }}\n",
@@ -91,7 +97,10 @@ pub fn worker_job_hcl(settings: &WorkerJobSettings, flavor: &WorkerFlavor) -> St
         "        SWATH_WORKER_TOKEN_FILE       = \"${{NOMAD_TASK_DIR}}/{TOKEN_FILE}\""
     );
     let _ = writeln!(w, "      }}\n");
-    let _ = writeln!(w, "      dispatch_payload {{\n        file = \"{TOKEN_FILE}\"\n      }}\n");
+    let _ = writeln!(
+        w,
+        "      dispatch_payload {{\n        file = \"{TOKEN_FILE}\"\n      }}\n"
+    );
     let _ = writeln!(
         w,
         "      resources {{\n        cores  = {}\n        memory = {}\n      }}\n",

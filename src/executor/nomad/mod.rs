@@ -139,7 +139,11 @@ impl NomadExecutor {
     /// Children of `flavor` dispatched and not yet ended.
     async fn in_flight(&self, flavor: &WorkerFlavor) -> Result<usize, ExecutorError> {
         let parent = parent_job_id(&self.config.jobs, flavor);
-        let (summary, _) = self.client.summary(&parent, None).await.map_err(unavailable)?;
+        let (summary, _) = self
+            .client
+            .summary(&parent, None)
+            .await
+            .map_err(unavailable)?;
         let Some(summary) = summary else {
             self.registered.lock().await.remove(&flavor.name);
             return Ok(0);

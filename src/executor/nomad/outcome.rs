@@ -130,17 +130,26 @@ mod tests {
             "run",
             vec![
                 event("Started", serde_json::json!({})),
-                event("Terminated", serde_json::json!({"exit_code": "2", "signal": "0"})),
+                event(
+                    "Terminated",
+                    serde_json::json!({"exit_code": "2", "signal": "0"}),
+                ),
                 event("Not Restarting", serde_json::json!({"fails_task": "true"})),
             ],
         );
-        assert_eq!(outcome_of_allocations(&[a]), Some(AttemptOutcome::Exited(2)));
+        assert_eq!(
+            outcome_of_allocations(&[a]),
+            Some(AttemptOutcome::Exited(2))
+        );
         let ok = with_events(
             "complete",
             "run",
             vec![event("Terminated", serde_json::json!({"exit_code": "0"}))],
         );
-        assert_eq!(outcome_of_allocations(&[ok]), Some(AttemptOutcome::Exited(0)));
+        assert_eq!(
+            outcome_of_allocations(&[ok]),
+            Some(AttemptOutcome::Exited(0))
+        );
     }
 
     #[test]
@@ -148,7 +157,10 @@ mod tests {
         let mut e = event("Terminated", serde_json::json!({}));
         e["ExitCode"] = 7.into();
         let a = with_events("failed", "run", vec![e]);
-        assert_eq!(outcome_of_allocations(&[a]), Some(AttemptOutcome::Exited(7)));
+        assert_eq!(
+            outcome_of_allocations(&[a]),
+            Some(AttemptOutcome::Exited(7))
+        );
     }
 
     #[test]
@@ -244,7 +256,10 @@ mod tests {
 
     #[test]
     fn a_child_without_allocations_is_pending_ended_or_unknown() {
-        assert_eq!(outcome_without_allocations(Some("pending")), AttemptOutcome::Pending);
+        assert_eq!(
+            outcome_without_allocations(Some("pending")),
+            AttemptOutcome::Pending
+        );
         assert_eq!(outcome_without_allocations(None), AttemptOutcome::Unknown);
         assert!(matches!(
             outcome_without_allocations(Some("dead")),

@@ -1,0 +1,158 @@
+//! The dispatch and tracking loops of `swath serve`: rounds of [`dispatch_round`] and
+//! [`track_round`], woken by what can change their answer instead of a busy poll.
+//!
+//! - Dispatch wakes when a job becomes ready (`swath_ready` notifications), when the executor
+//!   reports a change (a slot may be free), and every `interval` (retries whose backoff ended).
+//! - Tracking wakes when the executor reports a change (Nomad: blocking queries) and every
+//!   `interval` (status timeouts, executors that cannot watch).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use swath_job_types::flavor::WorkerFlavor;
+use swath_job_types::registry::JobTypeRegistry;
+
+use super::dispatch::dispatch_round;
+use super::retry::{AttemptBackoff, StatusTimeouts};
+use super::track::track_round;
+use crate::db::claim::Claimant;
+use crate::executor::Executor;
+
+/// What the dispatch loop dispatches, and how.
+#[derive(Clone)]
+pub struct DispatchLoop {
+    /// Where attempts run.
+    pub executor: Arc<dyn Executor>,
+    /// The job types.
+    pub registry: Arc<JobTypeRegistry>,
+    /// The enabled job types.
+    pub enabled: Vec<String>,
+    /// The flavor table.
+    pub flavors: Vec<WorkerFlavor>,
+    /// This instance, as it claims jobs.
+    pub claimant: Claimant,
+    /// Backoff between attempts.
+    pub backoff: AttemptBackoff,
+    /// Longest sleep between rounds.
+    pub interval: Duration,
+}
+
+/// Dispatches until `stop` resolves.
+pub async fn dispatch_loop(pool: &PgPool, config: DispatchLoop, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+        Ok(mut l) => match l.listen("swath_ready").await {
+            Ok(()) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for ready jobs; dispatching on a timer only");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for ready jobs; dispatching on a timer only");
+            None
+        }
+    };
+    loop {
+        // Drain: rounds while they dispatch something.
+        loop {
+            match dispatch_round(
+                pool,
+                config.executor.as_ref(),
+                &config.registry,
+                &config.enabled,
+                &config.flavors,
+                &config.claimant,
+                config.backoff,
+            )
+            .await
+            {
+                Ok(r) if r.queued + r.refused > 0 => {
+                    tracing::info!(
+                        executor = config.executor.name(),
+                        claimed = r.claimed,
+                        queued = r.queued,
+                        deferred = r.deferred,
+                        refused = r.refused,
+                        "dispatch round"
+                    );
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "dispatch round failed");
+                    break;
+                }
+            }
+        }
+        let ready = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if let Err(e) = l.recv().await {
+                        tracing::warn!(error = %e, "ready-job listener failed; it reconnects");
+                        tokio::time::sleep(config.interval).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ready => {}
+            _ = config.executor.changed() => {}
+            _ = tokio::time::sleep(config.interval) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// What the tracking loop follows.
+#[derive(Clone)]
+pub struct TrackLoop {
+    /// Where attempts run.
+    pub executor: Arc<dyn Executor>,
+    /// Per-status timeouts.
+    pub timeouts: StatusTimeouts,
+    /// Backoff between attempts.
+    pub backoff: AttemptBackoff,
+    /// Only the attempts of this instance (an executor that lives in one process, like `local`).
+    pub owner: Option<uuid::Uuid>,
+    /// Jobs looked at per round.
+    pub batch: i64,
+    /// Longest sleep between rounds.
+    pub interval: Duration,
+}
+
+/// Tracks attempts in flight until `stop` resolves.
+pub async fn track_loop(pool: &PgPool, config: TrackLoop, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        match track_round(
+            pool,
+            config.executor.as_ref(),
+            &config.timeouts,
+            config.backoff,
+            config.owner,
+            config.batch,
+        )
+        .await
+        {
+            Ok(r) if r.settled > 0 => {
+                tracing::info!(
+                    executor = config.executor.name(),
+                    tracked = r.tracked,
+                    settled = r.settled,
+                    timed_out = r.timed_out,
+                    "tracking round"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "tracking round failed"),
+        }
+        tokio::select! {
+            _ = config.executor.changed() => {}
+            _ = tokio::time::sleep(config.interval) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
