@@ -69,6 +69,7 @@ fn the_reader_sees_a_changed_value() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
 fn the_service_job_runs_swath_serve_with_settings_swath_accepts() {
     let text = std::fs::read_to_string(nomad_dir().join("swath.nomad.hcl")).unwrap();
     let job = job_from_hcl(&text);
