@@ -1,12 +1,20 @@
 //! The local executor: runs each attempt as a process on this machine (by default `swath-worker
 //! run`), with at most `local_slots` attempts per flavor at once. The embedded default executor.
+//!
+//! Each worker runs in its own process group. Stopping an attempt sends SIGTERM to the group (the
+//! worker removes its container and work directory) and SIGKILL after a grace period, so that
+//! nothing the worker started outlives it. Ended attempts are remembered for [`ENDED_RETENTION`]
+//! (long enough for the tracking loop to read their exit code), then forgotten.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 use swath_job_types::flavor::WorkerFlavor;
 use tokio::process::{Child, Command};
 
@@ -23,10 +31,17 @@ pub struct WorkerCommand {
     pub args: Vec<String>,
 }
 
+/// How long an ended attempt's outcome stays readable.
+pub const ENDED_RETENTION: Duration = Duration::from_secs(3600);
+/// Time between SIGTERM and SIGKILL when an attempt is stopped.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
 struct Attempt {
     flavor: String,
     child: Option<Child>,
-    ended: Option<AttemptOutcome>,
+    /// The worker's process group (its pid: it leads its own group).
+    group: Option<Pid>,
+    ended: Option<(AttemptOutcome, Instant)>,
 }
 
 /// Runs attempts as local processes.
@@ -56,7 +71,7 @@ impl LocalExecutor {
     }
 
     fn refresh(attempt: &mut Attempt) -> AttemptOutcome {
-        if let Some(ended) = &attempt.ended {
+        if let Some((ended, _)) = &attempt.ended {
             return ended.clone();
         }
         let Some(child) = attempt.child.as_mut() else {
@@ -71,7 +86,7 @@ impl LocalExecutor {
                         "the worker ended without an exit code ({status})"
                     )),
                 };
-                attempt.ended = Some(ended.clone());
+                attempt.ended = Some((ended.clone(), Instant::now()));
                 attempt.child = None;
                 ended
             }
@@ -92,6 +107,10 @@ impl Executor for LocalExecutor {
             .lock()
             .expect("the attempt table is not poisoned");
         let mut running: HashMap<String, usize> = HashMap::new();
+        attempts.retain(|_, a| {
+            Self::refresh(a);
+            !matches!(a.ended, Some((_, at)) if at.elapsed() > ENDED_RETENTION)
+        });
         for attempt in attempts.values_mut() {
             if matches!(
                 Self::refresh(attempt),
@@ -149,6 +168,7 @@ impl Executor for LocalExecutor {
             .env("SWATH_WORKER_ORCHESTRATOR_URL", &self.orchestrator_url)
             .env("SWATH_WORKER_WORK_ROOT", &self.work_root)
             .stdin(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -157,11 +177,16 @@ impl Executor for LocalExecutor {
                     self.command.program.display()
                 ))
             })?;
+        let group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(Pid::from_raw);
         attempts.insert(
             reference.clone(),
             Attempt {
                 flavor: flavor.name.clone(),
                 child: Some(child),
+                group,
                 ended: None,
             },
         );
@@ -186,13 +211,19 @@ impl Executor for LocalExecutor {
         let Some(attempt) = attempts.get_mut(reference) else {
             return Ok(());
         };
-        if let Some(child) = attempt.child.as_mut() {
-            if child.try_wait().ok().flatten().is_none() {
-                child.start_kill().map_err(|e| {
-                    ExecutorError::Unavailable(format!("cannot stop {reference}: {e}"))
-                })?;
-            }
+        if Self::refresh(attempt) != AttemptOutcome::Running {
+            return Ok(());
         }
+        let Some(group) = attempt.group else {
+            return Ok(());
+        };
+        killpg(group, Signal::SIGTERM)
+            .map_err(|e| ExecutorError::Unavailable(format!("cannot stop {reference}: {e}")))?;
+        tokio::spawn(async move {
+            tokio::time::sleep(STOP_GRACE).await;
+            // ESRCH: the whole group ended within the grace period.
+            let _ = killpg(group, Signal::SIGKILL);
+        });
         Ok(())
     }
 }
