@@ -1,1 +1,0 @@
-//! Validation of Nomad HTTP requests and responses against Nomad's OpenAPI description.
