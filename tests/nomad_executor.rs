@@ -272,7 +272,10 @@ async fn ready_job(pool: &PgPool, name: &str, max_attempts: i32) -> Job {
 /// A registry whose `test_job` runs on the `tiny` flavor.
 fn registry() -> swath_job_types::registry::JobTypeRegistry {
     let settings = Settings {
-        flavors: vec![flavor()],
+        flavors: swath_job_types::flavor::default_flavors()
+            .into_iter()
+            .chain([flavor()])
+            .collect(),
         job_type_settings: [(
             "test_job".to_string(),
             toml::from_str("worker_flavor = \"tiny\"").unwrap(),
@@ -382,7 +385,18 @@ async fn exit_codes_and_failures_without_one_settle_attempts_as_the_policy_says(
     let (check, _) = job_for_token(&pool, worked.id, 1, &token).await.unwrap();
     assert_eq!(check, TokenCheck::Valid { current_attempt: 1 });
     let queued = get_job(&pool, worked.id).await.unwrap();
-    drive(&pool, queued, &support::path_to(JobStatus::Processed)[4..]).await;
+    drive(
+        &pool,
+        queued,
+        &[
+            JobStatus::Started,
+            JobStatus::PreProcessing,
+            JobStatus::Processing,
+            JobStatus::PostProcessing,
+            JobStatus::Processed,
+        ],
+    )
+    .await;
 
     let timeouts = StatusTimeouts::default();
     let silent = track_until(&pool, &executor, &timeouts, silent.id, |j| {
@@ -418,7 +432,7 @@ async fn exit_codes_and_failures_without_one_settle_attempts_as_the_policy_says(
         .unwrap();
     assert!(
         setup_error
-            .message
+            .error_message
             .as_deref()
             .unwrap()
             .contains("no exit code"),
