@@ -16,7 +16,7 @@ use swath::db::jobs::{get_job, insert_jobs};
 use swath::db::tokens::{issue_attempt_token, job_for_token, TokenCheck};
 use swath::executor::nomad::spec::{worker_job, WorkerJobSettings};
 use swath::executor::nomad::{NomadConfig, NomadExecutor};
-use swath::executor::{DispatchRequest, Executor, ExecutorError};
+use swath::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
 use swath::pipeline::dispatch::{dispatch_round, DispatchReport};
 use swath::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath::pipeline::track::track_round;
@@ -648,5 +648,60 @@ async fn a_crash_between_dispatch_and_record_never_dispatches_twice(pool: PgPool
         replays, 2,
         "the second dispatch was sent and answered by the token"
     );
+    assert_openapi_clean(&emulator).await;
+}
+
+#[tokio::test]
+async fn changes_are_observed_with_blocking_queries_not_polling() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    emulator
+        .script(PARENT, &[("job_id", "5")], Outcome::RunUntilStopped)
+        .await;
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 5,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: "00000000-0000-4000-8000-000000000005-1".into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = Duration::from_secs(20);
+    let start = Instant::now();
+    while executor.outcome(&reference).await.unwrap() != AttemptOutcome::Running {
+        assert!(start.elapsed() < deadline, "the child started");
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    // Catch up with the cluster: once nothing moves, a watch is held.
+    while tokio::time::timeout(Duration::from_millis(300), executor.changed())
+        .await
+        .is_ok()
+    {
+        assert!(start.elapsed() < deadline, "the cluster settled");
+    }
+    let blocked_before = emulator.requests().await.len();
+    let watch = executor.changed();
+    tokio::pin!(watch);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut watch)
+            .await
+            .is_err(),
+        "nothing changed: the query is held"
+    );
+    executor.stop(&reference).await.unwrap();
+    tokio::time::timeout(deadline, watch)
+        .await
+        .expect("the stop wakes the watcher");
+    let summaries = emulator.requests().await[blocked_before..]
+        .iter()
+        .filter(|r| r.path.ends_with("/summary"))
+        .count();
+    assert!(summaries <= 2, "one held query, not a poll: {summaries}");
     assert_openapi_clean(&emulator).await;
 }
