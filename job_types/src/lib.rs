@@ -10,6 +10,7 @@ pub mod flavor;
 pub mod job;
 pub mod listing;
 pub mod product;
+pub mod protocol;
 pub mod publication;
 pub mod registry;
 pub mod status;

@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod orchestrator;
 pub mod outcome;
 pub mod workdir;

@@ -1,0 +1,77 @@
+//! The worker protocol's messages, shared by the orchestrator (which serves them under
+//! `/api/v1/worker/jobs/{id}/attempts/{attempt}/...`) and the worker (which sends them).
+//!
+//! - `GET task` answers an [`AttemptTask`];
+//! - `POST status` takes a [`StatusReport`];
+//! - `POST result` takes a [`ResultReport`];
+//! - both answer a [`ReportAnswer`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit_codes::ExitClass;
+use crate::job::OutputProduct;
+use crate::template::WorkerTask;
+use crate::JobStatus;
+
+/// What a worker is given for one attempt: the job type's task, with storage locations resolved to
+/// URLs (`s3://bucket/key` or `file:///path`) and the flavor's limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptTask {
+    /// The job type's task (inputs' `source` and outputs' `destination_prefix` are URLs).
+    #[serde(flatten)]
+    pub task: WorkerTask,
+    /// CPU cores the scientific code may use.
+    pub cpus: u32,
+    /// Memory the scientific code may use, in MiB.
+    pub memory_mb: u64,
+}
+
+/// A status a worker reports.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusReport {
+    /// `started`, `pre_processing`, `processing` or `post_processing`.
+    pub status: JobStatus,
+    /// What the worker is doing.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// An error a worker reports with a failed result.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportedError {
+    /// Short class (`storage`, `docker`, `exit code 1`...).
+    pub subtype: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// The result of an attempt.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultReport {
+    /// How the attempt ended.
+    pub outcome: ExitClass,
+    /// Exit code of the scientific code, if it ran.
+    #[serde(default)]
+    pub return_code: Option<i32>,
+    /// Products written (success only).
+    #[serde(default)]
+    pub products: Vec<OutputProduct>,
+    /// What ran (image digest...).
+    #[serde(default)]
+    pub software_version: Option<String>,
+    /// The error, for failed outcomes.
+    #[serde(default)]
+    pub error: Option<ReportedError>,
+}
+
+/// The job's state after a report.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ReportAnswer {
+    /// The job's status now.
+    pub status: JobStatus,
+    /// The job's attempt now (higher than the reported one after a retry was scheduled).
+    pub attempt: i32,
+}
