@@ -20,6 +20,8 @@ pub struct AttemptTask {
     /// The job type's task (inputs' `source` and outputs' `destination_prefix` are URLs).
     #[serde(flatten)]
     pub task: WorkerTask,
+    /// The job's unique id: the worker's directory is `<work root>/<uid>`.
+    pub uid: uuid::Uuid,
     /// CPU cores the scientific code may use.
     pub cpus: u32,
     /// Memory the scientific code may use, in MiB.

@@ -55,6 +55,9 @@ pub enum Outcome {
     Classified(ExitClass),
     /// The worker failed before or around the scientific code.
     Failed(WorkerError),
+    /// The attempt is not this run's to do (another run of it is ahead, or the job moved on): the
+    /// orchestrator answered 409. Nothing was changed.
+    Superseded(String),
 }
 
 impl Outcome {
@@ -66,6 +69,7 @@ impl Outcome {
             Outcome::Classified(_) => EXIT_FINISHED,
             Outcome::Failed(WorkerError::External { .. }) => EXIT_RETRY,
             Outcome::Failed(WorkerError::Internal { .. }) => EXIT_FINISHED,
+            Outcome::Superseded(_) => EXIT_FINISHED,
         }
     }
 }
@@ -88,5 +92,6 @@ mod tests {
             Outcome::Failed(WorkerError::internal("bug", "x")).exit_code(),
             0
         );
+        assert_eq!(Outcome::Superseded("stale".into()).exit_code(), 0);
     }
 }
