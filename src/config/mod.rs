@@ -15,6 +15,7 @@ use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
 
 mod executor;
+mod storage;
 
 pub use executor::{ExecutorKind, Secret};
 
@@ -168,6 +169,11 @@ pub struct Settings {
     /// Directory under which local workers create their work directories; empty means
     /// `swath-work` in the system's temporary directory.
     pub local_work_root: String,
+    /// Where catalogue paths under `/eodata/` are read from by workers (`s3://bucket` or `file:///dir`).
+    pub eodata_url: String,
+    /// Where workers upload products (`s3://bucket/prefix` or `file:///dir`); empty means
+    /// `swath-outputs` in the system's temporary directory.
+    pub output_url: String,
     /// Nomad agent address.
     pub nomad_addr: String,
     /// Nomad ACL token (needs `submit-job`, `dispatch-job` and `read-job` in the namespace).
@@ -236,6 +242,8 @@ impl Default for Settings {
             timeout_post_processing_secs: 60 * 60,
             local_worker_command: String::new(),
             local_work_root: String::new(),
+            eodata_url: "s3://eodata".into(),
+            output_url: String::new(),
             nomad_addr: "http://127.0.0.1:4646".into(),
             nomad_token: None,
             nomad_namespace: "default".into(),
@@ -350,6 +358,7 @@ impl Settings {
             problems.push("SWATH_RETRY_BASE_SECS and SWATH_RETRY_MAX_SECS: the base must be at least 1 and at most the maximum".into());
         }
         self.validate_executor(&mut problems);
+        self.validate_storage(&mut problems);
         if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
             problems.push(format!("SWATH_CATALOGUE: {e}"));
         }
