@@ -38,7 +38,8 @@ impl Settings {
             ("SWATH_OUTPUT_URL", self.output_url.as_str()),
         ] {
             let known = SCHEMES.iter().any(|s| value.starts_with(s) && value.len() > s.len());
-            if !(value.is_empty() && name == "SWATH_OUTPUT_URL") && !known {
+            let defaulted = value.is_empty() && name == "SWATH_OUTPUT_URL";
+            if !known && !defaulted {
                 problems.push(format!(
                     "{name}: {value:?} is neither s3://bucket[/prefix] nor file:///absolute/path"
                 ));
