@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod orchestrator;
 pub mod outcome;
+pub mod runtime;
 pub mod workdir;

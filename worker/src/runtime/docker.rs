@@ -1,0 +1,434 @@
+//! The Docker runtime: the code runs in a container of a local image, through the engine's API.
+//!
+//! The image is never pulled: it must be on the engine, and its digest (the first `RepoDigests`
+//! entry's `sha256:...`, else the image ID) is the run's software version; the container is created
+//! from the image ID, so what runs is what is recorded. The container gets the work directory at
+//! `/work` and `inputs/` read-only at `/work/inputs`, a non-root user, no capabilities and no new
+//! privileges, network mode `none` unless the spec asks for the network (then the engine's default
+//! network), the CPU and memory limits of the spec (memory without swap; CPUs capped at the engine's
+//! count). Its output is attached before it starts, so no line is lost. A container whose state says
+//! `OOMKilled` (any of its processes was killed by the memory limit) ends `OutOfMemory`, whatever its
+//! exit code. At the deadline or on cancellation it is killed (SIGKILL: the work directory is thrown
+//! away anyway). It is force-removed on every path, errors and a dropped run future included, and a
+//! container left with the same name by an earlier crash is removed first.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions,
+};
+use bollard::Docker;
+use futures_util::{Stream as FuturesStream, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::logs::{LineSender, LineSplitter, LogSink, Stream};
+use super::user::{prepare_work_dir, RunUser};
+use super::{RunOutcome, RunReport, RunSpec, Runtime, RuntimeError, CONTAINER_WORK_DIR, WORK_ENV};
+
+/// How long connecting (version negotiation and ping) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a killed container may take to be reported stopped.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the output of a finished container may take to reach the log.
+const LOG_DRAIN: Duration = Duration::from_secs(5);
+/// Label put on every container of the worker, with the run's name as value.
+pub const RUN_LABEL: &str = "swath.run";
+
+/// Runs the code in Docker containers.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    cpus: Option<f64>,
+}
+
+/// An image found on the engine.
+struct ResolvedImage {
+    id: String,
+    digest: String,
+}
+
+impl DockerRuntime {
+    /// Connects to the engine of `DOCKER_HOST`, else the local socket, and checks that it answers.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| RuntimeError::EngineUnavailable(e.to_string()))?;
+        Self::ready(docker).await
+    }
+
+    /// Connects to the engine at `host` (`unix:///...` or `tcp://...`) and checks that it answers.
+    pub async fn connect_to(host: &str) -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_host(host)
+            .map_err(|e| RuntimeError::EngineUnavailable(format!("{host}: {e}")))?;
+        Self::ready(docker).await
+    }
+
+    async fn ready(docker: Docker) -> Result<Self, RuntimeError> {
+        let timed_out =
+            |_| RuntimeError::EngineUnavailable(format!("no answer within {CONNECT_TIMEOUT:?}"));
+        // The engine may speak an older API than the client: talk its version.
+        let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
+            .await
+            .map_err(timed_out)?
+            .map_err(|e| RuntimeError::from_docker("negotiate the API version", e))?;
+        tokio::time::timeout(CONNECT_TIMEOUT, docker.ping())
+            .await
+            .map_err(timed_out)?
+            .map_err(|e| RuntimeError::from_docker("answer a ping", e))?;
+        let cpus = match tokio::time::timeout(CONNECT_TIMEOUT, docker.info()).await {
+            Ok(Ok(info)) => info.ncpu.filter(|n| *n > 0).map(|n| n as f64),
+            _ => None,
+        };
+        Ok(DockerRuntime { docker, cpus })
+    }
+
+    /// The image's ID and digest, without pulling it.
+    async fn resolve_image(&self, image: &str) -> Result<ResolvedImage, RuntimeError> {
+        let info = match self.docker.inspect_image(image).await {
+            Ok(info) => info,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Err(RuntimeError::ImageNotFound {
+                    image: image.to_string(),
+                })
+            }
+            Err(e) => return Err(RuntimeError::from_docker("inspect the image", e)),
+        };
+        let id = info.id.ok_or_else(|| RuntimeError::Engine {
+            action: "inspect the image",
+            status: None,
+            message: format!("image {image} has no ID"),
+        })?;
+        let digest = info
+            .repo_digests
+            .unwrap_or_default()
+            .iter()
+            .find_map(|d| d.split_once('@').map(|(_, digest)| digest.to_string()))
+            .unwrap_or_else(|| id.clone());
+        Ok(ResolvedImage { id, digest })
+    }
+
+    /// Force-removes the container `name_or_id`; one already gone is not an error.
+    async fn remove(docker: &Docker, name_or_id: &str) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match docker.remove_container(name_or_id, Some(options)).await {
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(RuntimeError::from_docker("remove the container", e)),
+        }
+    }
+
+    fn container_body(
+        &self,
+        spec: &RunSpec,
+        image: &ResolvedImage,
+        user: RunUser,
+    ) -> Result<ContainerCreateBody, RuntimeError> {
+        let work_dir =
+            std::fs::canonicalize(&spec.work_dir).map_err(|source| RuntimeError::WorkDir {
+                path: spec.work_dir.clone(),
+                source,
+            })?;
+        let bind = |source: std::path::PathBuf, target: String, read_only: bool| Mount {
+            source: Some(source.to_string_lossy().into_owned()),
+            target: Some(target),
+            typ: Some(MountType::BIND),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        let mounts = vec![
+            bind(work_dir.clone(), CONTAINER_WORK_DIR.to_string(), false),
+            bind(
+                work_dir.join("inputs"),
+                format!("{CONTAINER_WORK_DIR}/inputs"),
+                true,
+            ),
+        ];
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("{WORK_ENV}={CONTAINER_WORK_DIR}"));
+        let memory = (spec.memory_mb > 0).then(|| (spec.memory_mb as i64).saturating_mul(1 << 20));
+        let cpus = match self.cpus {
+            Some(max) if spec.cpus > max => {
+                tracing::warn!(job = %spec.name, asked = spec.cpus, max, "fewer CPUs on this engine than asked: capping the limit");
+                max
+            }
+            _ => spec.cpus,
+        };
+        Ok(ContainerCreateBody {
+            image: Some(image.id.clone()),
+            cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            env: Some(env),
+            user: Some(user.docker_user()),
+            working_dir: Some(CONTAINER_WORK_DIR.to_string()),
+            labels: Some(HashMap::from([(RUN_LABEL.to_string(), spec.name.clone())])),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                network_mode: Some(if spec.network { "default" } else { "none" }.to_string()),
+                memory,
+                memory_swap: memory,
+                nano_cpus: (cpus > 0.0).then_some((cpus * 1e9) as i64),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                auto_remove: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Starts the created container and follows it to its end, deadline or cancellation.
+    async fn supervise(
+        &self,
+        spec: &RunSpec,
+        id: &str,
+        sink: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<(RunOutcome, Duration), RuntimeError> {
+        let attach = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stdout: true,
+                    stderr: true,
+                    stream: true,
+                    logs: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| RuntimeError::from_docker("attach to the container", e))?;
+        let (tx, writer) = sink.spawn_writer();
+        let mut pump = tokio::spawn(pump(attach.output, tx));
+
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| RuntimeError::from_docker("start the container", e))?;
+        let started = Instant::now();
+        tracing::info!(job = %spec.name, container = %id, "code started in a container");
+
+        let mut wait = self.docker.wait_container(id, None);
+        let stop = tokio::select! {
+            waited = wait.next() => Stop::Exited(waited),
+            _ = cancel.cancelled() => Stop::Cancelled,
+            _ = tokio::time::sleep(spec.deadline) => Stop::Deadline,
+        };
+        let outcome = match stop {
+            Stop::Exited(waited) => {
+                wait_result(waited)?;
+                self.exit_state(id).await?
+            }
+            Stop::Cancelled | Stop::Deadline => {
+                self.kill(id).await?;
+                if tokio::time::timeout(STOP_TIMEOUT, wait.next())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(job = %spec.name, container = %id, "the killed container is not reported stopped; removing it anyway");
+                }
+                if matches!(stop, Stop::Cancelled) {
+                    RunOutcome::Cancelled
+                } else {
+                    RunOutcome::DeadlineExceeded
+                }
+            }
+        };
+        let duration = started.elapsed();
+
+        if tokio::time::timeout(LOG_DRAIN, &mut pump).await.is_err() {
+            pump.abort();
+            tracing::warn!(job = %spec.name, "the container's output did not close in time; its end may be missing from the log");
+        }
+        match writer.await {
+            Ok(mut sink) => sink.note(&format!("{outcome:?} after {duration:?}")).await,
+            Err(e) => tracing::warn!(job = %spec.name, error = %e, "the log writer failed"),
+        }
+        Ok((outcome, duration))
+    }
+
+    /// Exit code and OOM flag of a stopped container.
+    async fn exit_state(&self, id: &str) -> Result<RunOutcome, RuntimeError> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| RuntimeError::from_docker("inspect the container", e))?;
+        let state = info.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Err(RuntimeError::EngineUnavailable(
+                "the wait for the container ended while it still runs".into(),
+            ));
+        }
+        if state.oom_killed == Some(true) {
+            return Ok(RunOutcome::OutOfMemory);
+        }
+        Ok(RunOutcome::Exited {
+            code: state.exit_code.unwrap_or(-1),
+        })
+    }
+
+    /// SIGKILL; a container already stopped or gone is not an error.
+    async fn kill(&self, id: &str) -> Result<(), RuntimeError> {
+        match self.docker.kill_container(id, None).await {
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(RuntimeError::from_docker("kill the container", e)),
+        }
+    }
+}
+
+/// How the wait for the container ended.
+enum Stop<T> {
+    Exited(T),
+    Cancelled,
+    Deadline,
+}
+
+/// The end of the wait stream: a stop (whatever the code) or an engine failure.
+fn wait_result(
+    waited: Option<Result<bollard::models::ContainerWaitResponse, DockerError>>,
+) -> Result<(), RuntimeError> {
+    match waited {
+        None | Some(Ok(_)) | Some(Err(DockerError::DockerContainerWaitError { .. })) => Ok(()),
+        Some(Err(e)) => Err(RuntimeError::from_docker("wait for the container", e)),
+    }
+}
+
+type OutputStream = Pin<Box<dyn FuturesStream<Item = Result<LogOutput, DockerError>> + Send>>;
+
+/// Reads the attached output of the container and sends its lines to the log.
+async fn pump(mut output: OutputStream, tx: LineSender) {
+    let mut splitters = [LineSplitter::default(), LineSplitter::default()];
+    let streams = [Stream::Stdout, Stream::Stderr];
+    while let Some(item) = output.next().await {
+        let (index, bytes) = match item {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => (0, message),
+            Ok(LogOutput::StdErr { message }) => (1, message),
+            Ok(LogOutput::StdIn { .. }) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the container's output stream broke");
+                break;
+            }
+        };
+        for line in splitters[index].push(&bytes) {
+            if tx.send((streams[index], line)).await.is_err() {
+                return;
+            }
+        }
+    }
+    for (splitter, stream) in splitters.iter_mut().zip(streams) {
+        if let Some(line) = splitter.finish() {
+            let _ = tx.send((stream, line)).await;
+        }
+    }
+}
+
+/// Removes the container when dropped, unless removed already: covers a run future dropped midway.
+struct ContainerGuard {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    /// Removes the container now.
+    async fn remove(mut self) -> Result<(), RuntimeError> {
+        match self.id.take() {
+            Some(id) => DockerRuntime::remove(&self.docker, &id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let docker = self.docker.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(e) = DockerRuntime::remove(&docker, &id).await {
+                        tracing::error!(container = %id, error = %e, "cannot remove the container");
+                    }
+                });
+            }
+            Err(_) => tracing::error!(container = %id, "no runtime left to remove the container"),
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn run(
+        &self,
+        spec: &RunSpec,
+        cancel: CancellationToken,
+    ) -> Result<RunReport, RuntimeError> {
+        let user = RunUser::resolve(spec.user.as_deref())?;
+        let image = self.resolve_image(&spec.image).await?;
+        prepare_work_dir(&spec.work_dir, user)?;
+        let body = self.container_body(spec, &image, user)?;
+        let mut sink = LogSink::open(&spec.work_dir, &spec.name).await?;
+        sink.note(&format!(
+            "docker runtime: image {} ({}), command {:?}, as {}",
+            spec.image,
+            image.digest,
+            spec.command,
+            user.docker_user()
+        ))
+        .await;
+
+        // A container of the same name can only be a leftover of a crashed run of this attempt.
+        Self::remove(&self.docker, &spec.name).await?;
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(spec.name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| RuntimeError::from_docker("create the container", e))?;
+        let guard = ContainerGuard {
+            docker: self.docker.clone(),
+            id: Some(created.id.clone()),
+        };
+        let supervised = self.supervise(spec, &created.id, sink, cancel).await;
+        if let Err(e) = guard.remove().await {
+            tracing::error!(job = %spec.name, container = %created.id, error = %e, "cannot remove the container");
+        }
+        let (outcome, duration) = supervised?;
+        tracing::info!(job = %spec.name, ?outcome, ?duration, "code ended");
+        Ok(RunReport {
+            outcome,
+            software_version: Some(image.digest),
+            duration,
+        })
+    }
+}

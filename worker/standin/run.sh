@@ -1,0 +1,179 @@
+#!/bin/sh
+# Stand-in for the FSC/RLIE scientific processing chain, for tests and the demo.
+#
+# It reads the staged inputs under $SWATH_WORK/inputs, then writes one product directory per output
+# kind under $SWATH_WORK/outputs/<kind>/<product id>/ holding a small raster (PGM), a quicklook (PNG)
+# and the metadata file dias_catalog_submit.json. POSIX sh only: it runs inside the stand-in image
+# (busybox) and as a plain process on a host (coreutils), where SWATH_WORK is the real work dir.
+#
+# Parameters come from the environment, overridden by KEY=value lines of the file named by the first
+# argument, if any:
+#   STANDIN_EXIT      exit code to end with (default 0): 0 success, 200..207 no product,
+#                     1..99 internal error, 100..199 external error; products are written only on 0
+#   STANDIN_SLEEP     seconds of "processing" before the outputs are written (default 0)
+#   STANDIN_ALLOC_MB  MiB of memory to really allocate (resident) while processing (default 0)
+#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie")
+#   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
+set -u
+
+WORK="${SWATH_WORK:-/work}"
+INPUTS="$WORK/inputs"
+OUTPUTS="$WORK/outputs"
+STANDIN_EXIT="${STANDIN_EXIT:-0}"
+STANDIN_SLEEP="${STANDIN_SLEEP:-0}"
+STANDIN_ALLOC_MB="${STANDIN_ALLOC_MB:-0}"
+STANDIN_PRODUCTS="${STANDIN_PRODUCTS:-fsc rlie}"
+STANDIN_TILE="${STANDIN_TILE:-34VEM}"
+
+log() { printf '%s standin: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
+warn() { printf '%s standin: warning: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+fail() {
+  code=$1
+  shift
+  printf '%s standin: error: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
+  exit "$code"
+}
+is_number() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac }
+
+if [ $# -ge 1 ]; then
+  [ -r "$1" ] || fail 11 "parameter file $1 is not readable"
+  while IFS='=' read -r key value || [ -n "$key" ]; do
+    case "$key" in
+      STANDIN_EXIT) STANDIN_EXIT=$value ;;
+      STANDIN_SLEEP) STANDIN_SLEEP=$value ;;
+      STANDIN_ALLOC_MB) STANDIN_ALLOC_MB=$value ;;
+      STANDIN_PRODUCTS) STANDIN_PRODUCTS=$value ;;
+      STANDIN_TILE) STANDIN_TILE=$value ;;
+      '' | '#'*) ;;
+      *) fail 12 "unknown parameter $key in $1" ;;
+    esac
+  done <"$1"
+fi
+for number in "$STANDIN_EXIT" "$STANDIN_SLEEP" "$STANDIN_ALLOC_MB"; do
+  is_number "$number" || fail 13 "parameter value $number is not a whole number"
+done
+
+log "starting in $WORK (exit=$STANDIN_EXIT sleep=$STANDIN_SLEEP alloc_mb=$STANDIN_ALLOC_MB products=$STANDIN_PRODUCTS)"
+
+# Read every input: the listing and a checksum of each file go to the log, and the checksum of all
+# of them seeds the "measurements" written below.
+[ -d "$INPUTS" ] || fail 10 "no input directory $INPUTS"
+list=$(find "$INPUTS" -type f | sort)
+[ -n "$list" ] || fail 10 "no input file under $INPUTS"
+count=0
+total=0
+while IFS= read -r file; do
+  size=$(wc -c <"$file")
+  size=$((size + 0))
+  md5=$(md5sum <"$file" | cut -d' ' -f1)
+  count=$((count + 1))
+  total=$((total + size))
+  log "input ${file#"$INPUTS"/} $size bytes md5 $md5"
+done <<EOF
+$list
+EOF
+md5=$(printf '%s\n' "$list" | while IFS= read -r file; do cat "$file"; done | md5sum | cut -c1-8)
+seed=$((0x$md5))
+log "read $count input files, $total bytes, seed $seed"
+
+# Acquisition from the first Sentinel-2 L1C name found in the inputs:
+# S2A_MSIL1C_20210413T101347_N0500_R022_T34VEM_20210413T121553.SAFE
+safe=$(find "$INPUTS" -name 'S2?_MSIL1C_*' | sort | head -n 1)
+if [ -n "$safe" ]; then
+  name=$(basename "$safe")
+  mission=$(printf '%s' "$name" | cut -d_ -f1)
+  sensing=$(printf '%s' "$name" | cut -d_ -f3)
+  tile=$(printf '%s' "$name" | cut -d_ -f6 | sed 's/^T//')
+else
+  warn "no Sentinel-2 L1C product among the inputs, using tile $STANDIN_TILE"
+  mission=S2A
+  sensing=20210413T101347
+  tile=$STANDIN_TILE
+fi
+case "$sensing" in
+  [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]) ;;
+  *) fail 14 "cannot read a sensing time in $sensing" ;;
+esac
+log "acquisition $mission $sensing tile $tile"
+
+if [ "$STANDIN_ALLOC_MB" -gt 0 ]; then
+  log "allocating $STANDIN_ALLOC_MB MiB"
+  # The shell keeps the whole command output in its own memory: resident, not a file.
+  blob=$(head -c $((STANDIN_ALLOC_MB * 1048576)) /dev/zero | tr '\000' x)
+  log "allocated ${#blob} bytes"
+  blob=
+fi
+if [ "$STANDIN_SLEEP" -gt 0 ]; then
+  log "processing for $STANDIN_SLEEP s"
+  sleep "$STANDIN_SLEEP"
+fi
+
+case "$STANDIN_EXIT" in
+  0) ;;
+  200) log "no product: the scene is too cloudy"; exit 200 ;;
+  20[1-7]) log "no product (code $STANDIN_EXIT)"; exit "$STANDIN_EXIT" ;;
+  [1-9] | [1-9][0-9]) fail "$STANDIN_EXIT" "internal error (simulated)" ;;
+  1[0-9][0-9]) fail "$STANDIN_EXIT" "external error (simulated)" ;;
+  *) fail "$STANDIN_EXIT" "unclassified exit code (simulated)" ;;
+esac
+
+# A 1x1 degree footprint in the tile's UTM zone and latitude band: plausible, not exact.
+zone=$(printf '%s' "$tile" | cut -c1-2 | sed 's/^0//')
+band=$(printf '%s' "$tile" | cut -c3)
+bands=CDEFGHJKLMNPQRSTUVWX
+prefix=${bands%%"$band"*}
+lon=$(((zone - 1) * 6 - 180 + 2))
+lat=$((-80 + ${#prefix} * 8 + 4))
+wkt="POLYGON (($lon $lat, $((lon + 1)) $lat, $((lon + 1)) $((lat + 1)), $lon $((lat + 1)), $lon $lat))"
+cloud="$((seed % 1000 / 10)).$((seed % 10))"
+start=$(printf '%s' "$sensing" | sed 's/^\(....\)\(..\)\(..\)T\(..\)\(..\)\(..\)$/\1-\2-\3T\4:\5:\6Z/')
+day=$(printf '%s' "$sensing" | sed 's/^\(....\)\(..\)\(..\)T.*$/\1\/\2\/\3/')
+quicklook='iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAAAAAA6mKC9AAAAg0lEQVR42kWOQRHAIBADIwEJSEACEpCABCQgAQlIQMJJQAISTkKbdtK+M7sbIMSUS219zGX7OAJSLLnV0dfc5gcxIdSWy1x9HLd97wGtlrzm6H62gTw95OkBeXrI0wPy9JCn5+HpIU8P/v77B+rrD9TXH6ivP1Bff6C+/kB9/fn6+nMBxMF4AQTUwroAAAAASUVORK5CYII='
+
+products=0
+for kind in $STANDIN_PRODUCTS; do
+  upper=$(printf '%s' "$kind" | tr '[:lower:]' '[:upper:]')
+  case "$kind" in
+    fsc) theme=Snow raster=FSCTOC ;;
+    rlie) theme=Ice raster=RLIE ;;
+    *) theme=Test raster=$upper ;;
+  esac
+  id="${upper}_${sensing}_${mission}_T${tile}_V100_1"
+  dir="$OUTPUTS/$kind/$id"
+  mkdir -p "$dir" || fail 20 "cannot create $dir"
+  {
+    printf 'P2\n# %s %s\n8 8\n255\n' "$id" "$raster"
+    row=0
+    while [ $row -lt 8 ]; do
+      col=0
+      line=
+      while [ $col -lt 8 ]; do
+        line="$line $(((seed / (row + 1) + col * 37 + row * 11) % 256))"
+        col=$((col + 1))
+      done
+      printf '%s\n' "${line# }"
+      row=$((row + 1))
+    done
+  } >"$dir/${id}_${raster}.pgm" || fail 21 "cannot write the raster of $id"
+  printf '%s' "$quicklook" | base64 -d >"$dir/${id}_QLK.png" || fail 21 "cannot write the quicklook of $id"
+  cat >"$dir/dias_catalog_submit.json" <<JSON || fail 21 "cannot write the metadata of $id"
+{
+  "productIdentifier": "CLMS/Pan-European/High_Resolution_Layers/$theme/$upper/$day/$id",
+  "title": "$id",
+  "productType": "$upper",
+  "mission": "S2",
+  "platform": "$mission",
+  "tileId": "$tile",
+  "wkt": "$wkt",
+  "resolution": 20,
+  "cloudCover": "$cloud",
+  "startDate": "$start",
+  "completionDate": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "processingBaseline": "V100",
+  "inputFiles": $count
+}
+JSON
+  log "wrote $kind product $id"
+  products=$((products + 1))
+done
+log "done: $products products"

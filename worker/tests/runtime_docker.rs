@@ -1,0 +1,372 @@
+//! The Docker runtime against a real engine and the stand-in image. Run `scripts/tools-docker.sh`
+//! first: without an engine these tests fail, they never skip.
+
+mod runtime_support;
+
+use std::time::{Duration, Instant};
+
+use runtime_support::*;
+use swath_worker::runtime::{DockerRuntime, RunOutcome, Runtime, RuntimeError};
+use tokio_util::sync::CancellationToken;
+
+fn standin(name: &str, work: &Work, env: &[(&str, &str)]) -> swath_worker::runtime::RunSpec {
+    spec(
+        name,
+        work,
+        STANDIN_IMAGE,
+        &["/bin/sh", STANDIN_IN_IMAGE],
+        env,
+    )
+}
+
+fn shell(name: &str, work: &Work, script: &str) -> swath_worker::runtime::RunSpec {
+    spec(name, work, STANDIN_IMAGE, &["/bin/sh", "-c", script], &[])
+}
+
+#[tokio::test]
+async fn runs_the_standin_on_its_inputs_and_writes_products() {
+    let docker = docker_runtime().await;
+    assert_eq!(docker.name(), "docker");
+    let work = Work::with_inputs();
+    let name = unique_name("full");
+    let report = docker
+        .run(&standin(&name, &work, &[]), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Exited { code: 0 },
+        "{}",
+        work.log(&name)
+    );
+    let version = report.software_version.unwrap();
+    assert!(version.starts_with("sha256:"), "{version}");
+    assert_eq!(version, image_id(STANDIN_IMAGE).await);
+    assert_standin_products(&work);
+    let log = work.log(&name);
+    assert!(log.contains("[stdout] "), "{log}");
+    assert!(log.contains("standin: starting in /work "), "{log}");
+    assert!(
+        log.contains(&format!(
+            "input l1c/{L1C}/GRANULE/L1C_T32TLR_A036108/B03.jp2 4096 bytes"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("standin: done: 2 products"), "{log}");
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn reports_each_class_of_exit_code() {
+    let docker = docker_runtime().await;
+    for code in [0, 203, 42, 142] {
+        let work = Work::with_inputs();
+        let name = unique_name("exit");
+        let exit = code.to_string();
+        let report = docker
+            .run(
+                &standin(&name, &work, &[("STANDIN_EXIT", &exit)]),
+                CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            report.outcome,
+            RunOutcome::Exited { code },
+            "STANDIN_EXIT={code}"
+        );
+        let log = work.log(&name);
+        match code {
+            0 => assert_standin_products(&work),
+            203 => {
+                assert!(work.outputs().is_empty());
+                assert!(
+                    log.contains("[stdout] ") && log.contains("no product (code 203)"),
+                    "{log}"
+                );
+            }
+            _ => {
+                assert!(work.outputs().is_empty());
+                assert!(
+                    log.contains("[stderr] ") && log.contains("error (simulated)"),
+                    "{log}"
+                );
+            }
+        }
+        assert_no_container(&name).await;
+    }
+}
+
+#[tokio::test]
+async fn kills_and_removes_a_container_past_its_deadline() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("deadline");
+    let mut spec = standin(&name, &work, &[("STANDIN_SLEEP", "120")]);
+    spec.deadline = Duration::from_secs(1);
+    let start = Instant::now();
+    let report = docker.run(&spec, CancellationToken::new()).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::DeadlineExceeded);
+    assert!(report.duration >= Duration::from_secs(1));
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(work.log(&name).contains("processing for 120 s"));
+    assert!(work.outputs().is_empty());
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn reports_out_of_memory_when_the_limit_is_hit() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("oom");
+    let mut spec = standin(&name, &work, &[("STANDIN_ALLOC_MB", "256")]);
+    spec.memory_mb = 64;
+    let report = docker.run(&spec, CancellationToken::new()).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::OutOfMemory);
+    let log = work.log(&name);
+    assert!(
+        log.contains("allocating 256 MiB") && !log.contains("allocated"),
+        "{log}"
+    );
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn within_its_memory_limit_the_code_allocates_for_real() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("mem-ok");
+    let mut spec = standin(&name, &work, &[("STANDIN_ALLOC_MB", "16")]);
+    spec.memory_mb = 128;
+    let report = docker.run(&spec, CancellationToken::new()).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 });
+    assert!(work.log(&name).contains("allocated 16777216 bytes"));
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn cancellation_stops_and_removes_the_container_midway() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("cancel");
+    let spec = standin(&name, &work, &[("STANDIN_SLEEP", "120")]);
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { docker.run(&spec, cancel).await }
+    });
+    // The log is streamed: the line shows up while the container is still running.
+    poll_until(
+        "the stand-in reaches its processing",
+        Duration::from_secs(30),
+        || work.log(&name).contains("processing for 120 s"),
+    )
+    .await;
+    assert_eq!(containers_named(&name).await.len(), 1);
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, RunOutcome::Cancelled);
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        cancelled_at.elapsed()
+    );
+    assert!(work.outputs().is_empty());
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn dropping_a_run_midway_still_removes_its_container() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("dropped");
+    let spec = standin(&name, &work, &[("STANDIN_SLEEP", "120")]);
+    let run = tokio::spawn(async move { docker.run(&spec, CancellationToken::new()).await });
+    poll_until(
+        "the stand-in reaches its processing",
+        Duration::from_secs(30),
+        || work.log(&name).contains("processing for 120 s"),
+    )
+    .await;
+    run.abort();
+    assert!(run.await.unwrap_err().is_cancelled());
+    // The removal runs in the background once the run is dropped.
+    await_no_container(&name, Duration::from_secs(15)).await;
+}
+
+#[tokio::test]
+async fn inputs_are_read_only_and_outputs_writable() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("readonly");
+    let script = "if echo x > /work/inputs/intruder; then echo 'wrote into inputs'; exit 1; fi; \
+                  rm /work/inputs/aux/*.tif && exit 2; \
+                  echo ok > /work/outputs/allowed && echo 'outputs writable'";
+    let report = docker
+        .run(&shell(&name, &work, script), CancellationToken::new())
+        .await
+        .unwrap();
+    let log = work.log(&name);
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 }, "{log}");
+    assert!(log.contains("Read-only file system"), "{log}");
+    assert!(log.contains("[stdout] outputs writable"), "{log}");
+    assert!(!work.dir.join("inputs/intruder").exists());
+    assert!(work.dir.join("inputs/aux/dem 32TLR.tif").exists());
+    assert_eq!(work.outputs(), vec!["allowed"]);
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn the_code_never_runs_as_root() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("user");
+    let report = docker
+        .run(
+            &shell(&name, &work, "echo \"uid=$(id -u) gid=$(id -g)\""),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 });
+    let uid = default_code_uid();
+    assert!(
+        work.log(&name).contains(&format!("[stdout] uid={uid} ")),
+        "{}",
+        work.log(&name)
+    );
+    assert_ne!(uid, 0);
+
+    let mut asked = shell(&name, &work, "id -u");
+    asked.user = Some("4321:4321".into());
+    docker.run(&asked, CancellationToken::new()).await.unwrap();
+    assert!(
+        work.log(&name).contains("[stdout] 4321"),
+        "{}",
+        work.log(&name)
+    );
+
+    asked.user = Some("0:0".into());
+    let refused = docker
+        .run(&asked, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, RuntimeError::InvalidSpec(_)), "{refused}");
+    assert!(!refused.is_transient());
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn no_network_and_the_flavor_limits_inside_the_container() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("limits");
+    let script = "echo \"interfaces $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')\"; \
+                  echo \"memory $(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\"; \
+                  echo \"cpu $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us)\"";
+    let mut spec = shell(&name, &work, script);
+    spec.memory_mb = 96;
+    spec.cpus = 0.5;
+    let report = docker.run(&spec, CancellationToken::new()).await.unwrap();
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 });
+    let log = work.log(&name);
+    assert!(log.contains("[stdout] interfaces lo \n"), "{log}");
+    assert!(
+        log.contains(&format!("[stdout] memory {}\n", 96 * 1024 * 1024)),
+        "{log}"
+    );
+    assert!(log.contains("[stdout] cpu 50000"), "{log}");
+
+    // `network: true` asks for the engine's default network; the test engine has no bridge, so
+    // the container still only has loopback, but the request is valid.
+    let mut networked = shell(&name, &work, "echo networked");
+    networked.network = true;
+    let report = docker
+        .run(&networked, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Exited { code: 0 },
+        "{}",
+        work.log(&name)
+    );
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn a_missing_image_is_an_internal_error_naming_it() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("noimage");
+    let spec = spec(&name, &work, "swath-no-such-image:never", &["true"], &[]);
+    let err = docker
+        .run(&spec, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::ImageNotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains("swath-no-such-image:never"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn a_program_missing_from_the_image_fails_and_leaves_no_container() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("noprogram");
+    let spec = spec(&name, &work, STANDIN_IMAGE, &["/no/such/program"], &[]);
+    let err = docker
+        .run(&spec, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::Engine { .. }), "{err}");
+    assert!(!err.is_transient(), "{err:?}");
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn a_leftover_container_of_the_same_name_is_replaced() {
+    let docker = docker_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("leftover");
+    client()
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            bollard::models::ContainerCreateBody {
+                image: Some(STANDIN_IMAGE.into()),
+                cmd: Some(vec!["sleep".into(), "600".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(containers_named(&name).await.len(), 1);
+    let report = docker
+        .run(&shell(&name, &work, "echo fresh"), CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 });
+    assert!(work.log(&name).contains("[stdout] fresh"));
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_is_a_transient_error() {
+    let err = DockerRuntime::connect_to("unix:///nonexistent/docker.sock")
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+}
