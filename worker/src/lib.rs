@@ -3,7 +3,9 @@
 //! The worker never holds database credentials: it knows its job id, attempt and a per-attempt token,
 //! and talks to the orchestrator's worker endpoint only.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod outcome;
+pub mod storage;
 pub mod workdir;
