@@ -37,7 +37,9 @@ impl Settings {
             ("SWATH_EODATA_URL", self.eodata_url.as_str()),
             ("SWATH_OUTPUT_URL", self.output_url.as_str()),
         ] {
-            let known = SCHEMES.iter().any(|s| value.starts_with(s) && value.len() > s.len());
+            let known = SCHEMES
+                .iter()
+                .any(|s| value.starts_with(s) && value.len() > s.len());
             let defaulted = value.is_empty() && name == "SWATH_OUTPUT_URL";
             if !known && !defaulted {
                 problems.push(format!(

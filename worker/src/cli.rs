@@ -1,12 +1,15 @@
-//! The worker's command line: `run` one attempt, or `check` the configuration.
+//! The worker's command line: `run` one attempt, `check` the configuration, or `bench stage`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
+use crate::attempt::run_attempt;
 use crate::config::{WorkerArgs, WorkerConfig};
 use crate::outcome::{Outcome, WorkerError, EXIT_USAGE};
-use crate::workdir::WorkDir;
+use crate::runtime::{detect, DockerRuntime, ProcessRuntime, Runtime};
 
 /// swath-worker: runs one attempt of one swath job.
 #[derive(Debug, Parser)]
@@ -24,6 +27,16 @@ pub enum WorkerCommand {
     Run(WorkerArgs),
     /// Validate the configuration and print it (the token redacted).
     Check(WorkerArgs),
+    /// Measure performance against a baseline, in one run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `swath-worker bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Staging from S3 against `rclone copy` of the same objects from the same server.
+    Stage(crate::bench::StageBenchArgs),
 }
 
 fn init_logs(json: bool) {
@@ -41,11 +54,47 @@ fn init_logs(json: bool) {
     };
 }
 
+/// The runtime `choice` names (`auto`, `docker` or `process`).
+async fn runtime(choice: &str) -> Result<Box<dyn Runtime>, WorkerError> {
+    match choice {
+        "docker" => Ok(Box::new(DockerRuntime::connect().await?)),
+        "process" => Ok(Box::new(ProcessRuntime::new())),
+        _ => Ok(detect().await),
+    }
+}
+
+/// A token cancelled on SIGTERM (Nomad stopping the attempt) or SIGINT.
+fn cancel_on_signals() -> std::io::Result<CancellationToken> {
+    let cancel = CancellationToken::new();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let token = cancel.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+        tracing::warn!("stop signal: stopping the attempt");
+        token.cancel();
+    });
+    Ok(cancel)
+}
+
 /// Runs the worker and returns its exit code (0 finished, 1 unusable configuration, 2 retry).
 pub async fn run(cli: Cli) -> ExitCode {
     let (args, check_only) = match &cli.command {
         WorkerCommand::Run(args) => (args, false),
         WorkerCommand::Check(args) => (args, true),
+        WorkerCommand::Bench(BenchCommand::Stage(args)) => {
+            init_logs(false);
+            return match crate::bench::run_stage_bench(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     let config = match WorkerConfig::from_args(args, |k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -59,24 +108,21 @@ pub async fn run(cli: Cli) -> ExitCode {
         println!("{config:#?}");
         return ExitCode::SUCCESS;
     }
-    let outcome = run_attempt(&config);
-    if let Outcome::Failed(err) = &outcome {
-        tracing::error!(job_id = config.job_id, attempt = config.attempt, error = %err, "attempt failed");
+    let outcome = match (runtime(&config.runtime).await, cancel_on_signals()) {
+        (Ok(runtime), Ok(cancel)) => run_attempt(&config, runtime.as_ref(), cancel).await,
+        (Err(e), _) => Outcome::Failed(e),
+        (_, Err(e)) => Outcome::Failed(WorkerError::internal("signals", e.to_string())),
+    };
+    match &outcome {
+        Outcome::Failed(err) => {
+            tracing::error!(job_id = config.job_id, attempt = config.attempt, error = %err, "attempt failed")
+        }
+        Outcome::Superseded(why) => {
+            tracing::warn!(job_id = config.job_id, attempt = config.attempt, %why, "attempt superseded: nothing done")
+        }
+        Outcome::Classified(class) => {
+            tracing::info!(job_id = config.job_id, attempt = config.attempt, outcome = ?class, "attempt finished")
+        }
     }
     ExitCode::from(outcome.exit_code())
-}
-
-/// One attempt. The task protocol with the orchestrator is not part of this version of the worker:
-/// the attempt prepares and removes its work directory, then reports that it cannot go further.
-fn run_attempt(config: &WorkerConfig) -> Outcome {
-    let uid = uuid::Uuid::new_v4();
-    let work = match WorkDir::create(&config.work_root, uid) {
-        Ok(w) => w,
-        Err(e) => return Outcome::Failed(e),
-    };
-    tracing::info!(job_id = config.job_id, attempt = config.attempt, work_dir = %work.path().display(), "attempt started");
-    Outcome::Failed(WorkerError::internal(
-        "unsupported",
-        "this worker version cannot fetch tasks: the orchestrator's worker protocol is not available",
-    ))
 }

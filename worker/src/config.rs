@@ -53,6 +53,10 @@ pub struct WorkerArgs {
     /// Log format: `human` or `json`.
     #[arg(long, env = "SWATH_WORKER_LOG_FORMAT", default_value = "human", value_parser = ["human", "json"])]
     pub log_format: String,
+    /// Where the scientific code runs: `docker`, `process`, or `auto` (Docker when an engine
+    /// answers, else a process).
+    #[arg(long, env = "SWATH_WORKER_RUNTIME", default_value = "auto", value_parser = ["auto", "docker", "process"])]
+    pub runtime: String,
 }
 
 /// A validated worker configuration.
@@ -72,6 +76,8 @@ pub struct WorkerConfig {
     pub request_timeout_secs: u64,
     /// Whether logs are JSON lines.
     pub json_logs: bool,
+    /// `auto`, `docker` or `process`.
+    pub runtime: String,
 }
 
 /// A configuration that cannot work, with every problem named.
@@ -177,6 +183,7 @@ impl WorkerConfig {
                     work_root: args.work_root.clone(),
                     request_timeout_secs: args.request_timeout_secs,
                     json_logs: args.log_format == "json",
+                    runtime: args.runtime.clone(),
                 })
             }
             _ => Err(ConfigError(problems)),

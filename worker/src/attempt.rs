@@ -1,0 +1,273 @@
+//! One attempt, from the task to the result.
+//!
+//! 1. Fetch the task; report `started` (a 409 means another run of this attempt is ahead, or the
+//!    attempt is over: this run stops and exits 0).
+//! 2. `pre_processing`: stage every input into `<work root>/<uid>/inputs/<name>`, write the
+//!    parameter file.
+//! 3. `processing`: run the scientific code (Docker or a process) with the flavor's limits and the
+//!    task's deadline; classify its exit code with the job type's table.
+//! 4. `post_processing`: upload the products, then report the result (products, return code,
+//!    software version) or the error.
+//!
+//! The work directory is removed in every case. The exit code tells the executor what to do:
+//! 0 when the attempt is finished (reported), 2 when it should be retried.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use swath_job_types::exit_codes::ExitClass;
+use swath_job_types::protocol::{AttemptTask, ReportedError, ResultReport};
+use swath_job_types::JobStatus;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::orchestrator::{Orchestrator, ProtocolError};
+use crate::outcome::{Outcome, WorkerError};
+use crate::products::{find_products, upload_products};
+use crate::runtime::{RunOutcome, RunSpec, Runtime, CONTAINER_WORK_DIR};
+use crate::storage::stage;
+use crate::workdir::WorkDir;
+
+/// Parallel downloads and uploads per attempt.
+pub const TRANSFER_PARALLELISM: usize = 8;
+/// The parameter file, inside the work directory.
+pub const PARAMETERS_FILE: &str = "parameters.json";
+
+/// How a run of the scientific code ended, before it is reported.
+struct Ran {
+    class: ExitClass,
+    return_code: Option<i32>,
+    software_version: Option<String>,
+    error: Option<WorkerError>,
+}
+
+fn protocol_failure(e: ProtocolError) -> WorkerError {
+    match e {
+        ProtocolError::Unavailable(m) => WorkerError::external("orchestrator", m),
+        other => WorkerError::internal("orchestrator", other.to_string()),
+    }
+}
+
+/// Runs the attempt `config` names with `runtime`; `cancel` fires on SIGTERM.
+pub async fn run_attempt(
+    config: &WorkerConfig,
+    runtime: &dyn Runtime,
+    cancel: CancellationToken,
+) -> Outcome {
+    let orchestrator = match Orchestrator::new(config) {
+        Ok(o) => o,
+        Err(e) => return Outcome::Failed(protocol_failure(e)),
+    };
+    let task = match orchestrator.task().await {
+        Ok(t) => t,
+        Err(ProtocolError::Conflict(m)) => return Outcome::Superseded(m),
+        Err(e) => return Outcome::Failed(protocol_failure(e)),
+    };
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    match orchestrator
+        .status(
+            JobStatus::Started,
+            format!("worker on {} ({})", host.trim(), runtime.name()),
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(ProtocolError::Conflict(m)) => return Outcome::Superseded(m),
+        Err(e) => return Outcome::Failed(protocol_failure(e)),
+    }
+    let work = match WorkDir::create(&config.work_root, task.uid) {
+        Ok(w) => w,
+        Err(e) => return report_failure(&orchestrator, e).await,
+    };
+    let ran = match prepare_and_run(&orchestrator, &task, work.path(), runtime, cancel).await {
+        Ok(ran) => ran,
+        Err(e) => return report_failure(&orchestrator, e).await,
+    };
+    let outcome = finish(&orchestrator, &task, work.path(), ran).await;
+    drop(work);
+    outcome
+}
+
+/// Stages the inputs and runs the code.
+async fn prepare_and_run(
+    orchestrator: &Orchestrator,
+    task: &AttemptTask,
+    work: &Path,
+    runtime: &dyn Runtime,
+    cancel: CancellationToken,
+) -> Result<Ran, WorkerError> {
+    status(orchestrator, JobStatus::PreProcessing, "staging inputs").await?;
+    let inputs = work.join("inputs");
+    for input in &task.task.inputs {
+        let dest = inputs.join(&input.name);
+        let staged = stage(&input.source, &dest, TRANSFER_PARALLELISM, input.required)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    WorkerError::external("storage", e.to_string())
+                } else {
+                    WorkerError::internal("storage", e.to_string())
+                }
+            })?;
+        tracing::info!(input = %input.name, objects = staged.objects, bytes = staged.bytes, "input staged");
+    }
+    for dir in ["outputs", "logs"] {
+        std::fs::create_dir_all(work.join(dir)).map_err(|e| {
+            WorkerError::internal("work directory", format!("cannot create {dir}: {e}"))
+        })?;
+    }
+    let parameters = serde_json::to_vec_pretty(&task.task.parameters)
+        .map_err(|e| WorkerError::internal("parameters", e.to_string()))?;
+    std::fs::write(work.join(PARAMETERS_FILE), parameters).map_err(|e| {
+        WorkerError::internal(
+            "work directory",
+            format!("cannot write the parameters: {e}"),
+        )
+    })?;
+
+    status(
+        orchestrator,
+        JobStatus::Processing,
+        format!("running {}", task.task.image),
+    )
+    .await?;
+    // The work directory as the code sees it (the runtime also sets SWATH_WORK to it).
+    let inside = if runtime.name() == "docker" {
+        CONTAINER_WORK_DIR.to_string()
+    } else {
+        work.display().to_string()
+    };
+    let spec = RunSpec {
+        name: format!("swath-{}-{}", task.task.job_id, task.task.attempt),
+        image: task.task.image.clone(),
+        command: task.task.command.clone(),
+        env: BTreeMap::from([(
+            "SWATH_PARAMETERS".to_string(),
+            format!("{inside}/{PARAMETERS_FILE}"),
+        )]),
+        work_dir: work.to_path_buf(),
+        network: task.task.network,
+        cpus: f64::from(task.cpus),
+        memory_mb: task.memory_mb,
+        deadline: Duration::from_secs(task.task.timeout_secs),
+        user: None,
+    };
+    let report = runtime
+        .run(&spec, cancel)
+        .await
+        .map_err(WorkerError::from)?;
+    let software_version = report.software_version.clone();
+    let ran = |class, return_code, error| Ran {
+        class,
+        return_code,
+        software_version: software_version.clone(),
+        error,
+    };
+    Ok(match report.outcome {
+        RunOutcome::Exited { code } => {
+            let code = i32::try_from(code).unwrap_or(i32::MAX);
+            ran(task.task.exit_codes.classify(code), Some(code), None)
+        }
+        RunOutcome::DeadlineExceeded => ran(
+            ExitClass::ExternalError,
+            None,
+            Some(WorkerError::external(
+                "deadline",
+                format!("killed after its deadline of {} s", task.task.timeout_secs),
+            )),
+        ),
+        RunOutcome::OutOfMemory => ran(
+            ExitClass::InternalError,
+            None,
+            Some(WorkerError::internal(
+                "out of memory",
+                format!("killed for using more than {} MiB", task.memory_mb),
+            )),
+        ),
+        RunOutcome::Cancelled => ran(
+            ExitClass::ExternalError,
+            None,
+            Some(WorkerError::external(
+                "cancelled",
+                "stopped by the executor (SIGTERM)",
+            )),
+        ),
+    })
+}
+
+/// Uploads the products of a successful run and reports the result.
+async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ran: Ran) -> Outcome {
+    if let Err(e) = status(orchestrator, JobStatus::PostProcessing, "uploading outputs").await {
+        return Outcome::Failed(e);
+    }
+    let mut report = ResultReport {
+        outcome: ran.class,
+        return_code: ran.return_code,
+        products: Vec::new(),
+        software_version: ran.software_version,
+        error: ran.error.as_ref().map(reported),
+    };
+    if ran.class == ExitClass::Success {
+        let uploaded = match find_products(&work.join("outputs"), &task.task.outputs) {
+            Ok(found) => upload_products(&found, &task.task.outputs, TRANSFER_PARALLELISM).await,
+            Err(e) => Err(e),
+        };
+        match uploaded {
+            Ok(products) => report.products = products,
+            Err(e) => return report_failure(orchestrator, e).await,
+        }
+    }
+    match orchestrator.result(&report).await {
+        Ok(answer) => {
+            tracing::info!(outcome = ?ran.class, status = %answer.status, products = report.products.len(), "result reported");
+            Outcome::Classified(ran.class)
+        }
+        Err(ProtocolError::Conflict(m)) => Outcome::Superseded(m),
+        Err(e) => Outcome::Failed(protocol_failure(e)),
+    }
+}
+
+fn reported(e: &WorkerError) -> ReportedError {
+    let (subtype, message) = match e {
+        WorkerError::Internal { subtype, message } | WorkerError::External { subtype, message } => {
+            (subtype.clone(), message.clone())
+        }
+    };
+    ReportedError { subtype, message }
+}
+
+async fn status(
+    orchestrator: &Orchestrator,
+    to: JobStatus,
+    message: impl Into<String>,
+) -> Result<(), WorkerError> {
+    orchestrator
+        .status(to, message)
+        .await
+        .map(|_| ())
+        .map_err(protocol_failure)
+}
+
+/// Reports `error` as the attempt's result; the outcome is the error's (retry for an external one).
+async fn report_failure(orchestrator: &Orchestrator, error: WorkerError) -> Outcome {
+    let class = match error {
+        WorkerError::External { .. } => ExitClass::ExternalError,
+        WorkerError::Internal { .. } => ExitClass::InternalError,
+    };
+    let report = ResultReport {
+        outcome: class,
+        return_code: None,
+        products: Vec::new(),
+        software_version: None,
+        error: Some(reported(&error)),
+    };
+    tracing::error!(error = %error, "attempt failed");
+    match orchestrator.result(&report).await {
+        Ok(_) | Err(ProtocolError::Conflict(_)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot report the failure; the executor's exit code will")
+        }
+    }
+    Outcome::Failed(error)
+}

@@ -1,0 +1,104 @@
+//! Post-processing: uploading an output directory, reported only when complete.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::task::{JoinError, JoinSet};
+
+use super::local::is_partial_name;
+use super::url::relative_key;
+use super::{open_store, ObjectInfo, StorageError, Store};
+
+/// Uploads every regular file under `src_dir` to `dest_url` (a prefix), relative paths becoming
+/// keys, at most `parallelism` files at once (large files also in parallel parts).
+///
+/// Returns the uploaded objects, sorted by key, only when every file was uploaded; on failure no
+/// list is returned, files being uploaded are finished or aborted before returning, and no
+/// multipart upload is left open.
+pub async fn upload_dir(
+    src_dir: &Path,
+    dest_url: &str,
+    parallelism: usize,
+) -> Result<Vec<ObjectInfo>, StorageError> {
+    let store: Arc<dyn Store> = Arc::from(open_store(dest_url)?);
+    upload_dir_to(src_dir, store, parallelism).await
+}
+
+/// [`upload_dir`] to an open store: keys relative to its root.
+pub async fn upload_dir_to(
+    src_dir: &Path,
+    store: Arc<dyn Store>,
+    parallelism: usize,
+) -> Result<Vec<ObjectInfo>, StorageError> {
+    let root = src_dir.to_path_buf();
+    let files = tokio::task::spawn_blocking(move || local_files(&root))
+        .await
+        .map_err(|e| StorageError::local(src_dir, std::io::Error::other(e)))??;
+    let mut pending = files.into_iter();
+    let mut running = JoinSet::new();
+    let mut uploaded = Vec::new();
+    let mut failure = None;
+    loop {
+        // After a failure no new upload starts, and the running ones are waited for.
+        while failure.is_none() && running.len() < parallelism.max(1) {
+            let Some((path, key)) = pending.next() else {
+                break;
+            };
+            let store = Arc::clone(&store);
+            running.spawn(async move { store.upload(&path, &key).await });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        match task_result(joined, src_dir) {
+            Ok(object) => uploaded.push(object),
+            Err(e) => {
+                tracing::warn!(error = %e, "upload failed");
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    uploaded.sort_by(|a, b| a.key.cmp(&b.key));
+    tracing::info!(url = %store.url(), objects = uploaded.len(), "outputs uploaded");
+    Ok(uploaded)
+}
+
+/// The result of a transfer task; a panic in it is resumed here.
+pub(crate) fn task_result<T>(
+    joined: Result<Result<T, StorageError>, JoinError>,
+    dir: &Path,
+) -> Result<T, StorageError> {
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StorageError::local(dir, std::io::Error::other(e))),
+    }
+}
+
+/// The regular files under `dir` with their keys, sorted by key; temporary files are skipped.
+fn local_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, StorageError> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(current) = dirs.pop() {
+        let entries = std::fs::read_dir(&current).map_err(|e| StorageError::local(&current, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::local(&current, e))?;
+            let path = entry.path();
+            if is_partial_name(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let meta = std::fs::metadata(&path).map_err(|e| StorageError::local(&path, e))?;
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if meta.is_file() {
+                let key = relative_key(dir, &path)?;
+                files.push((path, key));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(files)
+}
