@@ -7,7 +7,7 @@
 # (busybox) and as a plain process on a host (coreutils), where SWATH_WORK is the real work dir.
 #
 # Parameters come from the environment, overridden by KEY=value lines of the file named by the first
-# argument, if any:
+# argument, or else of the first input's `standin.params`, if any:
 #   STANDIN_EXIT      exit code to end with (default 0): 0 success, 200..207 no product,
 #                     1..99 internal error, 100..199 external error; products are written only on 0
 #   STANDIN_SLEEP     seconds of "processing" before the outputs are written (default 0)
@@ -35,6 +35,13 @@ fail() {
 }
 is_number() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac }
 
+# Without an argument, a `standin.params` file shipped with an input product is read (tests and
+# the demo drive the stand-in through their sample inputs this way).
+if [ $# -eq 0 ]; then
+  for candidate in "$INPUTS"/*/standin.params; do
+    [ -r "$candidate" ] && set -- "$candidate" && break
+  done
+fi
 if [ $# -ge 1 ]; then
   [ -r "$1" ] || fail 11 "parameter file $1 is not readable"
   while IFS='=' read -r key value || [ -n "$key" ]; do
