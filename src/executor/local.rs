@@ -50,6 +50,7 @@ pub struct LocalExecutor {
     orchestrator_url: String,
     work_root: PathBuf,
     flavors: Vec<WorkerFlavor>,
+    worker_env: BTreeMap<String, String>,
     attempts: Arc<Mutex<HashMap<String, Attempt>>>,
 }
 
@@ -66,8 +67,16 @@ impl LocalExecutor {
             orchestrator_url,
             work_root,
             flavors,
+            worker_env: BTreeMap::new(),
             attempts: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Adds variables to every worker's environment (on top of this process's), e.g. storage
+    /// credentials or `SWATH_WORKER_RUNTIME`.
+    pub fn with_worker_env(mut self, env: BTreeMap<String, String>) -> Self {
+        self.worker_env = env;
+        self
     }
 
     fn refresh(attempt: &mut Attempt) -> AttemptOutcome {
@@ -162,6 +171,7 @@ impl Executor for LocalExecutor {
         }
         let child = Command::new(&self.command.program)
             .args(&self.command.args)
+            .envs(&self.worker_env)
             .env("SWATH_WORKER_JOB_ID", request.job_id.to_string())
             .env("SWATH_WORKER_ATTEMPT", request.attempt.to_string())
             .env("SWATH_WORKER_TOKEN", &request.worker_token)

@@ -141,7 +141,13 @@ async fn prepare_and_run(
     let spec = RunSpec {
         name: format!("swath-{}-{}", task.task.job_id, task.task.attempt),
         image: task.task.image.clone(),
-        command: task.task.command.clone(),
+        // `{params}` in the command names the parameter file.
+        command: task
+            .task
+            .command
+            .iter()
+            .map(|a| a.replace("{params}", &format!("{inside}/{PARAMETERS_FILE}")))
+            .collect(),
         env: BTreeMap::from([(
             "SWATH_PARAMETERS".to_string(),
             format!("{inside}/{PARAMETERS_FILE}"),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{build_candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
 use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
 use super::{area_of_interest, footprint_of, SettingsError};
-use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
+use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
@@ -138,7 +138,7 @@ impl FscRlie {
             max_attempts: 3,
             processing_start_date: utc_date(2020, 5, 1),
             image: STAND_IN_IMAGE.into(),
-            command: vec!["fsc_rlie_processing_chain".into(), "{params}".into()],
+            command: stand_in_command(),
             processing_timeout: Duration::from_secs(4 * 3600),
             network: false,
         };

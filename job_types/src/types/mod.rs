@@ -20,8 +20,14 @@ pub mod rlie_s1;
 pub mod test_job;
 pub mod versions;
 
-/// Image of the stand-in scientific code used by the demo and the tests.
-pub const STAND_IN_IMAGE: &str = "swath-stand-in:latest";
+/// Image of the stand-in scientific code used by the demo and the tests (built locally from
+/// `worker/standin/` by `scripts/tools-docker.sh`). Deployments set their real images.
+pub const STAND_IN_IMAGE: &str = "swath-standin:latest";
+
+/// The stand-in's command. A real chain's command may name its parameter file with `{params}`.
+pub fn stand_in_command() -> Vec<String> {
+    vec!["/bin/sh".into(), "/standin/run.sh".into()]
+}
 
 /// Per-job-type settings that a deployment may override. Unset fields keep the job type's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

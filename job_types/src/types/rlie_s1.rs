@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_reprocessed, Candidates};
 use super::{area_of_interest, SettingsError};
-use super::{date_path, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
+use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
@@ -93,7 +93,7 @@ impl RlieS1 {
             max_attempts: 3,
             processing_start_date: utc_date(2021, 6, 24),
             image: STAND_IN_IMAGE.into(),
-            command: vec!["rlie_s1_processing_chain".into(), "{params}".into()],
+            command: stand_in_command(),
             processing_timeout: Duration::from_secs(2 * 3600),
             network: false,
         };

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::common::jobs_from_products;
-use super::{JobTypeOverrides, STAND_IN_IMAGE};
+use super::{stand_in_command, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, NewJob};
@@ -67,7 +67,7 @@ impl TestJob {
             max_attempts: 3,
             processing_start_date: None,
             image: STAND_IN_IMAGE.into(),
-            command: vec!["test_job".into(), "{params}".into()],
+            command: stand_in_command(),
             processing_timeout: Duration::from_secs(600),
             network: false,
         };
