@@ -429,6 +429,163 @@ mod dispatching {
     }
 }
 
+mod batched_round {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+
+    use super::*;
+    use swath::config::Settings;
+    use swath::db::tokens::{job_for_token, TokenCheck};
+    use swath::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
+    use swath::pipeline::dispatch::dispatch_round;
+    use swath_job_types::flavor::WorkerFlavor;
+
+    /// What happens to a job while the executor starts its attempt.
+    #[derive(Clone, Copy)]
+    enum Meanwhile {
+        /// Its worker starts and records the dispatch itself.
+        WorkerStarts,
+        /// An operator cancels it.
+        Cancelled,
+    }
+
+    /// Accepts every attempt; meanwhile, lets the database change as a test scripted it.
+    struct Scripted {
+        pool: PgPool,
+        meanwhile: HashMap<i64, Meanwhile>,
+        requests: Mutex<Vec<DispatchRequest>>,
+        stopped: Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Executor for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn capacity(&self) -> Result<BTreeMap<String, usize>, ExecutorError> {
+            Ok(BTreeMap::from([("eo1.xsmall".to_string(), 10)]))
+        }
+        async fn dispatch(&self, request: &DispatchRequest) -> Result<String, ExecutorError> {
+            self.requests.lock().unwrap().push(request.clone());
+            let job = get_job(&self.pool, request.job_id).await.unwrap();
+            match self.meanwhile.get(&request.job_id) {
+                Some(Meanwhile::WorkerStarts) => {
+                    drive(&self.pool, job, &[JobStatus::Queued, JobStatus::Started]).await;
+                }
+                Some(Meanwhile::Cancelled) => {
+                    drive(&self.pool, job, &[JobStatus::Cancelled]).await;
+                }
+                None => {}
+            }
+            Ok(format!("scripted/{}", request.idempotency_token))
+        }
+        async fn outcome(&self, _reference: &str) -> Result<AttemptOutcome, ExecutorError> {
+            Ok(AttemptOutcome::Running)
+        }
+        async fn stop(&self, reference: &str) -> Result<(), ExecutorError> {
+            self.stopped.lock().unwrap().push(reference.to_string());
+            Ok(())
+        }
+    }
+
+    fn flavors() -> Vec<WorkerFlavor> {
+        vec![WorkerFlavor {
+            name: "eo1.xsmall".into(),
+            cpus: 1,
+            memory_mb: 1024,
+            disk_gb: 8,
+            node_class: "worker".into(),
+            local_slots: 10,
+        }]
+    }
+
+    /// One round issues the tokens of all its jobs and records all their dispatches in one statement
+    /// each, and every job keeps the outcome it had when dispatched alone.
+    #[sqlx::test(migrations = "./sql")]
+    async fn a_round_records_its_dispatches_together_and_each_job_keeps_its_outcome(pool: PgPool) {
+        let jobs = ready_jobs(&pool, 4, &[JobPriority::Nrt]).await;
+        let executor = Scripted {
+            pool: pool.clone(),
+            meanwhile: HashMap::from([
+                (jobs[1].id, Meanwhile::WorkerStarts),
+                (jobs[2].id, Meanwhile::Cancelled),
+            ]),
+            requests: Mutex::new(Vec::new()),
+            stopped: Mutex::new(Vec::new()),
+        };
+        let registry = Settings::default().registry().unwrap();
+        let me = claimant(Duration::from_secs(600));
+        let report = dispatch_round(
+            &pool,
+            &executor,
+            &registry,
+            &types(),
+            &flavors(),
+            &me,
+            AttemptBackoff::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (
+                report.claimed,
+                report.queued,
+                report.deferred,
+                report.refused
+            ),
+            (4, 3, 1, 0),
+            "{report:?}"
+        );
+        let reference = |job: &Job| format!("scripted/{}-1", job.uid);
+        let now: Vec<Job> = {
+            let mut v = Vec::new();
+            for j in &jobs {
+                v.push(get_job(&pool, j.id).await.unwrap());
+            }
+            v
+        };
+        for i in [0, 3] {
+            assert_eq!(now[i].status, JobStatus::Queued);
+            assert_eq!(now[i].executor_ref, Some(reference(&jobs[i])));
+            let last = job_history(&pool, jobs[i].id).await.unwrap().pop().unwrap();
+            assert_eq!(
+                (last.status, last.service_id, last.error_message),
+                (
+                    JobStatus::Queued,
+                    Some(me.service_id),
+                    Some(format!("dispatched to scripted as {}", reference(&jobs[i])))
+                )
+            );
+        }
+        assert_eq!(
+            (now[1].status, now[1].executor_ref.clone()),
+            (JobStatus::Started, Some(reference(&jobs[1]))),
+            "the worker's own record stands; the reference is added"
+        );
+        assert_eq!(
+            (now[2].status, now[2].executor_ref.clone()),
+            (JobStatus::Cancelled, None)
+        );
+        assert_eq!(
+            *executor.stopped.lock().unwrap(),
+            vec![reference(&jobs[2])],
+            "the attempt of a job that moved on is stopped"
+        );
+        // Every attempt got its own worker token.
+        let requests = executor.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), 4);
+        for request in &requests {
+            let (check, _) = job_for_token(&pool, request.job_id, 1, &request.worker_token)
+                .await
+                .unwrap();
+            assert_eq!(check, TokenCheck::Valid { current_attempt: 1 });
+        }
+        let tokens: std::collections::HashSet<&str> =
+            requests.iter().map(|r| r.worker_token.as_str()).collect();
+        assert_eq!(tokens.len(), 4);
+    }
+}
+
 mod tracking {
     use super::*;
     use swath::config::Settings;

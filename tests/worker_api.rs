@@ -435,3 +435,243 @@ async fn no_token_is_issued_for_a_job_that_is_no_longer_ready_and_claimed(pool: 
         "cancelled"
     );
 }
+
+#[sqlx::test(migrations = "./sql")]
+async fn concurrent_reports_are_applied_together_each_with_its_own_answer(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        workers.push(dispatched(&pool, &format!("batched-{i}")).await);
+    }
+    // Attempt 1 of the stale job failed and attempt 2 started: its worker is late.
+    let (stale, stale_token) = dispatched(&pool, "stale").await;
+    let (retried, _) = swath::pipeline::retry::record_failure(
+        &pool,
+        &stale,
+        &swath::pipeline::retry::Failure::External {
+            subtype: "storage".into(),
+            message: "unreachable".into(),
+        },
+        swath::pipeline::retry::AttemptBackoff::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(retried.attempt, 2);
+    let stale_history = job_history(&pool, stale.id).await.unwrap().len();
+
+    let reports = workers
+        .iter()
+        .enumerate()
+        .map(|(i, (job, token))| {
+            // One worker skips a step: the state machine refuses it, and only it.
+            let status = if i == 3 { "processing" } else { "started" };
+            (job.clone(), token.clone(), 1, json!({"status": status}))
+        })
+        .chain([(stale.clone(), stale_token, 1, json!({"status": "started"}))]);
+    let answers = futures_util::future::join_all(reports.map(|(job, token, attempt, body)| {
+        let (client, base) = (client.clone(), api.base.clone());
+        async move { post(&client, &url(&base, &job, attempt, "status"), &token, body).await }
+    }))
+    .await;
+    for (i, (code, answer)) in answers.iter().enumerate() {
+        match i {
+            3 => {
+                assert_eq!(*code, StatusCode::CONFLICT, "{answer}");
+                assert!(
+                    answer["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("queued -> processing"),
+                    "{answer}"
+                );
+            }
+            8 => {
+                assert_eq!(*code, StatusCode::CONFLICT, "{answer}");
+                assert!(
+                    answer["error"].as_str().unwrap().contains("is stale"),
+                    "{answer}"
+                );
+            }
+            _ => assert_eq!(
+                (*code, answer["status"].as_str()),
+                (StatusCode::OK, Some("started")),
+                "{i}: {answer}"
+            ),
+        }
+    }
+    assert_eq!(
+        get_job(&pool, workers[3].0.id).await.unwrap().status,
+        JobStatus::Queued
+    );
+    assert_eq!(
+        job_history(&pool, stale.id).await.unwrap().len(),
+        stale_history,
+        "a stale report changes nothing"
+    );
+
+    // The rest of each attempt, all workers at once.
+    for step in ["pre_processing", "processing", "post_processing"] {
+        let answers = futures_util::future::join_all(
+            workers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 3)
+                .map(|(_, (job, token))| {
+                    let (client, base) = (client.clone(), api.base.clone());
+                    async move {
+                        post(
+                            &client,
+                            &url(&base, job, 1, "status"),
+                            token,
+                            json!({"status": step}),
+                        )
+                        .await
+                    }
+                }),
+        )
+        .await;
+        for (code, answer) in answers {
+            assert_eq!(
+                (code, answer["status"].as_str()),
+                (StatusCode::OK, Some(step)),
+                "{answer}"
+            );
+        }
+    }
+    let results =
+        futures_util::future::join_all(workers.iter().enumerate().filter(|(i, _)| *i != 3).map(
+            |(_, (job, token))| {
+                let (client, base) = (client.clone(), api.base.clone());
+                async move {
+                    post(
+                        &client,
+                        &url(&base, job, 1, "result"),
+                        token,
+                        json!({"outcome": "no_product", "return_code": 200}),
+                    )
+                    .await
+                }
+            },
+        ))
+        .await;
+    for (code, answer) in results {
+        assert_eq!(
+            (code, answer["status"].as_str()),
+            (StatusCode::OK, Some("processed")),
+            "{answer}"
+        );
+    }
+    for (i, (job, _)) in workers.iter().enumerate().filter(|(i, _)| *i != 3) {
+        let statuses: Vec<JobStatus> = job_history(&pool, job.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.status)
+            .collect();
+        assert_eq!(
+            statuses[3..],
+            [
+                JobStatus::Queued,
+                JobStatus::Started,
+                JobStatus::PreProcessing,
+                JobStatus::Processing,
+                JobStatus::PostProcessing,
+                JobStatus::Processed
+            ],
+            "job {i}: one history row per change"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (cancelled, cancelled_token) = dispatched(&pool, "known-cancelled").await;
+    let (retried, retried_token) = dispatched(&pool, "known-retried").await;
+    let (other, _) = dispatched(&pool, "known-other").await;
+    for (job, token) in [(&cancelled, &cancelled_token), (&retried, &retried_token)] {
+        let (code, _) = post(
+            &client,
+            &url(&api.base, job, 1, "status"),
+            token,
+            json!({"status": "started"}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+    }
+    // Both attempts are known to the API now; the jobs move on behind its back.
+    let cancelled = drive(
+        &pool,
+        get_job(&pool, cancelled.id).await.unwrap(),
+        &[JobStatus::Cancelled],
+    )
+    .await;
+    let retried = drive(
+        &pool,
+        get_job(&pool, retried.id).await.unwrap(),
+        &[JobStatus::ExternalError, JobStatus::Ready],
+    )
+    .await;
+    let before = (
+        job_history(&pool, cancelled.id).await.unwrap().len(),
+        job_history(&pool, retried.id).await.unwrap().len(),
+    );
+
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &cancelled, 1, "status"),
+        &cancelled_token,
+        json!({"status": "pre_processing"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled -> pre_processing"),
+        "{body}"
+    );
+    for (what, body) in [
+        ("status", json!({"status": "pre_processing"})),
+        ("status", json!({"status": "started"})),
+        ("result", json!({"outcome": "no_product"})),
+    ] {
+        let (code, body) = post(
+            &client,
+            &url(&api.base, &retried, 1, what),
+            &retried_token,
+            body,
+        )
+        .await;
+        assert_eq!(code, StatusCode::CONFLICT, "{what}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("is stale"),
+            "{body}"
+        );
+    }
+    // A known token opens only its own attempt of its own job.
+    let (code, _) = post(
+        &client,
+        &url(&api.base, &other, 1, "status"),
+        &cancelled_token,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (
+            job_history(&pool, cancelled.id).await.unwrap().len(),
+            job_history(&pool, retried.id).await.unwrap().len(),
+        ),
+        before,
+        "refused reports change nothing"
+    );
+    assert_eq!(
+        get_job(&pool, other.id).await.unwrap().status,
+        JobStatus::Queued
+    );
+}

@@ -1,4 +1,5 @@
-//! The HTTP API, under `/api/v1`. For now it serves the worker protocol (`worker`); errors are JSON
+//! The HTTP API, under `/api/v1`. For now it serves the worker protocol (`worker`), whose concurrent
+//! reports are checked and applied in groups (`reports`, over `batcher`); errors are JSON
 //! `{"error": "..."}` with a 4xx status for client faults, and an opaque 500 (full chain logged)
 //! otherwise.
 
@@ -13,6 +14,9 @@ use swath_job_types::registry::JobTypeRegistry;
 use crate::db::DbError;
 use crate::pipeline::retry::AttemptBackoff;
 
+pub mod batcher;
+pub mod known;
+pub mod reports;
 pub mod worker;
 
 /// What the handlers share.
@@ -26,11 +30,21 @@ pub struct ApiState {
     pub backoff: AttemptBackoff,
 }
 
+/// What the handlers share: the [`ApiState`] and the batchers of worker reports.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// The state given to [`router`].
+    pub state: ApiState,
+    /// The batchers of worker reports (one set per router).
+    pub reports: Arc<reports::Reports>,
+}
+
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
+    let reports = Arc::new(reports::Reports::new(state.pool.clone()));
     Router::new()
         .nest("/api/v1", worker::routes())
-        .with_state(state)
+        .with_state(ApiContext { state, reports })
 }
 
 /// An error answer.

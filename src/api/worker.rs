@@ -12,17 +12,17 @@ use serde::{Deserialize, Serialize};
 use swath_job_types::exit_codes::ExitClass;
 use swath_job_types::job::{JobResults, OutputProduct};
 use swath_job_types::template::WorkerTask;
-use swath_job_types::{Job, JobStatus};
+use swath_job_types::JobStatus;
 
-use super::{ApiError, ApiState};
-use crate::db::jobs::get_job;
-use crate::db::status::{change_status, change_status_on, StatusChange};
-use crate::db::tokens::{job_for_token, TokenCheck};
-use crate::db::DbError;
-use crate::pipeline::retry::{record_failure, Failure};
+use super::{ApiContext, ApiError};
+use crate::db::jobs::JobHead;
+use crate::db::status::StatusChange;
+use crate::db::status_batch::ChangeChain;
+use crate::db::tokens::{job_for_token, PresentedToken, TokenCheck};
+use crate::pipeline::retry::{failure_chain, Failure};
 
 /// The worker routes, relative to the API prefix.
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<ApiContext> {
     Router::new()
         .route("/worker/jobs/{id}/attempts/{attempt}/task", get(task))
         .route("/worker/jobs/{id}/attempts/{attempt}/status", post(status))
@@ -79,19 +79,18 @@ pub struct ReportAnswer {
     pub attempt: i32,
 }
 
-/// Checks the bearer token for attempt `attempt` of job `id`, and returns the job.
-async fn authorize(
-    state: &ApiState,
-    headers: &HeaderMap,
-    id: i64,
-    attempt: i32,
-) -> Result<Job, ApiError> {
-    let token = headers
+/// The bearer token of a request.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
-    match job_for_token(&state.pool, id, attempt, token).await? {
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))
+}
+
+/// The job (or its head) behind a token check for attempt `attempt` of job `id`, or the refusal.
+fn checked<J>(check: (TokenCheck, Option<J>), id: i64, attempt: i32) -> Result<J, ApiError> {
+    match check {
         (TokenCheck::UnknownJob, _) => Err(ApiError::NotFound(format!("job {id} not found"))),
         (TokenCheck::Refused, _) => Err(ApiError::Unauthorized(format!(
             "the token is not valid for attempt {attempt} of job {id}"
@@ -106,6 +105,22 @@ async fn authorize(
             "a valid token without its job {id}"
         ))),
     }
+}
+
+/// Checks `token` for attempt `attempt` of job `id` (with the requests waiting at the same time), and
+/// returns the job's head.
+async fn authorize(
+    ctx: &ApiContext,
+    token: &str,
+    id: i64,
+    attempt: i32,
+) -> Result<JobHead, ApiError> {
+    let presented = PresentedToken {
+        job_id: id,
+        attempt,
+        token: token.to_string(),
+    };
+    checked(ctx.reports.check(presented).await?, id, attempt)
 }
 
 /// Refuses text with NUL characters (PostgreSQL cannot store them).
@@ -126,12 +141,17 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 }
 
 async fn task(
-    State(state): State<ApiState>,
+    State(ctx): State<ApiContext>,
     Path((id, attempt)): Path<(i64, i32)>,
     headers: HeaderMap,
 ) -> Result<Json<WorkerTask>, ApiError> {
-    let job = authorize(&state, &headers, id, attempt).await?;
-    let job_type = state.registry.get(&job.job_type).ok_or_else(|| {
+    let token = bearer(&headers)?;
+    let job = checked(
+        job_for_token(&ctx.state.pool, id, attempt, token).await?,
+        id,
+        attempt,
+    )?;
+    let job_type = ctx.state.registry.get(&job.job_type).ok_or_else(|| {
         ApiError::Conflict(format!(
             "job type {} is not served by this instance",
             job.job_type
@@ -144,92 +164,164 @@ async fn task(
 }
 
 async fn status(
-    State(state): State<ApiState>,
+    State(ctx): State<ApiContext>,
     Path((id, attempt)): Path<(i64, i32)>,
     headers: HeaderMap,
     payload: Result<Json<StatusReport>, JsonRejection>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let report = body(payload)?;
-    let job = authorize(&state, &headers, id, attempt).await?;
+    let token = bearer(&headers)?;
+    let known = known_way(&ctx, id, attempt, token, |job| {
+        check_status(&report).ok()?;
+        match plan_status(job, &report) {
+            Plan::Change(chain) => Some(chain),
+            Plan::Unchanged(_) => None,
+        }
+    });
+    if let Some(answer) = known.await {
+        return Ok(Json(answer));
+    }
+    let mut job = authorize(&ctx, token, id, attempt).await?;
+    check_status(&report)?;
+    // The dispatcher may record the dispatch while this report is applied: a lost race at the same
+    // attempt is applied again to the job as it is now (a few times at most). The job is read again
+    // through the token check, so that a report never reaches a later attempt.
+    for _ in 0..3 {
+        match apply_plan(&ctx, token, &job, plan_status(&job, &report)).await {
+            Err(ApiError::Conflict(_)) if job.status == JobStatus::Ready => {
+                job = authorize(&ctx, token, id, attempt).await?;
+            }
+            other => return other.map(Json),
+        }
+    }
+    apply_plan(&ctx, token, &job, plan_status(&job, &report))
+        .await
+        .map(Json)
+}
+
+/// What a report does to a job as it was read.
+enum Plan {
+    /// Nothing: the answer is the job as it is.
+    Unchanged(ReportAnswer),
+    /// These changes, applied together.
+    Change(ChangeChain),
+}
+
+/// The fast way of a report, for an attempt whose token this instance has checked: the change planned
+/// by `plan` from the job as this instance last left it is applied at once (see
+/// [`super::known`]). `None` when there is no such change or it did not apply: the request then
+/// goes the full way.
+async fn known_way(
+    ctx: &ApiContext,
+    id: i64,
+    attempt: i32,
+    token: &str,
+    plan: impl FnOnce(&JobHead) -> Option<ChangeChain>,
+) -> Option<ReportAnswer> {
+    let job = ctx.reports.known.get(id, attempt, token)?;
+    let chain = plan(&job)?;
+    match ctx.reports.apply(chain).await {
+        Ok(after) => {
+            ctx.reports.known.update(token, &job, after);
+            Some(ReportAnswer {
+                status: after.status,
+                attempt: after.attempt,
+            })
+        }
+        Err(_) => {
+            ctx.reports.known.forget(id, attempt);
+            None
+        }
+    }
+}
+
+/// Applies `plan` to `job` (read with `token`) and remembers where it left the job.
+async fn apply_plan(
+    ctx: &ApiContext,
+    token: &str,
+    job: &JobHead,
+    plan: Plan,
+) -> Result<ReportAnswer, ApiError> {
+    let chain = match plan {
+        Plan::Unchanged(answer) => return Ok(answer),
+        Plan::Change(chain) => chain,
+    };
+    let after = ctx.reports.apply(chain).await?;
+    ctx.reports.known.update(token, job, after);
+    Ok(ReportAnswer {
+        status: after.status,
+        attempt: after.attempt,
+    })
+}
+
+/// Refuses a status report that is not a worker's to make.
+fn check_status(report: &StatusReport) -> Result<(), ApiError> {
     if !report.status.is_running() {
         return Err(ApiError::BadRequest(format!(
             "workers report started, pre_processing, processing or post_processing, not {}; results go to the result endpoint",
             report.status
         )));
     }
-    no_nul(report.message.iter())?;
-    // The dispatcher may record the dispatch while this report is applied: a lost race at the same
-    // attempt is applied again to the job as it is now (a few times at most).
-    let mut job = job;
-    for _ in 0..3 {
-        match apply_status(&state, &job, &report).await {
-            Err(ApiError::Conflict(_)) if job.status == JobStatus::Ready => {
-                job = get_job(&state.pool, id).await?;
-                if job.attempt != attempt {
-                    break;
-                }
-            }
-            other => return other,
-        }
-    }
-    apply_status(&state, &job, &report).await
+    no_nul(report.message.iter())
 }
 
-/// Applies a worker's status report to `job` as it was read.
-async fn apply_status(
-    state: &ApiState,
-    job: &Job,
-    report: &StatusReport,
-) -> Result<Json<ReportAnswer>, ApiError> {
+/// What a worker's status report does to `job` as it was read.
+fn plan_status(job: &JobHead, report: &StatusReport) -> Plan {
     // The same report again (a retry after a lost answer) is acknowledged, not refused.
     if job.status == report.status {
-        return Ok(Json(ReportAnswer {
+        return Plan::Unchanged(ReportAnswer {
             status: job.status,
             attempt: job.attempt,
-        }));
+        });
     }
-    let mut change = StatusChange::of(job, report.status);
+    let mut change = StatusChange::new(job.id, job.status, job.attempt, report.status);
     if let Some(message) = &report.message {
         change = change.message(message.clone());
     }
     // A worker can start before its dispatcher has recorded the dispatch: its start proves that the
     // dispatch happened, so both changes are recorded together (the dispatcher then only adds its
     // reference).
-    let job = if job.status == JobStatus::Ready && report.status == JobStatus::Started {
-        let mut tx = state.pool.begin().await.map_err(DbError::from)?;
-        let queued = change_status(
-            &mut tx,
-            &StatusChange::of(job, JobStatus::Queued)
-                .message("dispatch confirmed by the worker's start"),
-        )
-        .await?;
-        let started = change_status(
-            &mut tx,
-            &StatusChange {
-                from: queued.status,
-                ..change
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(DbError::from)?;
-        started
-    } else {
-        change_status_on(&state.pool, &change).await?
-    };
-    Ok(Json(ReportAnswer {
-        status: job.status,
-        attempt: job.attempt,
-    }))
+    if job.status == JobStatus::Ready && report.status == JobStatus::Started {
+        let queued = StatusChange::new(job.id, JobStatus::Ready, job.attempt, JobStatus::Queued)
+            .message("dispatch confirmed by the worker's start");
+        return Plan::Change(ChangeChain::new(queued).then(StatusChange {
+            from: JobStatus::Queued,
+            ..change
+        }));
+    }
+    Plan::Change(ChangeChain::new(change))
 }
 
 async fn result(
-    State(state): State<ApiState>,
+    State(ctx): State<ApiContext>,
     Path((id, attempt)): Path<(i64, i32)>,
     headers: HeaderMap,
     payload: Result<Json<ResultReport>, JsonRejection>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let report = body(payload)?;
-    let job = authorize(&state, &headers, id, attempt).await?;
+    let token = bearer(&headers)?;
+    // A failure is planned from the job's attempts as read, so it always goes the full way.
+    let known = known_way(&ctx, id, attempt, token, |job| {
+        let failed = !matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
+        (!failed).then(|| plan_result(&ctx, job, &report).ok())?
+    });
+    if let Some(answer) = known.await {
+        return Ok(Json(answer));
+    }
+    let job = authorize(&ctx, token, id, attempt).await?;
+    let chain = plan_result(&ctx, &job, &report)?;
+    apply_plan(&ctx, token, &job, Plan::Change(chain))
+        .await
+        .map(Json)
+}
+
+/// The changes a worker's result makes to `job` as it was read, or why it is refused.
+fn plan_result(
+    ctx: &ApiContext,
+    job: &JobHead,
+    report: &ResultReport,
+) -> Result<ChangeChain, ApiError> {
+    let id = job.id;
     no_nul(
         report
             .error
@@ -247,7 +339,7 @@ async fn result(
             "product infos may not contain NUL characters".into(),
         ));
     }
-    let job_type = state.registry.get(&job.job_type).ok_or_else(|| {
+    let job_type = ctx.state.registry.get(&job.job_type).ok_or_else(|| {
         ApiError::Conflict(format!(
             "job type {} is not served by this instance",
             job.job_type
@@ -265,7 +357,7 @@ async fn result(
             ),
         ),
     };
-    let job = match report.outcome {
+    match report.outcome {
         ExitClass::Success | ExitClass::NoProduct => {
             if report.outcome == ExitClass::NoProduct && !report.products.is_empty() {
                 return Err(ApiError::BadRequest(
@@ -290,22 +382,23 @@ async fn result(
             let results = JobResults {
                 return_code: report.return_code,
                 outcome: Some(report.outcome),
-                products: report.products,
+                products: report.products.clone(),
             };
             let results =
                 serde_json::to_value(results).map_err(|e| ApiError::Internal(e.into()))?;
-            let change = StatusChange::of(&job, JobStatus::Processed)
-                .results(results, report.software_version)
-                .release();
-            change_status_on(&state.pool, &change).await?
+            Ok(ChangeChain::new(
+                StatusChange::new(job.id, job.status, job.attempt, JobStatus::Processed)
+                    .results(results, report.software_version.clone())
+                    .release(),
+            ))
         }
         ExitClass::ExternalError | ExitClass::InternalError
             if !(job.status == JobStatus::Queued || job.status.is_running()) =>
         {
-            return Err(ApiError::Conflict(format!(
+            Err(ApiError::Conflict(format!(
                 "job {id} is {}: a failure is reported while the attempt runs",
                 job.status
-            )));
+            )))
         }
         ExitClass::ExternalError | ExitClass::InternalError => {
             let external = report.outcome == ExitClass::ExternalError;
@@ -319,13 +412,7 @@ async fn result(
             } else {
                 Failure::Internal { subtype, message }
             };
-            record_failure(&state.pool, &job, &failure, state.backoff, None)
-                .await?
-                .0
+            Ok(failure_chain(job, &failure, ctx.state.backoff, None).0)
         }
-    };
-    Ok(Json(ReportAnswer {
-        status: job.status,
-        attempt: job.attempt,
-    }))
+    }
 }

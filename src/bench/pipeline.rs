@@ -102,7 +102,17 @@ async fn ready_jobs(pool: &PgPool, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One simulated worker: reports every step of each attempt it receives, then its result.
+/// The bodies of a simulated worker's reports, in order: four statuses, then the result.
+const REPORTS: [(&str, &str); 5] = [
+    ("status", r#"{"status":"started"}"#),
+    ("status", r#"{"status":"pre_processing"}"#),
+    ("status", r#"{"status":"processing"}"#),
+    ("status", r#"{"status":"post_processing"}"#),
+    ("result", r#"{"outcome":"no_product","return_code":200}"#),
+];
+
+/// One simulated worker: reports every step of each attempt it receives, then its result, over a
+/// kept-alive connection.
 async fn worker(
     client: reqwest::Client,
     base: String,
@@ -113,38 +123,28 @@ async fn worker(
         let Some(attempt) = attempts.lock().await.recv().await else {
             return Ok(done);
         };
-        let url = |what: &str| {
-            format!(
-                "{base}/worker/jobs/{}/attempts/{}/{what}",
-                attempt.job_id, attempt.attempt
-            )
-        };
-        for status in ["started", "pre_processing", "processing", "post_processing"] {
+        let prefix = format!(
+            "{base}/worker/jobs/{}/attempts/{}/",
+            attempt.job_id, attempt.attempt
+        );
+        let authorization = format!("Bearer {}", attempt.worker_token);
+        for (what, body) in REPORTS {
             let r = client
-                .post(url("status"))
-                .bearer_auth(&attempt.worker_token)
-                .json(&serde_json::json!({"status": status}))
+                .post(format!("{prefix}{what}"))
+                .header(reqwest::header::AUTHORIZATION, &authorization)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
                 .send()
                 .await?;
             anyhow::ensure!(
                 r.status().is_success(),
-                "status {status} of job {}: {}",
+                "{what} {body} of job {}: {}",
                 attempt.job_id,
                 r.text().await.unwrap_or_default()
             );
+            // The whole answer is read, so that the connection is kept for the next report.
+            r.bytes().await?;
         }
-        let r = client
-            .post(url("result"))
-            .bearer_auth(&attempt.worker_token)
-            .json(&serde_json::json!({"outcome": "no_product", "return_code": 200}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            r.status().is_success(),
-            "result of job {}: {}",
-            attempt.job_id,
-            r.text().await.unwrap_or_default()
-        );
         done += 1;
     }
 }
@@ -253,8 +253,8 @@ pub async fn bench_pipeline(
         .map(|_| tokio::spawn(worker(client.clone(), base.clone(), rx.clone())))
         .collect();
     let types = vec!["test_job".to_string()];
-    let mut dispatched = 0;
-    while dispatched < jobs {
+    // Every job is claimed once: the rounds end when there is nothing left to claim.
+    loop {
         let report = dispatch_round(
             pool,
             &executor,
@@ -266,9 +266,8 @@ pub async fn bench_pipeline(
         )
         .await?;
         anyhow::ensure!(report.refused == 0, "the executor refused jobs");
-        dispatched += report.queued;
         if report.claimed == 0 {
-            tokio::task::yield_now().await;
+            break;
         }
     }
     drop(executor);

@@ -67,6 +67,33 @@ pub fn job_from_row(row: &PgRow) -> Result<Job, DbError> {
     })
 }
 
+/// What the worker protocol needs of a job: who it is and where it stands, without its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobHead {
+    /// Its id.
+    pub id: i64,
+    /// Its job type.
+    pub job_type: String,
+    /// Its status.
+    pub status: JobStatus,
+    /// Its current attempt.
+    pub attempt: i32,
+    /// Attempts it may have.
+    pub max_attempts: i32,
+}
+
+impl From<&Job> for JobHead {
+    fn from(job: &Job) -> Self {
+        JobHead {
+            id: job.id,
+            job_type: job.job_type.clone(),
+            status: job.status,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+        }
+    }
+}
+
 /// A job that an insert created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InsertedJob {

@@ -11,10 +11,12 @@ use crate::config::DatabaseUrl;
 pub mod claim;
 pub mod configure;
 pub mod context;
+pub mod dispatch;
 pub mod history;
 pub mod ingestion;
 pub mod jobs;
 pub mod status;
+pub mod status_batch;
 pub mod tokens;
 
 /// The schema migrations in `sql/`, embedded in the binary.
@@ -73,6 +75,11 @@ pub enum DbError {
         problem: String,
     },
 }
+
+/// Starts a transaction whose statements run with generic plans. For the small arrays of a batch,
+/// PostgreSQL would otherwise plan every statement anew, and planning a statement on `jobs` (and its
+/// many indexes) costs more than running it.
+pub(crate) const GENERIC_PLANS: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// The SQLSTATE raised by the transition trigger for a forbidden transition.
 pub const SQLSTATE_INVALID_TRANSITION: &str = "SW001";

@@ -2,7 +2,9 @@
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, Row};
+use swath_job_types::JobStatus;
 
+use super::jobs::JobHead;
 use super::DbError;
 
 /// A new random token (two version-4 UUIDs: 244 random bits from the operating system).
@@ -14,7 +16,8 @@ pub fn new_token() -> String {
     )
 }
 
-fn digest(token: &str) -> Vec<u8> {
+/// The SHA-256 of a token, as stored.
+pub fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -30,24 +33,52 @@ pub async fn issue_attempt_token<'e>(
     owner: uuid::Uuid,
     lease: std::time::Duration,
 ) -> Result<Option<String>, DbError> {
-    let token = new_token();
-    let done = sqlx::query(
-        "WITH held AS (
+    let mut tokens = issue_attempt_tokens(db, &[(job_id, attempt)], owner, lease).await?;
+    Ok(tokens.pop().flatten())
+}
+
+/// [`issue_attempt_token`] for every `(job, attempt)` of `attempts` (distinct jobs) in one statement;
+/// one answer per attempt, in the same order.
+pub async fn issue_attempt_tokens<'e>(
+    db: impl PgExecutor<'e>,
+    attempts: &[(i64, i32)],
+    owner: uuid::Uuid,
+    lease: std::time::Duration,
+) -> Result<Vec<Option<String>>, DbError> {
+    if attempts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut order: Vec<usize> = (0..attempts.len()).collect();
+    order.sort_by_key(|&i| attempts[i].0);
+    let tokens: Vec<String> = attempts.iter().map(|_| new_token()).collect();
+    let issued: Vec<i64> = sqlx::query_scalar(
+        "WITH wanted AS (
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::bytea[]) AS w (id, attempt, sha256)
+         ),
+         held AS (
              UPDATE jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => $5)
-             WHERE id = $1 AND attempt = $2 AND status = 3 AND service_id = $4
-               AND lease_expires_at > clock_timestamp()
-             RETURNING id, attempt
+             FROM wanted w
+             WHERE jobs.id = w.id AND jobs.attempt = w.attempt AND jobs.status = 3 AND jobs.service_id = $4
+               AND jobs.lease_expires_at > clock_timestamp()
+             RETURNING jobs.id, jobs.attempt
          )
-         INSERT INTO attempt_tokens (job_id, attempt, sha256) SELECT id, attempt, $3 FROM held",
+         INSERT INTO attempt_tokens (job_id, attempt, sha256)
+         SELECT h.id, h.attempt, w.sha256 FROM held h JOIN wanted w ON w.id = h.id
+         RETURNING job_id",
     )
-    .bind(job_id)
-    .bind(attempt)
-    .bind(digest(&token))
+    .bind(order.iter().map(|&i| attempts[i].0).collect::<Vec<_>>())
+    .bind(order.iter().map(|&i| attempts[i].1).collect::<Vec<_>>())
+    .bind(order.iter().map(|&i| digest(&tokens[i])).collect::<Vec<_>>())
     .bind(owner)
     .bind(lease.as_secs_f64())
-    .execute(db)
+    .fetch_all(db)
     .await?;
-    Ok((done.rows_affected() == 1).then_some(token))
+    let issued: std::collections::HashSet<i64> = issued.into_iter().collect();
+    Ok(attempts
+        .iter()
+        .zip(tokens)
+        .map(|((id, _), token)| issued.contains(id).then_some(token))
+        .collect())
 }
 
 /// What checking a token found.
@@ -97,9 +128,75 @@ pub async fn job_for_token<'e>(
     ))
 }
 
+/// A token presented for an attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentedToken {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt the request names.
+    pub attempt: i32,
+    /// The bearer token.
+    pub token: String,
+}
+
+/// [`job_for_token`] for many requests in one statement, reading only the job's [`JobHead`]; one
+/// answer per request, in the same order.
+pub async fn heads_for_tokens(
+    pool: &sqlx::PgPool,
+    presented: &[PresentedToken],
+) -> Result<Vec<(TokenCheck, Option<JobHead>)>, DbError> {
+    if presented.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin_with(super::GENERIC_PLANS).await?;
+    let rows = sqlx::query(
+        "SELECT p.pos, j.id, j.job_type, j.status, j.attempt, j.max_attempts,
+                (SELECT coalesce(array_agg(t.sha256), '{}') FROM attempt_tokens t
+                 WHERE t.job_id = p.id AND t.attempt = p.attempt) AS digests
+         FROM unnest($1::bigint[], $2::int[]) WITH ORDINALITY AS p (id, attempt, pos)
+         LEFT JOIN jobs j ON j.id = p.id
+         ORDER BY p.pos",
+    )
+    .bind(presented.iter().map(|p| p.job_id).collect::<Vec<_>>())
+    .bind(presented.iter().map(|p| p.attempt).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    presented
+        .iter()
+        .zip(&rows)
+        .map(|(p, row)| {
+            let Some(id) = row.try_get::<Option<i64>, _>("id")? else {
+                return Ok((TokenCheck::UnknownJob, None));
+            };
+            let stored: Vec<Vec<u8>> = row.try_get("digests")?;
+            if !matches_any(&stored, &p.token) {
+                return Ok((TokenCheck::Refused, None));
+            }
+            let status: i16 = row.try_get("status")?;
+            let head = JobHead {
+                id,
+                job_type: row.try_get("job_type")?,
+                status: JobStatus::from_id(status).map_err(|e| DbError::Corrupt {
+                    job_id: id,
+                    problem: e.to_string(),
+                })?,
+                attempt: row.try_get("attempt")?,
+                max_attempts: row.try_get("max_attempts")?,
+            };
+            Ok((
+                TokenCheck::Valid {
+                    current_attempt: head.attempt,
+                },
+                Some(head),
+            ))
+        })
+        .collect()
+}
+
 /// Whether `token`'s digest is one of `stored`; every digest is compared, in constant time, so the
 /// time does not tell which one matched.
-fn matches_any(stored: &[Vec<u8>], token: &str) -> bool {
+pub fn matches_any(stored: &[Vec<u8>], token: &str) -> bool {
     let given = digest(token);
     let same = |s: &Vec<u8>| {
         s.len() == given.len() && s.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0

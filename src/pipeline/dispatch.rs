@@ -1,6 +1,8 @@
 //! Dispatch: claim ready jobs up to the executor's free capacity per flavor, start each attempt with
 //! its idempotency token and a fresh worker token, and record `ready -> queued` with the executor's
-//! reference. No transaction is held across a call to the executor.
+//! reference. A round writes in batches: one statement claims its jobs, one issues the worker tokens
+//! of all of them, one records all their dispatches (each job still a compare-and-set of its own).
+//! The executor is called per job in between, and no transaction is held across a call to it.
 //!
 //! If this instance dies after starting an attempt and before recording it, the claim's lease runs
 //! out, another instance claims the job again and dispatches the same token: the executor answers
@@ -11,12 +13,15 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use swath_job_types::flavor::WorkerFlavor;
 use swath_job_types::registry::JobTypeRegistry;
-use swath_job_types::JobStatus;
+use swath_job_types::template::JobTemplate;
+use swath_job_types::{Job, JobStatus};
 
 use super::retry::{record_failure, AttemptBackoff, Failure};
 use crate::db::claim::{claim_ready_jobs, Claimant};
-use crate::db::status::{change_status_on, StatusChange};
-use crate::db::tokens::issue_attempt_token;
+use crate::db::dispatch::record_references;
+use crate::db::status::StatusChange;
+use crate::db::status_batch::{apply_chains, ChangeChain};
+use crate::db::tokens::issue_attempt_tokens;
 use crate::db::DbError;
 use crate::executor::{DispatchRequest, Executor, ExecutorError};
 
@@ -31,24 +36,6 @@ pub struct DispatchReport {
     pub deferred: usize,
     /// Jobs the executor refused (recorded as internal errors).
     pub refused: usize,
-}
-
-/// Records the executor reference of attempt `attempt` of job `job_id` when nobody did.
-async fn record_reference(
-    pool: &PgPool,
-    job_id: i64,
-    attempt: i32,
-    reference: &str,
-) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE jobs SET executor_ref = $3 WHERE id = $1 AND attempt = $2 AND executor_ref IS NULL",
-    )
-    .bind(job_id)
-    .bind(attempt)
-    .bind(reference)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// One round: for every flavor with free slots, claim that many ready jobs of the job types that run
@@ -86,19 +73,20 @@ pub async fn dispatch_round(
         }
         let jobs = claim_ready_jobs(pool, claimant, &types, free as i64).await?;
         report.claimed += jobs.len();
-        for job in jobs {
-            let Some(job_type) = registry.get(&job.job_type).map(Arc::clone) else {
-                continue;
-            };
-            let Some(worker_token) = issue_attempt_token(
-                pool,
-                job.id,
-                job.attempt,
-                claimant.service_id,
-                claimant.lease,
-            )
-            .await?
-            else {
+        let jobs: Vec<(Job, Arc<dyn JobTemplate>)> = jobs
+            .into_iter()
+            .filter_map(|job| {
+                let job_type = registry.get(&job.job_type).map(Arc::clone)?;
+                Some((job, job_type))
+            })
+            .collect();
+        let attempts: Vec<(i64, i32)> = jobs.iter().map(|(j, _)| (j.id, j.attempt)).collect();
+        let tokens =
+            issue_attempt_tokens(pool, &attempts, claimant.service_id, claimant.lease).await?;
+        let mut started = Vec::with_capacity(jobs.len());
+        let mut failed = None;
+        for ((job, job_type), token) in jobs.iter().zip(tokens) {
+            let Some(worker_token) = token else {
                 report.deferred += 1;
                 continue;
             };
@@ -112,34 +100,7 @@ pub async fn dispatch_round(
                 nomad_job: job_type.spec().nomad_job.clone(),
             };
             match executor.dispatch(&request).await {
-                Ok(reference) => {
-                    let change = StatusChange::of(&job, JobStatus::Queued)
-                        .executor_ref(&reference)
-                        .message(format!("dispatched to {} as {reference}", executor.name()))
-                        .by(claimant.service_id);
-                    match change_status_on(pool, &change).await {
-                        Ok(_) => report.queued += 1,
-                        // The worker started first and recorded the dispatch itself: add the reference.
-                        Err(DbError::LostRace {
-                            actual,
-                            actual_attempt,
-                            ..
-                        }) if actual_attempt == job.attempt
-                            && (actual == JobStatus::Queued || actual.is_running()) =>
-                        {
-                            record_reference(pool, job.id, job.attempt, &reference).await?;
-                            report.queued += 1;
-                        }
-                        // The job moved on (cancelled...): the attempt must not run.
-                        Err(DbError::LostRace { .. }) => {
-                            if let Err(e) = executor.stop(&reference).await {
-                                tracing::warn!(job_id = job.id, error = %e, "cannot stop an attempt whose job moved on");
-                            }
-                            report.deferred += 1;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                Ok(reference) => started.push((job, reference)),
                 Err(ExecutorError::Unavailable(reason)) => {
                     tracing::warn!(job_id = job.id, executor = executor.name(), %reason, "dispatch failed; the job stays claimed for a later round");
                     report.deferred += 1;
@@ -149,16 +110,77 @@ pub async fn dispatch_round(
                         subtype: "dispatch".into(),
                         message: reason,
                     };
-                    match record_failure(pool, &job, &failure, backoff, Some(claimant.service_id))
+                    match record_failure(pool, job, &failure, backoff, Some(claimant.service_id))
                         .await
                     {
                         Ok(_) => report.refused += 1,
                         Err(DbError::LostRace { .. }) => report.deferred += 1,
-                        Err(e) => return Err(e),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
                 }
             }
         }
+        // The attempts started so far are recorded even when the round stops early.
+        record_dispatches(pool, executor, claimant, &started, &mut report).await?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
     Ok(report)
+}
+
+/// Records `ready -> queued` with its reference for every attempt of `started`, in one statement.
+/// A worker that recorded its dispatch first keeps its state and only the reference is added; an
+/// attempt whose job moved on is stopped.
+async fn record_dispatches(
+    pool: &PgPool,
+    executor: &dyn Executor,
+    claimant: &Claimant,
+    started: &[(&Job, String)],
+    report: &mut DispatchReport,
+) -> Result<(), DbError> {
+    let chains: Vec<ChangeChain> = started
+        .iter()
+        .map(|(job, reference)| {
+            StatusChange::of(job, JobStatus::Queued)
+                .executor_ref(reference)
+                .message(format!("dispatched to {} as {reference}", executor.name()))
+                .by(claimant.service_id)
+                .into()
+        })
+        .collect();
+    let outcomes = apply_chains(pool, &chains).await;
+    let mut references = Vec::new();
+    let mut failed = None;
+    for ((job, reference), outcome) in started.iter().zip(outcomes) {
+        match outcome {
+            Ok(_) => report.queued += 1,
+            // The worker started first and recorded the dispatch itself: add the reference.
+            Err(DbError::LostRace {
+                actual,
+                actual_attempt,
+                ..
+            }) if actual_attempt == job.attempt
+                && (actual == JobStatus::Queued || actual.is_running()) =>
+            {
+                references.push((job.id, job.attempt, reference.clone()));
+                report.queued += 1;
+            }
+            // The job moved on (cancelled...): the attempt must not run.
+            Err(DbError::LostRace { .. }) => {
+                if let Err(e) = executor.stop(reference).await {
+                    tracing::warn!(job_id = job.id, error = %e, "cannot stop an attempt whose job moved on");
+                }
+                report.deferred += 1;
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    record_references(pool, &references).await?;
+    failed.map_or(Ok(()), Err)
 }

@@ -15,7 +15,9 @@ use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 use uuid::Uuid;
 
+use crate::db::jobs::JobHead;
 use crate::db::status::{change_status, StatusChange};
+use crate::db::status_batch::ChangeChain;
 use crate::db::DbError;
 
 /// Backoff between attempts.
@@ -78,79 +80,79 @@ pub async fn record_failure(
     backoff: AttemptBackoff,
     service_id: Option<Uuid>,
 ) -> Result<(Job, FailureOutcome), DbError> {
+    let (chain, outcome) = failure_chain(&JobHead::from(job), failure, backoff, service_id);
     let mut tx = pool.begin().await?;
+    let mut job = job.clone();
+    for change in chain.changes() {
+        job = change_status(&mut tx, change).await?;
+    }
+    tx.commit().await?;
+    Ok((job, outcome))
+}
+
+/// The status changes that record a failure of `job`'s current attempt (as seen by the caller) and
+/// apply the policy, to be applied together; and what the policy does.
+///
+/// An external failure is recorded as `external_error` (unless the job is there already), then the
+/// job goes back to `ready` for a new attempt after a backoff, or to `internal_error` once its
+/// attempts are exhausted. Any other failure is an `internal_error` at once.
+pub fn failure_chain(
+    job: &JobHead,
+    failure: &Failure,
+    backoff: AttemptBackoff,
+    service_id: Option<Uuid>,
+) -> (ChangeChain, FailureOutcome) {
     let by = |change: StatusChange| match service_id {
         Some(id) => change.by(id),
         None => change,
     };
-    let (job, outcome) = match failure {
-        Failure::Internal { subtype, message } => {
-            let failed = change_status(
-                &mut tx,
-                &by(StatusChange::of(job, JobStatus::InternalError)
-                    .error(subtype, message)
-                    .release()),
-            )
-            .await?;
-            (failed, FailureOutcome::Failed)
-        }
+    let change = |from: JobStatus, to: JobStatus| StatusChange::new(job.id, from, job.attempt, to);
+    match failure {
+        Failure::Internal { subtype, message } => (
+            ChangeChain::new(by(change(job.status, JobStatus::InternalError)
+                .error(subtype, message)
+                .release())),
+            FailureOutcome::Failed,
+        ),
         Failure::External { subtype, message } => {
-            let failed = if job.status == JobStatus::ExternalError {
-                job.clone()
-            } else {
-                change_status(
-                    &mut tx,
-                    &by(StatusChange::of(job, JobStatus::ExternalError).error(subtype, message)),
-                )
-                .await?
-            };
-            if failed.attempt < failed.max_attempts {
-                let delay = crate::backoff::jittered(
-                    backoff.base,
-                    backoff.max,
-                    failed.attempt.max(1) as u32,
-                );
+            let recorded = (job.status != JobStatus::ExternalError)
+                .then(|| by(change(job.status, JobStatus::ExternalError).error(subtype, message)));
+            let (next, outcome) = if job.attempt < job.max_attempts {
+                let delay =
+                    crate::backoff::jittered(backoff.base, backoff.max, job.attempt.max(1) as u32);
                 let not_before = Utc::now()
                     + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(1));
-                let retried = change_status(
-                    &mut tx,
-                    &by(StatusChange::of(&failed, JobStatus::Ready)
-                        .message(format!(
-                            "attempt {} of {} after {subtype}: retry in {} s",
-                            failed.attempt + 1,
-                            failed.max_attempts,
-                            delay.as_secs()
-                        ))
-                        .next_attempt(Some(not_before))
-                        .release()),
-                )
-                .await?;
-                let attempt = retried.attempt;
-                (
-                    retried,
-                    FailureOutcome::Retried {
-                        attempt,
-                        not_before,
-                    },
-                )
+                let retry = by(change(JobStatus::ExternalError, JobStatus::Ready)
+                    .message(format!(
+                        "attempt {} of {} after {subtype}: retry in {} s",
+                        job.attempt + 1,
+                        job.max_attempts,
+                        delay.as_secs()
+                    ))
+                    .next_attempt(Some(not_before))
+                    .release());
+                let outcome = FailureOutcome::Retried {
+                    attempt: job.attempt + 1,
+                    not_before,
+                };
+                (retry, outcome)
             } else {
                 let reason = format!(
                     "{} attempts failed; the last one: {subtype}: {message}",
-                    failed.max_attempts
+                    job.max_attempts
                 );
-                let ended = change_status(
-                    &mut tx,
-                    &by(StatusChange::of(&failed, JobStatus::InternalError)
-                        .error("attempts exhausted", reason)
-                        .release()),
-                )
-                .await?;
-                (ended, FailureOutcome::Failed)
-            }
+                let end = by(change(JobStatus::ExternalError, JobStatus::InternalError)
+                    .error("attempts exhausted", reason)
+                    .release());
+                (end, FailureOutcome::Failed)
+            };
+            let chain = match recorded {
+                Some(recorded) => ChangeChain::new(recorded).then(next),
+                None => ChangeChain::new(next),
+            };
+            (chain, outcome)
         }
-    };
-    tx.commit().await?;
-    Ok((job, outcome))
+    }
 }
 
 /// How long a job may stay in a status before its attempt counts as failed.
