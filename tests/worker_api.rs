@@ -2,6 +2,8 @@
 
 mod support;
 
+use swath::config::Settings;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -66,9 +68,20 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
     let task: Value = r.json().await.unwrap();
     assert_eq!(task["job_id"], job.id);
     assert_eq!(task["attempt"], 1);
-    assert_eq!(task["inputs"][0]["source"], "/eodata/test/S2B.SAFE");
+    // Catalogue paths become URLs of the eodata store, outputs URLs of the output store.
+    assert_eq!(task["inputs"][0]["source"], "s3://eodata/test/S2B.SAFE");
     assert_eq!(task["outputs"][0]["kind"], "test_product");
+    let output = Settings::default().task_locations().output_url;
+    assert_eq!(
+        task["outputs"][0]["destination_prefix"],
+        format!("{output}/test/{}/", job.uid)
+    );
     assert_eq!(task["flavor"], "eo1.xsmall");
+    assert_eq!(
+        (task["cpus"].as_u64(), task["memory_mb"].as_u64()),
+        (Some(1), Some(1024))
+    );
+    assert_eq!(task["uid"], job.uid.to_string());
     assert!(task["exit_codes"]["rules"].as_array().unwrap().len() >= 4);
 
     for status in ["started", "pre_processing", "processing", "post_processing"] {

@@ -17,6 +17,7 @@ use crate::pipeline::retry::AttemptBackoff;
 pub mod batcher;
 pub mod known;
 pub mod reports;
+pub mod tasks;
 pub mod worker;
 
 /// What the handlers share.
@@ -28,6 +29,8 @@ pub struct ApiState {
     pub registry: Arc<JobTypeRegistry>,
     /// Backoff between attempts of a job.
     pub backoff: AttemptBackoff,
+    /// Where workers read and write, and the flavors' limits.
+    pub tasks: tasks::TaskLocations,
 }
 
 /// What the handlers share: the [`ApiState`] and the batchers of worker reports.

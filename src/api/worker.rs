@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use swath_job_types::exit_codes::ExitClass;
 use swath_job_types::job::{JobResults, OutputProduct};
-use swath_job_types::template::WorkerTask;
+use swath_job_types::protocol::AttemptTask;
 use swath_job_types::JobStatus;
 
 use super::{ApiContext, ApiError};
@@ -144,7 +144,7 @@ async fn task(
     State(ctx): State<ApiContext>,
     Path((id, attempt)): Path<(i64, i32)>,
     headers: HeaderMap,
-) -> Result<Json<WorkerTask>, ApiError> {
+) -> Result<Json<AttemptTask>, ApiError> {
     let token = bearer(&headers)?;
     let job = checked(
         job_for_token(&ctx.state.pool, id, attempt, token).await?,
@@ -159,6 +159,11 @@ async fn task(
     })?;
     let task = job_type
         .worker_task(&job)
+        .map_err(|e| ApiError::Conflict(format!("no task for job {id}: {e}")))?;
+    let task = ctx
+        .state
+        .tasks
+        .attempt_task(&job, task)
         .map_err(|e| ApiError::Conflict(format!("no task for job {id}: {e}")))?;
     Ok(Json(task))
 }

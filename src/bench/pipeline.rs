@@ -216,6 +216,7 @@ pub async fn bench_pipeline(
         pool: pool.clone(),
         registry: registry.clone(),
         backoff: AttemptBackoff::default(),
+        tasks: crate::config::Settings::default().task_locations(),
     };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let (tx, rx) = mpsc::unbounded_channel();

@@ -86,6 +86,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
             pool: pool.clone(),
             registry: std::sync::Arc::new(registry.clone()),
             backoff: settings.attempt_backoff(),
+            tasks: settings.task_locations(),
         };
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {

@@ -18,18 +18,13 @@ impl Settings {
         }
     }
 
-    /// The URL a worker stages an input from: catalogue paths under `/eodata/` are read from
-    /// `eodata_url`; URLs are kept as they are.
-    pub fn input_url(&self, source: &str) -> String {
-        match source.strip_prefix("/eodata/") {
-            Some(rest) => format!("{}/{rest}", self.eodata_url.trim_end_matches('/')),
-            None => source.to_string(),
+    /// Where workers read and write, with the flavor table.
+    pub fn task_locations(&self) -> crate::api::tasks::TaskLocations {
+        crate::api::tasks::TaskLocations {
+            eodata_url: self.eodata_url.clone(),
+            output_url: self.output_url(),
+            flavors: self.flavors.clone(),
         }
-    }
-
-    /// The URL under which a worker uploads products of a job type's `prefix`.
-    pub fn output_prefix_url(&self, prefix: &str) -> String {
-        format!("{}/{}", self.output_url(), prefix.trim_start_matches('/'))
     }
 
     pub(super) fn validate_storage(&self, problems: &mut Vec<String>) {
@@ -53,21 +48,6 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn catalogue_paths_map_to_the_eodata_store_and_urls_stay() {
-        let s = Settings::default();
-        assert_eq!(
-            s.input_url("/eodata/Sentinel-2/MSI/L1C/2021/x.SAFE"),
-            "s3://eodata/Sentinel-2/MSI/L1C/2021/x.SAFE"
-        );
-        assert_eq!(s.input_url("file:///data/x.SAFE"), "file:///data/x.SAFE");
-        let out = Settings {
-            output_url: "s3://hrsi/".into(),
-            ..Settings::default()
-        };
-        assert_eq!(out.output_prefix_url("/FSC/2021/"), "s3://hrsi/FSC/2021/");
-    }
 
     #[test]
     fn bad_storage_urls_are_refused() {

@@ -24,13 +24,20 @@ impl Drop for TestApi {
 
 /// The API over `pool` with the default job types and a 30 s retry backoff.
 pub async fn spawn_api(pool: &PgPool) -> TestApi {
+    spawn_api_with(pool, &Settings::default()).await
+}
+
+/// The API over `pool` with the job types and storage locations of `settings`, and a 30 s retry
+/// backoff.
+pub async fn spawn_api_with(pool: &PgPool, settings: &Settings) -> TestApi {
     let state = ApiState {
         pool: pool.clone(),
-        registry: Arc::new(Settings::default().registry().unwrap()),
+        registry: Arc::new(settings.registry().unwrap()),
         backoff: AttemptBackoff {
             base: Duration::from_secs(30),
             max: Duration::from_secs(600),
         },
+        tasks: settings.task_locations(),
     };
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
