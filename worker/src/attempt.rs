@@ -139,7 +139,13 @@ async fn prepare_and_run(
         work.display().to_string()
     };
     let spec = RunSpec {
-        name: format!("swath-{}-{}", task.task.job_id, task.task.attempt),
+        // Unique per attempt across orchestrators sharing an engine: job ids are per database.
+        name: format!(
+            "swath-{}-{}-{}",
+            task.task.job_id,
+            task.task.attempt,
+            &task.uid.simple().to_string()[..12]
+        ),
         image: task.task.image.clone(),
         // `{params}` in the command names the parameter file.
         command: task
