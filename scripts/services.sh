@@ -6,24 +6,8 @@ set -euo pipefail
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local deadline=$((SECONDS + $1)) what=$2
-  shift 2
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      log "$what did not come up in time"
-      return 1
-    fi
-    sleep 1
-  done
-}
-
-apt_install() {
-  if [[ ! -f /var/lib/apt/periodic/swath-updated ]]; then
-    apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/swath-updated
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 postgres_ready() { pg_isready -h 127.0.0.1 -p 5432 -q; }
 

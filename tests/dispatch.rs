@@ -811,13 +811,7 @@ mod tracking {
             (job.status, job.status_error_subtype.as_deref()),
             (JobStatus::Ready, None)
         );
-        let vanished = job_history(&pool, job.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .rev()
-            .find(|h| h.status == JobStatus::ExternalError)
-            .unwrap();
+        let vanished = support::last_external_error(&pool, job.id).await;
         assert_eq!(vanished.error_subtype.as_deref(), Some("vanished"));
         executor
             .stop(jobs[0].executor_ref.as_deref().unwrap())
@@ -875,13 +869,7 @@ mod tracking {
         );
         let queued = get_job(&pool, jobs[0].id).await.unwrap();
         assert_eq!((queued.status, queued.attempt), (JobStatus::Ready, 2));
-        let timeout = job_history(&pool, queued.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .rev()
-            .find(|h| h.status == JobStatus::ExternalError)
-            .unwrap();
+        let timeout = support::last_external_error(&pool, queued.id).await;
         assert_eq!(timeout.error_subtype.as_deref(), Some("timeout"));
         assert_eq!(
             get_job(&pool, processing.id).await.unwrap().status,

@@ -423,13 +423,7 @@ async fn exit_codes_and_failures_without_one_settle_attempts_as_the_policy_says(
         JobStatus::Ready,
         "no exit code: a new attempt"
     );
-    let setup_error = job_history(&pool, setup.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .find(|h| h.status == JobStatus::ExternalError)
-        .unwrap();
+    let setup_error = support::last_external_error(&pool, setup.id).await;
     assert!(
         setup_error
             .error_message
@@ -568,13 +562,7 @@ async fn a_job_never_placed_times_out_is_stopped_and_counts_as_an_attempt(pool: 
         was_stopped(&emulator, &reference).await,
         "the pending child is stopped"
     );
-    let timeout = job_history(&pool, job.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .find(|h| h.status == JobStatus::ExternalError)
-        .unwrap();
+    let timeout = support::last_external_error(&pool, job.id).await;
     assert_eq!(timeout.error_subtype.as_deref(), Some("timeout"));
     assert_openapi_clean(&emulator).await;
 }

@@ -328,13 +328,7 @@ async fn deadline_and_memory_limit_are_enforced(pool: PgPool) {
     let greedy = ready_job(&world, &pool, "greedy", "STANDIN_ALLOC_MB=256\n").await;
     assert_eq!(dispatch(&world, &pool).await, 2);
     let slow = until(&world, &pool, slow.id, |j| j.attempt == 2).await;
-    let deadline = job_history(&pool, slow.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .find(|h| h.status == JobStatus::ExternalError)
-        .unwrap();
+    let deadline = support::last_external_error(&pool, slow.id).await;
     assert_eq!(deadline.error_subtype.as_deref(), Some("deadline"));
     let greedy = until(&world, &pool, greedy.id, |j| {
         j.status == JobStatus::InternalError
@@ -385,12 +379,6 @@ async fn storage_failing_during_staging_asks_for_a_retry_and_reports_no_product(
     let after = until(&world, &pool, job.id, |j| j.attempt == 2).await;
     assert_eq!(after.status, JobStatus::Ready);
     assert!(after.results.is_none(), "nothing is reported as output");
-    let error = job_history(&pool, job.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .rev()
-        .find(|h| h.status == JobStatus::ExternalError)
-        .unwrap();
+    let error = support::last_external_error(&pool, job.id).await;
     assert_eq!(error.error_subtype.as_deref(), Some("storage"));
 }

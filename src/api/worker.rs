@@ -8,9 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use swath_job_types::exit_codes::ExitClass;
-use swath_job_types::job::{JobResults, OutputProduct};
+use swath_job_types::job::JobResults;
 use swath_job_types::protocol::AttemptTask;
 use swath_job_types::JobStatus;
 
@@ -29,55 +28,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
 }
 
-/// A status a worker reports.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatusReport {
-    /// `started`, `pre_processing`, `processing` or `post_processing`.
-    pub status: JobStatus,
-    /// What the worker is doing.
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-/// An error a worker reports with a failed result.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportedError {
-    /// Short class (`storage`, `docker`, `exit code 1`...).
-    pub subtype: String,
-    /// What happened.
-    pub message: String,
-}
-
-/// The result of an attempt.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResultReport {
-    /// How the attempt ended.
-    pub outcome: ExitClass,
-    /// Exit code of the scientific code, if it ran.
-    #[serde(default)]
-    pub return_code: Option<i32>,
-    /// Products written (success only).
-    #[serde(default)]
-    pub products: Vec<OutputProduct>,
-    /// What ran (image digest...).
-    #[serde(default)]
-    pub software_version: Option<String>,
-    /// The error, for failed outcomes.
-    #[serde(default)]
-    pub error: Option<ReportedError>,
-}
-
-/// The job's state after a report.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct ReportAnswer {
-    /// The job's status now.
-    pub status: JobStatus,
-    /// The job's attempt now (higher than the reported one after a retry was scheduled).
-    pub attempt: i32,
-}
+pub use swath_job_types::protocol::{ReportAnswer, ReportedError, ResultReport, StatusReport};
 
 /// The bearer token of a request.
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {

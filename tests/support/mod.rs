@@ -179,3 +179,14 @@ pub async fn drive(pool: &PgPool, mut job: Job, statuses: &[JobStatus]) -> Job {
     }
     job
 }
+
+/// The last external error recorded in the history of job `id`.
+pub async fn last_external_error(pool: &PgPool, id: i64) -> swath::db::history::StatusChangeRecord {
+    swath::db::history::job_history(pool, id)
+        .await
+        .expect("history")
+        .into_iter()
+        .rev()
+        .find(|h| h.status == JobStatus::ExternalError)
+        .expect("an external error in the history")
+}
