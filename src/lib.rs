@@ -12,4 +12,5 @@ pub mod config;
 pub mod db;
 pub mod executor;
 pub mod pipeline;
+pub mod publish;
 pub mod telemetry;

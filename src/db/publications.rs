@@ -1,0 +1,238 @@
+//! The publication outbox (`publications`): messages written with the job's move to
+//! `start_publication`, sent by a publisher, confirmed one by one; a job whose messages are all
+//! confirmed becomes `published`, then `done`, with each product's publication date set.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use swath_job_types::publication::{ProductPublication, PublicationTarget};
+use swath_job_types::registry::JobTypeRegistry;
+use swath_job_types::{Job, JobStatus};
+
+use super::jobs::{job_from_row, JOB_COLUMNS};
+use super::status::{change_status, StatusChange};
+use super::DbError;
+
+/// One message waiting for its confirmation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// The outbox row.
+    pub id: i64,
+    /// The job.
+    pub job_id: i64,
+    /// The product kind.
+    pub kind: String,
+    /// The message id (the product's title).
+    pub product_id: String,
+    /// The message.
+    pub message: serde_json::Value,
+    /// How many times it was sent before.
+    pub sent_count: i32,
+}
+
+/// What one round of [`start_publications`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartReport {
+    /// Jobs whose messages were written (now `start_publication`).
+    pub started: usize,
+    /// Jobs without a product (now `done`).
+    pub done: usize,
+    /// Jobs whose messages could not be built (now `internal_error`).
+    pub failed: usize,
+}
+
+/// Moves up to `limit` processed jobs on: those with products to `start_publication` with their
+/// messages in the outbox (one transaction per job), those without straight to `done`.
+pub async fn start_publications(
+    pool: &PgPool,
+    registry: &JobTypeRegistry,
+    target: &PublicationTarget,
+    limit: i64,
+) -> Result<StartReport, DbError> {
+    let mut report = StartReport::default();
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 ORDER BY status_changed_at, id LIMIT $2
+         FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(JobStatus::Processed as i16)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let job = job_from_row(row)?;
+        let Some(job_type) = registry.get(&job.job_type) else {
+            continue;
+        };
+        if !job_type.generated_a_product(&job) {
+            change_status(
+                &mut tx,
+                &StatusChange::of(&job, JobStatus::Done).message("no product to publish"),
+            )
+            .await?;
+            report.done += 1;
+            continue;
+        }
+        match job_type.get_products_publication_jsons(&job, target) {
+            Ok(messages) => {
+                insert_messages(&mut tx, &job, &messages).await?;
+                change_status(
+                    &mut tx,
+                    &StatusChange::of(&job, JobStatus::StartPublication)
+                        .message(format!("{} publication message(s) queued", messages.len())),
+                )
+                .await?;
+                report.started += 1;
+            }
+            Err(e) => {
+                change_status(
+                    &mut tx,
+                    &StatusChange::of(&job, JobStatus::InternalError)
+                        .error("publication", e.to_string()),
+                )
+                .await?;
+                report.failed += 1;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(report)
+}
+
+async fn insert_messages(
+    tx: &mut sqlx::PgConnection,
+    job: &Job,
+    messages: &[ProductPublication],
+) -> Result<(), DbError> {
+    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
+    let ids: Vec<&str> = messages.iter().map(|m| m.product_id.as_str()).collect();
+    let bodies: Vec<&serde_json::Value> = messages.iter().map(|m| &m.message).collect();
+    sqlx::query(
+        "INSERT INTO publications (job_id, kind, product_id, message)
+         SELECT $1, k, p, m FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(k, p, m)
+         ON CONFLICT (job_id, kind, product_id) DO NOTHING",
+    )
+    .bind(job.id)
+    .bind(&kinds)
+    .bind(&ids)
+    .bind(&bodies)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` messages not yet confirmed, oldest first.
+pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, job_id, kind, product_id, message, sent_count FROM publications
+         WHERE confirmed_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Outgoing {
+                id: r.try_get("id")?,
+                job_id: r.try_get("job_id")?,
+                kind: r.try_get("kind")?,
+                product_id: r.try_get("product_id")?,
+                message: r.try_get("message")?,
+                sent_count: r.try_get("sent_count")?,
+            })
+        })
+        .collect()
+}
+
+/// Records that messages `sent` were sent (confirmed or not) and `failed` with an error.
+pub async fn record_attempts(
+    pool: &PgPool,
+    sent: &[i64],
+    failed: &[(i64, String)],
+) -> Result<(), DbError> {
+    let (ids, errors): (Vec<i64>, Vec<String>) = failed.iter().cloned().unzip();
+    sqlx::query(
+        "UPDATE publications SET sent_count = sent_count + 1, last_sent_at = clock_timestamp(),
+             last_error = e.error
+         FROM (SELECT unnest($1::bigint[]) AS id, NULL::text AS error
+               UNION ALL SELECT unnest($2::bigint[]), unnest($3::text[])) AS e
+         WHERE publications.id = e.id",
+    )
+    .bind(sent)
+    .bind(&ids)
+    .bind(&errors)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Marks messages `ids` confirmed at `at`; each job whose messages are now all confirmed gets its
+/// products' publication dates and becomes `published`, then `done`, in the same transaction.
+/// Returns the jobs that became `done`.
+pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = pool.begin().await?;
+    let jobs: Vec<i64> = sqlx::query_scalar(
+        "UPDATE publications SET confirmed_at = $2, last_error = NULL
+         WHERE id = ANY ($1) AND confirmed_at IS NULL RETURNING job_id",
+    )
+    .bind(ids)
+    .bind(at)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut done = Vec::new();
+    let mut jobs = jobs;
+    jobs.sort_unstable();
+    jobs.dedup();
+    for job_id in jobs {
+        let complete: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM publications WHERE job_id = $1 AND confirmed_at IS NULL)",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !complete {
+            continue;
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND status = $2 FOR UPDATE"
+        ))
+        .bind(job_id)
+        .bind(JobStatus::StartPublication as i16)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { continue };
+        let mut job = job_from_row(&row)?;
+        let published: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, product_id FROM publications WHERE job_id = $1")
+                .bind(job_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        // Each product gets the date its own message was confirmed with.
+        for product in job.results.iter_mut().flat_map(|r| r.products.iter_mut()) {
+            let title = product.path.trim_end_matches('/').rsplit('/').next();
+            if published
+                .iter()
+                .any(|(kind, id)| *kind == product.kind && Some(id.as_str()) == title)
+            {
+                product.published_at = Some(at);
+            }
+        }
+        let results = serde_json::to_value(&job.results).map_err(|e| DbError::Corrupt {
+            job_id,
+            problem: format!("results cannot be written back: {e}"),
+        })?;
+        let published = change_status(
+            &mut tx,
+            &StatusChange::of(&job, JobStatus::Published)
+                .results(results, None)
+                .message(format!("{} message(s) confirmed", published.len())),
+        )
+        .await?;
+        change_status(&mut tx, &StatusChange::of(&published, JobStatus::Done)).await?;
+        done.push(job_id);
+    }
+    tx.commit().await?;
+    Ok(done)
+}

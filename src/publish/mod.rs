@@ -1,0 +1,94 @@
+//! Publication: outbox messages sent by a [`Publisher`], each confirmed before its product counts
+//! as published (see `db::publications`).
+//!
+//! Messages are serialized once: the body is the resto feature as a JSON object. The original
+//! double-encoded it (a JSON string holding the JSON); [`Encoding::DoubleEncoded`] reproduces that
+//! for consumers that still expect it.
+
+pub mod file;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::PgPool;
+
+use crate::db::publications::{confirm, record_attempts, unconfirmed, Outgoing};
+use crate::db::DbError;
+
+/// How a message body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The feature as a JSON object (swath's default).
+    #[default]
+    Json,
+    /// The feature as a JSON string holding the JSON (the original's format).
+    DoubleEncoded,
+}
+
+impl Encoding {
+    /// The body of `message`.
+    pub fn body(self, message: &serde_json::Value) -> Vec<u8> {
+        let json = message.to_string();
+        match self {
+            Encoding::Json => json.into_bytes(),
+            Encoding::DoubleEncoded => serde_json::Value::String(json).to_string().into_bytes(),
+        }
+    }
+}
+
+/// A message could not be sent or was not confirmed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct PublishError(pub String);
+
+/// Somewhere to publish.
+#[async_trait]
+pub trait Publisher: Send + Sync {
+    /// A short name for logs (`file`, `rabbitmq`).
+    fn name(&self) -> &'static str;
+
+    /// Sends every message and waits for its confirmation; one answer per message, in order.
+    async fn publish(&self, messages: &[Outgoing]) -> Vec<Result<(), PublishError>>;
+}
+
+/// What one publication round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Messages confirmed.
+    pub confirmed: usize,
+    /// Messages not confirmed (sent again next round).
+    pub failed: usize,
+    /// Jobs that became `done`.
+    pub done: usize,
+}
+
+/// Sends up to `limit` unconfirmed messages and records the confirmations.
+pub async fn publish_round(
+    pool: &PgPool,
+    publisher: &dyn Publisher,
+    limit: i64,
+) -> Result<PublishReport, DbError> {
+    let messages = unconfirmed(pool, limit).await?;
+    if messages.is_empty() {
+        return Ok(PublishReport::default());
+    }
+    let answers = publisher.publish(&messages).await;
+    let mut confirmed = Vec::new();
+    let mut failed = Vec::new();
+    for (message, answer) in messages.iter().zip(answers) {
+        match answer {
+            Ok(()) => confirmed.push(message.id),
+            Err(e) => {
+                tracing::warn!(job_id = message.job_id, product = %message.product_id, publisher = publisher.name(), error = %e, "publication not confirmed; it is sent again");
+                failed.push((message.id, e.0));
+            }
+        }
+    }
+    record_attempts(pool, &confirmed, &failed).await?;
+    let done = confirm(pool, &confirmed, Utc::now()).await?;
+    Ok(PublishReport {
+        confirmed: confirmed.len(),
+        failed: failed.len(),
+        done: done.len(),
+    })
+}

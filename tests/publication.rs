@@ -1,0 +1,187 @@
+//! The publication outbox with the JSON-lines file publisher: messages written with the move to
+//! `start_publication`, confirmed before the products count as published, jobs without a product
+//! straight to `done`, jobs whose message cannot be built reported, and one body encoding at a time.
+
+mod support;
+
+use sqlx::PgPool;
+use swath::config::Settings;
+use swath::db::jobs::{get_job, insert_jobs};
+use swath::db::publications::{start_publications, unconfirmed};
+use swath::db::status::{change_status_on, StatusChange};
+use swath::publish::file::FilePublisher;
+use swath::publish::{publish_round, Encoding, PublishError, Publisher};
+use swath_job_types::job::{JobResults, OutputProduct};
+use swath_job_types::publication::PublicationTarget;
+use swath_job_types::{Job, JobStatus, NewJob};
+
+use support::drive;
+
+/// A `test_job` taken to `processed` with `products` products.
+async fn processed(pool: &PgPool, name: &str, products: usize) -> Job {
+    let mut new = NewJob::new("test_job", name, 3);
+    new.measured_at = Some("2021-04-13T10:10:21Z".parse().unwrap());
+    new.params = serde_json::json!({"product": name, "mission": "S2"});
+    let inserted = insert_jobs(pool, &[new]).await.unwrap();
+    let job = get_job(pool, inserted[0].id).await.unwrap();
+    use JobStatus::*;
+    let path = [
+        Configured,
+        Ready,
+        Queued,
+        Started,
+        PreProcessing,
+        Processing,
+        PostProcessing,
+    ];
+    let job = drive(pool, job, &path).await;
+    let products: Vec<OutputProduct> = (0..products)
+        .map(|i| OutputProduct {
+            kind: "test_product".into(),
+            path: format!("TEST/2021/04/13/TEST_20210413T101021_S2B_T32TLR_V10{i}_1"),
+            size_bytes: Some(1024),
+            completed_at: Some("2021-04-13T12:00:00Z".parse().unwrap()),
+            infos: serde_json::json!({"wkt": "POLYGON((0 0,1 0,1 1,0 0))", "resolution": 20}),
+            published_at: None,
+        })
+        .collect();
+    let results = JobResults {
+        return_code: Some(0),
+        outcome: None,
+        products,
+    };
+    change_status_on(
+        pool,
+        &StatusChange::of(&job, JobStatus::Processed)
+            .results(serde_json::to_value(results).unwrap(), None),
+    )
+    .await
+    .unwrap()
+}
+
+/// A publisher that refuses every message: nothing may be marked published.
+struct Refusing;
+
+#[async_trait::async_trait]
+impl Publisher for Refusing {
+    fn name(&self) -> &'static str {
+        "refusing"
+    }
+    async fn publish(
+        &self,
+        messages: &[swath::db::publications::Outgoing],
+    ) -> Vec<Result<(), PublishError>> {
+        messages
+            .iter()
+            .map(|_| Err(PublishError("broker said no".into())))
+            .collect()
+    }
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn products_are_published_only_once_confirmed(pool: PgPool) {
+    let registry = Settings::default().registry().unwrap();
+    let two = processed(&pool, "two-products", 2).await;
+    let none = processed(&pool, "no-product", 0).await;
+    let target = PublicationTarget::default();
+    let report = start_publications(&pool, &registry, &target, 10)
+        .await
+        .unwrap();
+    let message = get_job(&pool, two.id).await.unwrap().status_message;
+    assert_eq!(
+        (report.started, report.done, report.failed),
+        (1, 1, 0),
+        "{message:?}"
+    );
+    assert_eq!(
+        get_job(&pool, none.id).await.unwrap().status,
+        JobStatus::Done
+    );
+    assert_eq!(
+        get_job(&pool, two.id).await.unwrap().status,
+        JobStatus::StartPublication
+    );
+    assert_eq!(unconfirmed(&pool, 10).await.unwrap().len(), 2);
+
+    // Not confirmed: nothing is published, nothing is lost.
+    let report = publish_round(&pool, &Refusing, 10).await.unwrap();
+    assert_eq!((report.confirmed, report.failed), (0, 2));
+    let job = get_job(&pool, two.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::StartPublication);
+    assert!(job
+        .results
+        .unwrap()
+        .products
+        .iter()
+        .all(|p| p.published_at.is_none()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("publications.jsonl");
+    let publisher = FilePublisher::new(file.clone(), "resto".into(), Encoding::Json);
+    let report = publish_round(&pool, &publisher, 10).await.unwrap();
+    assert_eq!((report.confirmed, report.done), (2, 1));
+    let job = get_job(&pool, two.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Done);
+    assert!(job
+        .results
+        .unwrap()
+        .products
+        .iter()
+        .all(|p| p.published_at.is_some()));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let ids: Vec<_> = lines
+        .iter()
+        .map(|l| l["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "TEST_20210413T101021_S2B_T32TLR_V100_1",
+            "TEST_20210413T101021_S2B_T32TLR_V101_1"
+        ]
+    );
+    assert!(lines[0]["body"].is_object(), "serialized once");
+    assert_eq!(
+        lines[0]["body"]["resto"]["properties"]["resourceSize"],
+        1024
+    );
+    assert_eq!(
+        publish_round(&pool, &publisher, 10)
+            .await
+            .unwrap()
+            .confirmed,
+        0
+    );
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_message_that_cannot_be_built_is_reported_not_skipped(pool: PgPool) {
+    let registry = Settings::default().registry().unwrap();
+    let job = processed(&pool, "broken", 1).await;
+    sqlx::query(
+        "UPDATE jobs SET results = jsonb_set(results, '{products,0,infos}', '{}') WHERE id = $1",
+    )
+    .bind(job.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let report = start_publications(&pool, &registry, &PublicationTarget::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(report.failed, 1);
+    let job = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::InternalError);
+    assert!(job.status_message.unwrap().contains("wkt"));
+}
+
+#[test]
+fn the_original_double_encoding_is_available_as_a_switch() {
+    let message = serde_json::json!({"a": 1});
+    assert_eq!(Encoding::Json.body(&message), br#"{"a":1}"#);
+    assert_eq!(Encoding::DoubleEncoded.body(&message), br#""{\"a\":1}""#);
+}
