@@ -185,3 +185,62 @@ fn the_original_double_encoding_is_available_as_a_switch() {
     assert_eq!(Encoding::Json.body(&message), br#"{"a":1}"#);
     assert_eq!(Encoding::DoubleEncoded.body(&message), br#""{\"a\":1}""#);
 }
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_refused_product_is_republished_up_to_the_cap_and_the_history_says_so(pool: PgPool) {
+    use swath::db::publications::{republish, Republish};
+    let registry = Settings::default().registry().unwrap();
+    let job = processed(&pool, "refused", 1).await;
+    start_publications(&pool, &registry, &PublicationTarget::default(), 10)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = FilePublisher::new(dir.path().join("p.jsonl"), "resto".into(), Encoding::Json);
+    publish_round(&pool, &publisher, 10).await.unwrap();
+    let id = "TEST_20210413T101021_S2B_T32TLR_V100_1";
+    for n in 1..=2 {
+        assert_eq!(
+            republish(&pool, id, "footprint rejected", 2).await.unwrap(),
+            Republish::Queued { job_id: job.id, n }
+        );
+        assert_eq!(
+            get_job(&pool, job.id).await.unwrap().status,
+            JobStatus::StartPublication
+        );
+        assert_eq!(publish_round(&pool, &publisher, 10).await.unwrap().done, 1);
+    }
+    assert_eq!(
+        republish(&pool, id, "footprint rejected", 2).await.unwrap(),
+        Republish::GaveUp { job_id: job.id }
+    );
+    let job = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::InternalError);
+    assert!(job
+        .status_message
+        .unwrap()
+        .contains("after 2 republications"));
+    let history: Vec<JobStatus> = swath::db::history::job_history(&pool, job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.status)
+        .collect();
+    let refusals = history
+        .windows(4)
+        .filter(|w| {
+            w == &[
+                JobStatus::ExternalError,
+                JobStatus::ErrorChecked,
+                JobStatus::StartPublication,
+                JobStatus::Published,
+            ]
+        })
+        .count();
+    assert_eq!(refusals, 2, "{history:?}");
+    let lines = std::fs::read_to_string(dir.path().join("p.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3, "sent once, then twice again");
+    assert_eq!(
+        republish(&pool, "NO_SUCH_PRODUCT", "x", 2).await.unwrap(),
+        Republish::Unknown
+    );
+}

@@ -236,3 +236,91 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
     tx.commit().await?;
     Ok(done)
 }
+
+/// What a failure acknowledgement from the catalogue did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Republish {
+    /// The product's message is sent again (this is republication `n` of at most the cap).
+    Queued {
+        /// The job.
+        job_id: i64,
+        /// Which republication this is.
+        n: i32,
+    },
+    /// The cap was reached: the job is now `internal_error`.
+    GaveUp {
+        /// The job.
+        job_id: i64,
+    },
+    /// No published product has this message id (unknown, or its job moved on): nothing changed.
+    Unknown,
+}
+
+/// Handles the catalogue's refusal of product `message_id` (`reason`): its message is sent again,
+/// at most `cap` times, and the job's history tells the story: `done -> external_error` (the
+/// refusal) `-> error_checked -> start_publication` (the republication), then `published -> done`
+/// on the new confirmation; past the cap, `done -> internal_error`.
+pub async fn republish(
+    pool: &PgPool,
+    message_id: &str,
+    reason: &str,
+    cap: i32,
+) -> Result<Republish, DbError> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(i64, i64, i32)> = sqlx::query_as(
+        "SELECT p.id, p.job_id, p.republish_count FROM publications p JOIN jobs j ON j.id = p.job_id
+         WHERE p.product_id = $1 AND p.confirmed_at IS NOT NULL AND j.status = $2
+         ORDER BY p.id DESC LIMIT 1 FOR UPDATE OF p, j",
+    )
+    .bind(message_id)
+    .bind(JobStatus::Done as i16)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, job_id, count)) = row else {
+        return Ok(Republish::Unknown);
+    };
+    let job = super::jobs::get_job(&mut *tx, job_id).await?;
+    if count >= cap {
+        change_status(
+            &mut tx,
+            &StatusChange::of(&job, JobStatus::InternalError).error(
+                "publication refused",
+                format!("the catalogue refused {message_id} after {cap} republications: {reason}"),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(Republish::GaveUp { job_id });
+    }
+    let n = count + 1;
+    sqlx::query(
+        "UPDATE publications SET confirmed_at = NULL, republish_count = $2, last_error = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(n)
+    .bind(reason)
+    .execute(&mut *tx)
+    .await?;
+    let refused = change_status(
+        &mut tx,
+        &StatusChange::of(&job, JobStatus::ExternalError).error(
+            "publication refused",
+            format!("the catalogue refused {message_id}: {reason}"),
+        ),
+    )
+    .await?;
+    let checked = change_status(
+        &mut tx,
+        &StatusChange::of(&refused, JobStatus::ErrorChecked)
+            .message(format!("republication {n} of at most {cap}")),
+    )
+    .await?;
+    change_status(
+        &mut tx,
+        &StatusChange::of(&checked, JobStatus::StartPublication)
+            .message(format!("{message_id} sent again")),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Republish::Queued { job_id, n })
+}
