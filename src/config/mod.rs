@@ -15,9 +15,11 @@ use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
 
 mod executor;
+mod publication;
 mod storage;
 
 pub use executor::{ExecutorKind, Secret};
+pub use publication::PublisherKind;
 
 /// Prefix of every environment variable swath reads.
 pub const ENV_PREFIX: &str = "SWATH_";
@@ -174,6 +176,29 @@ pub struct Settings {
     /// Where workers upload products (`s3://bucket/prefix` or `file:///dir`); empty means
     /// `swath-outputs` in the system's temporary directory.
     pub output_url: String,
+    /// Where publication messages go: `file` (JSON lines, the embedded default) or `rabbitmq`.
+    pub publisher: PublisherKind,
+    /// The JSON-lines file of the `file` publisher; empty means `swath-publications.jsonl` in the
+    /// system's temporary directory.
+    pub publication_file: String,
+    /// Message bodies: `json` (the feature as a JSON object) or `double_encoded` (a JSON string
+    /// holding it, as the original sent it).
+    pub publication_encoding: crate::publish::Encoding,
+    /// Republications of a product the catalogue refused, before its job fails.
+    pub publication_max_republish: i32,
+    /// Fields of the publication messages: collection, organisation, S3 host, bucket, eodata root.
+    pub publication_target: swath_job_types::publication::PublicationTarget,
+    /// AMQP URL of the broker (the vhost is its path, `%2f` for `/`); never printed. Unset means
+    /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub rabbitmq_url: Option<Secret>,
+    /// Exchange the messages are published to (declared durable).
+    pub rabbitmq_exchange: String,
+    /// Its kind: `direct`, `topic` or `fanout`.
+    pub rabbitmq_exchange_kind: String,
+    /// Routing key of the messages.
+    pub rabbitmq_routing_key: String,
+    /// Queue where the catalogue side reports products it failed to ingest.
+    pub rabbitmq_failure_queue: String,
     /// Nomad agent address.
     pub nomad_addr: String,
     /// Nomad ACL token (needs `submit-job`, `dispatch-job` and `read-job` in the namespace).
@@ -244,6 +269,16 @@ impl Default for Settings {
             local_work_root: String::new(),
             eodata_url: "s3://eodata".into(),
             output_url: String::new(),
+            publisher: PublisherKind::File,
+            publication_file: String::new(),
+            publication_encoding: crate::publish::Encoding::Json,
+            publication_max_republish: 3,
+            publication_target: swath_job_types::publication::PublicationTarget::default(),
+            rabbitmq_url: None,
+            rabbitmq_exchange: "resto".into(),
+            rabbitmq_exchange_kind: "direct".into(),
+            rabbitmq_routing_key: "resto".into(),
+            rabbitmq_failure_queue: "resto.failed".into(),
             nomad_addr: "http://127.0.0.1:4646".into(),
             nomad_token: None,
             nomad_namespace: "default".into(),
@@ -359,6 +394,7 @@ impl Settings {
         }
         self.validate_executor(&mut problems);
         self.validate_storage(&mut problems);
+        self.validate_publication(&mut problems);
         if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
             problems.push(format!("SWATH_CATALOGUE: {e}"));
         }

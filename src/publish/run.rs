@@ -1,0 +1,91 @@
+//! The publication loop of `swath serve`: processed jobs get their outbox messages, unconfirmed
+//! messages are sent; it wakes when the outbox changes (`swath_publications` notifications) and
+//! every `interval` (jobs that became processed, messages to send again).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use swath_job_types::publication::PublicationTarget;
+use swath_job_types::registry::JobTypeRegistry;
+
+use super::{publish_round, Publisher};
+use crate::db::publications::start_publications;
+
+/// Jobs and messages handled per round.
+const ROUND: i64 = 500;
+
+/// What the publication loop needs.
+#[derive(Clone)]
+pub struct PublishLoop {
+    /// The job types (they build the messages).
+    pub registry: Arc<JobTypeRegistry>,
+    /// Where products live and who publishes them.
+    pub target: PublicationTarget,
+    /// Where messages go.
+    pub publisher: Arc<dyn Publisher>,
+    /// Longest sleep between rounds.
+    pub interval: Duration,
+}
+
+/// Publishes until `stop` resolves.
+pub async fn publish_loop(pool: &PgPool, config: PublishLoop, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+        Ok(mut l) => l.listen("swath_publications").await.ok().map(|()| l),
+        Err(_) => None,
+    };
+    if listener.is_none() {
+        tracing::warn!("cannot listen for outbox changes; publishing on a timer only");
+    }
+    loop {
+        loop {
+            let started =
+                match start_publications(pool, &config.registry, &config.target, ROUND).await {
+                    Ok(r) => r.started + r.done + r.failed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start publications");
+                        0
+                    }
+                };
+            let sent = match publish_round(pool, config.publisher.as_ref(), ROUND).await {
+                Ok(r) => {
+                    if r.confirmed + r.failed > 0 {
+                        tracing::info!(
+                            publisher = config.publisher.name(),
+                            confirmed = r.confirmed,
+                            failed = r.failed,
+                            done = r.done,
+                            "publication round"
+                        );
+                    }
+                    // Failures wait for the next wake-up instead of spinning.
+                    r.confirmed
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "publication round failed");
+                    0
+                }
+            };
+            if started + sent == 0 {
+                break;
+            }
+        }
+        let changed = async {
+            match listener.as_mut() {
+                Some(l) => {
+                    if l.recv().await.is_err() {
+                        tokio::time::sleep(config.interval).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = changed => {}
+            _ = tokio::time::sleep(config.interval) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
