@@ -6,6 +6,7 @@
 //! for consumers that still expect it.
 
 pub mod file;
+pub mod rabbitmq;
 
 use async_trait::async_trait;
 use chrono::Utc;
