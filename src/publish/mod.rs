@@ -6,6 +6,7 @@
 //! for consumers that still expect it.
 
 pub mod file;
+pub mod rabbitmq;
 pub mod run;
 
 use async_trait::async_trait;
