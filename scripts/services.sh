@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests need are installed and running on this machine:
-# PostgreSQL on 127.0.0.1:5432 accepting the `postgres` user without a password.
+# PostgreSQL on 127.0.0.1:5432 accepting the `postgres` user without a password, and RabbitMQ on
+# 127.0.0.1:5672 with its default guest user (allowed on loopback).
 # Safe to run again: it only installs or starts what is missing. Needs root for installs.
 set -euo pipefail
 
@@ -35,5 +36,21 @@ ensure_postgres() {
   fi
 }
 
+rabbitmq_ready() { rabbitmqctl -q await_startup --timeout 5; }
+
+ensure_rabbitmq() {
+  if ! command -v rabbitmq-server >/dev/null 2>&1; then
+    log "installing RabbitMQ"
+    apt_install rabbitmq-server
+  fi
+  if ! rabbitmq_ready; then
+    log "starting RabbitMQ"
+    rabbitmq-server -detached || true
+    wait_for 120 RabbitMQ rabbitmq_ready
+  fi
+}
+
 ensure_postgres
 log "PostgreSQL ready on 127.0.0.1:5432"
+ensure_rabbitmq
+log "RabbitMQ ready on 127.0.0.1:5672 (guest/guest on loopback)"

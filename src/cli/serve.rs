@@ -1,7 +1,8 @@
 //! `swath serve`: the running orchestrator. It ingests continuously (every interval, each enabled job
 //! type polls the configured catalogue from its cursor), configures new and woken jobs as soon as
 //! jobs change, dispatches ready jobs to the configured executor (local or Nomad) and tracks them,
-//! and serves the HTTP API (the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
+//! publishes processed products (a JSON-lines file or RabbitMQ, with the catalogue's failure
+//! acknowledgements read back), and serves the HTTP API (the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
 //! in progress rolls back and is done again next time.
 
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use anyhow::Context;
 
 use crate::api::{router, ApiState};
 use crate::catalogue;
-use crate::config::ExecutorKind;
 use crate::config::Settings;
+use crate::config::{ExecutorKind, PublisherKind};
 use crate::db::claim::Claimant;
 use crate::executor::local::LocalExecutor;
 use crate::executor::nomad::NomadExecutor;
@@ -23,6 +24,10 @@ use crate::executor::Executor;
 use crate::pipeline::configure::configure_loop;
 use crate::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
 use crate::pipeline::poller::poll;
+use crate::publish::file::FilePublisher;
+use crate::publish::rabbitmq::{RabbitConfig, RabbitPublisher};
+use crate::publish::run::{failures_loop, publish_loop, PublishLoop};
+use crate::publish::Publisher;
 
 /// How long a claim of this instance holds before another instance may take the job.
 const CLAIM_LEASE_SECS: u64 = 120;
@@ -52,6 +57,37 @@ async fn executor(
                 tracing::warn!(error = %e, "cannot register the worker jobs in Nomad yet; they are registered when dispatching");
             }
             (Arc::new(nomad), None)
+        }
+    })
+}
+
+/// The publisher the settings choose, and the RabbitMQ one when it is that (it also reads the
+/// catalogue's failure acknowledgements).
+async fn publisher(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Publisher>, Option<Arc<RabbitPublisher>>)> {
+    Ok(match settings.publisher {
+        PublisherKind::File => {
+            let path = settings.publication_file();
+            tracing::info!(file = %path.display(), "publishing to a JSON-lines file");
+            let file = FilePublisher::new(
+                path,
+                settings.rabbitmq_routing_key.clone(),
+                settings.publication_encoding,
+            );
+            (Arc::new(file), None)
+        }
+        PublisherKind::Rabbitmq => {
+            let rabbit = Arc::new(RabbitPublisher::new(RabbitConfig {
+                url: settings.rabbitmq_url().to_string(),
+                exchange: settings.rabbitmq_exchange.clone(),
+                exchange_kind: settings.rabbitmq_exchange_kind.clone(),
+                routing_key: settings.rabbitmq_routing_key.clone(),
+                encoding: settings.publication_encoding,
+                ..RabbitConfig::default()
+            }));
+            tracing::info!(exchange = %settings.rabbitmq_exchange, "publishing to RabbitMQ");
+            (Arc::clone(&rabbit) as Arc<dyn Publisher>, Some(rabbit))
         }
     })
 }
@@ -99,6 +135,38 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
             {
                 tracing::error!(error = %e, "HTTP API failed");
             }
+        })
+    };
+    let (publisher, rabbit) = publisher(settings).await?;
+    let failures = rabbit.map(|rabbit| {
+        let pool = pool.clone();
+        let mut stop_rx = stop_rx.clone();
+        let (queue, cap) = (
+            settings.rabbitmq_failure_queue.clone(),
+            settings.publication_max_republish,
+        );
+        let interval = Duration::from_secs(settings.track_interval_secs);
+        tokio::spawn(async move {
+            failures_loop(&pool, rabbit, queue, cap, interval, async move {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+        })
+    });
+    let publish = {
+        let config = PublishLoop {
+            registry: std::sync::Arc::new(registry.clone()),
+            target: settings.publication_target.clone(),
+            publisher,
+            interval: Duration::from_secs(settings.track_interval_secs),
+        };
+        let pool = pool.clone();
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            publish_loop(&pool, config, async move {
+                let _ = stop_rx.wait_for(|stopped| *stopped).await;
+            })
+            .await;
         })
     };
     let (dispatch, track) = {
@@ -188,6 +256,10 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     let _ = configure.await;
     let _ = dispatch.await;
     let _ = track.await;
+    let _ = publish.await;
+    if let Some(failures) = failures {
+        let _ = failures.await;
+    }
     let _ = api.await;
     drop(stop_rx);
     tracing::info!("swath serve: stopped");

@@ -89,3 +89,57 @@ pub async fn publish_loop(pool: &PgPool, config: PublishLoop, stop: impl Future<
         }
     }
 }
+
+/// Reads the catalogue's failure acknowledgements from `queue` every `interval` and turns each into
+/// a bounded republish (`db::publications::republish`), acknowledging it once recorded; returns
+/// when `stop` resolves.
+pub async fn failures_loop(
+    pool: &PgPool,
+    publisher: Arc<super::rabbitmq::RabbitPublisher>,
+    queue: String,
+    cap: i32,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    use crate::db::publications::{republish, Republish};
+    tokio::pin!(stop);
+    loop {
+        match publisher.next_failures(&queue, 100).await {
+            Ok(failures) => {
+                for failure in failures {
+                    let reason = failure
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "no reason given".into());
+                    match republish(pool, &failure.product_id, &reason, cap).await {
+                        Ok(outcome) => {
+                            match outcome {
+                                Republish::Queued { job_id, n } => {
+                                    tracing::warn!(job_id, product = %failure.product_id, %reason, n, "catalogue refused a product: republishing")
+                                }
+                                Republish::GaveUp { job_id } => {
+                                    tracing::error!(job_id, product = %failure.product_id, %reason, "catalogue refused a product too often: the job failed")
+                                }
+                                Republish::Unknown => {
+                                    tracing::warn!(product = %failure.product_id, "failure acknowledgement for an unknown or unpublished product: ignored")
+                                }
+                            }
+                            if let Err(e) = failure.ack().await {
+                                tracing::warn!(error = %e, "cannot acknowledge a failure report; it comes again");
+                            }
+                        }
+                        // Not acknowledged: the broker delivers it again.
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot record a failure acknowledgement")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read failure acknowledgements"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
