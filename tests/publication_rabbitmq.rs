@@ -500,3 +500,107 @@ async fn failure_acknowledgements_are_read_then_acknowledged() {
         .await
         .unwrap();
 }
+
+/// Polls (bounded) until job `id` is in `status`.
+async fn wait_status(pool: &PgPool, id: i64, status: JobStatus) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_job(pool, id).await.unwrap().status != status {
+        assert!(Instant::now() < deadline, "job {id} never reached {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn a_failure_acknowledgement_republishes_through_the_broker_and_the_cap_holds(pool: PgPool) {
+    use std::sync::Arc;
+    let registry = Settings::default().registry().unwrap();
+    let (exchange, queue, failures) = (unique("exchange"), unique("queue"), unique("failures"));
+    let consumer = connect("%2f").await;
+    let channel = consumer.create_channel().await.unwrap();
+    bound_queue(&channel, &exchange, &queue, "resto").await;
+    let publisher = Arc::new(RabbitPublisher::new(config("%2f", &exchange)));
+    let job = processed(&pool, "refused-by-catalogue", 1).await;
+    start_publications(&pool, &registry, &PublicationTarget::default(), 10)
+        .await
+        .unwrap();
+    publish_round(&pool, publisher.as_ref(), 10).await.unwrap();
+    assert_eq!(
+        get_job(&pool, job.id).await.unwrap().status,
+        JobStatus::Done
+    );
+    let first = drain(&channel, &queue, 1).await;
+    let title = first[0]
+        .properties
+        .message_id()
+        .as_ref()
+        .unwrap()
+        .to_string();
+
+    // The catalogue side's queue (declared as the failure reader declares it).
+    channel
+        .queue_declare(
+            &failures,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = {
+        let (pool, publisher, failures) = (pool.clone(), Arc::clone(&publisher), failures.clone());
+        tokio::spawn(async move {
+            swath::publish::run::failures_loop(
+                &pool,
+                publisher,
+                failures,
+                1,
+                Duration::from_millis(50),
+                async move {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await;
+        })
+    };
+    let refuse = || async {
+        let body = serde_json::json!({"productIdentifier": title, "reason": "footprint rejected"});
+        channel
+            .basic_publish(
+                "",
+                &failures,
+                BasicPublishOptions::default(),
+                body.to_string().as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    };
+    refuse().await;
+    wait_status(&pool, job.id, JobStatus::StartPublication).await;
+    publish_round(&pool, publisher.as_ref(), 10).await.unwrap();
+    assert_eq!(
+        get_job(&pool, job.id).await.unwrap().status,
+        JobStatus::Done
+    );
+    let again = drain(&channel, &queue, 1).await;
+    assert_eq!(
+        again[0].properties.message_id().as_ref().unwrap().as_str(),
+        title,
+        "sent again"
+    );
+    refuse().await;
+    wait_status(&pool, job.id, JobStatus::InternalError).await;
+    assert!(get_job(&pool, job.id)
+        .await
+        .unwrap()
+        .status_message
+        .unwrap()
+        .contains("after 1 republications"));
+    let _ = stop_tx.send(());
+    watcher.await.unwrap();
+}

@@ -12,6 +12,7 @@ pub mod listing;
 pub mod product;
 pub mod protocol;
 pub mod publication;
+pub mod publication_schema;
 pub mod registry;
 pub mod status;
 pub mod template;

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use swath_job_types::publication::{ProductPublication, PublicationTarget};
+use swath_job_types::publication_schema::check_resto_feature;
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::{Job, JobStatus};
 
@@ -72,7 +73,19 @@ pub async fn start_publications(
             report.done += 1;
             continue;
         }
-        match job_type.get_products_publication_jsons(&job, target) {
+        let built = job_type
+            .get_products_publication_jsons(&job, target)
+            .map_err(|e| e.to_string())
+            .and_then(|messages| {
+                // What the catalogue's consumer reads must be there (cloud cover is the builders'
+                // business: only optical products carry it).
+                for m in &messages {
+                    check_resto_feature(&m.message, false)
+                        .map_err(|p| format!("message of {}: {}", m.product_id, p.join("; ")))?;
+                }
+                Ok(messages)
+            });
+        match built {
             Ok(messages) => {
                 insert_messages(&mut tx, &job, &messages).await?;
                 change_status(
@@ -86,8 +99,7 @@ pub async fn start_publications(
             Err(e) => {
                 change_status(
                     &mut tx,
-                    &StatusChange::of(&job, JobStatus::InternalError)
-                        .error("publication", e.to_string()),
+                    &StatusChange::of(&job, JobStatus::InternalError).error("publication", e),
                 )
                 .await?;
                 report.failed += 1;
