@@ -6,58 +6,14 @@ mod support;
 
 use sqlx::PgPool;
 use swath::config::Settings;
-use swath::db::jobs::{get_job, insert_jobs};
+use swath::db::jobs::get_job;
 use swath::db::publications::{start_publications, unconfirmed};
-use swath::db::status::{change_status_on, StatusChange};
 use swath::publish::file::FilePublisher;
 use swath::publish::{publish_round, Encoding, PublishError, Publisher};
-use swath_job_types::job::{JobResults, OutputProduct};
 use swath_job_types::publication::PublicationTarget;
-use swath_job_types::{Job, JobStatus, NewJob};
+use swath_job_types::JobStatus;
 
-use support::drive;
-
-/// A `test_job` taken to `processed` with `products` products.
-async fn processed(pool: &PgPool, name: &str, products: usize) -> Job {
-    let mut new = NewJob::new("test_job", name, 3);
-    new.measured_at = Some("2021-04-13T10:10:21Z".parse().unwrap());
-    new.params = serde_json::json!({"product": name, "mission": "S2"});
-    let inserted = insert_jobs(pool, &[new]).await.unwrap();
-    let job = get_job(pool, inserted[0].id).await.unwrap();
-    use JobStatus::*;
-    let path = [
-        Configured,
-        Ready,
-        Queued,
-        Started,
-        PreProcessing,
-        Processing,
-        PostProcessing,
-    ];
-    let job = drive(pool, job, &path).await;
-    let products: Vec<OutputProduct> = (0..products)
-        .map(|i| OutputProduct {
-            kind: "test_product".into(),
-            path: format!("TEST/2021/04/13/TEST_20210413T101021_S2B_T32TLR_V10{i}_1"),
-            size_bytes: Some(1024),
-            completed_at: Some("2021-04-13T12:00:00Z".parse().unwrap()),
-            infos: serde_json::json!({"wkt": "POLYGON((0 0,1 0,1 1,0 0))", "resolution": 20}),
-            published_at: None,
-        })
-        .collect();
-    let results = JobResults {
-        return_code: Some(0),
-        outcome: None,
-        products,
-    };
-    change_status_on(
-        pool,
-        &StatusChange::of(&job, JobStatus::Processed)
-            .results(serde_json::to_value(results).unwrap(), None),
-    )
-    .await
-    .unwrap()
-}
+use support::processed;
 
 /// A publisher that refuses every message: nothing may be marked published.
 struct Refusing;

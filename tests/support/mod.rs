@@ -190,3 +190,45 @@ pub async fn last_external_error(pool: &PgPool, id: i64) -> swath::db::history::
         .find(|h| h.status == JobStatus::ExternalError)
         .expect("an external error in the history")
 }
+
+/// A `test_job` taken to `processed` with `products` products.
+pub async fn processed(pool: &PgPool, name: &str, products: usize) -> Job {
+    let mut new = NewJob::new("test_job", name, 3);
+    new.measured_at = Some("2021-04-13T10:10:21Z".parse().unwrap());
+    new.params = serde_json::json!({"product": name, "mission": "S2"});
+    let inserted = insert_jobs(pool, &[new]).await.unwrap();
+    let job = get_job(pool, inserted[0].id).await.unwrap();
+    use JobStatus::*;
+    let path = [
+        Configured,
+        Ready,
+        Queued,
+        Started,
+        PreProcessing,
+        Processing,
+        PostProcessing,
+    ];
+    let job = drive(pool, job, &path).await;
+    let products: Vec<swath_job_types::job::OutputProduct> = (0..products)
+        .map(|i| swath_job_types::job::OutputProduct {
+            kind: "test_product".into(),
+            path: format!("TEST/2021/04/13/TEST_20210413T101021_S2B_T32TLR_V10{i}_1"),
+            size_bytes: Some(1024),
+            completed_at: Some("2021-04-13T12:00:00Z".parse().unwrap()),
+            infos: serde_json::json!({"wkt": "POLYGON((0 0,1 0,1 1,0 0))", "resolution": 20}),
+            published_at: None,
+        })
+        .collect();
+    let results = swath_job_types::job::JobResults {
+        return_code: Some(0),
+        outcome: None,
+        products,
+    };
+    change_status_on(
+        pool,
+        &StatusChange::of(&job, JobStatus::Processed)
+            .results(serde_json::to_value(results).unwrap(), None),
+    )
+    .await
+    .unwrap()
+}
