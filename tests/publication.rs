@@ -15,6 +15,13 @@ use swath_job_types::JobStatus;
 
 use support::processed;
 
+/// Titles of `n` products of one date and tile, versions V100, V101...
+fn titles(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("TEST_20210413T101021_S2B_T32TLR_V10{i}_1"))
+        .collect()
+}
+
 /// A publisher that refuses every message: nothing may be marked published.
 struct Refusing;
 
@@ -37,8 +44,8 @@ impl Publisher for Refusing {
 #[sqlx::test(migrations = "./sql")]
 async fn products_are_published_only_once_confirmed(pool: PgPool) {
     let registry = Settings::default().registry().unwrap();
-    let two = processed(&pool, "two-products", 2).await;
-    let none = processed(&pool, "no-product", 0).await;
+    let two = processed(&pool, "two-products", &titles(2)).await;
+    let none = processed(&pool, "no-product", &titles(0)).await;
     let target = PublicationTarget::default();
     let report = start_publications(&pool, &registry, &target, 10)
         .await
@@ -118,7 +125,7 @@ async fn products_are_published_only_once_confirmed(pool: PgPool) {
 #[sqlx::test(migrations = "./sql")]
 async fn a_message_that_cannot_be_built_is_reported_not_skipped(pool: PgPool) {
     let registry = Settings::default().registry().unwrap();
-    let job = processed(&pool, "broken", 1).await;
+    let job = processed(&pool, "broken", &titles(1)).await;
     sqlx::query(
         "UPDATE jobs SET results = jsonb_set(results, '{products,0,infos}', '{}') WHERE id = $1",
     )
@@ -146,7 +153,7 @@ fn the_original_double_encoding_is_available_as_a_switch() {
 async fn a_refused_product_is_republished_up_to_the_cap_and_the_history_says_so(pool: PgPool) {
     use swath::db::publications::{republish, Republish};
     let registry = Settings::default().registry().unwrap();
-    let job = processed(&pool, "refused", 1).await;
+    let job = processed(&pool, "refused", &titles(1)).await;
     start_publications(&pool, &registry, &PublicationTarget::default(), 10)
         .await
         .unwrap();

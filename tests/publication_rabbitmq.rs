@@ -27,6 +27,14 @@ use tokio::time::Instant;
 
 use support::processed;
 
+/// A `test_job` named `name` taken to `processed` with `products` products `<name>P<i>`.
+async fn processed_as(pool: &PgPool, name: &str, products: usize) -> swath_job_types::Job {
+    let titles: Vec<String> = (0..products)
+        .map(|i| format!("TEST_20210413T101021_S2B_{name}P{i}_V100_1"))
+        .collect();
+    processed(pool, name, &titles).await
+}
+
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672";
 
 fn unique(prefix: &str) -> String {
@@ -132,7 +140,7 @@ async fn messages_carry_the_resto_feature_and_their_properties(pool: PgPool) {
     let channel = consumer.create_channel().await.unwrap();
     bound_queue(&channel, &exchange, &queue, "resto").await;
 
-    let job = processed(&pool, "one", 2).await;
+    let job = processed_as(&pool, "one", 2).await;
     let target = PublicationTarget::default();
     start_publications(&pool, &registry, &target, 10)
         .await
@@ -178,7 +186,7 @@ async fn messages_carry_the_resto_feature_and_their_properties(pool: PgPool) {
     assert_eq!(publisher.connections_opened(), 1);
 
     // The double encoding switch: the body is a JSON string holding the feature.
-    processed(&pool, "two", 1).await;
+    processed_as(&pool, "two", 1).await;
     start_publications(&pool, &registry, &target, 10)
         .await
         .unwrap();
@@ -284,7 +292,7 @@ async fn every_product_is_delivered_through_connection_cuts(pool: PgPool) {
         setup.close(0, "set up").await.unwrap();
     }
     for j in 0..JOBS {
-        processed(&pool, &format!("j{j}"), PER_JOB).await;
+        processed_as(&pool, &format!("j{j}"), PER_JOB).await;
     }
     let report = start_publications(&pool, &registry, &PublicationTarget::default(), 1000)
         .await
@@ -362,7 +370,7 @@ async fn every_product_is_delivered_through_connection_cuts(pool: PgPool) {
 #[sqlx::test(migrations = "./sql")]
 async fn a_refused_connection_fails_the_batch_at_once_and_backs_off(pool: PgPool) {
     let registry = Settings::default().registry().unwrap();
-    processed(&pool, "refused", 3).await;
+    processed_as(&pool, "refused", 3).await;
     start_publications(&pool, &registry, &PublicationTarget::default(), 10)
         .await
         .unwrap();
@@ -475,7 +483,7 @@ async fn a_failure_acknowledgement_republishes_through_the_broker_and_the_cap_ho
     let channel = consumer.create_channel().await.unwrap();
     bound_queue(&channel, &exchange, &queue, "resto").await;
     let publisher = Arc::new(RabbitPublisher::new(config("%2f", &exchange)));
-    let job = processed(&pool, "refused-by-catalogue", 1).await;
+    let job = processed_as(&pool, "refused-by-catalogue", 1).await;
     start_publications(&pool, &registry, &PublicationTarget::default(), 10)
         .await
         .unwrap();

@@ -191,8 +191,9 @@ pub async fn last_external_error(pool: &PgPool, id: i64) -> swath::db::history::
         .expect("an external error in the history")
 }
 
-/// A `test_job` taken to `processed` with `products` products.
-pub async fn processed(pool: &PgPool, name: &str, products: usize) -> Job {
+/// A `test_job` named `name` taken to `processed` with one `test_product` per title (sizes 1024,
+/// 1025...).
+pub async fn processed(pool: &PgPool, name: &str, titles: &[String]) -> Job {
     let mut new = NewJob::new("test_job", name, 3);
     new.measured_at = Some("2021-04-13T10:10:21Z".parse().unwrap());
     new.params = serde_json::json!({"product": name, "mission": "S2"});
@@ -209,11 +210,13 @@ pub async fn processed(pool: &PgPool, name: &str, products: usize) -> Job {
         PostProcessing,
     ];
     let job = drive(pool, job, &path).await;
-    let products: Vec<swath_job_types::job::OutputProduct> = (0..products)
-        .map(|i| swath_job_types::job::OutputProduct {
+    let products: Vec<swath_job_types::job::OutputProduct> = titles
+        .iter()
+        .enumerate()
+        .map(|(i, title)| swath_job_types::job::OutputProduct {
             kind: "test_product".into(),
-            path: format!("TEST/2021/04/13/TEST_20210413T101021_S2B_T32TLR_V10{i}_1"),
-            size_bytes: Some(1024),
+            path: format!("TEST/2021/04/13/{title}"),
+            size_bytes: Some(1024 + i as u64),
             completed_at: Some("2021-04-13T12:00:00Z".parse().unwrap()),
             infos: serde_json::json!({"wkt": "POLYGON((0 0,1 0,1 1,0 0))", "resolution": 20}),
             published_at: None,
