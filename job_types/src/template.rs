@@ -44,7 +44,8 @@ pub struct JobTypeSpec {
     pub name: String,
     /// Input family (was `INPUT_PRODUCT_TYPE`).
     pub input_product_type: InputProductType,
-    /// Parameterized Nomad job that runs it (was `NOMAD_JOB_NAME`).
+    /// The original system's Nomad job for this type (`NOMAD_JOB_NAME`), kept for logs and
+    /// migration notes: swath's Nomad executor dispatches to one worker job per flavor instead.
     pub nomad_job: String,
     /// Worker flavor it needs (was `WORKER_FLAVOR_NAME`).
     pub worker_flavor: String,

@@ -30,7 +30,7 @@ pub struct DispatchRequest {
     pub worker_token: String,
     /// The flavor to run on.
     pub flavor: WorkerFlavor,
-    /// The Nomad job of the job type (for executors that need it).
+    /// The job type's original Nomad job name (for logs; executors pick their own jobs).
     pub nomad_job: String,
 }
 
