@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
-use super::local::{is_partial_name, PartialFile};
-use super::url::{local_path, relative_key};
+use super::local::{local_tree, PartialFile};
+use super::url::local_path;
 use super::{object_url, ObjectInfo, StorageError, Store};
 
 /// A store whose objects are the regular files under a directory.
@@ -110,36 +110,13 @@ impl Store for FileStore {
 
 /// The regular files under `root` whose relative key starts with `prefix`, sorted by key.
 fn walk(root: &Path, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-    let mut objects = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound && dir == root => return Ok(objects),
-            Err(e) => return Err(StorageError::local(&dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::local(&dir, e))?;
-            let path = entry.path();
-            if is_partial_name(&entry.file_name().to_string_lossy()) {
-                continue;
-            }
-            // Follows symbolic links, as a reader of the directory would.
-            let meta = std::fs::metadata(&path).map_err(|e| StorageError::local(&path, e))?;
-            if meta.is_dir() {
-                dirs.push(path);
-            } else if meta.is_file() {
-                let key = relative_key(root, &path)?;
-                if key.starts_with(prefix) {
-                    objects.push(ObjectInfo {
-                        key,
-                        size: meta.len(),
-                        checksum: None,
-                    });
-                }
-            }
-        }
-    }
-    objects.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(objects)
+    Ok(local_tree(root, true)?
+        .into_iter()
+        .filter(|f| f.key.starts_with(prefix))
+        .map(|f| ObjectInfo {
+            key: f.key,
+            size: f.size,
+            checksum: None,
+        })
+        .collect())
 }

@@ -1,9 +1,11 @@
-//! Local files written under a temporary name and renamed once complete.
+//! Local files: written under a temporary name and renamed once complete, and listed as a tree.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use tokio::fs::File;
 
+use super::url::relative_key;
 use super::StorageError;
 
 /// Suffix of the temporary names of files being written; such a file is never complete.
@@ -102,4 +104,55 @@ mod tests {
         assert!(!temp.exists());
         assert!(!dir.path().join("c.bin").exists());
     }
+}
+
+/// One regular file of a local tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its key: the path relative to the tree's root, with `/` separators.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The regular files under `root`, sorted by key; temporary files are skipped and symbolic links
+/// followed, as a reader of the directory would. A missing `root` is an empty tree when
+/// `missing_is_empty`, an error otherwise.
+pub(crate) fn local_tree(
+    root: &Path,
+    missing_is_empty: bool,
+) -> Result<Vec<LocalFile>, StorageError> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if missing_is_empty && e.kind() == ErrorKind::NotFound && dir == root => {
+                return Ok(files)
+            }
+            Err(e) => return Err(StorageError::local(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::local(&dir, e))?;
+            let path = entry.path();
+            if is_partial_name(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let meta = std::fs::metadata(&path).map_err(|e| StorageError::local(&path, e))?;
+            if meta.is_dir() {
+                dirs.push(path);
+            } else if meta.is_file() {
+                let key = relative_key(root, &path)?;
+                files.push(LocalFile {
+                    path,
+                    key,
+                    size: meta.len(),
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(files)
 }

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use tokio::task::{JoinError, JoinSet};
 
-use super::local::is_partial_name;
-use super::url::relative_key;
+use super::local::local_tree;
 use super::{open_store, ObjectInfo, StorageError, Store};
 
 /// Uploads every regular file under `src_dir` to `dest_url` (a prefix), relative paths becoming
@@ -80,25 +79,8 @@ pub(crate) fn task_result<T>(
 
 /// The regular files under `dir` with their keys, sorted by key; temporary files are skipped.
 fn local_files(dir: &Path) -> Result<Vec<(PathBuf, String)>, StorageError> {
-    let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(current) = dirs.pop() {
-        let entries = std::fs::read_dir(&current).map_err(|e| StorageError::local(&current, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::local(&current, e))?;
-            let path = entry.path();
-            if is_partial_name(&entry.file_name().to_string_lossy()) {
-                continue;
-            }
-            let meta = std::fs::metadata(&path).map_err(|e| StorageError::local(&path, e))?;
-            if meta.is_dir() {
-                dirs.push(path);
-            } else if meta.is_file() {
-                let key = relative_key(dir, &path)?;
-                files.push((path, key));
-            }
-        }
-    }
-    files.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(files)
+    Ok(local_tree(dir, false)?
+        .into_iter()
+        .map(|f| (f.path, f.key))
+        .collect())
 }
