@@ -103,13 +103,7 @@ async fn prepare_and_run(
         let dest = inputs.join(&input.name);
         let staged = stage(&input.source, &dest, TRANSFER_PARALLELISM, input.required)
             .await
-            .map_err(|e| {
-                if e.is_transient() {
-                    WorkerError::external("storage", e.to_string())
-                } else {
-                    WorkerError::internal("storage", e.to_string())
-                }
-            })?;
+            .map_err(WorkerError::from)?;
         tracing::info!(input = %input.name, objects = staged.objects, bytes = staged.bytes, "input staged");
     }
     for dir in ["outputs", "logs"] {

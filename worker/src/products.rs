@@ -13,7 +13,7 @@ use swath_job_types::job::OutputProduct;
 use swath_job_types::template::TaskOutput;
 
 use crate::outcome::WorkerError;
-use crate::storage::{upload_dir, StorageError};
+use crate::storage::upload_dir;
 
 /// The metadata file each product directory holds.
 pub const METADATA_FILE: &str = "dias_catalog_submit.json";
@@ -90,14 +90,6 @@ fn path_in_store(url: &str) -> String {
     }
 }
 
-fn storage_error(e: StorageError) -> WorkerError {
-    if e.is_transient() {
-        WorkerError::external("storage", e.to_string())
-    } else {
-        WorkerError::internal("storage", e.to_string())
-    }
-}
-
 /// Uploads every product (without its metadata file) and describes it; nothing is described unless
 /// every product uploaded completely.
 pub async fn upload_products(
@@ -126,7 +118,7 @@ pub async fn upload_products(
         );
         let uploaded = upload_dir(&product.dir, &url, parallelism)
             .await
-            .map_err(storage_error)?;
+            .map_err(WorkerError::from)?;
         described.push(OutputProduct {
             kind: product.kind.clone(),
             path: path_in_store(&url),

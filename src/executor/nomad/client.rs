@@ -13,7 +13,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::models::{AllocListStub, DispatchResponse, Evaluation, JobStub, JobSummary};
+use super::models::{AllocListStub, DispatchResponse, JobStub, JobSummary};
 
 /// Characters escaped in a job ID path segment: everything but unreserved characters.
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -314,16 +314,6 @@ impl NomadClient {
             .json(Method::GET, &path, &[], None, None)
             .await?
             .map(|(a, _)| a)
-            .unwrap_or_default())
-    }
-
-    /// A job's evaluations (empty if Nomad does not know the job).
-    pub async fn evaluations(&self, id: &str) -> Result<Vec<Evaluation>, NomadError> {
-        let path = Self::job_path(id, "/evaluations");
-        Ok(self
-            .json(Method::GET, &path, &[], None, None)
-            .await?
-            .map(|(e, _)| e)
             .unwrap_or_default())
     }
 

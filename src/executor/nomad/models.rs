@@ -119,18 +119,3 @@ impl TaskEvent {
         self.details.as_ref()?.get(key).map(String::as_str)
     }
 }
-
-/// An evaluation.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Evaluation {
-    /// `blocked`, `pending`, `complete`, `failed` or `canceled`.
-    #[serde(rename = "Status")]
-    pub status: String,
-    /// Why placement failed, by task group (dimension exhausted, constraints filtered...).
-    #[serde(rename = "FailedTGAllocs")]
-    pub failed_tg_allocs: Option<HashMap<String, serde_json::Value>>,
-    /// Raft index of its creation.
-    #[serde(rename = "CreateIndex")]
-    pub create_index: u64,
-}

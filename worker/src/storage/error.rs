@@ -147,6 +147,17 @@ impl StorageError {
     }
 }
 
+impl From<StorageError> for crate::outcome::WorkerError {
+    /// Transient storage errors ask for a retry (external), the others are final (internal).
+    fn from(e: StorageError) -> Self {
+        if e.is_transient() {
+            crate::outcome::WorkerError::external("storage", e.to_string())
+        } else {
+            crate::outcome::WorkerError::internal("storage", e.to_string())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
