@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod history;
 pub mod ingestion;
 pub mod jobs;
+pub mod notifications;
 pub mod publications;
 pub mod status;
 pub mod status_batch;

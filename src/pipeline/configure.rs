@@ -15,6 +15,7 @@ use swath_job_types::{Job, JobStatus, JobTemplate};
 
 use crate::db::configure::{due_waiting_jobs, new_jobs, set_waiting};
 use crate::db::context::PgJobContext;
+use crate::db::notifications::Notifications;
 use crate::db::status::{change_status, StatusChange};
 use crate::db::DbError;
 
@@ -116,19 +117,7 @@ pub async fn configure_loop(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
-        Ok(mut l) => match l.listen("swath_jobs").await {
-            Ok(()) => Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for job changes; configuring on a timer only");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for job changes; configuring on a timer only");
-            None
-        }
-    };
+    let mut notifications = Notifications::listen(pool, "swath_jobs").await;
     loop {
         // Drain: rounds until one makes no progress.
         loop {
@@ -152,19 +141,8 @@ pub async fn configure_loop(
                 break;
             }
         }
-        let wake = async {
-            match listener.as_mut() {
-                Some(l) => {
-                    if let Err(e) = l.recv().await {
-                        tracing::warn!(error = %e, "job change listener failed; it reconnects");
-                        tokio::time::sleep(idle).await;
-                    }
-                }
-                None => tokio::time::sleep(idle).await,
-            }
-        };
         tokio::select! {
-            _ = wake => {}
+            _ = notifications.notified(idle) => {}
             _ = tokio::time::sleep(idle) => {}
             _ = &mut stop => return,
         }

@@ -18,6 +18,7 @@ use super::dispatch::dispatch_round;
 use super::retry::{AttemptBackoff, StatusTimeouts};
 use super::track::track_round;
 use crate::db::claim::Claimant;
+use crate::db::notifications::Notifications;
 use crate::executor::Executor;
 
 /// What the dispatch loop dispatches, and how.
@@ -42,19 +43,7 @@ pub struct DispatchLoop {
 /// Dispatches until `stop` resolves.
 pub async fn dispatch_loop(pool: &PgPool, config: DispatchLoop, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
-        Ok(mut l) => match l.listen("swath_ready").await {
-            Ok(()) => Some(l),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for ready jobs; dispatching on a timer only");
-                None
-            }
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for ready jobs; dispatching on a timer only");
-            None
-        }
-    };
+    let mut ready = Notifications::listen(pool, "swath_ready").await;
     loop {
         // Drain: rounds while they dispatch something.
         loop {
@@ -86,19 +75,8 @@ pub async fn dispatch_loop(pool: &PgPool, config: DispatchLoop, stop: impl Futur
                 }
             }
         }
-        let ready = async {
-            match listener.as_mut() {
-                Some(l) => {
-                    if let Err(e) = l.recv().await {
-                        tracing::warn!(error = %e, "ready-job listener failed; it reconnects");
-                        tokio::time::sleep(config.interval).await;
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = ready => {}
+            _ = ready.notified(config.interval) => {}
             _ = config.executor.changed() => {}
             _ = tokio::time::sleep(config.interval) => {}
             _ = &mut stop => return,

@@ -11,6 +11,7 @@ use swath_job_types::publication::PublicationTarget;
 use swath_job_types::registry::JobTypeRegistry;
 
 use super::{publish_round, Publisher};
+use crate::db::notifications::Notifications;
 use crate::db::publications::start_publications;
 
 /// Jobs and messages handled per round.
@@ -32,13 +33,7 @@ pub struct PublishLoop {
 /// Publishes until `stop` resolves.
 pub async fn publish_loop(pool: &PgPool, config: PublishLoop, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
-    let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
-        Ok(mut l) => l.listen("swath_publications").await.ok().map(|()| l),
-        Err(_) => None,
-    };
-    if listener.is_none() {
-        tracing::warn!("cannot listen for outbox changes; publishing on a timer only");
-    }
+    let mut outbox = Notifications::listen(pool, "swath_publications").await;
     loop {
         loop {
             let started =
@@ -72,18 +67,8 @@ pub async fn publish_loop(pool: &PgPool, config: PublishLoop, stop: impl Future<
                 break;
             }
         }
-        let changed = async {
-            match listener.as_mut() {
-                Some(l) => {
-                    if l.recv().await.is_err() {
-                        tokio::time::sleep(config.interval).await;
-                    }
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = changed => {}
+            _ = outbox.notified(config.interval) => {}
             _ = tokio::time::sleep(config.interval) => {}
             _ = &mut stop => return,
         }
