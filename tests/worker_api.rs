@@ -14,6 +14,12 @@ use swath_job_types::{Job, JobStatus, NewJob};
 use support::api::spawn_api;
 use support::{drive, token_for_ready};
 
+/// Asserts an error answer: its status, and an error message containing `fragment`.
+fn assert_error(code: StatusCode, body: &Value, expected: StatusCode, fragment: &str) {
+    assert_eq!(code, expected, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(fragment), "{body}");
+}
+
 /// A queued `test_job` (as if just dispatched) and the token of its attempt.
 async fn dispatched(pool: &PgPool, name: &str) -> (Job, String) {
     let mut new = NewJob::new("test_job", name, 2);
@@ -206,14 +212,7 @@ async fn tokens_attempts_and_bodies_are_checked(pool: PgPool) {
         json!({"status": "processing"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CONFLICT, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("queued -> processing"),
-        "{body}"
-    );
+    assert_error(code, &body, StatusCode::CONFLICT, "queued -> processing");
     assert_eq!(
         get_job(&pool, job.id).await.unwrap().status,
         JobStatus::Queued
@@ -640,13 +639,11 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
         json!({"status": "pre_processing"}),
     )
     .await;
-    assert_eq!(code, StatusCode::CONFLICT, "{body}");
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("cancelled -> pre_processing"),
-        "{body}"
+    assert_error(
+        code,
+        &body,
+        StatusCode::CONFLICT,
+        "cancelled -> pre_processing",
     );
     for (what, body) in [
         ("status", json!({"status": "pre_processing"})),
