@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use swath_job_types::JobStatus;
 
 use support::{
-    database_url, drive, new_test_job, scratch_database_url, stderr, stdout, swath,
+    database_url, drive, new_test_job, scratch_database_url, stderr, stdout, swath, swath_env,
     swath_with_stdin,
 };
 
@@ -273,15 +273,38 @@ async fn migrate_creates_the_database_and_jobs_commands_ask_for_it(pool: PgPool)
 }
 
 #[sqlx::test]
-async fn demo_ingests_the_sample_catalogue_into_a_fresh_database(pool: PgPool) {
+async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: PgPool) {
     let (url, name) = scratch_database_url("swath_demo_test");
     let demo_db = format!("{name}_demo");
-    for run in 0..2 {
-        let out = swath(&["demo"], Some(&url));
-        assert!(out.status.success(), "run {run}: {}", stderr(&out));
+    let tmp = tempfile::tempdir().unwrap();
+    // The process runtime runs the code as `nobody`, which must reach the demo's files.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let tmpdir = tmp.path().to_str().unwrap();
+    // Run 0 finds the Docker engine and the stand-in image; run 1 finds no engine.
+    for (run, docker_host, runtime) in [
+        (0, None, "docker"),
+        (1, Some("unix:///nonexistent/docker.sock"), "process"),
+    ] {
+        let mut env = vec![("TMPDIR", tmpdir)];
+        env.extend(docker_host.map(|host| ("DOCKER_HOST", host)));
+        let out = swath_env(&["demo"], Some(&url), &env);
+        assert!(
+            out.status.success(),
+            "run {run}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
         let text = stdout(&out);
         assert!(text.contains(&format!("/{demo_db} (recreated)")), "{text}");
         assert!(text.contains("catalogue: dir:"), "{text}");
+        assert!(
+            text.contains(&format!("worker runtime: {runtime}")),
+            "run {run}: {text}"
+        );
         let row = |name: &str| {
             text.lines()
                 .find(|l| {
@@ -292,22 +315,28 @@ async fn demo_ingests_the_sample_catalogue_into_a_fresh_database(pool: PgPool) {
                 })
                 .map(|l| l.split_whitespace().collect::<Vec<_>>())
         };
-        // Configuration ran: every new job is ready but the second date of tile 32TLR, which waits.
+        // Every job ended: the samples built to fail (see samples/README.md) where expected.
         let statuses: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())
-            .filter(|c: &Vec<&str>| c.len() == 3)
+            .filter(|c: &Vec<&str>| c.len() == 3 && c[2].parse::<u32>().is_ok())
             .collect();
-        for expected in [
-            ["fsc_rlie", "configured", "1"],
-            ["fsc_rlie", "ready", "4"],
+        let expected = [
+            ["fsc_rlie", "done", "5"],
             ["fsc_rlie", "cancelled", "3"],
-            ["rlie_s1", "ready", "2"],
+            ["rlie_s1", "done", "1"],
+            ["rlie_s1", "internal_error", "1"],
             ["rlie_s1", "cancelled", "1"],
-        ] {
+        ];
+        let shown: Vec<&Vec<&str>> = statuses
+            .iter()
+            .filter(|c| c[0] == "fsc_rlie" || c[0] == "rlie_s1")
+            .collect();
+        assert_eq!(shown.len(), expected.len(), "run {run}: {text}");
+        for expected in expected {
             assert!(
-                statuses.iter().any(|c| c[..] == expected[..]),
-                "{expected:?} in {text}"
+                shown.iter().any(|c| c[..] == expected[..]),
+                "run {run}: {expected:?} in {text}"
             );
         }
         // JOB TYPE, PAGES, LISTED, CREATED, CANCELLED, SUPERSEDED, KNOWN, NOT FOR TYPE, QUARANTINED
@@ -326,6 +355,55 @@ async fn demo_ingests_the_sample_catalogue_into_a_fresh_database(pool: PgPool) {
             "{}",
             stderr(&out)
         );
+
+        // What the summary claims is what is on disk and in the database.
+        let demo = std::path::Path::new(tmpdir).join("swath-demo");
+        let published = std::fs::read_to_string(demo.join("publications.jsonl")).unwrap();
+        let messages: Vec<Value> = published
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let demo_pool = PgPool::connect(&url.replace(&name, &demo_db))
+            .await
+            .unwrap();
+        let confirmed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM publications WHERE confirmed_at IS NOT NULL")
+                .fetch_one(&demo_pool)
+                .await
+                .unwrap();
+        let unconfirmed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM publications WHERE confirmed_at IS NULL")
+                .fetch_one(&demo_pool)
+                .await
+                .unwrap();
+        demo_pool.close().await;
+        // Four fsc_rlie jobs with a product and one rlie_s1 job, each announcing what it wrote.
+        assert!(confirmed >= 5, "run {run}: {confirmed} confirmed");
+        assert_eq!(unconfirmed, 0);
+        assert_eq!(messages.len() as i64, confirmed, "run {run}: {published}");
+        for message in &messages {
+            swath_job_types::publication_schema::check_resto_feature(&message["body"], false)
+                .unwrap();
+        }
+        assert!(
+            text.contains(&format!("{confirmed} confirmed ({confirmed} lines)")),
+            "run {run}: {text}"
+        );
+        let outputs = text
+            .lines()
+            .find(|l| l.starts_with("outputs written"))
+            .unwrap();
+        assert!(!outputs.contains(" 0 files"), "run {run}: {outputs}");
+        assert!(text.contains("time taken"), "{text}");
+        // Each attempt's worker wrote to its own log file, not to the demo's output.
+        let logs: Vec<_> = std::fs::read_dir(demo.join("logs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        // Six jobs ran once, the one built to fail three times.
+        assert_eq!(logs.len(), 9, "run {run}: {logs:?}");
+        assert!(logs.iter().all(|l| l.starts_with("job-") && l.ends_with(".log")));
+        assert!(!stderr(&out).contains("attempt finished"), "{}", stderr(&out));
     }
     let long = format!("{name}_{}", "x".repeat(60 - name.len()));
     let out = swath(&["demo"], Some(&url.replace(&name, &long)));

@@ -19,11 +19,15 @@ pub struct TaskLocations {
 
 impl TaskLocations {
     /// The URL a worker stages an input from: catalogue paths under `/eodata/` are read from
-    /// `eodata_url`; URLs are kept as they are.
+    /// `eodata_url`; relative paths name what an earlier job wrote to the output store (e.g. the
+    /// L2A a time series continues from); URLs and other paths are kept as they are.
     pub fn input_url(&self, source: &str) -> String {
-        match source.strip_prefix("/eodata/") {
-            Some(rest) => format!("{}/{rest}", self.eodata_url.trim_end_matches('/')),
-            None => source.to_string(),
+        if let Some(rest) = source.strip_prefix("/eodata/") {
+            format!("{}/{rest}", self.eodata_url.trim_end_matches('/'))
+        } else if source.contains("://") || source.starts_with('/') {
+            source.to_string()
+        } else {
+            self.output_prefix_url(source)
         }
     }
 
@@ -63,7 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn catalogue_paths_map_to_the_eodata_store_and_urls_stay() {
+    fn catalogue_paths_map_to_the_eodata_store_relative_ones_to_the_output_store_and_urls_stay() {
         let l = TaskLocations {
             eodata_url: "s3://eodata".into(),
             output_url: "s3://hrsi/".into(),
@@ -75,5 +79,10 @@ mod tests {
         );
         assert_eq!(l.input_url("file:///data/x.SAFE"), "file:///data/x.SAFE");
         assert_eq!(l.output_prefix_url("/FSC/2021/"), "s3://hrsi/FSC/2021/");
+        // What an earlier job wrote, named relative to the output store.
+        assert_eq!(
+            l.input_url("32TLR/L2A/S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408"),
+            "s3://hrsi/32TLR/L2A/S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408"
+        );
     }
 }

@@ -74,7 +74,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return products::run(cmd);
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    crate::telemetry::init(settings.log_format, &settings.log);
+    // The demo shows its own progress: the loops' routine logs would drown it.
+    let log = if matches!(cli.command, Command::Demo) && settings.log == Settings::default().log {
+        "warn"
+    } else {
+        settings.log.as_str()
+    };
+    crate::telemetry::init(settings.log_format, log);
     match cli.command {
         Command::Migrate => {
             let pool = open_database(&settings, true).await?;

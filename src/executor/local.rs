@@ -51,6 +51,7 @@ pub struct LocalExecutor {
     work_root: PathBuf,
     flavors: Vec<WorkerFlavor>,
     worker_env: BTreeMap<String, String>,
+    log_dir: Option<PathBuf>,
     attempts: Arc<Mutex<HashMap<String, Attempt>>>,
 }
 
@@ -68,6 +69,7 @@ impl LocalExecutor {
             work_root,
             flavors,
             worker_env: BTreeMap::new(),
+            log_dir: None,
             attempts: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -77,6 +79,38 @@ impl LocalExecutor {
     pub fn with_worker_env(mut self, env: BTreeMap<String, String>) -> Self {
         self.worker_env = env;
         self
+    }
+
+    /// Writes each worker's output to `<dir>/job-<id>-attempt-<n>.log` instead of this process's
+    /// own standard output and error.
+    pub fn with_log_dir(mut self, dir: PathBuf) -> Self {
+        self.log_dir = Some(dir);
+        self
+    }
+
+    /// Where a worker's standard output and error go.
+    fn worker_output(&self, request: &DispatchRequest) -> Result<(Stdio, Stdio), ExecutorError> {
+        let Some(dir) = &self.log_dir else {
+            return Ok((Stdio::inherit(), Stdio::inherit()));
+        };
+        let path = dir.join(format!(
+            "job-{}-attempt-{}.log",
+            request.job_id, request.attempt
+        ));
+        let open = || {
+            std::fs::create_dir_all(dir)?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+        };
+        let file = open().map_err(|e| {
+            ExecutorError::Unavailable(format!("cannot open {}: {e}", path.display()))
+        })?;
+        let copy = file.try_clone().map_err(|e| {
+            ExecutorError::Unavailable(format!("cannot open {}: {e}", path.display()))
+        })?;
+        Ok((Stdio::from(file), Stdio::from(copy)))
     }
 
     fn refresh(attempt: &mut Attempt) -> AttemptOutcome {
@@ -169,6 +203,7 @@ impl Executor for LocalExecutor {
                 flavor.name
             )));
         }
+        let (stdout, stderr) = self.worker_output(request)?;
         let child = Command::new(&self.command.program)
             .args(&self.command.args)
             .envs(&self.worker_env)
@@ -178,6 +213,8 @@ impl Executor for LocalExecutor {
             .env("SWATH_WORKER_ORCHESTRATOR_URL", &self.orchestrator_url)
             .env("SWATH_WORKER_WORK_ROOT", &self.work_root)
             .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .process_group(0)
             .kill_on_drop(true)
             .spawn()

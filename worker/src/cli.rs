@@ -27,9 +27,20 @@ pub enum WorkerCommand {
     Run(WorkerArgs),
     /// Validate the configuration and print it (the token redacted).
     Check(WorkerArgs),
+    /// Print the runtime `run` would use here: `docker` when an engine answers (and holds
+    /// `--image`, if given), else `process`, with the reason on standard error.
+    Runtime(RuntimeArgs),
     /// Measure performance against a baseline, in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `swath-worker runtime`
+#[derive(Debug, clap::Args)]
+pub struct RuntimeArgs {
+    /// An image the Docker runtime must hold to be chosen.
+    #[arg(long)]
+    pub image: Option<String>,
 }
 
 /// `swath-worker bench ...`
@@ -63,6 +74,25 @@ async fn runtime(choice: &str) -> Result<Box<dyn Runtime>, WorkerError> {
     }
 }
 
+/// The runtime `run` would pick with `auto`, and why not Docker when it is not.
+async fn usable_runtime(args: &RuntimeArgs) -> (&'static str, Option<String>) {
+    let docker = match DockerRuntime::connect().await {
+        Ok(docker) => docker,
+        Err(e) => return ("process", Some(format!("no Docker engine: {e}"))),
+    };
+    let Some(image) = &args.image else {
+        return ("docker", None);
+    };
+    match docker.has_image(image).await {
+        Ok(true) => ("docker", None),
+        Ok(false) => (
+            "process",
+            Some(format!("the Docker engine has no image {image}")),
+        ),
+        Err(e) => ("process", Some(format!("cannot inspect {image}: {e}"))),
+    }
+}
+
 /// A token cancelled on SIGTERM (Nomad stopping the attempt) or SIGINT.
 fn cancel_on_signals() -> std::io::Result<CancellationToken> {
     let cancel = CancellationToken::new();
@@ -85,6 +115,14 @@ pub async fn run(cli: Cli) -> ExitCode {
     let (args, check_only) = match &cli.command {
         WorkerCommand::Run(args) => (args, false),
         WorkerCommand::Check(args) => (args, true),
+        WorkerCommand::Runtime(args) => {
+            let (name, reason) = usable_runtime(args).await;
+            if let Some(reason) = reason {
+                eprintln!("{reason}");
+            }
+            println!("{name}");
+            return ExitCode::SUCCESS;
+        }
         WorkerCommand::Bench(BenchCommand::Stage(args)) => {
             init_logs(false);
             return match crate::bench::run_stage_bench(args).await {

@@ -12,7 +12,9 @@
 #                     1..99 internal error, 100..199 external error; products are written only on 0
 #   STANDIN_SLEEP     seconds of "processing" before the outputs are written (default 0)
 #   STANDIN_ALLOC_MB  MiB of memory to really allocate (resident) while processing (default 0)
-#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie")
+#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie l2a"; the worker uploads the kinds of
+#                     its task and ignores the others). An `l2a` product is named after the L1C
+#                     input (the next date of the tile's time series reads it).
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
 set -u
 
@@ -22,7 +24,7 @@ OUTPUTS="$WORK/outputs"
 STANDIN_EXIT="${STANDIN_EXIT:-0}"
 STANDIN_SLEEP="${STANDIN_SLEEP:-0}"
 STANDIN_ALLOC_MB="${STANDIN_ALLOC_MB:-0}"
-STANDIN_PRODUCTS="${STANDIN_PRODUCTS:-fsc rlie}"
+STANDIN_PRODUCTS="${STANDIN_PRODUCTS:-fsc rlie l2a}"
 STANDIN_TILE="${STANDIN_TILE:-34VEM}"
 
 log() { printf '%s standin: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
@@ -86,8 +88,10 @@ log "read $count input files, $total bytes, seed $seed"
 # Acquisition from the first Sentinel-2 L1C name found in the inputs:
 # S2A_MSIL1C_20210413T101347_N0500_R022_T34VEM_20210413T121553.SAFE
 safe=$(find "$INPUTS" -name 'S2?_MSIL1C_*' | sort | head -n 1)
+l1c=
 if [ -n "$safe" ]; then
   name=$(basename "$safe")
+  l1c=${name%.SAFE}
   mission=$(printf '%s' "$name" | cut -d_ -f1)
   sensing=$(printf '%s' "$name" | cut -d_ -f3)
   tile=$(printf '%s' "$name" | cut -d_ -f6 | sed 's/^T//')
@@ -140,12 +144,16 @@ quicklook='iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAAAAAA6mKC9AAAAg0lEQVR42kWOQRHAIBADI
 products=0
 for kind in $STANDIN_PRODUCTS; do
   upper=$(printf '%s' "$kind" | tr '[:lower:]' '[:upper:]')
+  id="${upper}_${sensing}_${mission}_T${tile}_V100_1"
   case "$kind" in
     fsc) theme=Snow raster=FSCTOC ;;
     rlie) theme=Ice raster=RLIE ;;
+    l2a)
+      [ -n "$l1c" ] || continue
+      theme=L2A raster=SRE id=$l1c
+      ;;
     *) theme=Test raster=$upper ;;
   esac
-  id="${upper}_${sensing}_${mission}_T${tile}_V100_1"
   dir="$OUTPUTS/$kind/$id"
   mkdir -p "$dir" || fail 20 "cannot create $dir"
   {

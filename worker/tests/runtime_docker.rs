@@ -52,7 +52,7 @@ async fn runs_the_standin_on_its_inputs_and_writes_products() {
         )),
         "{log}"
     );
-    assert!(log.contains("standin: done: 2 products"), "{log}");
+    assert!(log.contains("standin: done: 3 products"), "{log}");
     assert_no_container(&name).await;
 }
 

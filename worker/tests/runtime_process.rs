@@ -61,7 +61,7 @@ async fn runs_the_standin_script_on_the_real_work_dir() {
             || log.contains(&format!("standin: starting in {}", real.display())),
         "{log}"
     );
-    assert!(log.contains("standin: done: 2 products"), "{log}");
+    assert!(log.contains("standin: done: 3 products"), "{log}");
 }
 
 #[tokio::test]

@@ -38,6 +38,10 @@ pub const NAME: &str = "fsc_rlie";
 /// A job is `nrt` when its input reached the catalogue within this delay after sensing.
 pub const NRT_MAX_DELAY: chrono::TimeDelta = chrono::TimeDelta::hours(27);
 
+/// Output kind of the L2A a job writes for the next date of its tile: kept in the output store
+/// (under `<tile>/L2A/<l1c_id>/`, where the next job's `l2a_path_in` points), never published.
+pub const L2A_KIND: &str = "l2a";
+
 /// A previous L2A older than this cannot seed the time series: the job starts a new one (`init`).
 pub const MAJA_CONSECUTIVE_JOBS_THRESHOLD: chrono::TimeDelta = chrono::TimeDelta::days(60);
 
@@ -134,7 +138,7 @@ impl FscRlie {
             input_product_type: InputProductType::S2,
             nomad_job: "si-processing".into(),
             worker_flavor: "hm.medium".into(),
-            output_products: vec!["fsc".into(), "rlie".into()],
+            output_products: vec!["fsc".into(), "rlie".into(), L2A_KIND.into()],
             max_attempts: 3,
             processing_start_date: utc_date(2020, 5, 1),
             image: STAND_IN_IMAGE.into(),
@@ -451,6 +455,10 @@ impl JobTemplate for FscRlie {
             });
         }
         let day = date_path(measured);
+        let tile = job
+            .tile_id
+            .as_deref()
+            .ok_or_else(|| JobTypeError::invalid(job, "no tile"))?;
         Ok(WorkerTask {
             job_id: job.id,
             job_type: NAME.into(),
@@ -471,6 +479,10 @@ impl JobTemplate for FscRlie {
                         "CLMS/Pan-European/High_Resolution_Layers/Ice/RLIE/{day}/"
                     ),
                 },
+                TaskOutput {
+                    kind: L2A_KIND.into(),
+                    destination_prefix: format!("{tile}/L2A/"),
+                },
             ],
             flavor: self.spec.worker_flavor.clone(),
             timeout_secs: self.spec.processing_timeout.as_secs(),
@@ -485,6 +497,12 @@ impl JobTemplate for FscRlie {
         })
     }
 
+    fn generated_a_product(&self, job: &Job) -> bool {
+        job.results
+            .as_ref()
+            .is_some_and(|r| r.products.iter().any(|p| p.kind != L2A_KIND))
+    }
+
     fn get_products_publication_jsons(
         &self,
         job: &Job,
@@ -497,6 +515,7 @@ impl JobTemplate for FscRlie {
             .unwrap_or_default();
         products
             .iter()
+            .filter(|product| product.kind != L2A_KIND)
             .map(|product| {
                 let product_type = match product.kind.as_str() {
                     "fsc" => "FSC",

@@ -87,6 +87,15 @@ impl DockerRuntime {
         Ok(DockerRuntime { docker, cpus })
     }
 
+    /// Whether the engine holds `image` (never pulled).
+    pub async fn has_image(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.resolve_image(image).await {
+            Ok(_) => Ok(true),
+            Err(RuntimeError::ImageNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The image's ID and digest, without pulling it.
     async fn resolve_image(&self, image: &str) -> Result<ResolvedImage, RuntimeError> {
         let info = match self.docker.inspect_image(image).await {

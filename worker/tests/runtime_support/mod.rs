@@ -126,12 +126,17 @@ pub fn spec(
 pub fn assert_standin_products(work: &Work) {
     let fsc = "FSC_20240116T103329_S2B_T32TLR_V100_1";
     let rlie = "RLIE_20240116T103329_S2B_T32TLR_V100_1";
+    // The L2A the next date of the tile continues from is named after the L1C.
+    let l2a = L1C.trim_end_matches(".SAFE");
     assert_eq!(
         work.outputs(),
         vec![
             format!("fsc/{fsc}/{fsc}_FSCTOC.pgm"),
             format!("fsc/{fsc}/{fsc}_QLK.png"),
             format!("fsc/{fsc}/dias_catalog_submit.json"),
+            format!("l2a/{l2a}/{l2a}_QLK.png"),
+            format!("l2a/{l2a}/{l2a}_SRE.pgm"),
+            format!("l2a/{l2a}/dias_catalog_submit.json"),
             format!("rlie/{rlie}/{rlie}_QLK.png"),
             format!("rlie/{rlie}/{rlie}_RLIE.pgm"),
             format!("rlie/{rlie}/dias_catalog_submit.json"),

@@ -1,0 +1,314 @@
+//! One running orchestrator: the HTTP API and the background loops (continuous ingestion,
+//! configuration, dispatch, tracking, publication and, with RabbitMQ, the catalogue's failure
+//! acknowledgements), started together by [`start`] and stopped together by [`Running::stop`].
+//!
+//! `swath serve` runs one until a stop signal; `swath demo` runs one on its own fresh database
+//! until every job has ended. Stopping never loses committed work: each loop finishes its current
+//! step, and a step in progress rolls back and is done again by the next instance.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{router, ApiState};
+use crate::catalogue;
+use crate::config::{ExecutorKind, PublisherKind, Settings};
+use crate::db::claim::Claimant;
+use crate::executor::local::LocalExecutor;
+use crate::executor::nomad::NomadExecutor;
+use crate::executor::Executor;
+use crate::pipeline::configure::configure_loop;
+use crate::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
+use crate::pipeline::poller::poll;
+use crate::publish::file::FilePublisher;
+use crate::publish::rabbitmq::{RabbitConfig, RabbitPublisher};
+use crate::publish::run::{failures_loop, publish_loop, PublishLoop};
+use crate::publish::Publisher;
+
+/// How long a claim of this instance holds before another instance may take the job.
+const CLAIM_LEASE_SECS: u64 = 120;
+/// Attempts in flight looked at per tracking round.
+const TRACK_BATCH: i64 = 500;
+
+/// What a running orchestrator does beyond the settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Poll the catalogue every `ingest_interval_secs` (off when the caller ingests by itself).
+    pub ingest: bool,
+    /// Local executor only: extra environment of every worker (e.g. `SWATH_WORKER_RUNTIME`).
+    pub worker_env: BTreeMap<String, String>,
+    /// Local executor only: a directory for the workers' output instead of this process's own.
+    pub worker_log_dir: Option<PathBuf>,
+}
+
+/// A started orchestrator.
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub api_addr: SocketAddr,
+    /// This instance's id, stamped on the jobs it claims.
+    pub service_id: uuid::Uuid,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl Running {
+    /// Asks every loop to stop and waits until they have.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(task = name, error = %e, "a background task ended abnormally");
+            }
+        }
+        tracing::info!("orchestrator stopped");
+    }
+}
+
+/// Starts the API on `listener` and every loop, on `pool` (migrated).
+pub async fn start(
+    pool: &PgPool,
+    settings: &Settings,
+    listener: tokio::net::TcpListener,
+    options: Options,
+) -> anyhow::Result<Running> {
+    let registry = Arc::new(settings.registry()?);
+    let service_id = uuid::Uuid::new_v4();
+    let api_addr = listener.local_addr()?;
+    let orchestrator_url = if settings.orchestrator_url.is_empty() {
+        format!("http://{api_addr}")
+    } else {
+        settings.orchestrator_url.clone()
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let stopped = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
+    let mut tasks = Vec::new();
+
+    let state = ApiState {
+        pool: pool.clone(),
+        registry: Arc::clone(&registry),
+        backoff: settings.attempt_backoff(),
+        tasks: settings.task_locations(),
+    };
+    let shutdown = stopped();
+    tasks.push((
+        "api",
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router(state))
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP API failed");
+            }
+        }),
+    ));
+    tracing::info!(address = %api_addr, "HTTP API listening");
+
+    let (publisher, rabbit) = publisher(settings);
+    if let Some(rabbit) = rabbit {
+        let (pool, queue, cap) = (
+            pool.clone(),
+            settings.rabbitmq_failure_queue.clone(),
+            settings.publication_max_republish,
+        );
+        let (interval, stopped) = (Duration::from_secs(settings.track_interval_secs), stopped());
+        tasks.push((
+            "publication failures",
+            tokio::spawn(async move {
+                failures_loop(&pool, rabbit, queue, cap, interval, stopped).await;
+            }),
+        ));
+    }
+    let publish = PublishLoop {
+        registry: Arc::clone(&registry),
+        target: settings.publication_target.clone(),
+        publisher,
+        interval: Duration::from_secs(settings.track_interval_secs),
+    };
+    let (pool_p, stopped_p) = (pool.clone(), stopped());
+    tasks.push((
+        "publication",
+        tokio::spawn(async move { publish_loop(&pool_p, publish, stopped_p).await }),
+    ));
+
+    let (executor, owner) = executor(settings, service_id, orchestrator_url, &options).await?;
+    let dispatch = DispatchLoop {
+        executor: Arc::clone(&executor),
+        registry: Arc::clone(&registry),
+        enabled: settings.job_types.clone(),
+        flavors: settings.flavors.clone(),
+        claimant: Claimant {
+            service_id,
+            tag: serde_json::json!({ "host": hostname(), "name": "swath serve" }),
+            lease: Duration::from_secs(CLAIM_LEASE_SECS),
+        },
+        backoff: settings.attempt_backoff(),
+        interval: Duration::from_secs(settings.track_interval_secs),
+    };
+    let track = TrackLoop {
+        executor,
+        timeouts: settings.status_timeouts(),
+        backoff: settings.attempt_backoff(),
+        owner,
+        batch: TRACK_BATCH,
+        interval: Duration::from_secs(settings.track_interval_secs),
+    };
+    let (pool_d, stopped_d) = (pool.clone(), stopped());
+    tasks.push((
+        "dispatch",
+        tokio::spawn(async move { dispatch_loop(&pool_d, dispatch, stopped_d).await }),
+    ));
+    let (pool_t, stopped_t) = (pool.clone(), stopped());
+    tasks.push((
+        "tracking",
+        tokio::spawn(async move { track_loop(&pool_t, track, stopped_t).await }),
+    ));
+
+    let enabled: Vec<_> = settings
+        .job_types
+        .iter()
+        .filter_map(|n| registry.get(n).cloned())
+        .collect();
+    let (pool_c, stopped_c) = (pool.clone(), stopped());
+    let (configure, idle) = (
+        settings.configure_settings(),
+        Duration::from_secs(settings.configure_idle_secs),
+    );
+    tasks.push((
+        "configuration",
+        tokio::spawn(async move {
+            configure_loop(&pool_c, &enabled, configure, idle, stopped_c).await;
+        }),
+    ));
+
+    if options.ingest {
+        let (pool_i, settings_i, stopped_i) = (pool.clone(), settings.clone(), stopped());
+        tasks.push((
+            "ingestion",
+            tokio::spawn(async move {
+                tokio::select! {
+                    result = ingest_loop(&pool_i, &settings_i) => {
+                        if let Err(e) = result {
+                            tracing::error!(error = format!("{e:#}"), "continuous ingestion cannot run");
+                        }
+                    }
+                    _ = stopped_i => {}
+                }
+            }),
+        ));
+    }
+    Ok(Running {
+        api_addr,
+        service_id,
+        stop,
+        tasks,
+    })
+}
+
+/// Polls the catalogue for every enabled job type, every `ingest_interval_secs`, forever. A failed
+/// round is logged and done again next time (the cursor only moves after a complete page).
+async fn ingest_loop(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
+    let registry = settings.registry()?;
+    let source = catalogue::open(&settings.catalogue, &settings.catalogue_options())
+        .context("opening the catalogue")?;
+    tracing::info!(source = %source.source(), job_types = ?settings.job_types, "ingesting continuously");
+    let interval = Duration::from_secs(settings.ingest_interval_secs);
+    loop {
+        for name in &settings.job_types {
+            let Some(job_type) = registry.get(name) else {
+                continue;
+            };
+            let window = settings.continuous_window();
+            match poll(pool, job_type, source.as_ref(), window, &mut |_| {}).await {
+                Ok(r) => tracing::info!(
+                    job_type = %name, pages = r.pages, created = r.ingest.created, cancelled = r.ingest.cancelled,
+                    quarantined = r.ingest.quarantined.len(), "ingestion round done"
+                ),
+                Err(e) => {
+                    tracing::error!(job_type = %name, error = %e, cause = %e.error, "ingestion round failed; retrying next round")
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// The executor the settings choose, and whose attempts this instance tracks (`Some`: only its own,
+/// for an executor that lives in this process).
+async fn executor(
+    settings: &Settings,
+    service_id: uuid::Uuid,
+    orchestrator_url: String,
+    options: &Options,
+) -> anyhow::Result<(Arc<dyn Executor>, Option<uuid::Uuid>)> {
+    Ok(match settings.executor {
+        ExecutorKind::Local => {
+            let mut local = LocalExecutor::new(
+                settings.local_worker_command()?,
+                orchestrator_url,
+                settings.local_work_root(),
+                settings.flavors.clone(),
+            )
+            .with_worker_env(options.worker_env.clone());
+            if let Some(dir) = &options.worker_log_dir {
+                local = local.with_log_dir(dir.clone());
+            }
+            (Arc::new(local), Some(service_id))
+        }
+        ExecutorKind::Nomad => {
+            let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
+            let nomad = NomadExecutor::new(config, settings.flavors.clone());
+            if let Err(e) = nomad.register_all().await {
+                tracing::warn!(error = %e, "cannot register the worker jobs in Nomad yet; they are registered when dispatching");
+            }
+            (Arc::new(nomad), None)
+        }
+    })
+}
+
+/// The publisher the settings choose, and the RabbitMQ one when it is that (it also reads the
+/// catalogue's failure acknowledgements).
+fn publisher(settings: &Settings) -> (Arc<dyn Publisher>, Option<Arc<RabbitPublisher>>) {
+    match settings.publisher {
+        PublisherKind::File => {
+            let path = settings.publication_file();
+            tracing::info!(file = %path.display(), "publishing to a JSON-lines file");
+            let file = FilePublisher::new(
+                path,
+                settings.rabbitmq_routing_key.clone(),
+                settings.publication_encoding,
+            );
+            (Arc::new(file), None)
+        }
+        PublisherKind::Rabbitmq => {
+            let rabbit = Arc::new(RabbitPublisher::new(RabbitConfig {
+                url: settings.rabbitmq_url().to_string(),
+                exchange: settings.rabbitmq_exchange.clone(),
+                exchange_kind: settings.rabbitmq_exchange_kind.clone(),
+                routing_key: settings.rabbitmq_routing_key.clone(),
+                encoding: settings.publication_encoding,
+                ..RabbitConfig::default()
+            }));
+            tracing::info!(exchange = %settings.rabbitmq_exchange, "publishing to RabbitMQ");
+            (Arc::clone(&rabbit) as Arc<dyn Publisher>, Some(rabbit))
+        }
+    }
+}
+
+/// This machine's name, for the jobs it claims.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
