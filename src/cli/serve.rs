@@ -2,7 +2,7 @@
 //! type polls the configured catalogue from its cursor), configures new and woken jobs as soon as
 //! jobs change, dispatches ready jobs to the configured executor (local or Nomad) and tracks them,
 //! publishes processed products (a JSON-lines file or RabbitMQ, with the catalogue's failure
-//! acknowledgements read back), and serves the HTTP API (the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
+//! acknowledgements read back), and serves the HTTP API (the operator API and the worker protocol). It stops on SIGINT or SIGTERM; committed work stays committed, a page or a decision
 //! in progress rolls back and is done again next time.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use anyhow::Context;
 
-use crate::api::{router, ApiState};
+use crate::api::{router_with, ApiState};
 use crate::catalogue;
 use crate::config::Settings;
 use crate::config::{ExecutorKind, PublisherKind};
@@ -107,8 +107,9 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let interval = Duration::from_secs(settings.ingest_interval_secs);
     tracing::info!(source = %source.source(), job_types = ?settings.job_types, "swath serve: ingesting continuously");
-    let enabled: Vec<_> = settings
-        .job_types
+    // The enabled job types and those of the children their jobs create.
+    let running = settings.running_job_types()?;
+    let enabled: Vec<_> = running
         .iter()
         .filter_map(|n| registry.get(n).cloned())
         .collect();
@@ -117,6 +118,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     tracing::info!(address = %listener.local_addr()?, "HTTP API listening");
+    let (executor, owner) = executor(settings, service_id).await?;
     let api = {
         let state = ApiState {
             pool: pool.clone(),
@@ -124,12 +126,13 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
             backoff: settings.attempt_backoff(),
             tasks: settings.task_locations(),
         };
+        let operator = settings.operator_api(Some(Arc::clone(&executor)));
         let mut stop_rx = stop_rx.clone();
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop_rx.wait_for(|stopped| *stopped).await;
             };
-            if let Err(e) = axum::serve(listener, router(state))
+            if let Err(e) = axum::serve(listener, router_with(state, operator))
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -170,11 +173,10 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
         })
     };
     let (dispatch, track) = {
-        let (executor, owner) = executor(settings, service_id).await?;
         let dispatch = DispatchLoop {
             executor: Arc::clone(&executor),
             registry: Arc::new(registry.clone()),
-            enabled: settings.job_types.clone(),
+            enabled: running.clone(),
             flavors: settings.flavors.clone(),
             claimant: Claimant {
                 service_id,

@@ -12,7 +12,7 @@
 #                     1..99 internal error, 100..199 external error; products are written only on 0
 #   STANDIN_SLEEP     seconds of "processing" before the outputs are written (default 0)
 #   STANDIN_ALLOC_MB  MiB of memory to really allocate (resident) while processing (default 0)
-#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie")
+#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie"; also quicklook, check, or any other)
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
 set -u
 
@@ -85,12 +85,21 @@ log "read $count input files, $total bytes, seed $seed"
 
 # Acquisition from the first Sentinel-2 L1C name found in the inputs:
 # S2A_MSIL1C_20210413T101347_N0500_R022_T34VEM_20210413T121553.SAFE
+# or, for the jobs that work on FSC/RLIE products (quicklooks, checks), from the first product:
+# FSC_20210413T101347_S2A_T34VEM_V100_1
 safe=$(find "$INPUTS" -name 'S2?_MSIL1C_*' | sort | head -n 1)
+product=$(find "$INPUTS" -maxdepth 1 -name 'FSC_*' | sort | head -n 1)
+[ -n "$product" ] || product=$(find "$INPUTS" -maxdepth 1 -name 'RLIE_*' | sort | head -n 1)
 if [ -n "$safe" ]; then
   name=$(basename "$safe")
   mission=$(printf '%s' "$name" | cut -d_ -f1)
   sensing=$(printf '%s' "$name" | cut -d_ -f3)
   tile=$(printf '%s' "$name" | cut -d_ -f6 | sed 's/^T//')
+elif [ -n "$product" ]; then
+  name=$(basename "$product")
+  sensing=$(printf '%s' "$name" | cut -d_ -f2)
+  mission=$(printf '%s' "$name" | cut -d_ -f3)
+  tile=$(printf '%s' "$name" | cut -d_ -f4 | sed 's/^T//')
 else
   warn "no Sentinel-2 L1C product among the inputs, using tile $STANDIN_TILE"
   mission=S2A
@@ -143,6 +152,8 @@ for kind in $STANDIN_PRODUCTS; do
   case "$kind" in
     fsc) theme=Snow raster=FSCTOC ;;
     rlie) theme=Ice raster=RLIE ;;
+    quicklook) theme=Preview raster=QLK ;;
+    check) theme=Check raster=CHK ;;
     *) theme=Test raster=$upper ;;
   esac
   id="${upper}_${sensing}_${mission}_T${tile}_V100_1"
