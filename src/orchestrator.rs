@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{router, ApiState};
+use crate::api::{router_with, ApiState};
 use crate::catalogue;
 use crate::config::{ExecutorKind, PublisherKind, Settings};
 use crate::db::claim::Claimant;
@@ -86,6 +86,8 @@ pub async fn start(
     } else {
         settings.orchestrator_url.clone()
     };
+    // The enabled job types and those of the children their jobs create.
+    let running_types = settings.running_job_types()?;
     let (stop, stop_rx) = watch::channel(false);
     let stopped = || {
         let mut rx = stop_rx.clone();
@@ -95,17 +97,19 @@ pub async fn start(
     };
     let mut tasks = Vec::new();
 
+    let (executor, owner) = executor(settings, service_id, orchestrator_url, &options).await?;
     let state = ApiState {
         pool: pool.clone(),
         registry: Arc::clone(&registry),
         backoff: settings.attempt_backoff(),
         tasks: settings.task_locations(),
     };
+    let operator = settings.operator_api(Some(Arc::clone(&executor)));
     let shutdown = stopped();
     tasks.push((
         "api",
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router(state))
+            if let Err(e) = axum::serve(listener, router_with(state, operator))
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -142,11 +146,10 @@ pub async fn start(
         tokio::spawn(async move { publish_loop(&pool_p, publish, stopped_p).await }),
     ));
 
-    let (executor, owner) = executor(settings, service_id, orchestrator_url, &options).await?;
     let dispatch = DispatchLoop {
         executor: Arc::clone(&executor),
         registry: Arc::clone(&registry),
-        enabled: settings.job_types.clone(),
+        enabled: running_types.clone(),
         flavors: settings.flavors.clone(),
         claimant: Claimant {
             service_id,
@@ -175,8 +178,7 @@ pub async fn start(
         tokio::spawn(async move { track_loop(&pool_t, track, stopped_t).await }),
     ));
 
-    let enabled: Vec<_> = settings
-        .job_types
+    let enabled: Vec<_> = running_types
         .iter()
         .filter_map(|n| registry.get(n).cloned())
         .collect();

@@ -324,13 +324,16 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
         let expected = [
             ["fsc_rlie", "done", "5"],
             ["fsc_rlie", "cancelled", "3"],
+            // The four fsc_rlie jobs with products spawned a quicklook and an attached check.
+            ["fsc_rlie_check", "done", "4"],
+            ["fsc_rlie_quicklook", "done", "4"],
             ["rlie_s1", "done", "1"],
             ["rlie_s1", "internal_error", "1"],
             ["rlie_s1", "cancelled", "1"],
         ];
         let shown: Vec<&Vec<&str>> = statuses
             .iter()
-            .filter(|c| c[0] == "fsc_rlie" || c[0] == "rlie_s1")
+            .filter(|c| c[0].starts_with("fsc_rlie") || c[0] == "rlie_s1")
             .collect();
         assert_eq!(shown.len(), expected.len(), "run {run}: {text}");
         for expected in expected {
@@ -400,10 +403,16 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        // Six jobs ran once, the one built to fail three times.
-        assert_eq!(logs.len(), 9, "run {run}: {logs:?}");
-        assert!(logs.iter().all(|l| l.starts_with("job-") && l.ends_with(".log")));
-        assert!(!stderr(&out).contains("attempt finished"), "{}", stderr(&out));
+        // Fourteen jobs ran once, the one built to fail three times.
+        assert_eq!(logs.len(), 17, "run {run}: {logs:?}");
+        assert!(logs
+            .iter()
+            .all(|l| l.starts_with("job-") && l.ends_with(".log")));
+        assert!(
+            !stderr(&out).contains("attempt finished"),
+            "{}",
+            stderr(&out)
+        );
     }
     let long = format!("{name}_{}", "x".repeat(60 - name.len()));
     let out = swath(&["demo"], Some(&url.replace(&name, &long)));

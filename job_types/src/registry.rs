@@ -90,7 +90,39 @@ impl JobTypeRegistry {
                 return Err(RegistryError::Duplicate(name));
             }
         }
+        for job_type in types.values() {
+            if let Some(missing) = job_type
+                .child_job_types()
+                .into_iter()
+                .find(|child| !types.contains_key(child))
+            {
+                return Err(RegistryError::InvalidSpec {
+                    job_type: job_type.spec().name.clone(),
+                    problem: format!("its children's job type {missing:?} is not registered"),
+                });
+            }
+        }
         Ok(JobTypeRegistry { types })
+    }
+
+    /// `enabled` followed by the job types their jobs create as children (and theirs), each once:
+    /// the job types an instance that runs `enabled` must configure and dispatch.
+    pub fn with_children<'a>(&self, enabled: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        let mut pending: Vec<String> = enabled.into_iter().cloned().collect();
+        pending.reverse();
+        while let Some(name) = pending.pop() {
+            if all.contains(&name) {
+                continue;
+            }
+            if let Some(job_type) = self.get(&name) {
+                let mut children = job_type.child_job_types();
+                children.reverse();
+                pending.extend(children);
+            }
+            all.push(name);
+        }
+        all
     }
 
     /// The job type called `name`.
@@ -106,5 +138,46 @@ impl JobTypeRegistry {
     /// The registered names, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.types.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flavor::default_flavors;
+    use crate::types::builtin_job_types;
+
+    #[test]
+    fn children_types_run_with_their_parents_once() {
+        let registry = JobTypeRegistry::new(
+            builtin_job_types(&Default::default()).unwrap(),
+            &default_flavors(),
+        )
+        .unwrap();
+        let enabled = [
+            "fsc_rlie".to_string(),
+            "rlie_s1".to_string(),
+            "fsc_rlie".to_string(),
+        ];
+        assert_eq!(
+            registry.with_children(&enabled),
+            vec![
+                "fsc_rlie",
+                "fsc_rlie_quicklook",
+                "fsc_rlie_check",
+                "rlie_s1"
+            ]
+        );
+        assert_eq!(
+            registry.with_children(&["test_job".to_string()]),
+            vec!["test_job"]
+        );
+        let without_children: Vec<_> = builtin_job_types(&Default::default())
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.spec().name == "fsc_rlie")
+            .collect();
+        let err = JobTypeRegistry::new(without_children, &default_flavors()).unwrap_err();
+        assert!(err.to_string().contains("fsc_rlie_quicklook"), "{err}");
     }
 }

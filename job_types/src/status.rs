@@ -159,7 +159,8 @@ impl JobStatus {
             StartPublication => {
                 matches!(to, Published | InternalError | ExternalError | Cancelled)
             }
-            Published => to == Done,
+            // A parent waiting in `published` for its attached children fails when one of them does.
+            Published => matches!(to, Done | InternalError),
             Done => matches!(to, InternalError | ExternalError),
             InternalError => matches!(to, InternalError | ExternalError | ErrorChecked),
             ExternalError => matches!(to, Ready | InternalError | ExternalError | ErrorChecked),
@@ -347,6 +348,7 @@ mod tests {
             (Some(Queued), Cancelled, true),
             (Some(ExternalError), Started, false),
             (Some(ExternalError), Ready, true),
+            (Some(Published), InternalError, true),
         ];
         for (from, allowed) in original {
             for to in ALL_STATUSES {

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::children::ChildJob;
 use crate::context::{ContextError, JobContext};
 use crate::exit_codes::ExitCodeTable;
 use crate::job::{Job, NewJob};
@@ -274,6 +275,29 @@ pub trait JobTemplate: Send + Sync + Debug {
 
     /// Last changes to a job before it is inserted; `reprocessed` jobs start `cancelled`.
     fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool);
+
+    /// Whether jobs of this type come from catalogue listings. Types whose jobs are only created by
+    /// other jobs (children) answer `false`, and the poller never lists a catalogue for them.
+    fn ingests(&self) -> bool {
+        true
+    }
+
+    /// Checks `params` given for a new job of this type (e.g. through the API), naming what is wrong.
+    fn check_params(&self, _params: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The job types of the children [`JobTemplate::children_when_processed`] may create. They must
+    /// be registered, and they run wherever this type runs.
+    fn child_job_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The children to create when `job` (with its results, entering `processed`) is processed.
+    /// They are stored in the same transaction as the job's move to `processed`, so none is lost.
+    fn children_when_processed(&self, _job: &Job) -> Result<Vec<ChildJob>, JobTypeError> {
+        Ok(Vec::new())
+    }
 
     /// Batch enrichment of newly created jobs before they are configured one by one.
     async fn configure_batch_jobs(

@@ -4,7 +4,7 @@
 //! the job's current one is refused with 409 and changes nothing.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,12 +13,14 @@ use swath_job_types::job::JobResults;
 use swath_job_types::protocol::AttemptTask;
 use swath_job_types::JobStatus;
 
+use super::input::ApiPath;
 use super::{ApiContext, ApiError};
-use crate::db::jobs::JobHead;
+use crate::db::jobs::{get_job, JobHead};
 use crate::db::status::StatusChange;
 use crate::db::status_batch::ChangeChain;
 use crate::db::tokens::{job_for_token, PresentedToken, TokenCheck};
 use crate::pipeline::retry::{failure_chain, Failure};
+use crate::pipeline::spawn::{children_of, spawns_children};
 
 /// The worker routes, relative to the API prefix.
 pub fn routes() -> Router<ApiContext> {
@@ -93,7 +95,7 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 
 async fn task(
     State(ctx): State<ApiContext>,
-    Path((id, attempt)): Path<(i64, i32)>,
+    ApiPath((id, attempt)): ApiPath<(i64, i32)>,
     headers: HeaderMap,
 ) -> Result<Json<AttemptTask>, ApiError> {
     let token = bearer(&headers)?;
@@ -121,7 +123,7 @@ async fn task(
 
 async fn status(
     State(ctx): State<ApiContext>,
-    Path((id, attempt)): Path<(i64, i32)>,
+    ApiPath((id, attempt)): ApiPath<(i64, i32)>,
     headers: HeaderMap,
     payload: Result<Json<StatusReport>, JsonRejection>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
@@ -250,25 +252,63 @@ fn plan_status(job: &JobHead, report: &StatusReport) -> Plan {
 
 async fn result(
     State(ctx): State<ApiContext>,
-    Path((id, attempt)): Path<(i64, i32)>,
+    ApiPath((id, attempt)): ApiPath<(i64, i32)>,
     headers: HeaderMap,
     payload: Result<Json<ResultReport>, JsonRejection>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let report = body(payload)?;
     let token = bearer(&headers)?;
-    // A failure is planned from the job's attempts as read, so it always goes the full way.
+    let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
+    // A failure is planned from the job's attempts as read, and a success that creates children
+    // from the whole job: both go the full way.
     let known = known_way(&ctx, id, attempt, token, |job| {
-        let failed = !matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
-        (!failed).then(|| plan_result(&ctx, job, &report).ok())?
+        let fast = succeeded && !spawns_children(&ctx.state.registry, &job.job_type);
+        fast.then(|| plan_result(&ctx, job, &report).ok())?
     });
     if let Some(answer) = known.await {
         return Ok(Json(answer));
     }
     let job = authorize(&ctx, token, id, attempt).await?;
-    let chain = plan_result(&ctx, &job, &report)?;
+    let mut chain = plan_result(&ctx, &job, &report)?;
+    if succeeded && spawns_children(&ctx.state.registry, &job.job_type) {
+        chain = with_children(&ctx, &job, chain).await?;
+    }
     apply_plan(&ctx, token, &job, Plan::Change(chain))
         .await
         .map(Json)
+}
+
+/// `chain` (the move to `processed`) with the children the job creates, stored in the same
+/// transaction; if they cannot be made, the job ends in `internal_error` with its results.
+async fn with_children(
+    ctx: &ApiContext,
+    job: &JobHead,
+    mut chain: ChangeChain,
+) -> Result<ChangeChain, ApiError> {
+    let processed = chain.last_mut();
+    let mut full = get_job(&ctx.state.pool, job.id).await?;
+    full.status = JobStatus::Processed;
+    full.results = processed
+        .results
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    match children_of(&ctx.state.registry, &full) {
+        Ok(children) => {
+            *processed = processed.clone().spawn(children);
+            Ok(chain)
+        }
+        Err(reason) => {
+            tracing::error!(job_id = job.id, %reason, "cannot create the children of a processed job");
+            let failed = StatusChange {
+                to: JobStatus::InternalError,
+                ..processed.clone()
+            }
+            .error("children", format!("cannot create its children: {reason}"));
+            Ok(ChangeChain::new(failed))
+        }
+    }
 }
 
 /// The changes a worker's result makes to `job` as it was read, or why it is refused.
@@ -368,7 +408,10 @@ fn plan_result(
             } else {
                 Failure::Internal { subtype, message }
             };
-            Ok(failure_chain(job, &failure, ctx.state.backoff, None).0)
+            let mut chain = failure_chain(job, &failure, ctx.state.backoff, None).0;
+            // What ran is kept with the failure: a manual retry runs it again.
+            chain.first_mut().software_version = report.software_version.clone();
+            Ok(chain)
         }
     }
 }

@@ -128,20 +128,27 @@ fn demo_settings(settings: &Settings, root: &Path, runtime: &str) -> anyhow::Res
     demo.retry_base_secs = 1;
     demo.retry_max_secs = 2;
     demo.track_interval_secs = 1;
+    // Writes need a token: the demo's own, used by nobody (it makes no API write).
+    demo.api_write_token = Some(crate::config::Secret::new(uuid::Uuid::new_v4().to_string()));
     if runtime == "process" {
         let script = root.join("standin").join("run.sh");
         std::fs::create_dir_all(script.parent().expect("a parent"))?;
         std::fs::write(&script, STAND_IN_SCRIPT)
             .with_context(|| format!("writing {}", script.display()))?;
-        let names: Vec<String> = demo
+        // Every job type's command, with the image's script path replaced by the written one.
+        let commands: Vec<(String, Vec<String>)> = demo
             .registry()?
-            .names()
             .iter()
-            .map(|n| n.to_string())
+            .map(|t| (t.spec().name.clone(), t.spec().command.clone()))
             .collect();
-        for name in names {
-            demo.job_type_settings.entry(name).or_default().command =
-                Some(vec!["/bin/sh".into(), script.display().to_string()]);
+        let written = script.display().to_string();
+        for (name, command) in commands {
+            demo.job_type_settings.entry(name).or_default().command = Some(
+                command
+                    .iter()
+                    .map(|arg| arg.replace("/standin/run.sh", &written))
+                    .collect(),
+            );
         }
     }
     Ok(demo)

@@ -1,4 +1,4 @@
-//! `swath jobs list` and `swath jobs show`.
+//! `swath jobs list`, `show`, `cancel` and `retry`.
 
 use std::process::ExitCode;
 
@@ -8,9 +8,14 @@ use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 
 use super::table;
+use crate::config::{ExecutorKind, Settings};
 use crate::db::history::{job_history, StatusChangeRecord};
 use crate::db::jobs::{get_job, list_jobs, JobFilter};
+use crate::db::retries::{retry_job, RetryError};
 use crate::db::DbError;
+use crate::executor::nomad::NomadExecutor;
+use crate::executor::Executor;
+use crate::pipeline::cancel::{cancel_job, AttemptStop, CancelError};
 
 /// `swath jobs ...`
 #[derive(Debug, Subcommand)]
@@ -41,11 +46,29 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a job (with the Nomad executor, its attempt in flight is stopped too).
+    Cancel {
+        /// The job id.
+        id: i64,
+        /// Why, recorded in the job's history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Retry jobs that ended in internal_error or cancelled: one new job each (`retry_of`), with
+    /// the same inputs and software version, attached to the same parent. Prints per id the new
+    /// job or the error; the exit code is 1 if any failed.
+    Retry {
+        /// The job ids, each once.
+        #[arg(required = true, num_args = 1..)]
+        ids: Vec<i64>,
+    },
 }
 
 /// Runs a jobs command.
-pub async fn run(pool: &PgPool, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(pool: &PgPool, settings: &Settings, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        JobsCommand::Cancel { id, reason } => return cancel(pool, settings, id, reason).await,
+        JobsCommand::Retry { ids } => return retry(pool, settings, &ids).await,
         JobsCommand::List {
             job_type,
             status,
@@ -94,6 +117,91 @@ pub async fn run(pool: &PgPool, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `swath jobs cancel`: the attempt in flight is stopped through Nomad (which any process can reach);
+/// a local attempt belongs to the `swath serve` that started it, and its worker ends at its next
+/// report, which is refused.
+async fn cancel(
+    pool: &PgPool,
+    settings: &Settings,
+    id: i64,
+    reason: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let executor: Option<Box<dyn Executor>> = match settings.executor {
+        ExecutorKind::Nomad => {
+            let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
+            Some(Box::new(NomadExecutor::new(
+                config,
+                settings.flavors.clone(),
+            )))
+        }
+        ExecutorKind::Local => None,
+    };
+    let reason = match reason {
+        Some(r) if r.contains('\0') => anyhow::bail!("the reason may not contain NUL characters"),
+        Some(r) => format!("cancelled from the command line: {r}"),
+        None => "cancelled from the command line".to_string(),
+    };
+    match cancel_job(pool, executor.as_deref(), id, &reason).await {
+        Ok(cancelled) => {
+            let attempt = match cancelled.attempt {
+                AttemptStop::NotDispatched => "no attempt was running".to_string(),
+                AttemptStop::Requested { reference } => {
+                    format!("its attempt {reference} is being stopped")
+                }
+                AttemptStop::Failed { reference, error } => {
+                    format!("its attempt {reference} could not be stopped ({error}); its worker ends at its next report")
+                }
+                AttemptStop::NoExecutor { reference } => {
+                    format!("its attempt {reference} ends at its worker's next report")
+                }
+            };
+            println!("job {id} cancelled; {attempt}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (CancelError::NotFound(_) | CancelError::NotCancellable { .. })) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(CancelError::Db(e)) => Err(anyhow::Error::new(e).context("cancelling the job")),
+    }
+}
+
+/// `swath jobs retry`: each id on its own, like the API's batch retry.
+async fn retry(pool: &PgPool, settings: &Settings, ids: &[i64]) -> anyhow::Result<ExitCode> {
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = ids.iter().find(|id| !seen.insert(**id)) {
+        eprintln!("error: job {twice} is given more than once");
+        return Ok(ExitCode::from(2));
+    }
+    let mut failed = 0;
+    for &id in ids {
+        match retry_job(pool, id, settings.retry_cap).await {
+            Ok(retried) => {
+                let resumed = retried
+                    .resumed_parent
+                    .map(|p| format!("; its parent {p} waits for it again"))
+                    .unwrap_or_default();
+                println!(
+                    "{id}: retried as job {} ({}, retry {} of job {}){resumed}",
+                    retried.job.id, retried.job.name, retried.n, retried.original
+                );
+            }
+            Err(RetryError::Db(e)) => {
+                return Err(anyhow::Error::new(e).context(format!("retrying job {id}")))
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{id}: error: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {

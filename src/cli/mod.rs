@@ -38,7 +38,7 @@ pub struct Cli {
 pub enum Command {
     /// Create the database if needed and apply every pending schema migration.
     Migrate,
-    /// Inspect jobs.
+    /// Inspect, cancel and retry jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Work with Sentinel product names.
@@ -93,7 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(cmd) => {
             let pool = open_database(&settings, false).await?;
             db::check_schema(&pool).await?;
-            return jobs::run(&pool, cmd).await;
+            return jobs::run(&pool, &settings, cmd).await;
         }
         Command::Ingest(args) => {
             let pool = open_database(&settings, false).await?;

@@ -14,6 +14,7 @@ use swath_job_types::flavor::{default_flavors, validate_flavors, WorkerFlavor};
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
 
+mod api;
 mod executor;
 mod publication;
 mod storage;
@@ -144,6 +145,13 @@ pub struct Settings {
     pub configure_idle_secs: u64,
     /// Address the HTTP API listens on.
     pub listen: String,
+    /// Bearer token of the API's writes (cancel, children, retries); without one, writes are
+    /// refused. Never printed.
+    pub api_write_token: Option<Secret>,
+    /// Bearer token of the API's reads; without one, reads are open. Never printed.
+    pub api_read_token: Option<Secret>,
+    /// Manual retries an original job may have.
+    pub retry_cap: u32,
     /// Delay before the second attempt of a job after an external error, in seconds; it doubles
     /// with each attempt (with jitter).
     pub retry_base_secs: u64,
@@ -255,6 +263,9 @@ impl Default for Settings {
             configure_recheck_secs: 600,
             configure_idle_secs: 30,
             listen: "127.0.0.1:8080".into(),
+            api_write_token: None,
+            api_read_token: None,
+            retry_cap: crate::api::DEFAULT_RETRY_CAP,
             retry_base_secs: 60,
             retry_max_secs: 3600,
             executor: ExecutorKind::Local,
@@ -392,6 +403,7 @@ impl Settings {
         if self.retry_base_secs == 0 || self.retry_max_secs < self.retry_base_secs {
             problems.push("SWATH_RETRY_BASE_SECS and SWATH_RETRY_MAX_SECS: the base must be at least 1 and at most the maximum".into());
         }
+        self.validate_api(&mut problems);
         self.validate_executor(&mut problems);
         self.validate_storage(&mut problems);
         self.validate_publication(&mut problems);

@@ -193,6 +193,14 @@ pub struct JobFilter {
     pub tile_id: Option<String>,
     /// Only children attached to this parent.
     pub parent_id: Option<i64>,
+    /// Only jobs sensed at or after this time.
+    pub measured_after: Option<DateTime<Utc>>,
+    /// Only jobs sensed before this time.
+    pub measured_before: Option<DateTime<Utc>>,
+    /// Only jobs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
     /// Only jobs with an id below this one (cursor for the next page).
     pub before_id: Option<i64>,
     /// At most this many jobs.
@@ -212,6 +220,10 @@ pub async fn list_jobs<'e>(
            AND ($3::text IS NULL OR tile_id = $3)
            AND ($4::bigint IS NULL OR parent_id = $4)
            AND ($5::bigint IS NULL OR id < $5)
+           AND ($7::timestamptz IS NULL OR measured_at >= $7)
+           AND ($8::timestamptz IS NULL OR measured_at < $8)
+           AND ($9::timestamptz IS NULL OR created_at >= $9)
+           AND ($10::timestamptz IS NULL OR created_at < $10)
          ORDER BY id DESC
          LIMIT $6"
     ))
@@ -221,6 +233,10 @@ pub async fn list_jobs<'e>(
     .bind(filter.parent_id)
     .bind(filter.before_id)
     .bind(filter.limit.max(0))
+    .bind(filter.measured_after)
+    .bind(filter.measured_before)
+    .bind(filter.created_after)
+    .bind(filter.created_before)
     .fetch_all(db)
     .await?;
     rows.iter().map(job_from_row).collect()

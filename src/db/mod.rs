@@ -8,6 +8,7 @@ use swath_job_types::JobStatus;
 
 use crate::config::DatabaseUrl;
 
+pub mod chaining;
 pub mod claim;
 pub mod configure;
 pub mod context;
@@ -17,6 +18,8 @@ pub mod ingestion;
 pub mod jobs;
 pub mod notifications;
 pub mod publications;
+pub mod queries;
+pub mod retries;
 pub mod status;
 pub mod status_batch;
 pub mod tokens;

@@ -42,7 +42,9 @@ pub struct StartReport {
 }
 
 /// Moves up to `limit` processed jobs on: those with products to `start_publication` with their
-/// messages in the outbox (one transaction per job), those without straight to `done`.
+/// messages in the outbox (one transaction per job), those without straight to `done`. A job whose
+/// attached children are not all done waits for them in `processed` (`awaiting_children`, set by
+/// the database) and is not looked at again; the last child's move to done completes it.
 pub async fn start_publications(
     pool: &PgPool,
     registry: &JobTypeRegistry,
@@ -52,10 +54,10 @@ pub async fn start_publications(
     let mut report = StartReport::default();
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 ORDER BY status_changed_at, id LIMIT $2
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 9 AND NOT awaiting_children
+         ORDER BY status_changed_at, id LIMIT $1
          FOR UPDATE SKIP LOCKED"
     ))
-    .bind(JobStatus::Processed as i16)
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
@@ -178,8 +180,9 @@ pub async fn record_attempts(
 }
 
 /// Marks messages `ids` confirmed at `at`; each job whose messages are now all confirmed gets its
-/// products' publication dates and becomes `published`, then `done`, in the same transaction.
-/// Returns the jobs that became `done`.
+/// products' publication dates and becomes `published`, then `done`, in the same transaction (or
+/// stays `published` until its attached children are done: see [`super::chaining`]). Returns the
+/// jobs that became `done`.
 pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -242,8 +245,10 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
                 .message(format!("{} message(s) confirmed", published.len())),
         )
         .await?;
-        change_status(&mut tx, &StatusChange::of(&published, JobStatus::Done)).await?;
-        done.push(job_id);
+        let after = change_status(&mut tx, &StatusChange::of(&published, JobStatus::Done)).await?;
+        if after.status == JobStatus::Done {
+            done.push(job_id);
+        }
     }
     tx.commit().await?;
     Ok(done)

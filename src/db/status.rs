@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
-use swath_job_types::{Job, JobStatus};
+use swath_job_types::{Job, JobStatus, NewJob};
 use uuid::Uuid;
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
@@ -44,6 +44,9 @@ pub struct StatusChange {
     pub software_version: Option<String>,
     /// The executor's reference of the dispatched attempt, stored with the change.
     pub executor_ref: Option<String>,
+    /// Jobs to create in the same transaction, once the change applied (the children a processed
+    /// job spawns). Their parent references are set.
+    pub spawn: Vec<NewJob>,
 }
 
 impl StatusChange {
@@ -69,6 +72,7 @@ impl StatusChange {
             results: None,
             software_version: None,
             executor_ref: None,
+            spawn: Vec::new(),
         }
     }
 
@@ -123,6 +127,12 @@ impl StatusChange {
         self
     }
 
+    /// Creates `jobs` in the same transaction as the change (see [`StatusChange::spawn`]).
+    pub fn spawn(mut self, jobs: Vec<NewJob>) -> Self {
+        self.spawn = jobs;
+        self
+    }
+
     /// Stores new params with the change.
     pub fn params(mut self, params: serde_json::Value) -> Self {
         self.params = Some(params);
@@ -134,7 +144,8 @@ impl StatusChange {
 ///
 /// Fails with [`DbError::LostRace`] when the job is no longer in `from` at `attempt`,
 /// [`DbError::InvalidTransition`] when the state machine forbids the change, and
-/// [`DbError::NotFound`] when the job does not exist. Works inside a transaction (`&mut *tx`).
+/// [`DbError::NotFound`] when the job does not exist. Works inside a transaction (`&mut *tx`), which
+/// a change that spawns jobs needs: they are inserted after it, on the same connection.
 pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Result<Job, DbError> {
     let bump = change.next_attempt.is_some();
     let row = sqlx::query(&format!(
@@ -178,6 +189,9 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .await
     .map_err(|e| DbError::from_job_write(change.job_id, e))?;
     if let Some(row) = row {
+        if !change.spawn.is_empty() {
+            super::jobs::insert_jobs(&mut *conn, &change.spawn).await?;
+        }
         return job_from_row(&row);
     }
     let id = change.job_id;
@@ -201,6 +215,12 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
 
 /// [`change_status`] on a connection taken from `pool`.
 pub async fn change_status_on(pool: &PgPool, change: &StatusChange) -> Result<Job, DbError> {
+    if !change.spawn.is_empty() {
+        let mut tx = pool.begin().await?;
+        let job = change_status(&mut tx, change).await?;
+        tx.commit().await?;
+        return Ok(job);
+    }
     let mut conn = pool.acquire().await?;
     change_status(&mut conn, change).await
 }

@@ -48,6 +48,16 @@ impl ChangeChain {
     pub fn job_id(&self) -> i64 {
         self.0[0].job_id
     }
+
+    /// The first change, to add to it.
+    pub fn first_mut(&mut self) -> &mut StatusChange {
+        &mut self.0[0]
+    }
+
+    /// The last change, to add to it.
+    pub fn last_mut(&mut self) -> &mut StatusChange {
+        self.0.last_mut().expect("a chain has a first change")
+    }
 }
 
 impl From<StatusChange> for ChangeChain {
@@ -112,12 +122,13 @@ fn waves(chains: &[ChangeChain]) -> Vec<Vec<usize>> {
     waves
 }
 
-/// Whether every change of `chain` is of its job and accepted by the transition trigger.
+/// Whether every change of `chain` is of its job, accepted by the transition trigger, and creates no
+/// job (a change that spawns jobs is applied alone, with them, in its own transaction).
 fn fits_fast_path(chain: &ChangeChain) -> bool {
     chain
         .changes()
         .iter()
-        .all(|c| c.job_id == chain.job_id() && fits_state_machine(c))
+        .all(|c| c.job_id == chain.job_id() && fits_state_machine(c) && c.spawn.is_empty())
 }
 
 /// Whether the transition trigger accepts `change` when the job is where the change expects it.

@@ -1,10 +1,12 @@
 //! The flow of jobs: ingest (catalogue products -> jobs), configure, dispatch and track (the
-//! loops of `execution`). Publication joins here later.
+//! loops of `execution`), the children processed jobs create (`spawn`), and cancellation.
 
+pub mod cancel;
 pub mod configure;
 pub mod dispatch;
 pub mod execution;
 pub mod ingest;
 pub mod poller;
 pub mod retry;
+pub mod spawn;
 pub mod track;

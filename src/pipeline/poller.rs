@@ -95,6 +95,11 @@ pub async fn poll(
             ..Default::default()
         },
     };
+    // Jobs of this type are created by other jobs (children): there is no catalogue to list.
+    if !job_type.ingests() {
+        tracing::debug!(job_type = %spec.name, "not polled: its jobs are created by other jobs");
+        return Ok(report);
+    }
     let fail = |report: &PollReport, error: PollFailure| PollError {
         done: Box::new(report.clone()),
         error,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use swath::api::{router, ApiState};
+use swath::api::{router_with, ApiState};
 use swath::config::Settings;
 use swath::pipeline::retry::AttemptBackoff;
 
@@ -27,9 +27,18 @@ pub async fn spawn_api(pool: &PgPool) -> TestApi {
     spawn_api_with(pool, &Settings::default()).await
 }
 
-/// The API over `pool` with the job types and storage locations of `settings`, and a 30 s retry
-/// backoff.
+/// The API over `pool` with the job types, storage locations, tokens and retry cap of `settings`, and
+/// a 30 s retry backoff.
 pub async fn spawn_api_with(pool: &PgPool, settings: &Settings) -> TestApi {
+    spawn_api_full(pool, settings, None).await
+}
+
+/// Like [`spawn_api_with`], stopping the attempts of cancelled jobs through `executor`.
+pub async fn spawn_api_full(
+    pool: &PgPool,
+    settings: &Settings,
+    executor: Option<Arc<dyn swath::executor::Executor>>,
+) -> TestApi {
     let state = ApiState {
         pool: pool.clone(),
         registry: Arc::new(settings.registry().unwrap()),
@@ -43,7 +52,7 @@ pub async fn spawn_api_with(pool: &PgPool, settings: &Settings) -> TestApi {
         .await
         .unwrap();
     let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let app = router(state);
+    let app = router_with(state, settings.operator_api(executor));
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });

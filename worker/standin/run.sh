@@ -12,9 +12,10 @@
 #                     1..99 internal error, 100..199 external error; products are written only on 0
 #   STANDIN_SLEEP     seconds of "processing" before the outputs are written (default 0)
 #   STANDIN_ALLOC_MB  MiB of memory to really allocate (resident) while processing (default 0)
-#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie l2a"; the worker uploads the kinds of
-#                     its task and ignores the others). An `l2a` product is named after the L1C
-#                     input (the next date of the tile's time series reads it).
+#   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie l2a"; also quicklook, check, or any
+#                     other; the worker uploads the kinds of its task and ignores the others). An
+#                     `l2a` product is named after the L1C input (the next date of the tile's time
+#                     series reads it).
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
 set -u
 
@@ -87,14 +88,23 @@ log "read $count input files, $total bytes, seed $seed"
 
 # Acquisition from the first Sentinel-2 L1C name found in the inputs:
 # S2A_MSIL1C_20210413T101347_N0500_R022_T34VEM_20210413T121553.SAFE
+# or, for the jobs that work on FSC/RLIE products (quicklooks, checks), from the first product:
+# FSC_20210413T101347_S2A_T34VEM_V100_1
 safe=$(find "$INPUTS" -name 'S2?_MSIL1C_*' | sort | head -n 1)
 l1c=
+product=$(find "$INPUTS" -maxdepth 1 -name 'FSC_*' | sort | head -n 1)
+[ -n "$product" ] || product=$(find "$INPUTS" -maxdepth 1 -name 'RLIE_*' | sort | head -n 1)
 if [ -n "$safe" ]; then
   name=$(basename "$safe")
   l1c=${name%.SAFE}
   mission=$(printf '%s' "$name" | cut -d_ -f1)
   sensing=$(printf '%s' "$name" | cut -d_ -f3)
   tile=$(printf '%s' "$name" | cut -d_ -f6 | sed 's/^T//')
+elif [ -n "$product" ]; then
+  name=$(basename "$product")
+  sensing=$(printf '%s' "$name" | cut -d_ -f2)
+  mission=$(printf '%s' "$name" | cut -d_ -f3)
+  tile=$(printf '%s' "$name" | cut -d_ -f4 | sed 's/^T//')
 else
   warn "no Sentinel-2 L1C product among the inputs, using tile $STANDIN_TILE"
   mission=S2A
@@ -152,6 +162,8 @@ for kind in $STANDIN_PRODUCTS; do
       [ -n "$l1c" ] || continue
       theme=L2A raster=SRE id=$l1c
       ;;
+    quicklook) theme=Preview raster=QLK ;;
+    check) theme=Check raster=CHK ;;
     *) theme=Test raster=$upper ;;
   esac
   dir="$OUTPUTS/$kind/$id"

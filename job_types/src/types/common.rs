@@ -20,6 +20,15 @@ pub(crate) struct Candidates<'p, T> {
     pub jobs: Vec<(NewJob, &'p CatalogueProduct, T)>,
 }
 
+/// Checks that `params` decode as `T`, naming the field that does not.
+pub(crate) fn params_decode_as<T: serde::de::DeserializeOwned>(
+    params: &serde_json::Value,
+) -> Result<(), String> {
+    serde_json::from_value::<T>(params.clone())
+        .map(|_| ())
+        .map_err(|e| format!("params: {e}"))
+}
+
 /// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the
 /// product, any other `Err` rejects it), keeping the first of several listings of one product.
 pub(crate) fn build_candidates<'p, T>(

@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
 use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
-use super::{area_of_interest, footprint_of, SettingsError};
+use super::{area_of_interest, follow_up, footprint_of, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
+use crate::children::ChildJob;
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, JobPriority, NewJob};
@@ -356,6 +357,19 @@ impl JobTemplate for FscRlie {
             finish(self, &mut out, job);
         }
         Ok(out)
+    }
+
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        super::common::params_decode_as::<FscRlieParams>(params)
+    }
+
+    /// A quicklook (best effort) and a product check (attached) of the products, once processed.
+    fn child_job_types(&self) -> Vec<String> {
+        vec![follow_up::QUICKLOOK.into(), follow_up::CHECK.into()]
+    }
+
+    fn children_when_processed(&self, job: &Job) -> Result<Vec<ChildJob>, JobTypeError> {
+        Ok(follow_up::fsc_rlie_children(job))
     }
 
     fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {

@@ -3,6 +3,7 @@
 //! - [`fsc_rlie`]: Sentinel-2 L1C -> FSC and RLIE products, one time series per tile.
 //! - [`rlie_s1`]: Sentinel-1 GRD -> RLIE-S1 products over the tiles its footprint covers.
 //! - [`test_job`]: a smoke-test type that accepts any product.
+//! - [`follow_up`]: `fsc_rlie_quicklook` and `fsc_rlie_check`, created by processed `fsc_rlie` jobs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::aoi::{Footprint, TileGrid};
 use crate::template::{JobTemplate, JobTypeSpec};
 
 mod common;
+pub mod follow_up;
 pub mod fsc_rlie;
 pub mod rlie_s1;
 pub mod test_job;
@@ -53,7 +55,7 @@ pub struct JobTypeOverrides {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// Settings name a job type that does not exist.
-    #[error("settings name unknown job type {0:?} (known: fsc_rlie, rlie_s1, test_job)")]
+    #[error("settings name unknown job type {0:?} (known: fsc_rlie, fsc_rlie_check, fsc_rlie_quicklook, rlie_s1, test_job)")]
     UnknownJobType(String),
     /// An area of interest names tiles outside the EEA39 grid.
     #[error("{job_type}: tiles {tiles:?} are not EEA39 Sentinel-2 tiles (ids like 32TLR, without the T)")]
@@ -125,7 +127,13 @@ impl JobTypeOverrides {
 pub fn builtin_job_types(
     overrides: &BTreeMap<String, JobTypeOverrides>,
 ) -> Result<Vec<Arc<dyn JobTemplate>>, SettingsError> {
-    let known = [fsc_rlie::NAME, rlie_s1::NAME, test_job::NAME];
+    let known = [
+        fsc_rlie::NAME,
+        rlie_s1::NAME,
+        test_job::NAME,
+        follow_up::QUICKLOOK,
+        follow_up::CHECK,
+    ];
     if let Some(unknown) = overrides.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(SettingsError::UnknownJobType(unknown.clone()));
     }
@@ -134,6 +142,8 @@ pub fn builtin_job_types(
         Arc::new(fsc_rlie::FscRlie::new(&get(fsc_rlie::NAME))?),
         Arc::new(rlie_s1::RlieS1::new(&get(rlie_s1::NAME))?),
         Arc::new(test_job::TestJob::new(&get(test_job::NAME))),
+        Arc::new(follow_up::FollowUp::quicklook(&get(follow_up::QUICKLOOK))),
+        Arc::new(follow_up::FollowUp::check(&get(follow_up::CHECK))),
     ])
 }
 
@@ -159,7 +169,16 @@ mod tests {
     fn builtin_types_register_with_the_default_flavors() {
         let types = builtin_job_types(&BTreeMap::new()).unwrap();
         let registry = JobTypeRegistry::new(types, &default_flavors()).unwrap();
-        assert_eq!(registry.names(), vec!["fsc_rlie", "rlie_s1", "test_job"]);
+        assert_eq!(
+            registry.names(),
+            vec![
+                "fsc_rlie",
+                "fsc_rlie_check",
+                "fsc_rlie_quicklook",
+                "rlie_s1",
+                "test_job"
+            ]
+        );
     }
 
     #[test]

@@ -198,6 +198,10 @@ impl JobTemplate for RlieS1 {
         Ok(out)
     }
 
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        super::common::params_decode_as::<RlieS1Params>(params)
+    }
+
     fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
         if reprocessed {
             mark_reprocessed(job, self.spec.processing_start_date);

@@ -127,6 +127,10 @@ impl JobTemplate for TestJob {
 
     fn job_pre_insertion_setup(&self, _job: &mut NewJob, _reprocessed: bool) {}
 
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        super::common::params_decode_as::<TestJobParams>(params)
+    }
+
     async fn configure_single_job(
         &self,
         _ctx: &dyn JobContext,

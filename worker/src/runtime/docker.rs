@@ -1,7 +1,8 @@
 //! The Docker runtime: the code runs in a container of a local image, through the engine's API.
 //!
 //! The image is never pulled: it must be on the engine, and its digest (the first `RepoDigests`
-//! entry's `sha256:...`, else the image ID) is the run's software version; the container is created
+//! entry, `repo@sha256:...`, else the image ID) is the run's software version, a reference that
+//! names exactly this image so that a retry can run it again; the container is created
 //! from the image ID, so what runs is what is recorded. The container gets the work directory at
 //! `/work` and `inputs/` read-only at `/work/inputs`, a non-root user, no capabilities and no new
 //! privileges, network mode `none` unless the spec asks for the network (then the engine's default
@@ -118,7 +119,9 @@ impl DockerRuntime {
             .repo_digests
             .unwrap_or_default()
             .iter()
-            .find_map(|d| d.split_once('@').map(|(_, digest)| digest.to_string()))
+            // `repo@sha256:...`: a reference that names exactly this image, to run it again.
+            .find(|d| d.contains('@'))
+            .cloned()
             .unwrap_or_else(|| id.clone());
         Ok(ResolvedImage { id, digest })
     }
