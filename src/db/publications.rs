@@ -28,6 +28,8 @@ pub struct Outgoing {
     pub message: serde_json::Value,
     /// How many times it was sent before.
     pub sent_count: i32,
+    /// When it was written to the outbox.
+    pub created_at: DateTime<Utc>,
 }
 
 /// What one round of [`start_publications`] did.
@@ -135,7 +137,7 @@ async fn insert_messages(
 /// Up to `limit` messages not yet confirmed, oldest first.
 pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, job_id, kind, product_id, message, sent_count FROM publications
+        "SELECT id, job_id, kind, product_id, message, sent_count, created_at FROM publications
          WHERE confirmed_at IS NULL ORDER BY id LIMIT $1",
     )
     .bind(limit)
@@ -150,6 +152,7 @@ pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbE
                 product_id: r.try_get("product_id")?,
                 message: r.try_get("message")?,
                 sent_count: r.try_get("sent_count")?,
+                created_at: r.try_get("created_at")?,
             })
         })
         .collect()

@@ -178,6 +178,7 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .await
     .map_err(|e| DbError::from_job_write(change.job_id, e))?;
     if let Some(row) = row {
+        crate::metrics::record_transition(change.from, change.to, bump);
         return job_from_row(&row);
     }
     let id = change.job_id;

@@ -157,7 +157,13 @@ async fn record_dispatches(
     let mut failed = None;
     for ((job, reference), outcome) in started.iter().zip(outcomes) {
         match outcome {
-            Ok(_) => report.queued += 1,
+            Ok(_) => {
+                report.queued += 1;
+                let waited = (chrono::Utc::now() - job.status_changed_at)
+                    .to_std()
+                    .unwrap_or_default();
+                crate::metrics::observe_dispatch(&job.job_type, waited);
+            }
             // The worker started first and recorded the dispatch itself: add the reference.
             Err(DbError::LostRace {
                 actual,

@@ -87,7 +87,13 @@ pub async fn publish_round(
         }
     }
     record_attempts(pool, &confirmed, &failed).await?;
-    let done = confirm(pool, &confirmed, Utc::now()).await?;
+    let now = Utc::now();
+    let done = confirm(pool, &confirmed, now).await?;
+    for message in messages.iter().filter(|m| confirmed.contains(&m.id)) {
+        crate::metrics::observe_publication(
+            (now - message.created_at).to_std().unwrap_or_default(),
+        );
+    }
     Ok(PublishReport {
         confirmed: confirmed.len(),
         failed: failed.len(),
