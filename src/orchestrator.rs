@@ -100,6 +100,7 @@ pub async fn start(
         registry: Arc::clone(&registry),
         backoff: settings.attempt_backoff(),
         tasks: settings.task_locations(),
+        timeliness_target_hours: settings.timeliness_target_hours,
     };
     let shutdown = stopped();
     tasks.push((

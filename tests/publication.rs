@@ -85,6 +85,10 @@ async fn products_are_published_only_once_confirmed(pool: PgPool) {
     assert_eq!((report.confirmed, report.done), (2, 1));
     let job = get_job(&pool, two.id).await.unwrap();
     assert_eq!(job.status, JobStatus::Done);
+    // The job's own publication date is the confirm's, as its products'.
+    let products_published = job.results.as_ref().unwrap().products[0].published_at;
+    assert!(job.output_published_at.is_some());
+    assert_eq!(job.output_published_at, products_published);
     assert!(job
         .results
         .unwrap()

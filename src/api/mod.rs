@@ -15,6 +15,7 @@ use crate::db::DbError;
 use crate::pipeline::retry::AttemptBackoff;
 
 pub mod batcher;
+pub mod dashboard;
 pub mod known;
 pub mod metrics;
 pub mod reports;
@@ -32,6 +33,8 @@ pub struct ApiState {
     pub backoff: AttemptBackoff,
     /// Where workers read and write, and the flavors' limits.
     pub tasks: tasks::TaskLocations,
+    /// The dashboard's timeliness target, in hours.
+    pub timeliness_target_hours: f64,
 }
 
 /// What the handlers share: the [`ApiState`] and the batchers of worker reports.
@@ -47,8 +50,9 @@ pub struct ApiContext {
 pub fn router(state: ApiState) -> Router {
     let reports = Arc::new(reports::Reports::new(state.pool.clone()));
     Router::new()
-        .nest("/api/v1", worker::routes())
+        .nest("/api/v1", worker::routes().merge(dashboard::routes()))
         .merge(metrics::routes())
+        .merge(dashboard::page_routes())
         .with_state(ApiContext { state, reports })
 }
 

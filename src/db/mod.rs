@@ -11,6 +11,7 @@ use crate::config::DatabaseUrl;
 pub mod claim;
 pub mod configure;
 pub mod context;
+pub mod dashboard;
 pub mod dispatch;
 pub mod history;
 pub mod ingestion;

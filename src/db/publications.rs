@@ -238,6 +238,11 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
             job_id,
             problem: format!("results cannot be written back: {e}"),
         })?;
+        sqlx::query("UPDATE jobs SET output_published_at = $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
         let published = change_status(
             &mut tx,
             &StatusChange::of(&job, JobStatus::Published)

@@ -87,7 +87,8 @@ pub async fn publish_round(
         }
     }
     record_attempts(pool, &confirmed, &failed).await?;
-    let now = Utc::now();
+    // The database keeps microseconds: the products' dates (in JSON) are given the same.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let done = confirm(pool, &confirmed, now).await?;
     for message in messages.iter().filter(|m| confirmed.contains(&m.id)) {
         crate::metrics::observe_publication(

@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod jobspec;
 pub mod nomad_emulator;
 pub mod openapi;
+pub mod webdriver;
 
 use std::process::{Command, Output};
 
