@@ -168,7 +168,11 @@ async fn a_refused_product_is_republished_up_to_the_cap_and_the_history_says_so(
     for n in 1..=2 {
         assert_eq!(
             republish(&pool, id, "footprint rejected", 2).await.unwrap(),
-            Republish::Queued { job_id: job.id, n }
+            Republish::Queued {
+                job_id: job.id,
+                job_type: "test_job".into(),
+                n
+            }
         );
         assert_eq!(
             get_job(&pool, job.id).await.unwrap().status,
@@ -178,7 +182,10 @@ async fn a_refused_product_is_republished_up_to_the_cap_and_the_history_says_so(
     }
     assert_eq!(
         republish(&pool, id, "footprint rejected", 2).await.unwrap(),
-        Republish::GaveUp { job_id: job.id }
+        Republish::GaveUp {
+            job_id: job.id,
+            job_type: "test_job".into()
+        }
     );
     let job = get_job(&pool, job.id).await.unwrap();
     assert_eq!(job.status, JobStatus::InternalError);

@@ -102,7 +102,7 @@ pub async fn dispatch_round(
             match executor.dispatch(&request).await {
                 Ok(reference) => started.push((job, reference)),
                 Err(ExecutorError::Unavailable(reason)) => {
-                    tracing::warn!(job_id = job.id, executor = executor.name(), %reason, "dispatch failed; the job stays claimed for a later round");
+                    tracing::warn!(job_id = job.id, job_type = %job.job_type, executor = executor.name(), %reason, "dispatch failed; the job stays claimed for a later round");
                     report.deferred += 1;
                 }
                 Err(ExecutorError::Refused(reason)) => {
@@ -178,7 +178,7 @@ async fn record_dispatches(
             // The job moved on (cancelled...): the attempt must not run.
             Err(DbError::LostRace { .. }) => {
                 if let Err(e) = executor.stop(reference).await {
-                    tracing::warn!(job_id = job.id, error = %e, "cannot stop an attempt whose job moved on");
+                    tracing::warn!(job_id = job.id, job_type = %job.job_type, error = %e, "cannot stop an attempt whose job moved on");
                 }
                 report.deferred += 1;
             }

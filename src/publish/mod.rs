@@ -81,7 +81,7 @@ pub async fn publish_round(
         match answer {
             Ok(()) => confirmed.push(message.id),
             Err(e) => {
-                tracing::warn!(job_id = message.job_id, product = %message.product_id, publisher = publisher.name(), error = %e, "publication not confirmed; it is sent again");
+                tracing::warn!(job_id = message.job_id, job_type = %message.job_type, product = %message.product_id, publisher = publisher.name(), error = %e, "publication not confirmed; it is sent again");
                 failed.push((message.id, e.0));
             }
         }
