@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod executor;
+pub mod metrics;
 pub mod orchestrator;
 pub mod pipeline;
 pub mod publish;

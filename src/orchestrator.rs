@@ -103,6 +103,7 @@ pub async fn start(
         registry: Arc::clone(&registry),
         backoff: settings.attempt_backoff(),
         tasks: settings.task_locations(),
+        timeliness_target_hours: settings.timeliness_target_hours,
     };
     let operator = settings.operator_api(Some(Arc::clone(&executor)));
     let shutdown = stopped();

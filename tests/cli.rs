@@ -8,7 +8,7 @@ use swath_job_types::JobStatus;
 
 use support::{
     database_url, drive, new_test_job, scratch_database_url, stderr, stdout, swath, swath_env,
-    swath_with_stdin,
+    swath_program, swath_with_stdin,
 };
 
 /// Real names of every family the parser supports (samples and the catalogue notes).
@@ -284,14 +284,22 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
     )
     .unwrap();
     let tmpdir = tmp.path().to_str().unwrap();
-    // Run 0 finds the Docker engine and the stand-in image; run 1 finds no engine.
+    // Run 1 is a fresh machine's `cargo run -- demo`: the `swath` program alone (its own `worker`
+    // subcommand runs the attempts) and no Docker engine.
+    let alone = tmp.path().join("bin").join("swath");
+    std::fs::create_dir_all(alone.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_swath"), &alone).unwrap();
+    // Run 0 finds the Docker engine and the stand-in image, and `swath-worker` beside `swath`.
     for (run, docker_host, runtime) in [
         (0, None, "docker"),
         (1, Some("unix:///nonexistent/docker.sock"), "process"),
     ] {
         let mut env = vec![("TMPDIR", tmpdir)];
         env.extend(docker_host.map(|host| ("DOCKER_HOST", host)));
-        let out = swath_env(&["demo"], Some(&url), &env);
+        let out = match run {
+            0 => swath_env(&["demo"], Some(&url), &env),
+            _ => swath_program(&alone, &["demo"], Some(&url), &env),
+        };
         assert!(
             out.status.success(),
             "run {run}: {}\n{}",

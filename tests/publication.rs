@@ -85,6 +85,10 @@ async fn products_are_published_only_once_confirmed(pool: PgPool) {
     assert_eq!((report.confirmed, report.done), (2, 1));
     let job = get_job(&pool, two.id).await.unwrap();
     assert_eq!(job.status, JobStatus::Done);
+    // The job's own publication date is the confirm's, as its products'.
+    let products_published = job.results.as_ref().unwrap().products[0].published_at;
+    assert!(job.output_published_at.is_some());
+    assert_eq!(job.output_published_at, products_published);
     assert!(job
         .results
         .unwrap()
@@ -164,7 +168,11 @@ async fn a_refused_product_is_republished_up_to_the_cap_and_the_history_says_so(
     for n in 1..=2 {
         assert_eq!(
             republish(&pool, id, "footprint rejected", 2).await.unwrap(),
-            Republish::Queued { job_id: job.id, n }
+            Republish::Queued {
+                job_id: job.id,
+                job_type: "test_job".into(),
+                n
+            }
         );
         assert_eq!(
             get_job(&pool, job.id).await.unwrap().status,
@@ -174,7 +182,10 @@ async fn a_refused_product_is_republished_up_to_the_cap_and_the_history_says_so(
     }
     assert_eq!(
         republish(&pool, id, "footprint rejected", 2).await.unwrap(),
-        Republish::GaveUp { job_id: job.id }
+        Republish::GaveUp {
+            job_id: job.id,
+            job_type: "test_job".into()
+        }
     );
     let job = get_job(&pool, job.id).await.unwrap();
     assert_eq!(job.status, JobStatus::InternalError);

@@ -23,11 +23,13 @@ use crate::pipeline::retry::AttemptBackoff;
 
 pub mod auth;
 pub mod batcher;
+pub mod dashboard;
 pub mod health;
 pub mod input;
 pub mod job_writes;
 pub mod jobs;
 pub mod known;
+pub mod metrics;
 pub mod openapi;
 pub mod reports;
 pub mod retries;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub backoff: AttemptBackoff,
     /// Where workers read and write, and the flavors' limits.
     pub tasks: tasks::TaskLocations,
+    /// The dashboard's timeliness target, in hours.
+    pub timeliness_target_hours: f64,
 }
 
 /// What the operator API needs beyond [`ApiState`]. The default has no token (writes are refused,
@@ -97,9 +101,12 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(job_writes::routes())
         .merge(retries::routes())
         .merge(health::routes())
-        .merge(openapi::routes());
+        .merge(openapi::routes())
+        .merge(dashboard::routes());
     Router::new()
         .nest("/api/v1", api)
+        .merge(metrics::routes())
+        .merge(dashboard::page_routes())
         .fallback(input::no_route)
         .method_not_allowed_fallback(input::no_method)
         .with_state(ApiContext {

@@ -67,7 +67,7 @@ async fn retry_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let retried = retry_job(&ctx.state.pool, id, ctx.operator.retry_cap).await?;
-    tracing::info!(job_id = id, retry = retried.job.id, "job retried");
+    tracing::info!(job_id = id, job_type = %retried.job.job_type, retry = retried.job.id, "job retried");
     let location = format!("/api/v1/jobs/{}", retried.job.id);
     Ok((
         StatusCode::CREATED,

@@ -217,6 +217,7 @@ pub async fn bench_pipeline(
         registry: registry.clone(),
         backoff: AttemptBackoff::default(),
         tasks: crate::config::Settings::default().task_locations(),
+        timeliness_target_hours: 3.0,
     };
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let (tx, rx) = mpsc::unbounded_channel();

@@ -91,17 +91,17 @@ fn recreate_dir(dir: &Path) -> anyhow::Result<()> {
 /// `docker` when the engine answers and holds the stand-in image, else `process` (with the reason),
 /// as the worker itself finds it.
 async fn worker_runtime(settings: &Settings) -> anyhow::Result<(String, Option<String>)> {
-    let worker = settings.local_worker_command()?.program;
+    let command = settings.local_worker_command()?;
+    let worker = command.program;
+    // The same program, asked `runtime` instead of `run`.
+    let mut args = command.args;
+    args.pop();
+    args.extend(["runtime".into(), "--image".into(), STAND_IN_IMAGE.into()]);
     let output = tokio::process::Command::new(&worker)
-        .args(["runtime", "--image", STAND_IN_IMAGE])
+        .args(&args)
         .output()
         .await
-        .with_context(|| {
-            format!(
-                "running {} (build it with `cargo build --workspace`)",
-                worker.display()
-            )
-        })?;
+        .with_context(|| format!("running {}", worker.display()))?;
     let runtime = String::from_utf8_lossy(&output.stdout).trim().to_string();
     anyhow::ensure!(
         output.status.success() && (runtime == "docker" || runtime == "process"),

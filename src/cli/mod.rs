@@ -53,6 +53,10 @@ pub enum Command {
     /// Measure performance against a baseline, in one run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run the worker, as `swath-worker` does (the local executor's default when no `swath-worker`
+    /// lies beside this program).
+    #[command(subcommand)]
+    Worker(swath_worker::cli::WorkerCommand),
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -73,6 +77,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Products(cmd) = &cli.command {
         return products::run(cmd);
     }
+    // The worker reads its own environment and sets up its own logs.
+    let cli = match cli.command {
+        Command::Worker(command) => {
+            return Ok(swath_worker::cli::run(swath_worker::cli::Cli { command }).await)
+        }
+        command => Cli { command, ..cli },
+    };
     let settings = Settings::load(cli.config.as_deref())?;
     // The demo shows its own progress: the loops' routine logs would drown it.
     let log = if matches!(cli.command, Command::Demo) && settings.log == Settings::default().log {
@@ -116,7 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 toml::to_string_pretty(&shown).context("formatting the settings")?
             );
         }
-        Command::Products(_) => unreachable!("handled above"),
+        Command::Products(_) | Command::Worker(_) => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -64,16 +64,27 @@ impl Settings {
         }
     }
 
-    /// The worker command of the local executor.
+    /// The worker command of the local executor: the configured program with `run`, else
+    /// `swath-worker run` beside this program, else this program's own `worker run`.
     pub fn local_worker_command(&self) -> anyhow::Result<WorkerCommand> {
-        let program = if self.local_worker_command.is_empty() {
-            std::env::current_exe()?.with_file_name("swath-worker")
+        if !self.local_worker_command.is_empty() {
+            return Ok(WorkerCommand {
+                program: PathBuf::from(&self.local_worker_command),
+                args: vec!["run".into()],
+            });
+        }
+        let this = std::env::current_exe()?;
+        let beside = this.with_file_name("swath-worker");
+        Ok(if beside.is_file() {
+            WorkerCommand {
+                program: beside,
+                args: vec!["run".into()],
+            }
         } else {
-            PathBuf::from(&self.local_worker_command)
-        };
-        Ok(WorkerCommand {
-            program,
-            args: vec!["run".into()],
+            WorkerCommand {
+                program: this,
+                args: vec!["worker".into(), "run".into()],
+            }
         })
     }
 
@@ -203,6 +214,24 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_local_worker_is_the_configured_one_else_beside_else_this_program() {
+        let configured = Settings {
+            local_worker_command: "/opt/swath/bin/swath-worker".into(),
+            ..Settings::default()
+        };
+        let command = configured.local_worker_command().unwrap();
+        assert_eq!(
+            command.program,
+            PathBuf::from("/opt/swath/bin/swath-worker")
+        );
+        assert_eq!(command.args, vec!["run"]);
+        // A unit test runs from `deps/`, where no `swath-worker` lies: this program's `worker run`.
+        let command = Settings::default().local_worker_command().unwrap();
+        assert_eq!(command.program, std::env::current_exe().unwrap());
+        assert_eq!(command.args, vec!["worker", "run"]);
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -196,6 +196,9 @@ pub struct Settings {
     pub publication_max_republish: i32,
     /// Fields of the publication messages: collection, organisation, S3 host, bucket, eodata root.
     pub publication_target: swath_job_types::publication::PublicationTarget,
+    /// The timeliness target the dashboard draws: hours from an input's publication to its
+    /// products' publication.
+    pub timeliness_target_hours: f64,
     /// AMQP URL of the broker (the vhost is its path, `%2f` for `/`); never printed. Unset means
     /// `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub rabbitmq_url: Option<Secret>,
@@ -285,6 +288,7 @@ impl Default for Settings {
             publication_encoding: crate::publish::Encoding::Json,
             publication_max_republish: 3,
             publication_target: swath_job_types::publication::PublicationTarget::default(),
+            timeliness_target_hours: 3.0,
             rabbitmq_url: None,
             rabbitmq_exchange: "resto".into(),
             rabbitmq_exchange_kind: "direct".into(),
@@ -407,6 +411,10 @@ impl Settings {
         self.validate_executor(&mut problems);
         self.validate_storage(&mut problems);
         self.validate_publication(&mut problems);
+        if !(self.timeliness_target_hours.is_finite() && self.timeliness_target_hours > 0.0) {
+            problems
+                .push("SWATH_TIMELINESS_TARGET_HOURS: must be a number of hours above 0".into());
+        }
         if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
             problems.push(format!("SWATH_CATALOGUE: {e}"));
         }

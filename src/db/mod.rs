@@ -12,6 +12,7 @@ pub mod chaining;
 pub mod claim;
 pub mod configure;
 pub mod context;
+pub mod dashboard;
 pub mod dispatch;
 pub mod history;
 pub mod ingestion;

@@ -20,6 +20,8 @@ pub struct Outgoing {
     pub id: i64,
     /// The job.
     pub job_id: i64,
+    /// Its type.
+    pub job_type: String,
     /// The product kind.
     pub kind: String,
     /// The message id (the product's title).
@@ -28,6 +30,8 @@ pub struct Outgoing {
     pub message: serde_json::Value,
     /// How many times it was sent before.
     pub sent_count: i32,
+    /// When it was written to the outbox.
+    pub created_at: DateTime<Utc>,
 }
 
 /// What one round of [`start_publications`] did.
@@ -137,8 +141,9 @@ async fn insert_messages(
 /// Up to `limit` messages not yet confirmed, oldest first.
 pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbError> {
     let rows = sqlx::query(
-        "SELECT id, job_id, kind, product_id, message, sent_count FROM publications
-         WHERE confirmed_at IS NULL ORDER BY id LIMIT $1",
+        "SELECT p.id, p.job_id, j.job_type, p.kind, p.product_id, p.message, p.sent_count, p.created_at
+         FROM publications p JOIN jobs j ON j.id = p.job_id
+         WHERE p.confirmed_at IS NULL ORDER BY p.id LIMIT $1",
     )
     .bind(limit)
     .fetch_all(pool)
@@ -148,10 +153,12 @@ pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbE
             Ok(Outgoing {
                 id: r.try_get("id")?,
                 job_id: r.try_get("job_id")?,
+                job_type: r.try_get("job_type")?,
                 kind: r.try_get("kind")?,
                 product_id: r.try_get("product_id")?,
                 message: r.try_get("message")?,
                 sent_count: r.try_get("sent_count")?,
+                created_at: r.try_get("created_at")?,
             })
         })
         .collect()
@@ -238,6 +245,11 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
             job_id,
             problem: format!("results cannot be written back: {e}"),
         })?;
+        sqlx::query("UPDATE jobs SET output_published_at = $2 WHERE id = $1")
+            .bind(job_id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
         let published = change_status(
             &mut tx,
             &StatusChange::of(&job, JobStatus::Published)
@@ -261,6 +273,8 @@ pub enum Republish {
     Queued {
         /// The job.
         job_id: i64,
+        /// Its type.
+        job_type: String,
         /// Which republication this is.
         n: i32,
     },
@@ -268,6 +282,8 @@ pub enum Republish {
     GaveUp {
         /// The job.
         job_id: i64,
+        /// Its type.
+        job_type: String,
     },
     /// No published product has this message id (unknown, or its job moved on): nothing changed.
     Unknown,
@@ -307,7 +323,10 @@ pub async fn republish(
         )
         .await?;
         tx.commit().await?;
-        return Ok(Republish::GaveUp { job_id });
+        return Ok(Republish::GaveUp {
+            job_id,
+            job_type: job.job_type,
+        });
     }
     let n = count + 1;
     sqlx::query(
@@ -339,5 +358,9 @@ pub async fn republish(
     )
     .await?;
     tx.commit().await?;
-    Ok(Republish::Queued { job_id, n })
+    Ok(Republish::Queued {
+        job_id,
+        job_type: job.job_type,
+        n,
+    })
 }

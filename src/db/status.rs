@@ -192,6 +192,7 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
         if !change.spawn.is_empty() {
             super::jobs::insert_jobs(&mut *conn, &change.spawn).await?;
         }
+        crate::metrics::record_transition(change.from, change.to, bump);
         return job_from_row(&row);
     }
     let id = change.job_id;

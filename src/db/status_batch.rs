@@ -201,6 +201,17 @@ async fn apply_wave(
     }
     let mut found = current_states(&mut tx, &missed(&first, &applied)).await?;
     tx.commit().await?;
+    for &i in members {
+        if last.contains_key(&chains[i].job_id()) {
+            for change in chains[i].changes() {
+                crate::metrics::record_transition(
+                    change.from,
+                    change.to,
+                    change.next_attempt.is_some(),
+                );
+            }
+        }
+    }
     Ok(members
         .iter()
         .zip(&first)

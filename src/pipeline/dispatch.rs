@@ -102,7 +102,7 @@ pub async fn dispatch_round(
             match executor.dispatch(&request).await {
                 Ok(reference) => started.push((job, reference)),
                 Err(ExecutorError::Unavailable(reason)) => {
-                    tracing::warn!(job_id = job.id, executor = executor.name(), %reason, "dispatch failed; the job stays claimed for a later round");
+                    tracing::warn!(job_id = job.id, job_type = %job.job_type, executor = executor.name(), %reason, "dispatch failed; the job stays claimed for a later round");
                     report.deferred += 1;
                 }
                 Err(ExecutorError::Refused(reason)) => {
@@ -157,7 +157,13 @@ async fn record_dispatches(
     let mut failed = None;
     for ((job, reference), outcome) in started.iter().zip(outcomes) {
         match outcome {
-            Ok(_) => report.queued += 1,
+            Ok(_) => {
+                report.queued += 1;
+                let waited = (chrono::Utc::now() - job.status_changed_at)
+                    .to_std()
+                    .unwrap_or_default();
+                crate::metrics::observe_dispatch(&job.job_type, waited);
+            }
             // The worker started first and recorded the dispatch itself: add the reference.
             Err(DbError::LostRace {
                 actual,
@@ -172,7 +178,7 @@ async fn record_dispatches(
             // The job moved on (cancelled...): the attempt must not run.
             Err(DbError::LostRace { .. }) => {
                 if let Err(e) = executor.stop(reference).await {
-                    tracing::warn!(job_id = job.id, error = %e, "cannot stop an attempt whose job moved on");
+                    tracing::warn!(job_id = job.id, job_type = %job.job_type, error = %e, "cannot stop an attempt whose job moved on");
                 }
                 report.deferred += 1;
             }

@@ -106,7 +106,7 @@ pub async fn track_round(
         let outcome = match executor.outcome(&reference).await {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(job_id = job.id, executor = executor.name(), error = %e, "cannot read the attempt's outcome");
+                tracing::warn!(job_id = job.id, job_type = %job.job_type, executor = executor.name(), error = %e, "cannot read the attempt's outcome");
                 continue;
             }
         };
@@ -147,7 +147,7 @@ pub async fn track_round(
                 }
                 if timed_out || lost {
                     if let Err(e) = executor.stop(&reference).await {
-                        tracing::warn!(job_id = job.id, error = %e, "cannot stop a timed-out or lost attempt; it was retried anyway");
+                        tracing::warn!(job_id = job.id, job_type = %job.job_type, error = %e, "cannot stop a timed-out or lost attempt; it was retried anyway");
                     }
                 }
             }

@@ -81,13 +81,20 @@ pub async fn publish_round(
         match answer {
             Ok(()) => confirmed.push(message.id),
             Err(e) => {
-                tracing::warn!(job_id = message.job_id, product = %message.product_id, publisher = publisher.name(), error = %e, "publication not confirmed; it is sent again");
+                tracing::warn!(job_id = message.job_id, job_type = %message.job_type, product = %message.product_id, publisher = publisher.name(), error = %e, "publication not confirmed; it is sent again");
                 failed.push((message.id, e.0));
             }
         }
     }
     record_attempts(pool, &confirmed, &failed).await?;
-    let done = confirm(pool, &confirmed, Utc::now()).await?;
+    // The database keeps microseconds: the products' dates (in JSON) are given the same.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let done = confirm(pool, &confirmed, now).await?;
+    for message in messages.iter().filter(|m| confirmed.contains(&m.id)) {
+        crate::metrics::observe_publication(
+            (now - message.created_at).to_std().unwrap_or_default(),
+        );
+    }
     Ok(PublishReport {
         confirmed: confirmed.len(),
         failed: failed.len(),

@@ -99,11 +99,15 @@ pub async fn failures_loop(
                     match republish(pool, &failure.product_id, &reason, cap).await {
                         Ok(outcome) => {
                             match outcome {
-                                Republish::Queued { job_id, n } => {
-                                    tracing::warn!(job_id, product = %failure.product_id, %reason, n, "catalogue refused a product: republishing")
+                                Republish::Queued {
+                                    job_id,
+                                    job_type,
+                                    n,
+                                } => {
+                                    tracing::warn!(job_id, %job_type, product = %failure.product_id, %reason, n, "catalogue refused a product: republishing")
                                 }
-                                Republish::GaveUp { job_id } => {
-                                    tracing::error!(job_id, product = %failure.product_id, %reason, "catalogue refused a product too often: the job failed")
+                                Republish::GaveUp { job_id, job_type } => {
+                                    tracing::error!(job_id, %job_type, product = %failure.product_id, %reason, "catalogue refused a product too often: the job failed")
                                 }
                                 Republish::Unknown => {
                                     tracing::warn!(product = %failure.product_id, "failure acknowledgement for an unknown or unpublished product: ignored")

@@ -47,6 +47,7 @@ pub async fn spawn_api_full(
             max: Duration::from_secs(600),
         },
         tasks: settings.task_locations(),
+        timeliness_target_hours: settings.timeliness_target_hours,
     };
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await

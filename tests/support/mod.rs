@@ -10,6 +10,7 @@ pub mod jobspec;
 pub mod nomad_emulator;
 pub mod openapi;
 pub mod operator;
+pub mod webdriver;
 
 use std::process::{Command, Output};
 
@@ -59,14 +60,35 @@ pub fn swath_env(args: &[&str], database_url: Option<&str>, env: &[(&str, &str)]
     swath_full(args, database_url, None, env)
 }
 
+/// Like [`swath_env`], running the `swath` program at `program` (e.g. a copy of it elsewhere).
+pub fn swath_program(
+    program: &std::path::Path,
+    args: &[&str],
+    database_url: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
+    run_swath(program, args, database_url, None, env)
+}
+
 fn swath_full(
     args: &[&str],
     database_url: Option<&str>,
     stdin: Option<&str>,
     env: &[(&str, &str)],
 ) -> Output {
+    let program = std::path::Path::new(env!("CARGO_BIN_EXE_swath"));
+    run_swath(program, args, database_url, stdin, env)
+}
+
+fn run_swath(
+    program: &std::path::Path,
+    args: &[&str],
+    database_url: Option<&str>,
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> Output {
     use std::io::Write;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swath"));
+    let mut cmd = Command::new(program);
     cmd.args(args);
     for (key, _) in std::env::vars() {
         if key.starts_with("SWATH_") {

@@ -64,6 +64,8 @@ pub async fn run_attempt(
         Err(ProtocolError::Conflict(m)) => return Outcome::Superseded(m),
         Err(e) => return Outcome::Failed(protocol_failure(e)),
     };
+    // Every line logged from here on names the job's type too (the span is the caller's).
+    tracing::Span::current().record("job_type", task.task.job_type.as_str());
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     match orchestrator
         .status(

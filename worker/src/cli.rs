@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::attempt::run_attempt;
 use crate::config::{WorkerArgs, WorkerConfig};
@@ -146,11 +147,23 @@ pub async fn run(cli: Cli) -> ExitCode {
         println!("{config:#?}");
         return ExitCode::SUCCESS;
     }
+    // Every line about the attempt carries the job's id, attempt and (once known) type.
+    let span = tracing::info_span!(
+        "attempt",
+        job_id = config.job_id,
+        attempt = config.attempt,
+        job_type = tracing::field::Empty
+    );
     let outcome = match (runtime(&config.runtime).await, cancel_on_signals()) {
-        (Ok(runtime), Ok(cancel)) => run_attempt(&config, runtime.as_ref(), cancel).await,
+        (Ok(runtime), Ok(cancel)) => {
+            run_attempt(&config, runtime.as_ref(), cancel)
+                .instrument(span.clone())
+                .await
+        }
         (Err(e), _) => Outcome::Failed(e),
         (_, Err(e)) => Outcome::Failed(WorkerError::internal("signals", e.to_string())),
     };
+    let _in_attempt = span.enter();
     match &outcome {
         Outcome::Failed(err) => {
             tracing::error!(job_id = config.job_id, attempt = config.attempt, error = %err, "attempt failed")

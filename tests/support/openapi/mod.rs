@@ -33,8 +33,8 @@
 //!   case-insensitively (§0 "Request JSON decoding"), so this is how typos and casing mistakes are
 //!   caught; on responses it keeps an emulator from inventing fields. A casing mistake gets a
 //!   `(did you mean …?)` hint.
-//! * **Nulls**: Go encodes nil pointers, slices and maps as `null`, and the description has no
-//!   `nullable` (nor any `required` list). So `null` is accepted for any property not listed in
+//! * **Nulls**: a schema with `nullable: true` accepts `null`. Go encodes nil pointers, slices and
+//!   maps as `null`, and Nomad's description has no `nullable` (nor any `required` list). So `null` is accepted for any property not listed in
 //!   `required`, and for any property, array item or map value whose schema is an object, array or
 //!   map (a `$ref` counts as what it resolves to). `null` is a problem where a required primitive
 //!   is expected, as an array item or map value of primitive type (`["a", null]`,

@@ -37,7 +37,10 @@ impl Validator<'_> {
         };
         let kind = kind_of(schema);
         if value.is_null() {
-            self.check_null(kind, at, slot);
+            // OpenAPI 3.0's `nullable: true` (swath's own description uses it) allows `null`.
+            if schema.get("nullable") != Some(&Value::Bool(true)) {
+                self.check_null(kind, at, slot);
+            }
             return;
         }
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {

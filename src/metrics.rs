@@ -1,0 +1,212 @@
+//! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
+//!
+//! Two kinds:
+//! - what this instance did, counted in process as it happens ([`record_transition`],
+//!   [`observe_dispatch`], [`observe_publication`]): status transitions, attempts, automatic
+//!   retries, dispatch and publication latencies. Each instance counts its own: sum them across
+//!   instances;
+//! - the state of the whole system, read from the database at each scrape ([`render`]): jobs by
+//!   type and status, queue depth per flavor, catalogue lag, manual retries. Every instance reports
+//!   the same values: take any one (or `max`) across instances.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use sqlx::{PgPool, Row};
+use swath_job_types::registry::JobTypeRegistry;
+use swath_job_types::JobStatus;
+
+/// Label pairs of one series.
+type Labels = Vec<(String, String)>;
+/// A family of histograms of durations in seconds.
+type Latencies = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Buckets from 10 ms to about 11 hours (the timeliness target is 3 hours).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.5, 16))
+}
+
+/// What this instance counted since it started.
+struct Counted {
+    transitions: Family<Labels, Counter>,
+    attempts: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    dispatch_latency: Latencies,
+    publication_latency: Latencies,
+}
+
+static COUNTED: LazyLock<Counted> = LazyLock::new(|| Counted {
+    transitions: Family::default(),
+    attempts: Family::default(),
+    retries: Family::default(),
+    dispatch_latency: Family::new_with_constructor(latency_histogram),
+    publication_latency: Family::new_with_constructor(latency_histogram),
+});
+
+/// Counts a status change this instance applied. A change that starts a new attempt counts as an
+/// automatic retry.
+pub fn record_transition(from: JobStatus, to: JobStatus, new_attempt: bool) {
+    COUNTED
+        .transitions
+        .get_or_create(&vec![
+            ("from".into(), from.name().into()),
+            ("to".into(), to.name().into()),
+        ])
+        .inc();
+    if new_attempt {
+        COUNTED
+            .retries
+            .get_or_create(&vec![("kind".into(), "automatic".into())])
+            .inc();
+    }
+}
+
+/// Records a dispatched attempt of `job_type` that waited `waited` in `ready`.
+pub fn observe_dispatch(job_type: &str, waited: Duration) {
+    let labels = vec![("job_type".to_string(), job_type.to_string())];
+    COUNTED.attempts.get_or_create(&labels).inc();
+    COUNTED
+        .dispatch_latency
+        .get_or_create(&labels)
+        .observe(waited.as_secs_f64());
+}
+
+/// Records a publication confirmed `took` after its message was written to the outbox.
+pub fn observe_publication(took: Duration) {
+    COUNTED
+        .publication_latency
+        .get_or_create(&Vec::new())
+        .observe(took.as_secs_f64());
+}
+
+/// Errors while reading the state for a scrape.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// The database did not answer.
+    #[error("reading the metrics from the database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The text could not be written.
+    #[error("encoding the metrics: {0}")]
+    Encoding(#[from] std::fmt::Error),
+}
+
+/// The metrics as OpenMetrics text: this instance's counters and the system's state now.
+pub async fn render(pool: &PgPool, registry: &JobTypeRegistry) -> Result<String, MetricsError> {
+    let mut metrics = Registry::with_prefix("swath");
+    metrics.register(
+        "status_transitions",
+        "Status changes applied by this instance",
+        COUNTED.transitions.clone(),
+    );
+    metrics.register(
+        "attempts",
+        "Attempts dispatched by this instance",
+        COUNTED.attempts.clone(),
+    );
+    metrics.register(
+        "retries",
+        "New attempts started by this instance after a failed one (automatic retries)",
+        COUNTED.retries.clone(),
+    );
+    metrics.register(
+        "dispatch_latency_seconds",
+        "Time from ready to dispatched, for the attempts this instance dispatched",
+        COUNTED.dispatch_latency.clone(),
+    );
+    metrics.register(
+        "publication_latency_seconds",
+        "Time from the outbox to the publisher's confirm, for the messages this instance published",
+        COUNTED.publication_latency.clone(),
+    );
+    register_state(&mut metrics, pool, registry).await?;
+    let mut text = String::new();
+    encode(&mut text, &metrics)?;
+    Ok(text)
+}
+
+/// The system's state, read now: jobs by type and status, queue depth per flavor, catalogue lag
+/// and manual retries.
+async fn register_state(
+    metrics: &mut Registry,
+    pool: &PgPool,
+    registry: &JobTypeRegistry,
+) -> Result<(), sqlx::Error> {
+    let jobs = Family::<Labels, Gauge>::default();
+    let queue = Family::<Labels, Gauge>::default();
+    for row in sqlx::query("SELECT job_type, status, count(*) AS n FROM jobs GROUP BY 1, 2")
+        .fetch_all(pool)
+        .await?
+    {
+        let job_type: String = row.try_get("job_type")?;
+        let n: i64 = row.try_get("n")?;
+        let status = JobStatus::from_id(row.try_get("status")?)
+            .map(JobStatus::name)
+            .unwrap_or("unknown");
+        jobs.get_or_create(&vec![
+            ("job_type".into(), job_type.clone()),
+            ("status".into(), status.into()),
+        ])
+        .set(n);
+        if status == JobStatus::Ready.name() {
+            let flavor = registry
+                .get(&job_type)
+                .map(|t| t.spec().worker_flavor.clone())
+                .unwrap_or_else(|| "unknown".into());
+            queue
+                .get_or_create(&vec![("flavor".into(), flavor)])
+                .inc_by(n);
+        }
+    }
+    // Every flavor is reported, empty ones as 0.
+    for job_type in registry.iter() {
+        queue
+            .get_or_create(&vec![(
+                "flavor".into(),
+                job_type.spec().worker_flavor.clone(),
+            )])
+            .inc_by(0);
+    }
+    metrics.register("jobs", "Jobs by type and status", jobs);
+    metrics.register(
+        "queue_depth",
+        "Ready jobs waiting for dispatch, per worker flavor",
+        queue,
+    );
+
+    let lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for row in sqlx::query(
+        "SELECT job_type, extract(epoch FROM now() - max(input_published_at))::float8 AS lag
+         FROM jobs WHERE input_published_at IS NOT NULL GROUP BY 1",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let job_type: String = row.try_get("job_type")?;
+        lag.get_or_create(&vec![("job_type".into(), job_type)])
+            .set(row.try_get::<f64, _>("lag")?.max(0.0));
+    }
+    metrics.register(
+        "catalogue_lag_seconds",
+        "Now minus the newest catalogue publication date ingested, per job type",
+        lag,
+    );
+
+    let manual: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE retry_of IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    let manual_retries = Gauge::<i64>::default();
+    manual_retries.set(manual);
+    metrics.register(
+        "manual_retries",
+        "Jobs created by a manual retry (all instances)",
+        manual_retries,
+    );
+    Ok(())
+}
