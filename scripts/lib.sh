@@ -13,8 +13,10 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 apt_install() { # apt_install PACKAGE... (the package lists are refreshed once per machine)
+  # Another install may hold dpkg's lock for a while (other scripts of the project): wait for it.
+  local apt_opts=(-o DPkg::Lock::Timeout=600)
   if [[ ! -f /var/lib/apt/periodic/swath-updated ]]; then
-    apt-get update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/swath-updated
+    apt-get "${apt_opts[@]}" update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/swath-updated
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq "$@"
 }

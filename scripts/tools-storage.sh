@@ -5,6 +5,8 @@
 set -euo pipefail
 
 log() { printf 'tools-storage: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 missing=()
 # A pyenv shim named `aws` may be on PATH and not work: only Debian's binary counts.
@@ -16,12 +18,7 @@ if ((${#missing[@]} == 0)); then
 fi
 
 log "installing ${missing[*]}"
-# Another install may hold dpkg's lock for a while (other scripts of the project): wait for it.
-apt_opts=(-o DPkg::Lock::Timeout=600)
-if [[ ! -f /var/lib/apt/periodic/swath-updated ]]; then
-  apt-get "${apt_opts[@]}" update -qq && mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/swath-updated
-fi
-DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}"
+apt_install "${missing[@]}"
 
 /usr/bin/aws --version >&2
 rclone_version=$(/usr/bin/rclone version)

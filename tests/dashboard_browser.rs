@@ -14,34 +14,17 @@ use swath_job_types::JobStatus;
 use support::api::spawn_api_with;
 use support::operator;
 use support::webdriver::Browser;
-use support::{drive, new_test_job};
 
-/// The way of a job from `initialized` to `status` through processing.
-fn way_to(status: JobStatus) -> Vec<JobStatus> {
-    use JobStatus::*;
-    let way = [
-        Configured,
-        Ready,
-        Queued,
-        Started,
-        PreProcessing,
-        Processing,
-        PostProcessing,
-        Processed,
-        Done,
-    ];
-    match way.iter().position(|s| *s == status) {
-        Some(i) => way[..=i].to_vec(),
-        None => [&way[..6], &[status]].concat(),
-    }
-}
-
-/// Seeds `n` test jobs driven to `status`, named `<prefix>-<i>`, and returns their ids.
+/// Seeds `n` test jobs moved to `status` (errors from `processing`), named `<prefix>-<i>`, and
+/// returns their ids.
 async fn seed(pool: &PgPool, prefix: &str, n: usize, status: JobStatus) -> Vec<i64> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let job = new_test_job(pool, &format!("{prefix}-{i}")).await;
-        ids.push(drive(pool, job, &way_to(status)).await.id);
+        let mut job = operator::test_job(pool, &format!("{prefix}-{i}"), None, None).await;
+        if !operator::FLOW.contains(&status) {
+            job = operator::move_to(pool, job, JobStatus::Processing).await;
+        }
+        ids.push(operator::move_to(pool, job, status).await.id);
     }
     ids
 }
