@@ -402,8 +402,14 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
             .collect();
         // Six jobs ran once, the one built to fail three times.
         assert_eq!(logs.len(), 9, "run {run}: {logs:?}");
-        assert!(logs.iter().all(|l| l.starts_with("job-") && l.ends_with(".log")));
-        assert!(!stderr(&out).contains("attempt finished"), "{}", stderr(&out));
+        assert!(logs
+            .iter()
+            .all(|l| l.starts_with("job-") && l.ends_with(".log")));
+        assert!(
+            !stderr(&out).contains("attempt finished"),
+            "{}",
+            stderr(&out)
+        );
     }
     let long = format!("{name}_{}", "x".repeat(60 - name.len()));
     let out = swath(&["demo"], Some(&url.replace(&name, &long)));

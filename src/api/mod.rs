@@ -17,6 +17,7 @@ use crate::pipeline::retry::AttemptBackoff;
 pub mod batcher;
 pub mod known;
 pub mod reports;
+pub mod schedules;
 pub mod tasks;
 pub mod worker;
 
@@ -47,6 +48,7 @@ pub fn router(state: ApiState) -> Router {
     let reports = Arc::new(reports::Reports::new(state.pool.clone()));
     Router::new()
         .nest("/api/v1", worker::routes())
+        .nest("/api/v1", schedules::routes())
         .with_state(ApiContext { state, reports })
 }
 

@@ -18,6 +18,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     let options = Options {
         ingest: true,
+        background_jobs: true,
         ..Options::default()
     };
     let running = orchestrator::start(pool, settings, listener, options).await?;

@@ -6,9 +6,11 @@
 pub mod api;
 pub mod catalogue_server;
 pub mod conformance;
+pub mod fleet;
 pub mod jobspec;
 pub mod nomad_emulator;
 pub mod openapi;
+pub mod private_pg;
 
 use std::process::{Command, Output};
 
