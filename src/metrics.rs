@@ -6,7 +6,8 @@
 //!   retries, dispatch and publication latencies. Each instance counts its own: sum them across
 //!   instances;
 //! - the state of the whole system, read from the database at each scrape ([`render`]): jobs by
-//!   type and status, queue depth per flavor, catalogue lag, manual retries. Every instance reports
+//!   type and status, queue depth per flavor, catalogue lag, instances and their heartbeats, manual
+//!   retries. Every instance reports
 //!   the same values: take any one (or `max`) across instances.
 
 use std::sync::atomic::AtomicU64;
@@ -131,8 +132,8 @@ pub async fn render(pool: &PgPool, registry: &JobTypeRegistry) -> Result<String,
     Ok(text)
 }
 
-/// The system's state, read now: jobs by type and status, queue depth per flavor, catalogue lag
-/// and manual retries.
+/// The system's state, read now: jobs by type and status, queue depth per flavor, catalogue lag,
+/// instances and their heartbeats, and manual retries.
 async fn register_state(
     metrics: &mut Registry,
     pool: &PgPool,
@@ -196,6 +197,46 @@ async fn register_state(
         "catalogue_lag_seconds",
         "Now minus the newest catalogue publication date ingested, per job type",
         lag,
+    );
+
+    let heartbeats = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let instances = Family::<Labels, Gauge>::default();
+    for state in ["alive", "stopped", "dead"] {
+        instances
+            .get_or_create(&vec![("state".into(), state.into())])
+            .set(0);
+    }
+    for row in sqlx::query(
+        "SELECT id::text AS id, host, name, state,
+                extract(epoch FROM now() - heartbeat_at)::float8 AS age
+         FROM services WHERE state = 'alive' OR ended_at > now() - interval '1 day'",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let state: String = row.try_get("state")?;
+        instances
+            .get_or_create(&vec![("state".into(), state.clone())])
+            .inc();
+        if state == "alive" {
+            heartbeats
+                .get_or_create(&vec![
+                    ("service_id".into(), row.try_get("id")?),
+                    ("host".into(), row.try_get("host")?),
+                    ("name".into(), row.try_get("name")?),
+                ])
+                .set(row.try_get::<f64, _>("age")?.max(0.0));
+        }
+    }
+    metrics.register(
+        "instance_heartbeat_age_seconds",
+        "Seconds since each live instance's last heartbeat",
+        heartbeats,
+    );
+    metrics.register(
+        "instances",
+        "Instances by state (alive, and those stopped or declared dead in the last day)",
+        instances,
     );
 
     let manual: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE retry_of IS NOT NULL")

@@ -1,6 +1,8 @@
 //! One running orchestrator: the HTTP API and the background loops (continuous ingestion,
 //! configuration, dispatch, tracking, publication and, with RabbitMQ, the catalogue's failure
 //! acknowledgements), started together by [`start`] and stopped together by [`Running::stop`].
+//! Each one is an instance of the cluster (`crate::cluster`): it registers, heartbeats, may lead,
+//! and runs the background jobs it fires (`crate::schedule`).
 //!
 //! `swath serve` runs one until a stop signal; `swath demo` runs one on its own fresh database
 //! until every job has ended. Stopping never loses committed work: each loop finishes its current
@@ -19,21 +21,26 @@ use tokio::task::JoinHandle;
 
 use crate::api::{router_with, ApiState};
 use crate::catalogue;
+use crate::cluster::heartbeat::heartbeat_loop;
+use crate::cluster::leader::{leader_loop, Leader};
+use crate::cluster::{Health, Instance};
 use crate::config::{ExecutorKind, PublisherKind, Settings};
 use crate::db::claim::Claimant;
+use crate::db::leases::{owned_in_flight, release_all};
+use crate::db::services::{mark_stopped, register};
 use crate::executor::local::LocalExecutor;
 use crate::executor::nomad::NomadExecutor;
 use crate::executor::Executor;
 use crate::pipeline::configure::configure_loop;
 use crate::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
 use crate::pipeline::poller::poll;
+use crate::pipeline::track::TrackScope;
 use crate::publish::file::FilePublisher;
 use crate::publish::rabbitmq::{RabbitConfig, RabbitPublisher};
 use crate::publish::run::{failures_loop, publish_loop, PublishLoop};
 use crate::publish::Publisher;
+use crate::schedule::runner::{prepare, scheduler_loop, Scheduler};
 
-/// How long a claim of this instance holds before another instance may take the job.
-const CLAIM_LEASE_SECS: u64 = 120;
 /// Attempts in flight looked at per tracking round.
 const TRACK_BATCH: i64 = 500;
 
@@ -46,6 +53,8 @@ pub struct Options {
     pub worker_env: BTreeMap<String, String>,
     /// Local executor only: a directory for the workers' output instead of this process's own.
     pub worker_log_dir: Option<PathBuf>,
+    /// Fire and run the background jobs (initial sync, healing, dump).
+    pub background_jobs: bool,
 }
 
 /// A started orchestrator.
@@ -54,20 +63,84 @@ pub struct Running {
     pub api_addr: SocketAddr,
     /// This instance's id, stamped on the jobs it claims.
     pub service_id: uuid::Uuid,
+    pool: PgPool,
+    /// Stops the loops that take new work (dispatch, configuration, ingestion, background jobs).
+    stop_claiming: watch::Sender<bool>,
+    claiming: Vec<(&'static str, JoinHandle<()>)>,
+    /// Stops the others (API, tracking, publication, heartbeat, leader).
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
+    /// Whether this instance's attempts run in its own process (the local executor).
+    local_attempts: bool,
+    shutdown_timeout: Duration,
 }
 
 impl Running {
-    /// Asks every loop to stop and waits until they have.
+    /// Stops gracefully: stops claiming, lets the steps in flight end (and, with the local executor,
+    /// the attempts it runs) up to the shutdown timeout, stops the other loops, releases the claims
+    /// it holds and the leases of what it dispatched, and records the instance as stopped.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for (name, task) in self.tasks {
-            if let Err(e) = task.await {
-                tracing::error!(task = name, error = %e, "a background task ended abnormally");
+        let timeout = self.shutdown_timeout;
+        let _ = self.stop_claiming.send(true);
+        // The scheduler gives its runs the timeout, then records the others as abandoned.
+        join_within(self.claiming, timeout + Duration::from_secs(5)).await;
+        if self.local_attempts {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                match owned_in_flight(&self.pool, self.service_id).await {
+                    Ok(0) => break,
+                    Ok(n) if tokio::time::Instant::now() >= deadline => {
+                        tracing::warn!(
+                            attempts = n,
+                            "stopping with attempts still running; they count as failed attempts"
+                        );
+                        break;
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot count the attempts still running");
+                        break;
+                    }
+                }
             }
         }
+        let _ = self.stop.send(true);
+        join_within(self.tasks, timeout).await;
+        match release_all(&self.pool, self.service_id).await {
+            Ok(released) => tracing::info!(
+                claims = released.claims,
+                dispatched = released.dispatched,
+                "claims and leases released"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release claims and leases; they run out by themselves")
+            }
+        }
+        if let Err(e) = mark_stopped(&self.pool, self.service_id).await {
+            tracing::warn!(error = %e, "cannot record the instance as stopped; the leader declares it dead later");
+        }
         tracing::info!("orchestrator stopped");
+    }
+}
+
+/// Waits for `tasks` until `timeout`, then aborts those still running.
+async fn join_within(tasks: Vec<(&'static str, JoinHandle<()>)>, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for (name, mut task) in tasks {
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(task = name, error = %e, "a background task ended abnormally")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    task = name,
+                    "a background task did not stop in time; cancelled"
+                );
+                task.abort();
+                let _ = task.await;
+            }
+        }
     }
 }
 
@@ -79,7 +152,15 @@ pub async fn start(
     options: Options,
 ) -> anyhow::Result<Running> {
     let registry = Arc::new(settings.registry()?);
-    let service_id = uuid::Uuid::new_v4();
+    let cluster = settings.cluster_settings();
+    let schedule_settings = settings
+        .schedule_settings()
+        .map_err(|problems| anyhow::anyhow!(problems.join("; ")))?;
+    let instance = Instance::new(&settings.service_name);
+    let service_id = instance.service_id;
+    register(pool, &instance)
+        .await
+        .context("registering this instance")?;
     let api_addr = listener.local_addr()?;
     let orchestrator_url = if settings.orchestrator_url.is_empty() {
         format!("http://{api_addr}")
@@ -95,7 +176,15 @@ pub async fn start(
             let _ = rx.wait_for(|stopped| *stopped).await;
         }
     };
+    let (stop_claiming, claiming_rx) = watch::channel(false);
+    let claiming_stopped = || {
+        let mut rx = claiming_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    };
     let mut tasks = Vec::new();
+    let mut claiming = Vec::new();
 
     let (executor, owner) = executor(settings, service_id, orchestrator_url, &options).await?;
     let state = ApiState {
@@ -154,22 +243,26 @@ pub async fn start(
         flavors: settings.flavors.clone(),
         claimant: Claimant {
             service_id,
-            tag: serde_json::json!({ "host": hostname(), "name": "swath serve" }),
-            lease: Duration::from_secs(CLAIM_LEASE_SECS),
+            tag: instance.tag(),
+            lease: cluster.lease,
         },
         backoff: settings.attempt_backoff(),
         interval: Duration::from_secs(settings.track_interval_secs),
     };
+    let local_attempts = owner.is_some();
     let track = TrackLoop {
-        executor,
+        executor: Arc::clone(&executor),
         timeouts: settings.status_timeouts(),
         backoff: settings.attempt_backoff(),
-        owner,
+        scope: match owner {
+            Some(id) => TrackScope::Owned(id),
+            None => TrackScope::OwnedOrOrphaned(service_id),
+        },
         batch: TRACK_BATCH,
         interval: Duration::from_secs(settings.track_interval_secs),
     };
-    let (pool_d, stopped_d) = (pool.clone(), stopped());
-    tasks.push((
+    let (pool_d, stopped_d) = (pool.clone(), claiming_stopped());
+    claiming.push((
         "dispatch",
         tokio::spawn(async move { dispatch_loop(&pool_d, dispatch, stopped_d).await }),
     ));
@@ -183,12 +276,12 @@ pub async fn start(
         .iter()
         .filter_map(|n| registry.get(n).cloned())
         .collect();
-    let (pool_c, stopped_c) = (pool.clone(), stopped());
+    let (pool_c, stopped_c) = (pool.clone(), claiming_stopped());
     let (configure, idle) = (
         settings.configure_settings(),
         Duration::from_secs(settings.configure_idle_secs),
     );
-    tasks.push((
+    claiming.push((
         "configuration",
         tokio::spawn(async move {
             configure_loop(&pool_c, &enabled, configure, idle, stopped_c).await;
@@ -196,8 +289,8 @@ pub async fn start(
     ));
 
     if options.ingest {
-        let (pool_i, settings_i, stopped_i) = (pool.clone(), settings.clone(), stopped());
-        tasks.push((
+        let (pool_i, settings_i, stopped_i) = (pool.clone(), settings.clone(), claiming_stopped());
+        claiming.push((
             "ingestion",
             tokio::spawn(async move {
                 tokio::select! {
@@ -211,11 +304,67 @@ pub async fn start(
             }),
         ));
     }
+
+    let health = Arc::new(Health::default());
+    let (pool_h, instance_h, health_h, stopped_h) = (
+        pool.clone(),
+        instance.clone(),
+        Arc::clone(&health),
+        stopped(),
+    );
+    tasks.push((
+        "heartbeat",
+        tokio::spawn(async move {
+            heartbeat_loop(&pool_h, &instance_h, cluster, health_h, stopped_h).await;
+        }),
+    ));
+    let leader = Leader {
+        pool: pool.clone(),
+        instance: instance.clone(),
+        settings: cluster,
+        health,
+        executor,
+        backoff: settings.attempt_backoff(),
+    };
+    let stopped_l = stopped();
+    tasks.push((
+        "leader",
+        tokio::spawn(async move { leader_loop(leader, stopped_l).await }),
+    ));
+    if options.background_jobs {
+        prepare(pool, &schedule_settings)
+            .await
+            .context("preparing the background jobs")?;
+        let scheduler = Arc::new(Scheduler {
+            pool: pool.clone(),
+            instance: instance.clone(),
+            job_types: settings
+                .job_types
+                .iter()
+                .filter_map(|n| registry.get(n).cloned())
+                .collect(),
+            catalogue: catalogue::open(&settings.catalogue, &settings.catalogue_options())
+                .context("opening the catalogue")?,
+            settings: schedule_settings,
+            shutdown_timeout: cluster.shutdown_timeout,
+        });
+        let stopped_s = claiming_stopped();
+        claiming.push((
+            "background jobs",
+            tokio::spawn(async move { scheduler_loop(scheduler, stopped_s).await }),
+        ));
+    }
+    tracing::info!(%service_id, host = %instance.host, name = %instance.name, "instance registered");
     Ok(Running {
         api_addr,
         service_id,
+        pool: pool.clone(),
+        stop_claiming,
+        claiming,
         stop,
         tasks,
+        local_attempts,
+        shutdown_timeout: cluster.shutdown_timeout,
     })
 }
 
@@ -271,7 +420,22 @@ async fn executor(
         }
         ExecutorKind::Nomad => {
             let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
-            let nomad = NomadExecutor::new(config, settings.flavors.clone());
+            // Only the flavors of the enabled job types: their worker jobs are the ones to
+            // register, count and watch.
+            let registry = settings.registry()?;
+            let used: Vec<&str> = settings
+                .job_types
+                .iter()
+                .filter_map(|t| registry.get(t))
+                .map(|t| t.spec().worker_flavor.as_str())
+                .collect();
+            let flavors = settings
+                .flavors
+                .iter()
+                .filter(|f| used.contains(&f.name.as_str()))
+                .cloned()
+                .collect();
+            let nomad = NomadExecutor::new(config, flavors);
             if let Err(e) = nomad.register_all().await {
                 tracing::warn!(error = %e, "cannot register the worker jobs in Nomad yet; they are registered when dispatching");
             }
@@ -307,11 +471,4 @@ fn publisher(settings: &Settings) -> (Arc<dyn Publisher>, Option<Arc<RabbitPubli
             (Arc::clone(&rabbit) as Arc<dyn Publisher>, Some(rabbit))
         }
     }
-}
-
-/// This machine's name, for the jobs it claims.
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }

@@ -661,13 +661,16 @@ async fn swath_serve_ingests_continuously_until_stopped(pool: PgPool) {
     // A product published later is picked up by a later round.
     entries.lock().unwrap().push(recent(1, 1));
     wait_for(2).await;
-    // Each new job is configured as soon as it is created (woken by the job-change notification).
+    // Each new job is configured as soon as it is created (woken by the job-change notification),
+    // then dispatched: its history shows it became ready.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 3")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let ready: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT job_id) FROM job_status_changes WHERE status = 3",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         if ready == 2 {
             break;
         }

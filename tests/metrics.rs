@@ -90,7 +90,36 @@ async fn metrics_show_the_seeded_jobs_and_what_the_instance_did(pool: PgPool) {
     .await
     .unwrap();
 
+    // One live instance whose last heartbeat was 5 s ago, and one that stopped.
+    let alive = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO services (id, host, name, heartbeat_at) VALUES ($1, 'node-1', 'swath serve', now() - interval '5 seconds')",
+    )
+    .bind(alive)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO services (id, host, name, state, ended_at) VALUES ($1, 'node-2', 'swath serve', 'stopped', now())",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .execute(&pool)
+    .await
+    .unwrap();
+
     let before = scrape(&api.base).await;
+    let ages = by_label(
+        &before,
+        "swath_instance_heartbeat_age_seconds",
+        &["service_id", "host"],
+    );
+    assert_eq!(ages.len(), 1, "only live instances have a heartbeat age");
+    let age = number(ages[&vec![alive.to_string(), "node-1".to_string()]]);
+    assert!((5.0..120.0).contains(&age), "age {age}");
+    let instances = by_label(&before, "swath_instances", &["state"]);
+    assert_eq!(number(instances[&vec!["alive".to_string()]]), 1.0);
+    assert_eq!(number(instances[&vec!["stopped".to_string()]]), 1.0);
+    assert_eq!(number(instances[&vec!["dead".to_string()]]), 0.0);
     let jobs = by_label(&before, "swath_jobs", &["job_type", "status"]);
     let count = |status: &str| {
         jobs.get(&vec!["test_job".to_string(), status.to_string()])

@@ -33,6 +33,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod reports;
 pub mod retries;
+pub mod schedules;
 pub mod tasks;
 pub mod worker;
 
@@ -102,7 +103,8 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(retries::routes())
         .merge(health::routes())
         .merge(openapi::routes())
-        .merge(dashboard::routes());
+        .merge(dashboard::routes())
+        .merge(schedules::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(metrics::routes())

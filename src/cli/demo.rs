@@ -57,6 +57,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         ingest: false,
         worker_env: BTreeMap::from([("SWATH_WORKER_RUNTIME".to_string(), runtime.clone())]),
         worker_log_dir: Some(root.join("logs")),
+        ..Options::default()
     };
     let running = orchestrator::start(&pool, &settings, listener, options).await?;
     println!(

@@ -18,6 +18,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     let options = Options {
         ingest: true,
+        background_jobs: true,
         ..Options::default()
     };
     let running = orchestrator::start(pool, settings, listener, options).await?;
@@ -28,5 +29,6 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
     }
     tracing::info!("swath serve: stopping");
     running.stop().await;
+    tracing::info!("swath serve: stopped");
     Ok(())
 }

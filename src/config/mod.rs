@@ -15,6 +15,7 @@ use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
 
 mod api;
+mod cluster;
 mod executor;
 mod publication;
 mod storage;
@@ -236,6 +237,43 @@ pub struct Settings {
     pub nomad_kill_timeout_secs: u64,
     /// Longest wait of a blocking query on Nomad, in seconds (Nomad caps it at 300).
     pub nomad_watch_wait_secs: u64,
+    /// Name of this instance, in `services` and on the jobs it owns (with the host name).
+    pub service_name: String,
+    /// Seconds between two heartbeats of an instance.
+    pub heartbeat_interval_secs: u64,
+    /// Heartbeats an instance may miss before the leader declares it dead.
+    pub heartbeat_missed_limit: u32,
+    /// How long the claim of a ready job, or the lease of a dispatched one, holds without being
+    /// renewed, in seconds.
+    pub lease_secs: u64,
+    /// Status history of finished jobs older than this is pruned, except each job's last change, in
+    /// days; 0 keeps everything.
+    pub history_retention_days: u64,
+    /// Longest wait of a graceful shutdown for the steps in flight, in seconds.
+    pub shutdown_timeout_secs: u64,
+    /// Run the initial sync (a backfill) at start-up if none has succeeded yet, and allow it on
+    /// request.
+    pub start_initial_sync: bool,
+    /// Start of the initial sync's publication window (RFC 3339 or YYYY-MM-DD); empty means each
+    /// job type's processing start date (else `ingest_initial_lookback_days` before now).
+    pub initial_sync_from: String,
+    /// End of the initial sync's publication window; empty means the time it runs.
+    pub initial_sync_to: String,
+    /// Healing refuses to run before an initial sync has succeeded.
+    pub heal_must_wait_for_initial_sync: bool,
+    /// Healing runs on its cron pattern (and on request).
+    pub enable_healing_job_operation: bool,
+    /// When healing runs: a cron pattern with seconds (`sec min hour day month weekday`).
+    pub cron_pattern_healing_job: String,
+    /// How far back healing re-scans the catalogue, in days.
+    pub healing_window_days: u64,
+    /// Dumps of the job inventory are written on their cron pattern (and on request).
+    pub enable_dump_file_creation: bool,
+    /// When dumps are written: a cron pattern with seconds.
+    pub cron_pattern_dump_job: String,
+    /// Where dumps are written (`s3://bucket[/prefix]` or `file:///dir`); empty means `dumps`
+    /// under `output_url`.
+    pub dump_url: String,
 }
 
 impl Default for Settings {
@@ -307,6 +345,22 @@ impl Default for Settings {
             nomad_purge_on_stop: false,
             nomad_kill_timeout_secs: 30,
             nomad_watch_wait_secs: 60,
+            service_name: "swath".into(),
+            heartbeat_interval_secs: 5,
+            heartbeat_missed_limit: 3,
+            lease_secs: 60,
+            history_retention_days: 365,
+            shutdown_timeout_secs: 30,
+            start_initial_sync: false,
+            initial_sync_from: String::new(),
+            initial_sync_to: String::new(),
+            heal_must_wait_for_initial_sync: true,
+            enable_healing_job_operation: true,
+            cron_pattern_healing_job: "0 0 0 * * *".into(),
+            healing_window_days: 7,
+            enable_dump_file_creation: true,
+            cron_pattern_dump_job: "0 0 0 * * *".into(),
+            dump_url: String::new(),
         }
     }
 }
@@ -415,6 +469,7 @@ impl Settings {
             problems
                 .push("SWATH_TIMELINESS_TARGET_HOURS: must be a number of hours above 0".into());
         }
+        self.validate_cluster(&mut problems);
         if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
             problems.push(format!("SWATH_CATALOGUE: {e}"));
         }

@@ -31,6 +31,10 @@ pub struct WorkerCommand {
     pub args: Vec<String>,
 }
 
+/// Prefix of the references of local attempts: `local/<idempotency token>`. A local attempt lives in
+/// the process of the instance that started it.
+pub const REFERENCE_PREFIX: &str = "local/";
+
 /// How long an ended attempt's outcome stays readable.
 pub const ENDED_RETENTION: Duration = Duration::from_secs(3600);
 /// Time between SIGTERM and SIGKILL when an attempt is stopped.
@@ -176,7 +180,7 @@ impl Executor for LocalExecutor {
     }
 
     async fn dispatch(&self, request: &DispatchRequest) -> Result<String, ExecutorError> {
-        let reference = format!("local/{}", request.idempotency_token);
+        let reference = format!("{REFERENCE_PREFIX}{}", request.idempotency_token);
         let mut attempts = self
             .attempts
             .lock()

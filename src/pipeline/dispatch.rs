@@ -3,6 +3,8 @@
 //! reference. A round writes in batches: one statement claims its jobs, one issues the worker tokens
 //! of all of them, one records all their dispatches (each job still a compare-and-set of its own).
 //! The executor is called per job in between, and no transaction is held across a call to it.
+//! Once the executor says it is busy or unreachable for a flavor, the round stops there for that
+//! flavor: the jobs left stay claimed for the next round.
 //!
 //! If this instance dies after starting an attempt and before recording it, the claim's lease runs
 //! out, another instance claims the job again and dispatches the same token: the executor answers
@@ -85,7 +87,8 @@ pub async fn dispatch_round(
             issue_attempt_tokens(pool, &attempts, claimant.service_id, claimant.lease).await?;
         let mut started = Vec::with_capacity(jobs.len());
         let mut failed = None;
-        for ((job, job_type), token) in jobs.iter().zip(tokens) {
+        let claimed = jobs.len();
+        for (i, ((job, job_type), token)) in jobs.iter().zip(tokens).enumerate() {
             let Some(worker_token) = token else {
                 report.deferred += 1;
                 continue;
@@ -101,9 +104,13 @@ pub async fn dispatch_round(
             };
             match executor.dispatch(&request).await {
                 Ok(reference) => started.push((job, reference)),
+                // Busy or unreachable for this flavor: the jobs left stay claimed for a later
+                // round instead of each being refused in turn.
                 Err(ExecutorError::Unavailable(reason)) => {
-                    tracing::warn!(job_id = job.id, job_type = %job.job_type, executor = executor.name(), %reason, "dispatch failed; the job stays claimed for a later round");
-                    report.deferred += 1;
+                    tracing::warn!(job_id = job.id, job_type = %job.job_type, executor = executor.name(), flavor = %flavor.name, %reason,
+                        deferred = claimed - i, "dispatch failed; the jobs left stay claimed for a later round");
+                    report.deferred += claimed - i;
+                    break;
                 }
                 Err(ExecutorError::Refused(reason)) => {
                     let failure = Failure::Internal {

@@ -16,7 +16,7 @@ use swath_job_types::registry::JobTypeRegistry;
 
 use super::dispatch::dispatch_round;
 use super::retry::{AttemptBackoff, StatusTimeouts};
-use super::track::track_round;
+use super::track::{track_round_in, TrackScope};
 use crate::db::claim::Claimant;
 use crate::db::notifications::Notifications;
 use crate::executor::Executor;
@@ -93,8 +93,9 @@ pub struct TrackLoop {
     pub timeouts: StatusTimeouts,
     /// Backoff between attempts.
     pub backoff: AttemptBackoff,
-    /// Only the attempts of this instance (an executor that lives in one process, like `local`).
-    pub owner: Option<uuid::Uuid>,
+    /// Which attempts this instance follows (its own; for an executor whose attempts outlive an
+    /// instance, also those whose owner's lease ran out).
+    pub scope: TrackScope,
     /// Jobs looked at per round.
     pub batch: i64,
     /// Longest sleep between rounds.
@@ -105,12 +106,12 @@ pub struct TrackLoop {
 pub async fn track_loop(pool: &PgPool, config: TrackLoop, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
-        match track_round(
+        match track_round_in(
             pool,
             config.executor.as_ref(),
             &config.timeouts,
             config.backoff,
-            config.owner,
+            config.scope,
             config.batch,
         )
         .await

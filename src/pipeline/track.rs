@@ -32,6 +32,25 @@ pub struct TrackReport {
     pub timed_out: usize,
 }
 
+/// Which attempts in flight an instance tracks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackScope {
+    /// Every one.
+    All,
+    /// Only those of this instance: an executor that lives in one instance (like the local one)
+    /// knows only its own attempts.
+    Owned(uuid::Uuid),
+    /// Those of this instance, and those whose owner's lease ran out (its instance is gone or
+    /// stuck): for an executor whose attempts outlive an instance (like Nomad).
+    OwnedOrOrphaned(uuid::Uuid),
+}
+
+impl From<Option<uuid::Uuid>> for TrackScope {
+    fn from(owner: Option<uuid::Uuid>) -> Self {
+        owner.map_or(TrackScope::All, TrackScope::Owned)
+    }
+}
+
 /// Up to `limit` jobs in flight (queued to post-processing) dispatched through `executor_prefix`
 /// (e.g. `local/`), oldest change first; only those of `owner` when given (an executor that lives in
 /// one instance, like the local one, knows only its own attempts).
@@ -41,14 +60,33 @@ pub async fn in_flight_jobs(
     owner: Option<uuid::Uuid>,
     limit: i64,
 ) -> Result<Vec<Job>, DbError> {
+    in_flight_jobs_in(pool, executor_prefix, owner.into(), limit).await
+}
+
+/// Up to `limit` jobs in flight dispatched through `executor_prefix` within `scope`, oldest change
+/// first.
+pub async fn in_flight_jobs_in(
+    pool: &PgPool,
+    executor_prefix: &str,
+    scope: TrackScope,
+    limit: i64,
+) -> Result<Vec<Job>, DbError> {
+    let (owner, orphans) = match scope {
+        TrackScope::All => (None, false),
+        TrackScope::Owned(id) => (Some(id), false),
+        TrackScope::OwnedOrOrphaned(id) => (Some(id), true),
+    };
     let rows = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE status BETWEEN 4 AND 8 AND starts_with(executor_ref, $2) AND ($3::uuid IS NULL OR service_id = $3)
+         WHERE status BETWEEN 4 AND 8 AND starts_with(executor_ref, $2)
+           AND ($3::uuid IS NULL OR service_id = $3
+                OR ($4 AND (service_id IS NULL OR lease_expires_at IS NULL OR lease_expires_at < clock_timestamp())))
          ORDER BY status_changed_at LIMIT $1"
     ))
     .bind(limit)
     .bind(executor_prefix)
     .bind(owner)
+    .bind(orphans)
     .fetch_all(pool)
     .await?;
     rows.iter().map(job_from_row).collect()
@@ -87,7 +125,7 @@ pub fn failure_of(outcome: &AttemptOutcome) -> Option<Failure> {
     }
 }
 
-/// One round over up to `limit` jobs in flight.
+/// One round over up to `limit` jobs in flight (only those of `owner` when given).
 pub async fn track_round(
     pool: &PgPool,
     executor: &dyn Executor,
@@ -96,9 +134,21 @@ pub async fn track_round(
     owner: Option<uuid::Uuid>,
     limit: i64,
 ) -> Result<TrackReport, DbError> {
+    track_round_in(pool, executor, timeouts, backoff, owner.into(), limit).await
+}
+
+/// One round over up to `limit` jobs in flight within `scope`.
+pub async fn track_round_in(
+    pool: &PgPool,
+    executor: &dyn Executor,
+    timeouts: &StatusTimeouts,
+    backoff: AttemptBackoff,
+    scope: TrackScope,
+    limit: i64,
+) -> Result<TrackReport, DbError> {
     let mut report = TrackReport::default();
     let prefix = format!("{}/", executor.name());
-    for job in in_flight_jobs(pool, &prefix, owner, limit).await? {
+    for job in in_flight_jobs_in(pool, &prefix, scope, limit).await? {
         let Some(reference) = job.executor_ref.clone() else {
             continue;
         };

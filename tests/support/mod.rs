@@ -6,10 +6,12 @@
 pub mod api;
 pub mod catalogue_server;
 pub mod conformance;
+pub mod fleet;
 pub mod jobspec;
 pub mod nomad_emulator;
 pub mod openapi;
 pub mod operator;
+pub mod private_pg;
 pub mod webdriver;
 
 use std::process::{Command, Output};

@@ -42,6 +42,8 @@ pub enum Outcome {
     },
     /// Runs until the job is stopped.
     RunUntilStopped,
+    /// Played by the emulator's [`super::WorkerRunner`] (exits 0 at once without one).
+    Worker,
 }
 
 impl Default for Outcome {

@@ -149,10 +149,10 @@ pub(crate) fn collect_garbage(shared: &Shared) {
             txn.delete_job(key);
         }
         for id in &allocs {
-            txn.store.allocs.remove(id);
+            txn.store.remove_alloc(id);
         }
         for id in &evals {
-            txn.store.evals.remove(id);
+            txn.store.remove_eval(id);
         }
         if !allocs.is_empty() {
             txn.store.tables.allocs = index;

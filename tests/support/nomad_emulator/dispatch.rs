@@ -139,11 +139,9 @@ fn dispatch_child(txn: &mut Txn, request: &DispatchRequest) -> Result<Dispatch, 
     }
     validate(&parent, request)?;
     if !request.token.is_empty() {
-        let existing = txn.store.jobs.values().find(|job| {
-            job.namespace == request.namespace
-                && job.parent_id == request.parent
-                && job.idempotency_token == request.token
-        });
+        let existing =
+            txn.store
+                .child_with_token(&request.namespace, &request.parent, &request.token);
         if let Some(child) = existing {
             return Ok(Dispatch::Replayed {
                 child_id: child.id.clone(),

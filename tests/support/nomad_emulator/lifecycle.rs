@@ -52,6 +52,9 @@ async fn drive(shared: &Arc<Shared>, alloc_id: &str, outcome: Outcome) {
         return;
     }
     shared.write(|txn| start(txn, alloc_id));
+    if outcome == Outcome::Worker {
+        return play(shared, alloc_id).await;
+    }
     let run_for = match outcome {
         Outcome::Exit { after, .. } | Outcome::Lost { after } => Some(after.max(step)),
         _ => None,
@@ -65,6 +68,32 @@ async fn drive(shared: &Arc<Shared>, alloc_id: &str, outcome: Outcome) {
         Outcome::Exit { code, .. } => shared.write(|txn| exit(txn, alloc_id, code.into())),
         Outcome::Lost { .. } => scheduler::lose_node(shared, alloc_id).await,
         _ => {}
+    }
+}
+
+/// The task is played by the runner: it exits with the runner's code, unless it is stopped first.
+async fn play(shared: &Arc<Shared>, alloc_id: &str) {
+    let dispatched = shared.read(|store| {
+        let child = store.allocs.get(alloc_id).map(|a| a.job_id.clone())?;
+        // Recent children are at the end.
+        store
+            .dispatches
+            .iter()
+            .rev()
+            .find(|d| d.child_id == child)
+            .cloned()
+    });
+    let (Some(runner), Some(dispatched)) = (shared.options.runner.clone(), dispatched) else {
+        shared.write(|txn| exit(txn, alloc_id, 0));
+        return;
+    };
+    let task = (runner.0)(dispatched);
+    tokio::select! {
+        code = task => shared.write(|txn| exit(txn, alloc_id, code.into())),
+        wake = wait(shared, alloc_id, None) => match wake {
+            Wake::StopRequested => kill(shared, alloc_id).await,
+            Wake::Elapsed | Wake::Gone => {}
+        },
     }
 }
 

@@ -26,7 +26,9 @@ mod task_events;
 mod wire;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +43,8 @@ pub struct EmulatorOptions {
     pub acl_token: Option<String>,
     /// The time between two lifecycle steps of a child (placement, client setup, start, ...).
     pub step: Duration,
+    /// What plays the task of a child scripted [`Outcome::Worker`].
+    pub runner: Option<WorkerRunner>,
 }
 
 impl Default for EmulatorOptions {
@@ -48,7 +52,23 @@ impl Default for EmulatorOptions {
         EmulatorOptions {
             acl_token: None,
             step: Duration::from_millis(10),
+            runner: None,
         }
+    }
+}
+
+/// Plays the task of a child as a worker would: it gets the dispatch (meta, payload) once the task
+/// runs, and its answer is the task's exit code. The task is killed instead if the job is stopped
+/// first.
+#[derive(Clone)]
+pub struct WorkerRunner(pub Arc<dyn Fn(Dispatched) -> TaskRun + Send + Sync>);
+
+/// A task played by a [`WorkerRunner`]: its exit code, in time.
+pub type TaskRun = Pin<Box<dyn Future<Output = i32> + Send>>;
+
+impl std::fmt::Debug for WorkerRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerRunner")
     }
 }
 

@@ -2,7 +2,7 @@
 //! Nomad's blocking queries compare against), and the write transaction that keeps job status,
 //! summaries and the parent's children counts right.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -29,6 +29,12 @@ pub(crate) struct Store {
     pub evals: BTreeMap<String, EvalRecord>,
     /// Children created by dispatch, in order (never garbage-collected).
     pub dispatches: Vec<Dispatched>,
+    /// The allocation IDs of each job (an index: lookups by job stay cheap with many jobs).
+    alloc_ids: BTreeMap<JobKey, BTreeSet<String>>,
+    /// The evaluation IDs of each job.
+    eval_ids: BTreeMap<JobKey, BTreeSet<String>>,
+    /// The child dispatched with each (namespace, parent, idempotency token).
+    tokens: HashMap<(String, String, String), String>,
 }
 
 impl Store {
@@ -41,6 +47,41 @@ impl Store {
             allocs: BTreeMap::new(),
             evals: BTreeMap::new(),
             dispatches: Vec::new(),
+            alloc_ids: BTreeMap::new(),
+            eval_ids: BTreeMap::new(),
+            tokens: HashMap::new(),
+        }
+    }
+
+    /// The child of `parent` dispatched with `token` in `namespace`, if it still exists.
+    pub fn child_with_token(
+        &self,
+        namespace: &str,
+        parent: &str,
+        token: &str,
+    ) -> Option<&JobRecord> {
+        let key = (namespace.to_string(), parent.to_string(), token.to_string());
+        let child = self.tokens.get(&key)?;
+        self.jobs.get(&(namespace.to_string(), child.clone()))
+    }
+
+    /// Removes an allocation (garbage collection).
+    pub fn remove_alloc(&mut self, id: &str) {
+        if let Some(alloc) = self.allocs.remove(id) {
+            let key = (alloc.namespace, alloc.job_id);
+            if let Some(ids) = self.alloc_ids.get_mut(&key) {
+                ids.remove(id);
+            }
+        }
+    }
+
+    /// Removes an evaluation (garbage collection).
+    pub fn remove_eval(&mut self, id: &str) {
+        if let Some(eval) = self.evals.remove(id) {
+            let key = (eval.namespace, eval.job_id);
+            if let Some(ids) = self.eval_ids.get_mut(&key) {
+                ids.remove(id);
+            }
         }
     }
 
@@ -50,9 +91,11 @@ impl Store {
         namespace: &'a str,
         job_id: &'a str,
     ) -> impl Iterator<Item = &'a AllocRecord> + 'a {
-        self.allocs
-            .values()
-            .filter(move |a| a.namespace == namespace && a.job_id == job_id)
+        self.alloc_ids
+            .get(&(namespace.to_string(), job_id.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.allocs.get(id))
     }
 
     /// The evaluations of a job, by evaluation ID.
@@ -61,9 +104,11 @@ impl Store {
         namespace: &'a str,
         job_id: &'a str,
     ) -> impl Iterator<Item = &'a EvalRecord> + 'a {
-        self.evals
-            .values()
-            .filter(move |e| e.namespace == namespace && e.job_id == job_id)
+        self.eval_ids
+            .get(&(namespace.to_string(), job_id.to_string()))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.evals.get(id))
     }
 
     /// Nomad's `getJobStatus`.
@@ -130,6 +175,14 @@ impl<'a> Txn<'a> {
         job.modify_index = index;
         self.store.tables.jobs = index;
         self.store.tables.job_summary = index;
+        if !job.parent_id.is_empty() && !job.idempotency_token.is_empty() {
+            let token = (
+                job.namespace.clone(),
+                job.parent_id.clone(),
+                job.idempotency_token.clone(),
+            );
+            self.store.tokens.insert(token, job.id.clone());
+        }
         self.store.jobs.insert(key.clone(), job);
         self.refresh_job_status(&key);
     }
@@ -139,6 +192,14 @@ impl<'a> Txn<'a> {
         let Some(job) = self.store.jobs.remove(key) else {
             return;
         };
+        let token = (
+            job.namespace.clone(),
+            job.parent_id.clone(),
+            job.idempotency_token.clone(),
+        );
+        if self.store.tokens.get(&token) == Some(&job.id) {
+            self.store.tokens.remove(&token);
+        }
         let index = self.index();
         self.store.tables.jobs = index;
         self.store.tables.job_summary = index;
@@ -215,6 +276,11 @@ impl<'a> Txn<'a> {
         alloc.alloc_modify_index = index;
         let key = (alloc.namespace.clone(), alloc.job_id.clone());
         let (group, status) = (alloc.task_group.clone(), alloc.client_status.clone());
+        self.store
+            .alloc_ids
+            .entry(key.clone())
+            .or_default()
+            .insert(alloc.id.clone());
         self.store.allocs.insert(alloc.id.clone(), alloc);
         self.store.tables.allocs = index;
         self.update_group_summary(&key, &group, |s| {
@@ -272,6 +338,11 @@ impl<'a> Txn<'a> {
         eval.create_time = now;
         eval.modify_time = now;
         let key = (eval.namespace.clone(), eval.job_id.clone());
+        self.store
+            .eval_ids
+            .entry(key.clone())
+            .or_default()
+            .insert(eval.id.clone());
         self.store.evals.insert(eval.id.clone(), eval);
         self.store.tables.evals = index;
         self.refresh_job_status(&key);

@@ -1,0 +1,153 @@
+//! Several instances on one database, and no job taken twice.
+//!
+//! - **Instances.** Each `swath serve` registers a `services` row (host, name, a unique id) and
+//!   heartbeats ([`heartbeat`]). The jobs it claims carry its id, its tag and a lease: a claim holds
+//!   for one lease, and the leases of the jobs it has dispatched are renewed by its heartbeats.
+//!   Other instances never claim a ready job whose lease is alive, and only track the dispatched
+//!   jobs of others once their lease ran out.
+//! - **Leader.** The instance holding the `cluster_leader` lease row ([`leader`]) declares dead the
+//!   instances that missed their heartbeats, hands their jobs back ([`handback`]: a claim is cleared;
+//!   a dispatch that is still running is adopted, never dispatched again; a dispatch that ended is
+//!   settled like the tracking loop would; a local attempt, which died with its instance, counts as
+//!   a failed attempt), abandons their background runs, and prunes old history. A lease row rather
+//!   than an advisory lock: it survives a restart of the database and the loss of one connection.
+//! - **Graceful stop** (`orchestrator::Running::stop`): stop claiming, let the steps in flight end
+//!   (up to a timeout), release the claims, resign, and record the instance as stopped.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+pub mod handback;
+pub mod heartbeat;
+pub mod leader;
+
+/// One orchestrator instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Its unique id (new at every start).
+    pub service_id: Uuid,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its configured name.
+    pub name: String,
+}
+
+impl Instance {
+    /// A new instance called `name` on this machine.
+    pub fn new(name: &str) -> Instance {
+        Instance {
+            service_id: Uuid::new_v4(),
+            host: hostname(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The tag stamped on the jobs it owns: `{"host", "name"}`.
+    pub fn tag(&self) -> serde_json::Value {
+        serde_json::json!({ "host": self.host, "name": self.name })
+    }
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// How instances heartbeat, lease and hand over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClusterSettings {
+    /// Time between two heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Heartbeats missed before an instance is declared dead.
+    pub missed_heartbeats: u32,
+    /// How long a claim or a dispatched job's lease holds without renewal.
+    pub lease: Duration,
+    /// History of finished jobs older than this is pruned; `None` keeps it.
+    pub history_retention: Option<Duration>,
+    /// Longest wait of a graceful stop for the steps in flight.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            heartbeat_interval: Duration::from_secs(5),
+            missed_heartbeats: 3,
+            lease: Duration::from_secs(60),
+            history_retention: Some(Duration::from_secs(365 * 86_400)),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Silence after which an instance is declared dead (and the leader lease's length).
+    pub fn dead_after(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats.max(1)
+    }
+}
+
+/// Whether this instance's own heartbeats get through, and since when without a break. A leader
+/// judges others only after its own heartbeats have gone through for a whole `dead_after`: after an
+/// outage of the database, every instance's last heartbeat is old, and none of them is dead.
+#[derive(Debug, Default)]
+pub struct Health {
+    healthy_since: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    /// Records a heartbeat that went through.
+    pub fn beat_ok(&self) {
+        let mut since = self.healthy_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.get_or_insert_with(Instant::now);
+    }
+
+    /// Records a heartbeat that failed.
+    pub fn beat_failed(&self) {
+        *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// How long heartbeats have been going through without a break.
+    pub fn healthy_for(&self) -> Duration {
+        self.healthy_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_restarts_its_clock_after_a_failure() {
+        let health = Health::default();
+        assert_eq!(health.healthy_for(), Duration::ZERO);
+        health.beat_ok();
+        std::thread::sleep(Duration::from_millis(20));
+        health.beat_ok();
+        assert!(health.healthy_for() >= Duration::from_millis(20));
+        health.beat_failed();
+        assert_eq!(health.healthy_for(), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_instance_is_dead_after_its_missed_heartbeats() {
+        let settings = ClusterSettings {
+            heartbeat_interval: Duration::from_secs(2),
+            missed_heartbeats: 3,
+            ..ClusterSettings::default()
+        };
+        assert_eq!(settings.dead_after(), Duration::from_secs(6));
+        let tag = Instance::new("swath").tag();
+        assert_eq!(tag["name"], "swath");
+    }
+}

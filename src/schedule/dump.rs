@@ -1,0 +1,140 @@
+//! The dump: a snapshot of the job inventory, one JSON object per job and per line (the job as the
+//! `Job` model serializes it, history aside), gzipped, written to storage (`file:///dir` or
+//! `s3://bucket/prefix`, through the worker's storage module).
+//!
+//! The jobs are read in one read-only repeatable-read transaction, so that the snapshot is
+//! consistent; they are streamed into a local temporary file, which is then uploaded under its final
+//! key: a dump appears complete or not at all.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures_util::StreamExt;
+use sqlx::PgPool;
+use swath_job_types::Job;
+use swath_worker::storage::{object_url, open_store, StorageError};
+
+use crate::db::jobs::{job_from_row, JOB_COLUMNS};
+use crate::db::DbError;
+
+/// Jobs encoded per blocking step.
+const CHUNK: usize = 1000;
+
+/// A dump written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpReport {
+    /// Where it is.
+    pub url: String,
+    /// Jobs in it.
+    pub jobs: u64,
+    /// Its compressed size.
+    pub bytes: u64,
+}
+
+/// Why a dump could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// Reading the jobs failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Writing the local file failed.
+    #[error("writing the dump locally: {0}")]
+    Io(#[from] std::io::Error),
+    /// Storing it failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<sqlx::Error> for DumpError {
+    fn from(e: sqlx::Error) -> Self {
+        DumpError::Db(e.into())
+    }
+}
+
+/// Removes a temporary file when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes a dump of every job to `key` under the store at `url`.
+pub async fn write_dump(pool: &PgPool, url: &str, key: &str) -> Result<DumpReport, DumpError> {
+    let store = open_store(url)?;
+    let temp = TempFile(std::env::temp_dir().join(format!(
+        "swath-dump-{}.jsonl.gz.partial",
+        uuid::Uuid::new_v4().simple()
+    )));
+    let file = std::fs::File::create(&temp.0)?;
+    let mut encoder = GzEncoder::new(BufWriter::new(file), Compression::default());
+    let mut jobs = 0u64;
+    {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let query = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id");
+        let mut rows = sqlx::query(&query).fetch(&mut *tx);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            let row = rows.next().await.transpose()?;
+            if let Some(row) = &row {
+                chunk.push(job_from_row(row)?);
+            }
+            if chunk.len() == CHUNK || (row.is_none() && !chunk.is_empty()) {
+                jobs += chunk.len() as u64;
+                let batch = std::mem::take(&mut chunk);
+                encoder = tokio::task::spawn_blocking(move || encode(encoder, &batch))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
+            if row.is_none() {
+                break;
+            }
+        }
+        drop(rows);
+        tx.commit().await?;
+    }
+    let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        let mut writer = encoder.finish()?;
+        writer.flush()?;
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(file.metadata()?.len())
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    store.upload(&temp.0, key).await?;
+    Ok(DumpReport {
+        url: object_url(&store.url(), key),
+        jobs,
+        bytes,
+    })
+}
+
+/// Appends `jobs` as JSON lines.
+fn encode<W: Write>(mut encoder: GzEncoder<W>, jobs: &[Job]) -> std::io::Result<GzEncoder<W>> {
+    for job in jobs {
+        serde_json::to_writer(&mut encoder, job)?;
+        encoder.write_all(b"\n")?;
+    }
+    Ok(encoder)
+}
+
+/// Reads a dump file back: every job, in order.
+pub fn read_dump(path: &Path) -> std::io::Result<Vec<Job>> {
+    let reader = BufReader::new(MultiGzDecoder::new(std::fs::File::open(path)?));
+    reader
+        .lines()
+        .map(|line| {
+            let line = line?;
+            serde_json::from_str(&line)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
+        .collect()
+}
