@@ -15,7 +15,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use swath::catalogue;
 use swath::cluster::Instance;
-use swath::config::Settings;
+use swath::config::{Secret, Settings};
 use swath::db::schedules::{runs, schedule, RunRow};
 use swath::db::services::register;
 use swath::schedule::dump::{read_dump, write_dump};
@@ -25,6 +25,7 @@ use swath_job_types::{JobStatus, NewJob};
 use tokio::sync::watch;
 
 use support::api::spawn_api_with;
+use support::operator;
 
 /// A scheduler of a new instance, running until the returned sender says stop.
 struct Running {
@@ -111,12 +112,19 @@ fn settings_for(catalogue: String) -> Settings {
         cron_pattern_healing_job: "* * * * * *".into(),
         enable_dump_file_creation: false,
         initial_sync_from: "2024-01-01".into(),
+        api_write_token: Some(Secret::new(operator::WRITE)),
         ..Settings::default()
     }
 }
 
+/// A `POST` with the write token.
 async fn post(client: &reqwest::Client, url: &str) -> (StatusCode, Value) {
-    let r = client.post(url).send().await.unwrap();
+    let r = client
+        .post(url)
+        .bearer_auth(operator::WRITE)
+        .send()
+        .await
+        .unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -248,6 +256,7 @@ async fn healing_refuses_before_a_successful_initial_sync_and_runs_after(pool: P
     assert_eq!(listed["runs"].as_array().unwrap().len(), 3);
     let r = client
         .delete(format!("{}/healing-jobs", api.base))
+        .bearer_auth(operator::WRITE)
         .send()
         .await
         .unwrap();
@@ -261,6 +270,7 @@ async fn healing_refuses_before_a_successful_initial_sync_and_runs_after(pool: P
     // Deleting the initial sync's records makes healing wait again.
     let r = client
         .delete(format!("{}/initial-sync-jobs", api.base))
+        .bearer_auth(operator::WRITE)
         .send()
         .await
         .unwrap();
@@ -328,10 +338,22 @@ async fn a_dump_is_readable_and_complete(pool: PgPool) {
         // Only on request here.
         cron_pattern_dump_job: "0 0 0 1 1 *".into(),
         enable_healing_job_operation: false,
+        api_write_token: Some(Secret::new(operator::WRITE)),
         ..Settings::default()
     };
     let api = spawn_api_with(&pool, &settings).await;
     let scheduler = start(&pool, &settings).await;
+    // Asking for a run is a write: refused without the token, and nothing runs.
+    let anonymous = reqwest::Client::new()
+        .post(format!("{}/dump-jobs", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(runs(&pool, ScheduleKind::Dump, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let (status, body) = post(&reqwest::Client::new(), &format!("{}/dump-jobs", api.base)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let done = runs_until(&pool, ScheduleKind::Dump, |r| {
