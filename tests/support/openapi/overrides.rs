@@ -1,5 +1,5 @@
 //! Corrections to Nomad's OpenAPI description where it disagrees with what Nomad really sends and
-//! accepts, each citing `nomad-api.md` (the research note in `/work/shared/reference/`).
+//! accepts, each citing `nomad-api.md` (a research note on Nomad's HTTP API, cited by section).
 //!
 //! The description is generated from the Go client's structs of an older Nomad, so it misses fields
 //! that later versions (and the server's own response structs) carry. Every override adds exactly
