@@ -24,6 +24,9 @@ use sqlx::{PgPool, Row};
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::JobStatus;
 
+use crate::db::jobs::count_by_type_and_status;
+use crate::db::DbError;
+
 /// Label pairs of one series.
 type Labels = Vec<(String, String)>;
 /// A family of histograms of durations in seconds.
@@ -92,7 +95,7 @@ pub fn observe_publication(took: Duration) {
 pub enum MetricsError {
     /// The database did not answer.
     #[error("reading the metrics from the database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] DbError),
     /// The text could not be written.
     #[error("encoding the metrics: {0}")]
     Encoding(#[from] std::fmt::Error),
@@ -138,24 +141,16 @@ async fn register_state(
     metrics: &mut Registry,
     pool: &PgPool,
     registry: &JobTypeRegistry,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DbError> {
     let jobs = Family::<Labels, Gauge>::default();
     let queue = Family::<Labels, Gauge>::default();
-    for row in sqlx::query("SELECT job_type, status, count(*) AS n FROM jobs GROUP BY 1, 2")
-        .fetch_all(pool)
-        .await?
-    {
-        let job_type: String = row.try_get("job_type")?;
-        let n: i64 = row.try_get("n")?;
-        let status = JobStatus::from_id(row.try_get("status")?)
-            .map(JobStatus::name)
-            .unwrap_or("unknown");
+    for (job_type, status, n) in count_by_type_and_status(pool).await? {
         jobs.get_or_create(&vec![
             ("job_type".into(), job_type.clone()),
-            ("status".into(), status.into()),
+            ("status".into(), status.name().into()),
         ])
         .set(n);
-        if status == JobStatus::Ready.name() {
+        if status == JobStatus::Ready {
             let flavor = registry
                 .get(&job_type)
                 .map(|t| t.spec().worker_flavor.clone())

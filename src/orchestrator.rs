@@ -123,6 +123,16 @@ impl Running {
     }
 }
 
+/// Resolves once `flag` is set (or its sender is gone).
+fn when_set(
+    flag: &watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = flag.clone();
+    async move {
+        let _ = rx.wait_for(|set| *set).await;
+    }
+}
+
 /// Waits for `tasks` until `timeout`, then aborts those still running.
 async fn join_within(tasks: Vec<(&'static str, JoinHandle<()>)>, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -170,19 +180,9 @@ pub async fn start(
     // The enabled job types and those of the children their jobs create.
     let running_types = settings.running_job_types()?;
     let (stop, stop_rx) = watch::channel(false);
-    let stopped = || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    };
+    let stopped = || when_set(&stop_rx);
     let (stop_claiming, claiming_rx) = watch::channel(false);
-    let claiming_stopped = || {
-        let mut rx = claiming_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    };
+    let claiming_stopped = || when_set(&claiming_rx);
     let mut tasks = Vec::new();
     let mut claiming = Vec::new();
 

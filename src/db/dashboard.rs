@@ -61,21 +61,17 @@ pub struct TimelinessDay {
     pub input_to_output_p90_h: Option<f64>,
 }
 
-/// Counts by type and status, largest types first.
+/// Counts by type and status, by type then status.
 pub async fn status_counts(pool: &PgPool) -> Result<Vec<StatusCount>, DbError> {
-    let rows =
-        sqlx::query("SELECT job_type, status, count(*) AS n FROM jobs GROUP BY 1, 2 ORDER BY 1, 2")
-            .fetch_all(pool)
-            .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StatusCount {
-                job_type: r.try_get("job_type")?,
-                status: status_name(r.try_get("status")?),
-                jobs: r.try_get("n")?,
-            })
+    Ok(super::jobs::count_by_type_and_status(pool)
+        .await?
+        .into_iter()
+        .map(|(job_type, status, jobs)| StatusCount {
+            job_type,
+            status: status.name().to_string(),
+            jobs,
         })
-        .collect()
+        .collect())
 }
 
 /// Up to `limit` jobs a worker or the executor holds now (queued to post-processing), oldest first.

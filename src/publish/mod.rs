@@ -75,11 +75,18 @@ pub async fn publish_round(
         return Ok(PublishReport::default());
     }
     let answers = publisher.publish(&messages).await;
+    // The database keeps microseconds: the products' dates (in JSON) are given the same.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let mut confirmed = Vec::new();
     let mut failed = Vec::new();
     for (message, answer) in messages.iter().zip(answers) {
         match answer {
-            Ok(()) => confirmed.push(message.id),
+            Ok(()) => {
+                confirmed.push(message.id);
+                crate::metrics::observe_publication(
+                    (now - message.created_at).to_std().unwrap_or_default(),
+                );
+            }
             Err(e) => {
                 tracing::warn!(job_id = message.job_id, job_type = %message.job_type, product = %message.product_id, publisher = publisher.name(), error = %e, "publication not confirmed; it is sent again");
                 failed.push((message.id, e.0));
@@ -87,14 +94,7 @@ pub async fn publish_round(
         }
     }
     record_attempts(pool, &confirmed, &failed).await?;
-    // The database keeps microseconds: the products' dates (in JSON) are given the same.
-    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let done = confirm(pool, &confirmed, now).await?;
-    for message in messages.iter().filter(|m| confirmed.contains(&m.id)) {
-        crate::metrics::observe_publication(
-            (now - message.created_at).to_std().unwrap_or_default(),
-        );
-    }
     Ok(PublishReport {
         confirmed: confirmed.len(),
         failed: failed.len(),
