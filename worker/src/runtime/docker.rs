@@ -4,10 +4,15 @@
 //! entry, `repo@sha256:...`, else the image ID) is the run's software version, a reference that
 //! names exactly this image so that a retry can run it again; the container is created
 //! from the image ID, so what runs is what is recorded. The container gets the work directory at
-//! `/work` and `inputs/` read-only at `/work/inputs`, a non-root user, no capabilities and no new
-//! privileges, network mode `none` unless the spec asks for the network (then the engine's default
-//! network), the CPU and memory limits of the spec (memory without swap; CPUs capped at the engine's
-//! count). Its output is attached before it starts, so no line is lost. A container whose state says
+//! `/work` and `inputs/` read-only at `/work/inputs`, and nothing else writable: its root
+//! filesystem is read-only and `/tmp` is a tmpfs of bounded size (its pages count against the
+//! memory limit). It runs as a non-root user, with no capabilities and no new privileges, under an
+//! init process (the engine's `docker-init`) that reaps orphans and forwards signals, with network
+//! mode `none` unless the spec asks for the network (then the engine's default network), the CPU
+//! and memory limits of the spec (memory without swap; CPUs capped at the engine's count), and the
+//! [`ContainerLimits`] of the worker: a pids limit (every process and thread of the container,
+//! counted by its pids cgroup: a fork bomb stops there) and `nofile`/`nproc` resource limits. Its
+//! output is attached before it starts, so no line is lost. A container whose state says
 //! `OOMKilled` (any of its processes was killed by the memory limit) ends `OutOfMemory`, whatever its
 //! exit code. At the deadline or on cancellation it is killed (SIGKILL: the work directory is thrown
 //! away anyway). It is force-removed on every path, errors and a dropped run future included, and a
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions,
 };
@@ -41,11 +46,50 @@ const LOG_DRAIN: Duration = Duration::from_secs(5);
 /// Label put on every container of the worker, with the run's name as value.
 pub const RUN_LABEL: &str = "swath.run";
 
+/// Where a container may write besides `/work`.
+const TMP_DIR: &str = "/tmp";
+
+/// Limits put on every container, besides the CPU and memory of the run's flavor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLimits {
+    /// Most processes and threads the container may hold at once (its pids cgroup's `pids.max`).
+    pub pids: u32,
+    /// `RLIMIT_NOFILE` (soft and hard): open files per process. The engine's runtime sets it as
+    /// the container starts, and cannot raise it past its own hard limit where it lacks
+    /// `CAP_SYS_RESOURCE` (the container then fails to start).
+    pub nofile: u64,
+    /// `RLIMIT_NPROC` (soft and hard). Linux counts it per real uid across the whole host (the
+    /// engine maps no user namespace), not per container: it bounds every process and thread of the
+    /// code's uid on the node, of all the attempts that run as that uid (by default `nobody`) and of
+    /// any host process of that uid. So it is no per-attempt limit (that is `pids`); it is a
+    /// ceiling on what the code of all attempts of a node may hold together, and must be sized for
+    /// the attempts a node runs at once.
+    pub nproc: u64,
+    /// Size of the tmpfs at `/tmp`, in MiB. Mounted `noexec`: code that executes scratch files
+    /// writes them under `/work`.
+    pub tmp_mb: u64,
+}
+
+impl Default for ContainerLimits {
+    /// Sized for real science: thousands of threads (JVMs, OpenMP, GDAL), thousands of open
+    /// rasters, a scratch `/tmp` of 1 GiB; `nproc` room for four attempts at their pids limit on
+    /// one node.
+    fn default() -> Self {
+        ContainerLimits {
+            pids: 4096,
+            nofile: 16384,
+            nproc: 4 * 4096,
+            tmp_mb: 1024,
+        }
+    }
+}
+
 /// Runs the code in Docker containers.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
     cpus: Option<f64>,
+    limits: ContainerLimits,
 }
 
 /// An image found on the engine.
@@ -85,7 +129,17 @@ impl DockerRuntime {
             Ok(Ok(info)) => info.ncpu.filter(|n| *n > 0).map(|n| n as f64),
             _ => None,
         };
-        Ok(DockerRuntime { docker, cpus })
+        Ok(DockerRuntime {
+            docker,
+            cpus,
+            limits: ContainerLimits::default(),
+        })
+    }
+
+    /// The same runtime, putting `limits` on every container.
+    pub fn with_limits(mut self, limits: ContainerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Whether the engine holds `image` (never pulled).
@@ -188,19 +242,49 @@ impl DockerRuntime {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                network_mode: Some(if spec.network { "default" } else { "none" }.to_string()),
-                memory,
-                memory_swap: memory,
-                nano_cpus: (cpus > 0.0).then_some((cpus * 1e9) as i64),
-                cap_drop: Some(vec!["ALL".to_string()]),
-                security_opt: Some(vec!["no-new-privileges".to_string()]),
-                auto_remove: Some(false),
-                ..Default::default()
-            }),
+            host_config: Some(self.host_config(spec, mounts, memory, cpus)),
             ..Default::default()
         })
+    }
+
+    /// Where the container may write, what it may use, and what it may not do.
+    fn host_config(
+        &self,
+        spec: &RunSpec,
+        mounts: Vec<Mount>,
+        memory: Option<i64>,
+        cpus: f64,
+    ) -> HostConfig {
+        let limits = self.limits;
+        let ulimit = |name: &str, value: u64| ResourcesUlimits {
+            name: Some(name.to_string()),
+            soft: Some(i64::try_from(value).unwrap_or(i64::MAX)),
+            hard: Some(i64::try_from(value).unwrap_or(i64::MAX)),
+        };
+        HostConfig {
+            mounts: Some(mounts),
+            // `none`: loopback only. The engine's default network only for a task that declares it
+            // needs the network.
+            network_mode: Some(if spec.network { "default" } else { "none" }.to_string()),
+            memory,
+            memory_swap: memory,
+            nano_cpus: (cpus > 0.0).then_some((cpus * 1e9) as i64),
+            pids_limit: Some(i64::from(limits.pids)),
+            ulimits: Some(vec![
+                ulimit("nofile", limits.nofile),
+                ulimit("nproc", limits.nproc),
+            ]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                TMP_DIR.to_string(),
+                format!("rw,noexec,nosuid,nodev,size={}m,mode=1777", limits.tmp_mb),
+            )])),
+            init: Some(true),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            auto_remove: Some(false),
+            ..Default::default()
+        }
     }
 
     /// Starts the created container and follows it to its end, deadline or cancellation.

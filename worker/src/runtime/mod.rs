@@ -21,11 +21,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 
-pub use docker::{DockerRuntime, RUN_LABEL};
+pub use docker::{ContainerLimits, DockerRuntime, RUN_LABEL};
 pub use error::RuntimeError;
 pub use process::ProcessRuntime;
+/// The token that cancels a run ([`Runtime::run`]).
+pub use tokio_util::sync::CancellationToken;
 
 /// Environment variable through which both runtimes tell the code where its work directory is.
 pub const WORK_ENV: &str = "SWATH_WORK";
@@ -105,11 +106,11 @@ pub trait Runtime: Send + Sync {
     ) -> Result<RunReport, RuntimeError>;
 }
 
-/// Docker when an engine answers a ping (local socket or `DOCKER_HOST`, within a few seconds), else
-/// the process runtime.
-pub async fn detect() -> Box<dyn Runtime> {
+/// Docker (with `limits` on each container) when an engine answers a ping (local socket or
+/// `DOCKER_HOST`, within a few seconds), else the process runtime.
+pub async fn detect(limits: ContainerLimits) -> Box<dyn Runtime> {
     match DockerRuntime::connect().await {
-        Ok(docker) => Box::new(docker),
+        Ok(docker) => Box::new(docker.with_limits(limits)),
         Err(e) => {
             tracing::info!(error = %e, "no Docker engine: the code will run as a plain process");
             Box::new(ProcessRuntime::new())
