@@ -324,11 +324,17 @@ async fn a_program_missing_from_the_image_fails_and_leaves_no_container() {
     let work = Work::with_inputs();
     let name = unique_name("noprogram");
     let spec = spec(&name, &work, STANDIN_IMAGE, &["/no/such/program"], &[]);
-    let err = docker
-        .run(&spec, CancellationToken::new())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RuntimeError::Engine { .. }), "{err}");
+    let run = docker.run(&spec, CancellationToken::new()).await;
+    let Err(err) = run else {
+        panic!("{run:?}: {}", work.log(&name));
+    };
+    // The init process starts, and cannot execute the program.
+    assert!(matches!(err, RuntimeError::Spawn { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exec /no/such/program failed: No such file or directory"),
+        "{err}"
+    );
     assert!(!err.is_transient(), "{err:?}");
     assert_no_container(&name).await;
 }
@@ -490,7 +496,7 @@ async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
             && log.contains(&format!("size={}k", SMALL_TMP_MB * 1024)),
         "{log}"
     );
-    assert!(!log.contains("wrote "), "{log}");
+    assert!(!log.contains("[stdout] wrote "), "{log}");
     assert_eq!(log.matches("Read-only file system").count(), 3, "{log}");
     assert!(log.contains("[stdout] tmp writable"), "{log}");
     assert!(log.contains("[stdout] tmp is full"), "{log}");

@@ -392,6 +392,26 @@ impl DockerRuntime {
     }
 }
 
+/// Largest log read for the init's own failure: it is the first line of a run whose program never
+/// started, so a longer log is the program's.
+const INIT_FAILURE_LOG_MAX: u64 = 64 * 1024;
+
+/// The init's message when it could not execute the program (`[FATAL tini (7)] exec /x failed:
+/// No such file or directory`, then exit code 127, or 126 for a permission): the container started,
+/// but the program did not, which is a fault of the image or the command, not of the code.
+fn init_exec_failure(work_dir: &std::path::Path, name: &str) -> Option<String> {
+    let path = LogSink::path_for(work_dir, name);
+    if std::fs::metadata(&path).ok()?.len() > INIT_FAILURE_LOG_MAX {
+        return None;
+    }
+    let log = std::fs::read_to_string(path).ok()?;
+    log.lines().find_map(|line| {
+        let (_, message) = line.split_once("[FATAL tini (")?;
+        let (_, message) = message.split_once("] ")?;
+        (message.starts_with("exec ") && message.contains(" failed: ")).then(|| message.to_string())
+    })
+}
+
 /// How the wait for the container ended.
 enum Stop<T> {
     Exited(T),
@@ -520,6 +540,25 @@ impl Runtime for DockerRuntime {
             tracing::error!(job = %spec.name, container = %created.id, error = %e, "cannot remove the container");
         }
         let (outcome, duration) = supervised?;
+        if let RunOutcome::Exited { code: code @ (126 | 127) } = outcome {
+            if let Some(reason) = init_exec_failure(&spec.work_dir, &spec.name) {
+                let kind = if code == 126 {
+                    std::io::ErrorKind::PermissionDenied
+                } else {
+                    std::io::ErrorKind::NotFound
+                };
+                return Err(RuntimeError::Spawn {
+                    program: spec
+                        .command
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "the image's command".into()),
+                    user: user.docker_user(),
+                    work_dir: CONTAINER_WORK_DIR.into(),
+                    source: std::io::Error::new(kind, reason),
+                });
+            }
+        }
         tracing::info!(job = %spec.name, ?outcome, ?duration, "code ended");
         Ok(RunReport {
             outcome,
