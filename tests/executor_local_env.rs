@@ -71,8 +71,8 @@ fn runnable_copy(dir: &Path) -> PathBuf {
 
 /// The `NAME=value` entries of a `/proc/<pid>/environ` copy.
 fn entries(path: &Path) -> Vec<String> {
-    let bytes = std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("{} was not written: {e}", path.display()));
     bytes
         .split(|b| *b == 0)
         .filter(|e| !e.is_empty())
@@ -210,6 +210,7 @@ async fn worker_role() {
         cpus: 0.0,
         memory_mb: 0,
         deadline: Duration::from_secs(60),
+        disk_mb: 0,
         user: None,
     };
     let report = ProcessRuntime::new()

@@ -425,7 +425,11 @@ async fn a_container_cannot_have_more_processes_than_its_pids_limit() {
     assert_eq!(count.max, Some(SMALL_PIDS_LIMIT), "{count:?}");
     assert!(count.peak <= SMALL_PIDS_LIMIT, "{count:?}");
     assert!(count.refused > 0, "the limit was reached: {count:?}");
-    assert!(work.log(&name).contains("can't fork"), "{}", work.log(&name));
+    assert!(
+        work.log(&name).contains("can't fork"),
+        "{}",
+        work.log(&name)
+    );
 }
 
 #[tokio::test]
@@ -446,10 +450,14 @@ async fn a_fork_bomb_is_held_at_the_pids_limit_until_its_deadline() {
     let run = tokio::spawn(async move { docker.run(&spec, CancellationToken::new()).await });
     let cgroup = await_pids_cgroup(&name, Duration::from_secs(30)).await;
     let mut at_limit = None;
-    poll_until("the bomb reaches the limit", Duration::from_secs(30), || {
-        at_limit = pids_count(&cgroup).filter(|c| c.refused > 0);
-        at_limit.is_some() || run.is_finished()
-    })
+    poll_until(
+        "the bomb reaches the limit",
+        Duration::from_secs(30),
+        || {
+            at_limit = pids_count(&cgroup).filter(|c| c.refused > 0);
+            at_limit.is_some() || run.is_finished()
+        },
+    )
     .await;
     // The host still starts processes while the bomb presses on its limit.
     let host = std::process::Command::new("true").status().unwrap();
@@ -509,5 +517,38 @@ async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
     assert!(log.contains("[stdout] init docker-init"), "{log}");
     assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
     assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn a_container_filling_its_work_directory_past_the_disk_limit_is_stopped() {
+    let docker = limited_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("disk");
+    // Writes 1 MiB a time, far past the limit, then waits: only the disk limit stops it in time.
+    let script = "i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero > /work/outputs/fill-$i; \
+                  i=$((i+1)); done; echo filled; exec sleep 600";
+    let mut spec = shell(&name, &work, script);
+    spec.disk_mb = 4;
+    spec.deadline = Duration::from_secs(120);
+    let err = docker
+        .run(&spec, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::DiskLimit { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "the work directory {} grew to",
+            work.dir.display()
+        )) && message.contains("past its disk limit of 4 MiB"),
+        "{message}"
+    );
+    assert!(
+        work.log(&name).contains("past its disk limit"),
+        "{}",
+        work.log(&name)
+    );
     assert_no_container(&name).await;
 }

@@ -14,7 +14,8 @@
 //! counted by its pids cgroup: a fork bomb stops there) and `nofile`/`nproc` resource limits. Its
 //! output is attached before it starts, so no line is lost. A container whose state says
 //! `OOMKilled` (any of its processes was killed by the memory limit) ends `OutOfMemory`, whatever its
-//! exit code. At the deadline or on cancellation it is killed (SIGKILL: the work directory is thrown
+//! exit code. At the deadline, past the spec's disk limit (its work directory measured every few
+//! seconds: Nomad does not enforce a flavor's disk) or on cancellation it is killed (SIGKILL: the work directory is thrown
 //! away anyway). It is force-removed on every path, errors and a dropped run future included, and a
 //! container left with the same name by an earlier crash is removed first.
 
@@ -33,6 +34,7 @@ use bollard::Docker;
 use futures_util::{Stream as FuturesStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::disk;
 use super::logs::{LineSender, LineSplitter, LogSink, Stream};
 use super::user::{prepare_work_dir, RunUser};
 use super::{RunOutcome, RunReport, RunSpec, Runtime, RuntimeError, CONTAINER_WORK_DIR, WORK_ENV};
@@ -324,13 +326,22 @@ impl DockerRuntime {
             waited = wait.next() => Stop::Exited(waited),
             _ = cancel.cancelled() => Stop::Cancelled,
             _ = tokio::time::sleep(spec.deadline) => Stop::Deadline,
+            used = disk::exceeded(spec.work_dir.clone(), spec.disk_mb) => Stop::Disk(used),
+        };
+        let disk_limit = match stop {
+            Stop::Disk(used_bytes) => Some(RuntimeError::DiskLimit {
+                path: spec.work_dir.clone(),
+                used_bytes,
+                limit_mb: spec.disk_mb,
+            }),
+            _ => None,
         };
         let outcome = match stop {
             Stop::Exited(waited) => {
                 wait_result(waited)?;
                 self.exit_state(id).await?
             }
-            Stop::Cancelled | Stop::Deadline => {
+            Stop::Cancelled | Stop::Deadline | Stop::Disk(_) => {
                 self.kill(id).await?;
                 if tokio::time::timeout(STOP_TIMEOUT, wait.next())
                     .await
@@ -338,10 +349,9 @@ impl DockerRuntime {
                 {
                     tracing::warn!(job = %spec.name, container = %id, "the killed container is not reported stopped; removing it anyway");
                 }
-                if matches!(stop, Stop::Cancelled) {
-                    RunOutcome::Cancelled
-                } else {
-                    RunOutcome::DeadlineExceeded
+                match stop {
+                    Stop::Cancelled => RunOutcome::Cancelled,
+                    _ => RunOutcome::DeadlineExceeded,
                 }
             }
         };
@@ -352,10 +362,16 @@ impl DockerRuntime {
             tracing::warn!(job = %spec.name, "the container's output did not close in time; its end may be missing from the log");
         }
         match writer.await {
-            Ok(mut sink) => sink.note(&format!("{outcome:?} after {duration:?}")).await,
+            Ok(mut sink) => match &disk_limit {
+                Some(e) => sink.note(&format!("{e} after {duration:?}")).await,
+                None => sink.note(&format!("{outcome:?} after {duration:?}")).await,
+            },
             Err(e) => tracing::warn!(job = %spec.name, error = %e, "the log writer failed"),
         }
-        Ok((outcome, duration))
+        match disk_limit {
+            Some(e) => Err(e),
+            None => Ok((outcome, duration)),
+        }
     }
 
     /// Exit code and OOM flag of a stopped container.
@@ -417,6 +433,8 @@ enum Stop<T> {
     Exited(T),
     Cancelled,
     Deadline,
+    /// The work directory holds this many bytes, past the disk limit.
+    Disk(u64),
 }
 
 /// The end of the wait stream: a stop (whatever the code) or an engine failure.
@@ -540,7 +558,10 @@ impl Runtime for DockerRuntime {
             tracing::error!(job = %spec.name, container = %created.id, error = %e, "cannot remove the container");
         }
         let (outcome, duration) = supervised?;
-        if let RunOutcome::Exited { code: code @ (126 | 127) } = outcome {
+        if let RunOutcome::Exited {
+            code: code @ (126 | 127),
+        } = outcome
+        {
             if let Some(reason) = init_exec_failure(&spec.work_dir, &spec.name) {
                 let kind = if code == 126 {
                     std::io::ErrorKind::PermissionDenied

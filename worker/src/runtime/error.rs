@@ -5,8 +5,8 @@
 //! process cannot be started for want of resources. Internal (reported, not retried): the image is
 //! not present on the engine (images are never pulled, so retrying on the same node cannot help),
 //! the engine refuses the request (HTTP 4xx, e.g. a program missing from the image), the program is
-//! missing on the host, the code's user cannot enter its work directory, or the spec is invalid
-//! (root user, empty command).
+//! missing on the host, the code's user cannot enter its work directory, the code wrote more than
+//! its disk limit (it would again), or the spec is invalid (root user, empty command).
 
 use std::path::PathBuf;
 
@@ -66,6 +66,16 @@ pub enum RuntimeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The work directory grew past the spec's disk limit and the code was killed.
+    #[error("the work directory {} grew to {} MiB, past its disk limit of {limit_mb} MiB: the code was stopped", path.display(), used_bytes >> 20)]
+    DiskLimit {
+        /// The work directory.
+        path: PathBuf,
+        /// What it held when measured.
+        used_bytes: u64,
+        /// The limit.
+        limit_mb: u64,
+    },
     /// The spec cannot be run as given.
     #[error("invalid run spec: {0}")]
     InvalidSpec(String),
@@ -83,7 +93,8 @@ impl RuntimeError {
             ),
             RuntimeError::ImageNotFound { .. }
             | RuntimeError::InvalidSpec(_)
-            | RuntimeError::WorkDirAccess { .. } => false,
+            | RuntimeError::WorkDirAccess { .. }
+            | RuntimeError::DiskLimit { .. } => false,
         }
     }
 
@@ -96,6 +107,7 @@ impl RuntimeError {
             RuntimeError::Spawn { .. } => "process start",
             RuntimeError::WorkDir { .. } => "work directory",
             RuntimeError::WorkDirAccess { .. } => "work directory access",
+            RuntimeError::DiskLimit { .. } => "disk",
             RuntimeError::InvalidSpec(_) => "run spec",
         }
     }
@@ -183,8 +195,9 @@ mod tests {
         };
         assert!(!e.is_transient());
         assert!(
-            e.to_string()
-                .starts_with("cannot start nope as user 65534:65534 in the work directory /work/x: "),
+            e.to_string().starts_with(
+                "cannot start nope as user 65534:65534 in the work directory /work/x: "
+            ),
             "{e}"
         );
     }

@@ -2,7 +2,7 @@
 //!
 //! Used when no Docker engine answers, for the demo and the tests: it gives no isolation (the code
 //! sees the host's filesystem, network and processes as its user does). What it enforces, and how:
-//! - deadline and cancellation: SIGTERM to the whole process group, SIGKILL after a grace period;
+//! - deadline, disk limit and cancellation: SIGTERM to the whole process group, SIGKILL after a grace period;
 //!   whatever is left of the group is killed when the code exits, and on every other path;
 //! - memory: `RLIMIT_AS` set by `/bin/sh`'s `ulimit -v` just before it execs the program (no
 //!   privilege needed, nothing escapes it). Approximate: it limits address space, not resident
@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::disk;
 use super::logs::{LineSender, LineSplitter, LogSink, Stream};
 use super::user::{check_can_enter, prepare_work_dir, RunUser};
 use super::{RunOutcome, RunReport, RunSpec, Runtime, RuntimeError, WORK_ENV};
@@ -116,6 +117,8 @@ enum Stop {
     Exited(std::io::Result<ExitStatus>),
     Cancelled,
     Deadline,
+    /// The work directory holds this many bytes, past the disk limit.
+    Disk(u64),
 }
 
 #[async_trait]
@@ -172,6 +175,7 @@ impl Runtime for ProcessRuntime {
             status = child.wait() => Stop::Exited(status),
             _ = cancel.cancelled() => Stop::Cancelled,
             _ = tokio::time::sleep(spec.deadline) => Stop::Deadline,
+            used = disk::exceeded(spec.work_dir.clone(), spec.disk_mb) => Stop::Disk(used),
         };
         let outcome = match stop {
             Stop::Exited(Ok(status)) => Ok(exit_outcome(status)),
@@ -183,6 +187,14 @@ impl Runtime for ProcessRuntime {
             Stop::Deadline => {
                 self.terminate(&group, &mut child).await;
                 Ok(RunOutcome::DeadlineExceeded)
+            }
+            Stop::Disk(used_bytes) => {
+                self.terminate(&group, &mut child).await;
+                Err(RuntimeError::DiskLimit {
+                    path: spec.work_dir.clone(),
+                    used_bytes,
+                    limit_mb: spec.disk_mb,
+                })
             }
         };
         let duration = started.elapsed();

@@ -117,6 +117,7 @@ pub fn spec(
         cpus: 1.0,
         memory_mb: 256,
         deadline: Duration::from_secs(60),
+        disk_mb: 0,
         user: None,
     }
 }
