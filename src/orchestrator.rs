@@ -412,7 +412,13 @@ async fn executor(
                 settings.local_work_root(),
                 settings.flavors.clone(),
             )
-            .with_worker_env(options.worker_env.clone());
+            // Workers share this process's stores: their storage settings, and nothing else of
+            // its environment.
+            .with_worker_env({
+                let mut env = crate::executor::local::storage_env();
+                env.extend(options.worker_env.clone());
+                env
+            });
             if let Some(dir) = &options.worker_log_dir {
                 local = local.with_log_dir(dir.clone());
             }

@@ -1,12 +1,19 @@
 //! The local executor: runs each attempt as a process on this machine (by default `swath-worker
 //! run`), with at most `local_slots` attempts per flavor at once. The embedded default executor.
 //!
+//! Each worker starts with a cleared environment: only [`PASSED_ENV`] and the worker's own settings
+//! (`SWATH_WORKER_*`) of this process's environment, the variables the executor was given
+//! ([`LocalExecutor::with_worker_env`], e.g. storage credentials), and the attempt's. The
+//! orchestrator's secrets (database URL, API and Nomad tokens, broker URL, anything else it holds)
+//! never reach a worker, nor the code it runs.
+//!
 //! Each worker runs in its own process group. Stopping an attempt sends SIGTERM to the group (the
 //! worker removes its container and work directory) and SIGKILL after a grace period, so that
 //! nothing the worker started outlives it. Ended attempts are remembered for [`ENDED_RETENTION`]
 //! (long enough for the tracking loop to read their exit code), then forgotten.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -29,6 +36,65 @@ pub struct WorkerCommand {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
+}
+
+/// Variables of this process's environment that every worker gets as they are: where programs
+/// are, its home and temporary directory, and how to reach the Docker engine (its address and TLS
+/// files, no secret).
+pub const PASSED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "DOCKER_HOST",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+];
+
+/// Prefix of the worker's own settings, passed on from this process's environment too (but for
+/// [`ATTEMPT_ENV`], which the executor sets for each attempt).
+pub const WORKER_ENV_PREFIX: &str = "SWATH_WORKER_";
+
+/// Variables the executor sets for each attempt; any value of this process's environment is
+/// dropped. `SWATH_WORKER_TOKEN_FILE` would name another attempt's token.
+const ATTEMPT_ENV: &[&str] = &[
+    "SWATH_WORKER_JOB_ID",
+    "SWATH_WORKER_ATTEMPT",
+    "SWATH_WORKER_TOKEN",
+    "SWATH_WORKER_TOKEN_FILE",
+    "SWATH_WORKER_ORCHESTRATOR_URL",
+    "SWATH_WORKER_WORK_ROOT",
+];
+
+/// The storage settings workers read (S3 endpoint, region and credentials), besides their
+/// `SWATH_WORKER_*` settings.
+pub const STORAGE_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+];
+
+/// The [`STORAGE_ENV`] variables set in this process's environment, to give to the workers
+/// explicitly ([`LocalExecutor::with_worker_env`]) when they share the orchestrator's stores.
+pub fn storage_env() -> BTreeMap<String, String> {
+    STORAGE_ENV
+        .iter()
+        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+        .collect()
+}
+
+/// What a worker keeps of this process's environment: [`PASSED_ENV`] and its own settings.
+fn inherited_env() -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                PASSED_ENV.contains(&name)
+                    || (name.starts_with(WORKER_ENV_PREFIX) && !ATTEMPT_ENV.contains(&name))
+            })
+        })
+        .collect()
 }
 
 /// Prefix of the references of local attempts: `local/<idempotency token>`. A local attempt lives in
@@ -78,8 +144,9 @@ impl LocalExecutor {
         }
     }
 
-    /// Adds variables to every worker's environment (on top of this process's), e.g. storage
-    /// credentials or `SWATH_WORKER_RUNTIME`.
+    /// Adds variables to every worker's environment (which holds nothing else of this process's
+    /// but [`PASSED_ENV`] and `SWATH_WORKER_*`), e.g. storage credentials or
+    /// `SWATH_WORKER_RUNTIME`.
     pub fn with_worker_env(mut self, env: BTreeMap<String, String>) -> Self {
         self.worker_env = env;
         self
@@ -210,6 +277,8 @@ impl Executor for LocalExecutor {
         let (stdout, stderr) = self.worker_output(request)?;
         let child = Command::new(&self.command.program)
             .args(&self.command.args)
+            .env_clear()
+            .envs(inherited_env())
             .envs(&self.worker_env)
             .env("SWATH_WORKER_JOB_ID", request.job_id.to_string())
             .env("SWATH_WORKER_ATTEMPT", request.attempt.to_string())

@@ -159,6 +159,8 @@ async fn prepare_and_run(
         cpus: f64::from(task.cpus),
         memory_mb: task.memory_mb,
         deadline: Duration::from_secs(task.task.timeout_secs),
+        // The task does not carry its flavor's disk yet.
+        disk_mb: 0,
         user: None,
     };
     let report = runtime

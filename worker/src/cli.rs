@@ -66,12 +66,14 @@ fn init_logs(json: bool) {
     };
 }
 
-/// The runtime `choice` names (`auto`, `docker` or `process`).
-async fn runtime(choice: &str) -> Result<Box<dyn Runtime>, WorkerError> {
-    match choice {
-        "docker" => Ok(Box::new(DockerRuntime::connect().await?)),
+/// The runtime `config` names (`auto`, `docker` or `process`), with its container limits.
+async fn runtime(config: &WorkerConfig) -> Result<Box<dyn Runtime>, WorkerError> {
+    match config.runtime.as_str() {
+        "docker" => Ok(Box::new(
+            DockerRuntime::connect().await?.with_limits(config.limits),
+        )),
         "process" => Ok(Box::new(ProcessRuntime::new())),
-        _ => Ok(detect().await),
+        _ => Ok(detect(config.limits).await),
     }
 }
 
@@ -154,7 +156,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         attempt = config.attempt,
         job_type = tracing::field::Empty
     );
-    let outcome = match (runtime(&config.runtime).await, cancel_on_signals()) {
+    let outcome = match (runtime(&config).await, cancel_on_signals()) {
         (Ok(runtime), Ok(cancel)) => {
             run_attempt(&config, runtime.as_ref(), cancel)
                 .instrument(span.clone())

@@ -5,11 +5,24 @@
 //! environment (`SWATH_WORKER_TOKEN`) or from a file (`SWATH_WORKER_TOKEN_FILE`, where Nomad writes
 //! the dispatch payload), never from the command line, so that it never shows in a process listing;
 //! it is never printed.
+//!
+//! The limits put on each container (`SWATH_WORKER_PIDS_LIMIT`, `SWATH_WORKER_NOFILE_LIMIT`,
+//! `SWATH_WORKER_NPROC_LIMIT`, `SWATH_WORKER_TMP_SIZE_MB`) are settings of the worker too, with
+//! defaults sized for real science (see [`ContainerLimits`]); the process runtime enforces none of
+//! them.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::runtime::ContainerLimits;
+
+/// Highest `nofile` limit Linux accepts by default (`fs.nr_open`): a container asking for more
+/// fails to start.
+const MAX_NOFILE: u64 = 1 << 20;
+/// Fewest processes a container needs: its init, the program, and a few helpers.
+const MIN_PIDS: u32 = 8;
 
 /// A secret string that prints as `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -57,6 +70,22 @@ pub struct WorkerArgs {
     /// answers, else a process).
     #[arg(long, env = "SWATH_WORKER_RUNTIME", default_value = "auto", value_parser = ["auto", "docker", "process"])]
     pub runtime: String,
+    /// Most processes and threads each container may hold at once (its pids cgroup): a fork bomb
+    /// stops there.
+    #[arg(long, env = "SWATH_WORKER_PIDS_LIMIT", default_value_t = ContainerLimits::default().pids)]
+    pub pids_limit: u32,
+    /// Open files per process in a container (`RLIMIT_NOFILE`); at most the engine's own hard
+    /// limit where its runtime lacks `CAP_SYS_RESOURCE`, else containers fail to start.
+    #[arg(long, env = "SWATH_WORKER_NOFILE_LIMIT", default_value_t = ContainerLimits::default().nofile)]
+    pub nofile_limit: u64,
+    /// `RLIMIT_NPROC` of the code in a container. Linux counts it per uid over the whole node, so
+    /// it bounds the processes of all the attempts running as the same user together: size it for
+    /// the attempts a node runs at once (the default: four at the default pids limit).
+    #[arg(long, env = "SWATH_WORKER_NPROC_LIMIT", default_value_t = ContainerLimits::default().nproc)]
+    pub nproc_limit: u64,
+    /// Size of the tmpfs at `/tmp` in a container, in MiB (it counts against the memory limit).
+    #[arg(long, env = "SWATH_WORKER_TMP_SIZE_MB", default_value_t = ContainerLimits::default().tmp_mb)]
+    pub tmp_size_mb: u64,
 }
 
 /// A validated worker configuration.
@@ -78,6 +107,8 @@ pub struct WorkerConfig {
     pub json_logs: bool,
     /// `auto`, `docker` or `process`.
     pub runtime: String,
+    /// Limits put on each container.
+    pub limits: ContainerLimits,
 }
 
 /// A configuration that cannot work, with every problem named.
@@ -171,6 +202,24 @@ impl WorkerConfig {
                 args.work_root.display()
             ));
         }
+        if args.pids_limit < MIN_PIDS {
+            problems.push(format!(
+                "pids limit {} is below {MIN_PIDS} (the container's init and program need some)",
+                args.pids_limit
+            ));
+        }
+        if !(1..=MAX_NOFILE).contains(&args.nofile_limit) {
+            problems.push(format!(
+                "nofile limit {} is not between 1 and {MAX_NOFILE}",
+                args.nofile_limit
+            ));
+        }
+        if args.nproc_limit == 0 {
+            problems.push("nproc limit must be at least 1".into());
+        }
+        if args.tmp_size_mb == 0 {
+            problems.push("tmp size must be at least 1 MiB".into());
+        }
         match (job_id, attempt, token, url) {
             (Some(job_id), Some(attempt), Some(token), Some(orchestrator_url))
                 if problems.is_empty() =>
@@ -184,6 +233,12 @@ impl WorkerConfig {
                     request_timeout_secs: args.request_timeout_secs,
                     json_logs: args.log_format == "json",
                     runtime: args.runtime.clone(),
+                    limits: ContainerLimits {
+                        pids: args.pids_limit,
+                        nofile: args.nofile_limit,
+                        nproc: args.nproc_limit,
+                        tmp_mb: args.tmp_size_mb,
+                    },
                 })
             }
             _ => Err(ConfigError(problems)),
@@ -230,6 +285,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((cfg.job_id, cfg.attempt), (42, 2));
+        assert_eq!(cfg.limits, ContainerLimits::default());
         assert_eq!(cfg.token.expose(), "t0p-secret");
         assert!(!format!("{cfg:?}").contains("t0p-secret"));
     }
@@ -245,6 +301,14 @@ mod tests {
             "rel",
             "--request-timeout-secs",
             "0",
+            "--pids-limit",
+            "2",
+            "--nofile-limit",
+            "2000000",
+            "--nproc-limit",
+            "0",
+            "--tmp-size-mb",
+            "0",
         ]);
         let err = WorkerConfig::from_args(&args, env_of(&[("NOMAD_META_job_id", "abc")]))
             .unwrap_err()
@@ -256,6 +320,10 @@ mod tests {
             "\"ftp\"",
             "absolute path",
             "timeout",
+            "pids limit 2 is below 8",
+            "nofile limit 2000000",
+            "nproc limit",
+            "tmp size",
         ] {
             assert!(err.contains(expected), "{expected} missing from: {err}");
         }
@@ -263,6 +331,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no job id"), "{err}");
+    }
+
+    #[test]
+    fn container_limits_are_settings() {
+        let args = parse(&[
+            "--job-id",
+            "1",
+            "--attempt",
+            "1",
+            "--pids-limit",
+            "64",
+            "--nofile-limit",
+            "1024",
+            "--nproc-limit",
+            "512",
+            "--tmp-size-mb",
+            "16",
+        ]);
+        let cfg = WorkerConfig::from_args(&args, env_of(&[("SWATH_WORKER_TOKEN", "t")])).unwrap();
+        assert_eq!(
+            cfg.limits,
+            ContainerLimits {
+                pids: 64,
+                nofile: 1024,
+                nproc: 512,
+                tmp_mb: 16
+            }
+        );
     }
 
     #[test]

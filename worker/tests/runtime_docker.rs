@@ -6,7 +6,7 @@ mod runtime_support;
 use std::time::{Duration, Instant};
 
 use runtime_support::*;
-use swath_worker::runtime::{DockerRuntime, RunOutcome, Runtime, RuntimeError};
+use swath_worker::runtime::{ContainerLimits, DockerRuntime, RunOutcome, Runtime, RuntimeError};
 use tokio_util::sync::CancellationToken;
 
 fn standin(name: &str, work: &Work, env: &[(&str, &str)]) -> swath_worker::runtime::RunSpec {
@@ -324,11 +324,17 @@ async fn a_program_missing_from_the_image_fails_and_leaves_no_container() {
     let work = Work::with_inputs();
     let name = unique_name("noprogram");
     let spec = spec(&name, &work, STANDIN_IMAGE, &["/no/such/program"], &[]);
-    let err = docker
-        .run(&spec, CancellationToken::new())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, RuntimeError::Engine { .. }), "{err}");
+    let run = docker.run(&spec, CancellationToken::new()).await;
+    let Err(err) = run else {
+        panic!("{run:?}: {}", work.log(&name));
+    };
+    // The init process starts, and cannot execute the program.
+    assert!(matches!(err, RuntimeError::Spawn { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exec /no/such/program failed: No such file or directory"),
+        "{err}"
+    );
     assert!(!err.is_transient(), "{err:?}");
     assert_no_container(&name).await;
 }
@@ -369,4 +375,180 @@ async fn an_unreachable_engine_is_a_transient_error() {
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(matches!(err, RuntimeError::EngineUnavailable(_)), "{err:?}");
+}
+
+/// The pids limit of the fork-bomb tests: small, so that the bombs stay cheap on a shared machine.
+const SMALL_PIDS_LIMIT: u64 = 32;
+/// The open-files limit of the tests.
+const SMALL_NOFILE: u64 = 1024;
+/// The nproc limit of the tests: well above the pids limit, so that what stops the bombs is the
+/// container's own pids cgroup (nproc counts every process of the uid on the host).
+const TEST_NPROC: u64 = 4096;
+/// The size of `/tmp` in the tests' containers, in MiB.
+const SMALL_TMP_MB: u64 = 16;
+
+/// The Docker runtime with the tests' small limits.
+async fn limited_runtime() -> DockerRuntime {
+    docker_runtime().await.with_limits(ContainerLimits {
+        pids: SMALL_PIDS_LIMIT as u32,
+        nofile: SMALL_NOFILE,
+        nproc: TEST_NPROC,
+        tmp_mb: SMALL_TMP_MB,
+    })
+}
+
+#[tokio::test]
+async fn a_container_cannot_have_more_processes_than_its_pids_limit() {
+    let docker = limited_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("pids");
+    // A bomb that stops by itself: twice the limit of sleepers, in a subshell that the first
+    // refused fork ends; then a mark, and a wait that needs no fork.
+    let script = "( i=0; while [ $i -lt 64 ]; do sleep 600 & i=$((i+1)); done ); \
+                  echo forked > /work/outputs/forked; exec sleep 600";
+    let mut spec = shell(&name, &work, script);
+    spec.cpus = 0.5;
+    spec.deadline = Duration::from_secs(10);
+    let run = tokio::spawn(async move { docker.run(&spec, CancellationToken::new()).await });
+    let cgroup = await_pids_cgroup(&name, Duration::from_secs(30)).await;
+    poll_until("the bomb is done forking", Duration::from_secs(30), || {
+        work.dir.join("outputs/forked").exists()
+    })
+    .await;
+    let count = pids_count(&cgroup).expect("the container still runs");
+    // The host stays usable while the container is at its limit.
+    let host = std::process::Command::new("true").status().unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert!(host.success());
+    assert_eq!(report.outcome, RunOutcome::DeadlineExceeded);
+    assert_no_container(&name).await;
+    assert_eq!(count.max, Some(SMALL_PIDS_LIMIT), "{count:?}");
+    assert!(count.peak <= SMALL_PIDS_LIMIT, "{count:?}");
+    assert!(count.refused > 0, "the limit was reached: {count:?}");
+    assert!(
+        work.log(&name).contains("can't fork"),
+        "{}",
+        work.log(&name)
+    );
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_held_at_the_pids_limit_until_its_deadline() {
+    let docker = limited_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("forkbomb");
+    // A real fork bomb, in a subshell; the main shell then waits without forking. It refuses to
+    // start unless its cgroup has the small limit (v2 path, else v1), so it never runs unbounded.
+    let script = format!(
+        "read max < /sys/fs/cgroup/pids.max || read max < /sys/fs/cgroup/pids/pids.max; \
+         [ \"$max\" = {SMALL_PIDS_LIMIT} ] || {{ echo \"pids.max is $max: no bomb\"; exit 3; }}; \
+         ( bomb() {{ bomb | bomb & }}; bomb ); exec sleep 600"
+    );
+    let mut spec = shell(&name, &work, &script);
+    spec.cpus = 0.5;
+    spec.deadline = Duration::from_secs(8);
+    let run = tokio::spawn(async move { docker.run(&spec, CancellationToken::new()).await });
+    let cgroup = await_pids_cgroup(&name, Duration::from_secs(30)).await;
+    let mut at_limit = None;
+    poll_until(
+        "the bomb reaches the limit",
+        Duration::from_secs(30),
+        || {
+            at_limit = pids_count(&cgroup).filter(|c| c.refused > 0);
+            at_limit.is_some() || run.is_finished()
+        },
+    )
+    .await;
+    // The host still starts processes while the bomb presses on its limit.
+    let host = std::process::Command::new("true").status().unwrap();
+    let peak_then = pids_count(&cgroup);
+    let report = run.await.unwrap().unwrap();
+    let log = work.log(&name);
+    let count = at_limit.unwrap_or_else(|| panic!("the bomb ended early: {report:?} {log}"));
+    assert!(host.success());
+    assert_eq!(report.outcome, RunOutcome::DeadlineExceeded, "{log}");
+    assert_no_container(&name).await;
+    assert_eq!(count.max, Some(SMALL_PIDS_LIMIT), "{count:?}");
+    for count in [Some(count), peak_then].into_iter().flatten() {
+        assert!(count.peak <= SMALL_PIDS_LIMIT, "{count:?}");
+    }
+    assert!(log.contains("can't fork"), "{log}");
+}
+
+#[tokio::test]
+async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
+    let docker = limited_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("rootfs");
+    let script = "while read dev mnt fs opts rest; do \
+                    [ \"$mnt\" = / ] && echo \"mount / $opts\"; \
+                    [ \"$mnt\" = /tmp ] && echo \"mount /tmp $fs $opts\"; \
+                  done < /proc/mounts; \
+                  for f in /etc/intruder /intruder /bin/intruder; do \
+                    if echo x > $f; then echo \"wrote $f\"; fi; \
+                  done; \
+                  echo x > /tmp/scratch && echo 'tmp writable'; \
+                  head -c 32m /dev/zero > /tmp/big || echo 'tmp is full'; rm -f /tmp/big; \
+                  echo \"limits nofile $(ulimit -n) nproc $(ulimit -u)\"; \
+                  echo \"init $(cat /proc/1/comm)\"; \
+                  grep -E '^(CapEff|NoNewPrivs)' /proc/self/status";
+    let report = docker
+        .run(&shell(&name, &work, script), CancellationToken::new())
+        .await
+        .unwrap();
+    let log = work.log(&name);
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 }, "{log}");
+    assert!(log.contains("[stdout] mount / ro,"), "{log}");
+    assert!(
+        log.contains("[stdout] mount /tmp tmpfs rw,nosuid,nodev,noexec,")
+            && log.contains(&format!("size={}k", SMALL_TMP_MB * 1024)),
+        "{log}"
+    );
+    assert!(!log.contains("[stdout] wrote "), "{log}");
+    assert_eq!(log.matches("Read-only file system").count(), 3, "{log}");
+    assert!(log.contains("[stdout] tmp writable"), "{log}");
+    assert!(log.contains("[stdout] tmp is full"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "[stdout] limits nofile {SMALL_NOFILE} nproc {TEST_NPROC}"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("[stdout] init docker-init"), "{log}");
+    assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
+    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn a_container_filling_its_work_directory_past_the_disk_limit_is_stopped() {
+    let docker = limited_runtime().await;
+    let work = Work::with_inputs();
+    let name = unique_name("disk");
+    // Writes 1 MiB a time, far past the limit, then waits: only the disk limit stops it in time.
+    let script = "i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero > /work/outputs/fill-$i; \
+                  i=$((i+1)); done; echo filled; exec sleep 600";
+    let mut spec = shell(&name, &work, script);
+    spec.disk_mb = 4;
+    spec.deadline = Duration::from_secs(120);
+    let err = docker
+        .run(&spec, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::DiskLimit { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "the work directory {} grew to",
+            work.dir.display()
+        )) && message.contains("past its disk limit of 4 MiB"),
+        "{message}"
+    );
+    assert!(
+        work.log(&name).contains("past its disk limit"),
+        "{}",
+        work.log(&name)
+    );
+    assert_no_container(&name).await;
 }

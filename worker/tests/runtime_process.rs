@@ -338,3 +338,55 @@ async fn a_missing_program_is_an_internal_error() {
         .unwrap_err();
     assert!(matches!(err, RuntimeError::InvalidSpec(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_work_dir_the_code_cannot_enter_is_named_with_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = Work::with_inputs();
+    let name = unique_name("p-noentry");
+    // A parent nobody but root may search: the worker (root) prepares the work directory, the code
+    // (nobody) could not even enter it. A worker that is not root cannot search it either.
+    let parent = work.dir.parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let result = ProcessRuntime::new()
+        .run(&standin(&name, &work, &[]), CancellationToken::new())
+        .await;
+    std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = result.unwrap_err();
+    let user = if nix::unistd::geteuid().is_root() {
+        "65534:65534".to_string()
+    } else {
+        format!("{}:{}", nix::unistd::geteuid(), nix::unistd::getegid())
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!(
+            "user {user} cannot enter the work directory {}",
+            work.dir.display()
+        )) && message.contains(&format!("{} (mode 0000", parent.display())),
+        "{message}"
+    );
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(work.log(&name).is_empty());
+}
+
+#[tokio::test]
+async fn a_process_filling_its_work_directory_past_the_disk_limit_is_stopped() {
+    let work = Work::with_inputs();
+    let name = unique_name("p-disk");
+    let script = "i=0; while [ $i -lt 64 ]; do head -c 1048576 /dev/zero > \"$SWATH_WORK/outputs/fill-$i\"; \
+                  i=$((i+1)); done; echo filled; exec sleep 600";
+    let mut spec = spec(&name, &work, "", &["sh", "-c", script], &[]);
+    spec.disk_mb = 4;
+    spec.deadline = Duration::from_secs(120);
+    let err = ProcessRuntime::new()
+        .run(&spec, CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RuntimeError::DiskLimit { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string().contains("past its disk limit of 4 MiB"),
+        "{err}"
+    );
+}

@@ -4,12 +4,18 @@
 //! entry, `repo@sha256:...`, else the image ID) is the run's software version, a reference that
 //! names exactly this image so that a retry can run it again; the container is created
 //! from the image ID, so what runs is what is recorded. The container gets the work directory at
-//! `/work` and `inputs/` read-only at `/work/inputs`, a non-root user, no capabilities and no new
-//! privileges, network mode `none` unless the spec asks for the network (then the engine's default
-//! network), the CPU and memory limits of the spec (memory without swap; CPUs capped at the engine's
-//! count). Its output is attached before it starts, so no line is lost. A container whose state says
+//! `/work` and `inputs/` read-only at `/work/inputs`, and nothing else writable: its root
+//! filesystem is read-only and `/tmp` is a tmpfs of bounded size (its pages count against the
+//! memory limit). It runs as a non-root user, with no capabilities and no new privileges, under an
+//! init process (the engine's `docker-init`) that reaps orphans and forwards signals, with network
+//! mode `none` unless the spec asks for the network (then the engine's default network), the CPU
+//! and memory limits of the spec (memory without swap; CPUs capped at the engine's count), and the
+//! [`ContainerLimits`] of the worker: a pids limit (every process and thread of the container,
+//! counted by its pids cgroup: a fork bomb stops there) and `nofile`/`nproc` resource limits. Its
+//! output is attached before it starts, so no line is lost. A container whose state says
 //! `OOMKilled` (any of its processes was killed by the memory limit) ends `OutOfMemory`, whatever its
-//! exit code. At the deadline or on cancellation it is killed (SIGKILL: the work directory is thrown
+//! exit code. At the deadline, past the spec's disk limit (its work directory measured every few
+//! seconds: Nomad does not enforce a flavor's disk) or on cancellation it is killed (SIGKILL: the work directory is thrown
 //! away anyway). It is force-removed on every path, errors and a dropped run future included, and a
 //! container left with the same name by an earlier crash is removed first.
 
@@ -20,7 +26,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions,
 };
@@ -28,6 +34,7 @@ use bollard::Docker;
 use futures_util::{Stream as FuturesStream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
+use super::disk;
 use super::logs::{LineSender, LineSplitter, LogSink, Stream};
 use super::user::{prepare_work_dir, RunUser};
 use super::{RunOutcome, RunReport, RunSpec, Runtime, RuntimeError, CONTAINER_WORK_DIR, WORK_ENV};
@@ -41,11 +48,50 @@ const LOG_DRAIN: Duration = Duration::from_secs(5);
 /// Label put on every container of the worker, with the run's name as value.
 pub const RUN_LABEL: &str = "swath.run";
 
+/// Where a container may write besides `/work`.
+const TMP_DIR: &str = "/tmp";
+
+/// Limits put on every container, besides the CPU and memory of the run's flavor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLimits {
+    /// Most processes and threads the container may hold at once (its pids cgroup's `pids.max`).
+    pub pids: u32,
+    /// `RLIMIT_NOFILE` (soft and hard): open files per process. The engine's runtime sets it as
+    /// the container starts, and cannot raise it past its own hard limit where it lacks
+    /// `CAP_SYS_RESOURCE` (the container then fails to start).
+    pub nofile: u64,
+    /// `RLIMIT_NPROC` (soft and hard). Linux counts it per real uid across the whole host (the
+    /// engine maps no user namespace), not per container: it bounds every process and thread of the
+    /// code's uid on the node, of all the attempts that run as that uid (by default `nobody`) and of
+    /// any host process of that uid. So it is no per-attempt limit (that is `pids`); it is a
+    /// ceiling on what the code of all attempts of a node may hold together, and must be sized for
+    /// the attempts a node runs at once.
+    pub nproc: u64,
+    /// Size of the tmpfs at `/tmp`, in MiB. Mounted `noexec`: code that executes scratch files
+    /// writes them under `/work`.
+    pub tmp_mb: u64,
+}
+
+impl Default for ContainerLimits {
+    /// Sized for real science: thousands of threads (JVMs, OpenMP, GDAL), thousands of open
+    /// rasters, a scratch `/tmp` of 1 GiB; `nproc` room for four attempts at their pids limit on
+    /// one node.
+    fn default() -> Self {
+        ContainerLimits {
+            pids: 4096,
+            nofile: 16384,
+            nproc: 4 * 4096,
+            tmp_mb: 1024,
+        }
+    }
+}
+
 /// Runs the code in Docker containers.
 #[derive(Debug, Clone)]
 pub struct DockerRuntime {
     docker: Docker,
     cpus: Option<f64>,
+    limits: ContainerLimits,
 }
 
 /// An image found on the engine.
@@ -85,7 +131,17 @@ impl DockerRuntime {
             Ok(Ok(info)) => info.ncpu.filter(|n| *n > 0).map(|n| n as f64),
             _ => None,
         };
-        Ok(DockerRuntime { docker, cpus })
+        Ok(DockerRuntime {
+            docker,
+            cpus,
+            limits: ContainerLimits::default(),
+        })
+    }
+
+    /// The same runtime, putting `limits` on every container.
+    pub fn with_limits(mut self, limits: ContainerLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Whether the engine holds `image` (never pulled).
@@ -188,19 +244,49 @@ impl DockerRuntime {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                network_mode: Some(if spec.network { "default" } else { "none" }.to_string()),
-                memory,
-                memory_swap: memory,
-                nano_cpus: (cpus > 0.0).then_some((cpus * 1e9) as i64),
-                cap_drop: Some(vec!["ALL".to_string()]),
-                security_opt: Some(vec!["no-new-privileges".to_string()]),
-                auto_remove: Some(false),
-                ..Default::default()
-            }),
+            host_config: Some(self.host_config(spec, mounts, memory, cpus)),
             ..Default::default()
         })
+    }
+
+    /// Where the container may write, what it may use, and what it may not do.
+    fn host_config(
+        &self,
+        spec: &RunSpec,
+        mounts: Vec<Mount>,
+        memory: Option<i64>,
+        cpus: f64,
+    ) -> HostConfig {
+        let limits = self.limits;
+        let ulimit = |name: &str, value: u64| ResourcesUlimits {
+            name: Some(name.to_string()),
+            soft: Some(i64::try_from(value).unwrap_or(i64::MAX)),
+            hard: Some(i64::try_from(value).unwrap_or(i64::MAX)),
+        };
+        HostConfig {
+            mounts: Some(mounts),
+            // `none`: loopback only. The engine's default network only for a task that declares it
+            // needs the network.
+            network_mode: Some(if spec.network { "default" } else { "none" }.to_string()),
+            memory,
+            memory_swap: memory,
+            nano_cpus: (cpus > 0.0).then_some((cpus * 1e9) as i64),
+            pids_limit: Some(i64::from(limits.pids)),
+            ulimits: Some(vec![
+                ulimit("nofile", limits.nofile),
+                ulimit("nproc", limits.nproc),
+            ]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                TMP_DIR.to_string(),
+                format!("rw,noexec,nosuid,nodev,size={}m,mode=1777", limits.tmp_mb),
+            )])),
+            init: Some(true),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            auto_remove: Some(false),
+            ..Default::default()
+        }
     }
 
     /// Starts the created container and follows it to its end, deadline or cancellation.
@@ -240,13 +326,22 @@ impl DockerRuntime {
             waited = wait.next() => Stop::Exited(waited),
             _ = cancel.cancelled() => Stop::Cancelled,
             _ = tokio::time::sleep(spec.deadline) => Stop::Deadline,
+            used = disk::exceeded(spec.work_dir.clone(), spec.disk_mb) => Stop::Disk(used),
+        };
+        let disk_limit = match stop {
+            Stop::Disk(used_bytes) => Some(RuntimeError::DiskLimit {
+                path: spec.work_dir.clone(),
+                used_bytes,
+                limit_mb: spec.disk_mb,
+            }),
+            _ => None,
         };
         let outcome = match stop {
             Stop::Exited(waited) => {
                 wait_result(waited)?;
                 self.exit_state(id).await?
             }
-            Stop::Cancelled | Stop::Deadline => {
+            Stop::Cancelled | Stop::Deadline | Stop::Disk(_) => {
                 self.kill(id).await?;
                 if tokio::time::timeout(STOP_TIMEOUT, wait.next())
                     .await
@@ -254,10 +349,9 @@ impl DockerRuntime {
                 {
                     tracing::warn!(job = %spec.name, container = %id, "the killed container is not reported stopped; removing it anyway");
                 }
-                if matches!(stop, Stop::Cancelled) {
-                    RunOutcome::Cancelled
-                } else {
-                    RunOutcome::DeadlineExceeded
+                match stop {
+                    Stop::Cancelled => RunOutcome::Cancelled,
+                    _ => RunOutcome::DeadlineExceeded,
                 }
             }
         };
@@ -268,10 +362,16 @@ impl DockerRuntime {
             tracing::warn!(job = %spec.name, "the container's output did not close in time; its end may be missing from the log");
         }
         match writer.await {
-            Ok(mut sink) => sink.note(&format!("{outcome:?} after {duration:?}")).await,
+            Ok(mut sink) => match &disk_limit {
+                Some(e) => sink.note(&format!("{e} after {duration:?}")).await,
+                None => sink.note(&format!("{outcome:?} after {duration:?}")).await,
+            },
             Err(e) => tracing::warn!(job = %spec.name, error = %e, "the log writer failed"),
         }
-        Ok((outcome, duration))
+        match disk_limit {
+            Some(e) => Err(e),
+            None => Ok((outcome, duration)),
+        }
     }
 
     /// Exit code and OOM flag of a stopped container.
@@ -308,11 +408,33 @@ impl DockerRuntime {
     }
 }
 
+/// Largest log read for the init's own failure: it is the first line of a run whose program never
+/// started, so a longer log is the program's.
+const INIT_FAILURE_LOG_MAX: u64 = 64 * 1024;
+
+/// The init's message when it could not execute the program (`[FATAL tini (7)] exec /x failed:
+/// No such file or directory`, then exit code 127, or 126 for a permission): the container started,
+/// but the program did not, which is a fault of the image or the command, not of the code.
+fn init_exec_failure(work_dir: &std::path::Path, name: &str) -> Option<String> {
+    let path = LogSink::path_for(work_dir, name);
+    if std::fs::metadata(&path).ok()?.len() > INIT_FAILURE_LOG_MAX {
+        return None;
+    }
+    let log = std::fs::read_to_string(path).ok()?;
+    log.lines().find_map(|line| {
+        let (_, message) = line.split_once("[FATAL tini (")?;
+        let (_, message) = message.split_once("] ")?;
+        (message.starts_with("exec ") && message.contains(" failed: ")).then(|| message.to_string())
+    })
+}
+
 /// How the wait for the container ended.
 enum Stop<T> {
     Exited(T),
     Cancelled,
     Deadline,
+    /// The work directory holds this many bytes, past the disk limit.
+    Disk(u64),
 }
 
 /// The end of the wait stream: a stop (whatever the code) or an engine failure.
@@ -436,6 +558,28 @@ impl Runtime for DockerRuntime {
             tracing::error!(job = %spec.name, container = %created.id, error = %e, "cannot remove the container");
         }
         let (outcome, duration) = supervised?;
+        if let RunOutcome::Exited {
+            code: code @ (126 | 127),
+        } = outcome
+        {
+            if let Some(reason) = init_exec_failure(&spec.work_dir, &spec.name) {
+                let kind = if code == 126 {
+                    std::io::ErrorKind::PermissionDenied
+                } else {
+                    std::io::ErrorKind::NotFound
+                };
+                return Err(RuntimeError::Spawn {
+                    program: spec
+                        .command
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "the image's command".into()),
+                    user: user.docker_user(),
+                    work_dir: CONTAINER_WORK_DIR.into(),
+                    source: std::io::Error::new(kind, reason),
+                });
+            }
+        }
         tracing::info!(job = %spec.name, ?outcome, ?duration, "code ended");
         Ok(RunReport {
             outcome,

@@ -5,7 +5,8 @@
 //! process cannot be started for want of resources. Internal (reported, not retried): the image is
 //! not present on the engine (images are never pulled, so retrying on the same node cannot help),
 //! the engine refuses the request (HTTP 4xx, e.g. a program missing from the image), the program is
-//! missing on the host, or the spec is invalid (root user, empty command).
+//! missing on the host, the code's user cannot enter its work directory, the code wrote more than
+//! its disk limit (it would again), or the spec is invalid (root user, empty command).
 
 use std::path::PathBuf;
 
@@ -35,12 +36,27 @@ pub enum RuntimeError {
         image: String,
     },
     /// The program could not be started.
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program} as user {user} in the work directory {}: {source}", work_dir.display())]
     Spawn {
         /// `command[0]`.
         program: String,
+        /// `uid:gid` it was to run as.
+        user: String,
+        /// Where it was to run.
+        work_dir: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The user the code runs as cannot reach its work directory: a directory on the way is not
+    /// searchable by it (a deployment fault: retrying on the same setup cannot help).
+    #[error("user {user} cannot enter the work directory {}: {}", path.display(), reason)]
+    WorkDirAccess {
+        /// The work directory.
+        path: PathBuf,
+        /// `uid:gid` of the code.
+        user: String,
+        /// Which directory stops it, and why.
+        reason: String,
     },
     /// The work directory could not be prepared.
     #[error("work directory {path}: {source}")]
@@ -49,6 +65,16 @@ pub enum RuntimeError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The work directory grew past the spec's disk limit and the code was killed.
+    #[error("the work directory {} grew to {} MiB, past its disk limit of {limit_mb} MiB: the code was stopped", path.display(), used_bytes >> 20)]
+    DiskLimit {
+        /// The work directory.
+        path: PathBuf,
+        /// What it held when measured.
+        used_bytes: u64,
+        /// The limit.
+        limit_mb: u64,
     },
     /// The spec cannot be run as given.
     #[error("invalid run spec: {0}")]
@@ -65,7 +91,10 @@ impl RuntimeError {
                 source.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
             ),
-            RuntimeError::ImageNotFound { .. } | RuntimeError::InvalidSpec(_) => false,
+            RuntimeError::ImageNotFound { .. }
+            | RuntimeError::InvalidSpec(_)
+            | RuntimeError::WorkDirAccess { .. }
+            | RuntimeError::DiskLimit { .. } => false,
         }
     }
 
@@ -77,6 +106,8 @@ impl RuntimeError {
             RuntimeError::ImageNotFound { .. } => "image missing",
             RuntimeError::Spawn { .. } => "process start",
             RuntimeError::WorkDir { .. } => "work directory",
+            RuntimeError::WorkDirAccess { .. } => "work directory access",
+            RuntimeError::DiskLimit { .. } => "disk",
             RuntimeError::InvalidSpec(_) => "run spec",
         }
     }
@@ -158,8 +189,16 @@ mod tests {
     fn a_missing_program_is_internal() {
         let e = RuntimeError::Spawn {
             program: "nope".into(),
+            user: "65534:65534".into(),
+            work_dir: "/work/x".into(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         };
         assert!(!e.is_transient());
+        assert!(
+            e.to_string().starts_with(
+                "cannot start nope as user 65534:65534 in the work directory /work/x: "
+            ),
+            "{e}"
+        );
     }
 }

@@ -3,13 +3,15 @@
 //! Both runtimes take the same [`RunSpec`] and give the same [`RunReport`]: the code sees its work
 //! directory (as `/work` in a container, as the real directory for a process, and in both cases
 //! through `SWATH_WORK`), runs as a non-root user under a CPU and memory limit where the runtime
-//! can set one, is killed at its wall-clock deadline or when the caller's cancellation token fires,
+//! can set one, is killed at its wall-clock deadline, when its work directory grows past its disk
+//! limit (measured every few seconds) or when the caller's cancellation token fires,
 //! and leaves nothing behind: the container or process group is removed on every path, errors
 //! included. Each output line goes to `tracing` (target `science`, fields `job` and `stream`) and to
 //! `<work_dir>/logs/<name>.log`.
 //!
 //! [`detect`] picks Docker when an engine answers and the process runtime otherwise.
 
+mod disk;
 mod docker;
 mod error;
 mod logs;
@@ -21,11 +23,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio_util::sync::CancellationToken;
 
-pub use docker::{DockerRuntime, RUN_LABEL};
+pub use docker::{ContainerLimits, DockerRuntime, RUN_LABEL};
 pub use error::RuntimeError;
 pub use process::ProcessRuntime;
+/// The token that cancels a run ([`Runtime::run`]).
+pub use tokio_util::sync::CancellationToken;
 
 /// Environment variable through which both runtimes tell the code where its work directory is.
 pub const WORK_ENV: &str = "SWATH_WORK";
@@ -56,6 +59,9 @@ pub struct RunSpec {
     pub memory_mb: u64,
     /// Wall-clock time the code may run; it is killed after that.
     pub deadline: Duration,
+    /// Most the work directory may hold, in MiB (the flavor's disk); the code is killed past it
+    /// and the run fails with [`RuntimeError::DiskLimit`]. 0 means no limit.
+    pub disk_mb: u64,
     /// `uid:gid` to run as. Default: the worker's own ids, or `65534:65534` (nobody) when the worker
     /// runs as root. Root (uid 0) is refused.
     pub user: Option<String>,
@@ -105,11 +111,11 @@ pub trait Runtime: Send + Sync {
     ) -> Result<RunReport, RuntimeError>;
 }
 
-/// Docker when an engine answers a ping (local socket or `DOCKER_HOST`, within a few seconds), else
-/// the process runtime.
-pub async fn detect() -> Box<dyn Runtime> {
+/// Docker (with `limits` on each container) when an engine answers a ping (local socket or
+/// `DOCKER_HOST`, within a few seconds), else the process runtime.
+pub async fn detect(limits: ContainerLimits) -> Box<dyn Runtime> {
     match DockerRuntime::connect().await {
-        Ok(docker) => Box::new(docker),
+        Ok(docker) => Box::new(docker.with_limits(limits)),
         Err(e) => {
             tracing::info!(error = %e, "no Docker engine: the code will run as a plain process");
             Box::new(ProcessRuntime::new())

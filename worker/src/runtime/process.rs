@@ -1,7 +1,8 @@
 //! The process runtime: the code runs on the host, in its own process group, in the work directory.
 //!
-//! Used when no Docker engine answers. What it enforces, and how:
-//! - deadline and cancellation: SIGTERM to the whole process group, SIGKILL after a grace period;
+//! Used when no Docker engine answers, for the demo and the tests: it gives no isolation (the code
+//! sees the host's filesystem, network and processes as its user does). What it enforces, and how:
+//! - deadline, disk limit and cancellation: SIGTERM to the whole process group, SIGKILL after a grace period;
 //!   whatever is left of the group is killed when the code exits, and on every other path;
 //! - memory: `RLIMIT_AS` set by `/bin/sh`'s `ulimit -v` just before it execs the program (no
 //!   privilege needed, nothing escapes it). Approximate: it limits address space, not resident
@@ -9,7 +10,8 @@
 //!   the code, which reports it as its own exit code: this runtime never reports `OutOfMemory`;
 //! - CPU: not limited (the deadline bounds the time);
 //! - network and read-only inputs: not enforced;
-//! - user: a worker running as root runs the code as the spec's user (default `nobody`);
+//! - user: a worker running as root runs the code as the spec's user (default `nobody`), after
+//!   checking that this user can reach the work directory (else an error naming both);
 //! - environment: cleared, then `PATH` (the worker's), `HOME` and `SWATH_WORK` (the work
 //!   directory), `LANG=C.UTF-8`, and the spec's variables: the worker's own secrets never leak.
 
@@ -27,8 +29,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::disk;
 use super::logs::{LineSender, LineSplitter, LogSink, Stream};
-use super::user::{prepare_work_dir, RunUser};
+use super::user::{check_can_enter, prepare_work_dir, RunUser};
 use super::{RunOutcome, RunReport, RunSpec, Runtime, RuntimeError, WORK_ENV};
 
 /// Time between SIGTERM and SIGKILL.
@@ -114,6 +117,8 @@ enum Stop {
     Exited(std::io::Result<ExitStatus>),
     Cancelled,
     Deadline,
+    /// The work directory holds this many bytes, past the disk limit.
+    Disk(u64),
 }
 
 #[async_trait]
@@ -132,6 +137,7 @@ impl Runtime for ProcessRuntime {
             .command
             .first()
             .ok_or_else(|| RuntimeError::InvalidSpec("the command is empty".into()))?;
+        check_can_enter(&spec.work_dir, user)?;
         prepare_work_dir(&spec.work_dir, user)?;
         let mut sink = LogSink::open(&spec.work_dir, &spec.name).await?;
         sink.note(&format!(
@@ -142,23 +148,21 @@ impl Runtime for ProcessRuntime {
         .await;
 
         let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-        let resolved =
-            find_program(program, &path, &spec.work_dir).map_err(|source| RuntimeError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+        let spawn_error = |source| RuntimeError::Spawn {
+            program: program.clone(),
+            user: user.docker_user(),
+            work_dir: spec.work_dir.clone(),
+            source,
+        };
+        let resolved = find_program(program, &path, &spec.work_dir).map_err(spawn_error)?;
         let started = Instant::now();
         let mut child = Self::command(spec, &resolved, &path, user)
             .spawn()
-            .map_err(|source| RuntimeError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+            .map_err(spawn_error)?;
         let Some(pid) = child.id() else {
-            return Err(RuntimeError::Spawn {
-                program: program.clone(),
-                source: std::io::Error::other("the started program has no pid"),
-            });
+            return Err(spawn_error(std::io::Error::other(
+                "the started program has no pid",
+            )));
         };
         let group = ProcessGroup::new(pid);
         tracing::info!(job = %spec.name, pid, program = %program, "code started as a process");
@@ -171,13 +175,11 @@ impl Runtime for ProcessRuntime {
             status = child.wait() => Stop::Exited(status),
             _ = cancel.cancelled() => Stop::Cancelled,
             _ = tokio::time::sleep(spec.deadline) => Stop::Deadline,
+            used = disk::exceeded(spec.work_dir.clone(), spec.disk_mb) => Stop::Disk(used),
         };
         let outcome = match stop {
             Stop::Exited(Ok(status)) => Ok(exit_outcome(status)),
-            Stop::Exited(Err(source)) => Err(RuntimeError::Spawn {
-                program: program.clone(),
-                source,
-            }),
+            Stop::Exited(Err(source)) => Err(spawn_error(source)),
             Stop::Cancelled => {
                 self.terminate(&group, &mut child).await;
                 Ok(RunOutcome::Cancelled)
@@ -185,6 +187,14 @@ impl Runtime for ProcessRuntime {
             Stop::Deadline => {
                 self.terminate(&group, &mut child).await;
                 Ok(RunOutcome::DeadlineExceeded)
+            }
+            Stop::Disk(used_bytes) => {
+                self.terminate(&group, &mut child).await;
+                Err(RuntimeError::DiskLimit {
+                    path: spec.work_dir.clone(),
+                    used_bytes,
+                    limit_mb: spec.disk_mb,
+                })
             }
         };
         let duration = started.elapsed();

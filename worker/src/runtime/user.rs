@@ -3,8 +3,13 @@
 //! The code never runs as root. By default it runs with the worker's own ids; a worker running as
 //! root runs it as `nobody` (65534:65534) and hands it the work directory and `outputs/` (not
 //! `inputs/`, which stays the worker's and read-only for the code, nor `logs/`).
+//!
+//! A code that runs as another user must also be able to reach the work directory: every directory
+//! above it must be searchable by that user. [`check_can_enter`] says which one is not, before
+//! anything is started.
 
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 
 use super::RuntimeError;
 
@@ -66,6 +71,73 @@ fn parse(text: &str) -> Result<RunUser, RuntimeError> {
     })
 }
 
+/// Checks that `user` can search every directory from `/` down to `work_dir` (those that exist:
+/// the rest are created by the worker, for the code). For the worker's own user, the kernel is
+/// asked (a `stat` of `dir/.`, which needs search permission, supplementary groups included); for
+/// another user, the permission bits are read as the kernel applies them to the code, which runs
+/// with no supplementary group: the owner's bits if it owns the directory, else the group's if its
+/// gid is the directory's, else the others'. POSIX ACLs are not read: an ACL that refuses more than
+/// the bits shows as the spawn's own error, which names the user and the directory too.
+pub(crate) fn check_can_enter(work_dir: &Path, user: RunUser) -> Result<(), RuntimeError> {
+    let absolute = std::path::absolute(work_dir).map_err(|source| RuntimeError::WorkDir {
+        path: work_dir.to_path_buf(),
+        source,
+    })?;
+    let refuse = |reason: String| RuntimeError::WorkDirAccess {
+        path: work_dir.to_path_buf(),
+        user: user.docker_user(),
+        reason,
+    };
+    let own = user == RunUser::current();
+    let mut dir = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::ParentDir => {
+                dir.pop();
+                continue;
+            }
+            Component::CurDir => continue,
+            other => dir.push(other),
+        }
+        let meta = match std::fs::metadata(&dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(refuse(format!("{}: {e}", dir.display()))),
+        };
+        if !meta.is_dir() {
+            return Err(refuse(format!("{} is not a directory", dir.display())));
+        }
+        let searchable = if own {
+            std::fs::metadata(dir.join(".")).is_ok()
+        } else {
+            searchable_by(&meta, user)
+        };
+        if !searchable {
+            return Err(refuse(format!(
+                "{} (mode {:04o}, owner {}:{}) is not searchable by it",
+                dir.display(),
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the permission bits of a directory let `user` (with no supplementary group) search it.
+fn searchable_by(meta: &std::fs::Metadata, user: RunUser) -> bool {
+    let mode = meta.mode();
+    let bit = if meta.uid() == user.uid {
+        0o100
+    } else if meta.gid() == user.gid {
+        0o010
+    } else {
+        0o001
+    };
+    mode & bit != 0
+}
+
 /// Creates `inputs/`, `outputs/` and `logs/` under `work_dir` if missing and, when the worker is
 /// root and the code is someone else, gives the code the work directory and `outputs/`.
 pub(crate) fn prepare_work_dir(work_dir: &Path, user: RunUser) -> Result<(), RuntimeError> {
@@ -102,6 +174,32 @@ mod tests {
         assert!(RunUser::resolve(Some("0:0")).is_err());
         assert!(RunUser::resolve(Some("alice")).is_err());
         assert!(RunUser::resolve(Some("1000:x")).is_err());
+    }
+
+    #[test]
+    fn the_bits_of_the_users_class_decide() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let meta = |mode: u32| {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            std::fs::metadata(dir.path()).unwrap()
+        };
+        let owner = RunUser::current();
+        let group = RunUser {
+            uid: owner.uid + 1,
+            gid: owner.gid,
+        };
+        let other = RunUser {
+            uid: owner.uid + 1,
+            gid: owner.gid + 1,
+        };
+        // The owner's class is the owner's, even when the others may search.
+        assert!(!searchable_by(&meta(0o071), owner));
+        assert!(searchable_by(&meta(0o100), owner));
+        assert!(searchable_by(&meta(0o010), group));
+        assert!(!searchable_by(&meta(0o101), group));
+        assert!(searchable_by(&meta(0o001), other));
+        assert!(!searchable_by(&meta(0o770), other));
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub fn spec(
         cpus: 1.0,
         memory_mb: 256,
         deadline: Duration::from_secs(60),
+        disk_mb: 0,
         user: None,
     }
 }
@@ -281,5 +282,71 @@ impl std::io::Write for Captured {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The ID of the container of run `name`, once the engine has created it.
+pub async fn container_id(name: &str) -> Option<String> {
+    client()
+        .inspect_container(name, None)
+        .await
+        .ok()
+        .and_then(|c| c.id)
+}
+
+/// The host directory of the pids cgroup of container `id` (cgroup v1 or v2, `cgroupfs` or
+/// `systemd` driver), once it exists.
+pub fn pids_cgroup(id: &str) -> Option<PathBuf> {
+    [
+        format!("/sys/fs/cgroup/pids/docker/{id}"),
+        format!("/sys/fs/cgroup/pids/system.slice/docker-{id}.scope"),
+        format!("/sys/fs/cgroup/docker/{id}"),
+        format!("/sys/fs/cgroup/system.slice/docker-{id}.scope"),
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|dir| dir.join("pids.current").is_file())
+}
+
+/// What the pids controller says of a container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidsCount {
+    /// `pids.max`; `None` for `max` (no limit).
+    pub max: Option<u64>,
+    /// `pids.peak`: the most processes and threads the container ever had at once.
+    pub peak: u64,
+    /// The `max` line of `pids.events`: how many forks the limit refused.
+    pub refused: u64,
+}
+
+/// Reads `pids.max`, `pids.peak` and `pids.events` of a pids cgroup directory; `None` once it is
+/// gone (the container was removed).
+pub fn pids_count(dir: &Path) -> Option<PidsCount> {
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    let max = read("pids.max")?;
+    let peak = read("pids.peak")?;
+    let events = read("pids.events")?;
+    Some(PidsCount {
+        max: max.trim().parse().ok(),
+        peak: peak.trim().parse().expect("pids.peak is a number"),
+        refused: events
+            .lines()
+            .find_map(|l| l.strip_prefix("max "))
+            .map_or(0, |n| n.trim().parse().expect("pids.events counts")),
+    })
+}
+
+/// Polls until run `name` has a container whose pids cgroup is readable, failing after `timeout`.
+pub async fn await_pids_cgroup(name: &str, timeout: Duration) -> PathBuf {
+    let start = Instant::now();
+    loop {
+        if let Some(dir) = container_id(name).await.as_deref().and_then(pids_cgroup) {
+            return dir;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "no pids cgroup for run {name} within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
