@@ -831,3 +831,58 @@ async fn inputs_outside_the_stores_are_quarantined_and_get_no_job(pool: PgPool) 
         );
     }
 }
+
+/// A page over a small cap fails at once, announced (`Content-Length`) or not (chunked): not retried,
+/// with an error naming the size and the setting; the pages before it stay ingested.
+#[sqlx::test(migrations = "./sql")]
+async fn a_body_over_the_cap_fails_its_page_and_keeps_the_pages_before(pool: PgPool) {
+    for streamed in [false, true] {
+        let entries = s2_entries(6);
+        let engine = engine_of(&entries);
+        let server = CatalogueServer::start(move |seen, _, base| {
+            let mut page = engine.page(seen, base);
+            if skip_of(seen) == 3 {
+                // Padding any JSON reader accepts, past the cap.
+                page["padding"] = Value::String("x".repeat(64 * 1024));
+            }
+            if streamed {
+                Reply::Streamed(page)
+            } else {
+                Reply::Json(page)
+            }
+        })
+        .await;
+        let odata = ODataCatalogue::new(
+            &format!("{}/odata/v1", server.base),
+            fast_retries(3).with_max_body(32 * 1024),
+            3,
+        )
+        .unwrap();
+        sqlx::query("TRUNCATE jobs CASCADE")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        let size = if streamed {
+            "more than 32768 bytes"
+        } else {
+            "(Content-Length)"
+        };
+        assert!(
+            text.contains(size)
+                && text.contains("limit of 32768 bytes")
+                && text.contains("SWATH_CATALOGUE_MAX_BODY_MB"),
+            "{text}"
+        );
+        assert!(matches!(
+            err.error,
+            PollFailure::Catalogue(swath::catalogue::CatalogueError::BodyTooLarge { .. })
+        ));
+        assert_eq!(server.seen().len(), 2, "the big page is not asked again");
+        assert_eq!(err.done.pages, 1);
+        assert_eq!(job_names(&pool).await, names(&entries[..3]));
+    }
+}

@@ -129,6 +129,9 @@ pub struct Settings {
     pub catalogue_retry_base_ms: u64,
     /// Longest retry delay and longest `Retry-After` honoured, in seconds.
     pub catalogue_retry_max_secs: u64,
+    /// Largest catalogue response body read, in MiB: a larger page fails (not retried), and the
+    /// pages before it stay ingested.
+    pub catalogue_max_body_mb: u64,
     /// How far before the cursor each continuous poll starts again, in seconds.
     pub ingest_overlap_secs: u64,
     /// How far back the first poll of a job type starts, in days.
@@ -185,6 +188,10 @@ pub struct Settings {
     /// Where workers upload products (`s3://bucket/prefix` or `file:///dir`); empty means
     /// `swath-outputs` in the system's temporary directory.
     pub output_url: String,
+    /// Further roots inputs may be read from (`s3://bucket[/prefix]` or `file:///dir`), besides
+    /// `eodata_url`, `output_url` and the directory of a local catalogue: any other input source is
+    /// refused (quarantined at ingestion, the job failed at task build).
+    pub input_extra_roots: Vec<String>,
     /// Where publication messages go: `file` (JSON lines, the embedded default) or `rabbitmq`.
     pub publisher: PublisherKind,
     /// The JSON-lines file of the `file` publisher; empty means `swath-publications.jsonl` in the
@@ -296,6 +303,7 @@ impl Default for Settings {
             catalogue_max_attempts: 6,
             catalogue_retry_base_ms: 500,
             catalogue_retry_max_secs: 60,
+            catalogue_max_body_mb: 64,
             ingest_overlap_secs: 3600,
             ingest_initial_lookback_days: 7,
             ingest_interval_secs: 60,
@@ -321,6 +329,7 @@ impl Default for Settings {
             local_work_root: String::new(),
             eodata_url: "s3://eodata".into(),
             output_url: String::new(),
+            input_extra_roots: Vec::new(),
             publisher: PublisherKind::File,
             publication_file: String::new(),
             publication_encoding: crate::publish::Encoding::Json,
@@ -443,6 +452,7 @@ impl Settings {
                 "SWATH_CATALOGUE_MAX_ATTEMPTS",
                 u64::from(self.catalogue_max_attempts),
             ),
+            ("SWATH_CATALOGUE_MAX_BODY_MB", self.catalogue_max_body_mb),
             ("SWATH_INGEST_INTERVAL_SECS", self.ingest_interval_secs),
             ("SWATH_CONFIGURE_BATCH", u64::from(self.configure_batch)),
             ("SWATH_CONFIGURE_RECHECK_SECS", self.configure_recheck_secs),
@@ -519,6 +529,8 @@ impl Settings {
             },
             page_size: self.catalogue_page_size,
             stac_sensing_lookback: Duration::from_secs(self.stac_sensing_lookback_days * 86_400),
+            max_body_bytes: self.catalogue_max_body_mb.saturating_mul(1024 * 1024),
+            input_roots: self.input_roots(),
         }
     }
 
