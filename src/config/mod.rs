@@ -1,7 +1,8 @@
 //! Typed settings: defaults, then an optional TOML file, then `SWATH_*` environment variables.
 //!
 //! Everything is validated at start-up and every problem is reported at once, naming the setting.
-//! Secrets (the database password) never appear in `Debug` output or logs.
+//! Secrets (the database password, tokens, credentials in any URL setting) never appear in `Debug`
+//! output or logs (see [`redact`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,10 +19,12 @@ mod api;
 mod cluster;
 mod executor;
 mod publication;
+mod redact;
 mod storage;
 
 pub use executor::{ExecutorKind, Secret};
 pub use publication::PublisherKind;
+pub use redact::redact_url;
 
 /// Prefix of every environment variable swath reads.
 pub const ENV_PREFIX: &str = "SWATH_";
@@ -47,13 +50,15 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with its password replaced by `***`.
+    /// The URL with its password replaced by `***`, in the user info and in a `?password=` query
+    /// parameter (and any other secret parameter, see [`redact_url`]).
     pub fn redacted(&self) -> String {
         match url::Url::parse(&self.0) {
             Ok(mut url) => {
                 if url.password().is_some() {
                     let _ = url.set_password(Some("***"));
                 }
+                redact::redact_query(&mut url);
                 url.to_string()
             }
             Err(_) => "(unparsable URL)".to_string(),
@@ -98,7 +103,8 @@ pub enum LogFormat {
 }
 
 /// Every setting of the orchestrator. Field `x` is read from `SWATH_X` or key `x` of the TOML file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` shows them with every credential hidden.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// PostgreSQL URL; the database is created if it does not exist.
@@ -278,8 +284,9 @@ pub struct Settings {
     pub enable_dump_file_creation: bool,
     /// When dumps are written: a cron pattern with seconds.
     pub cron_pattern_dump_job: String,
-    /// Where dumps are written (`s3://bucket[/prefix]` or `file:///dir`); empty means `dumps`
-    /// under `output_url`.
+    /// Where dumps are written (`s3://bucket[/prefix]` or `file:///dir`); empty means the private
+    /// directory `swath-dumps` in the system's temporary directory (never the output store: a dump
+    /// holds every job).
     pub dump_url: String,
 }
 
@@ -700,6 +707,15 @@ mod tests {
     fn password_is_never_printed() {
         let url = DatabaseUrl::new("postgres://swath:s3cret@db:5432/swath");
         assert_eq!(url.redacted(), "postgres://swath:***@db:5432/swath");
+        let query = DatabaseUrl::new("postgres://swath@db/swath?sslmode=require&password=s3cret");
+        assert_eq!(
+            query.redacted(),
+            "postgres://swath@db/swath?sslmode=require&password=***"
+        );
+        assert_eq!(
+            format!("{query:?}"),
+            "DatabaseUrl(postgres://swath@db/swath?sslmode=require&password=***)"
+        );
         let s = Settings {
             database_url: url.clone(),
             ..Settings::default()
