@@ -749,8 +749,10 @@ async fn a_stac_next_link_to_another_origin_is_refused(pool: PgPool) {
     let link = foreign.clone();
     let item = stac_item(&names(&s2_entries(1))[0], "2024-03-01T11:00:00Z");
     let server = CatalogueServer::start(move |_, _, _| {
-        Reply::Json(json!({"type": "FeatureCollection", "features": [item.clone()],
-                           "links": [{"rel": "next", "href": link.clone()}]}))
+        Reply::Json(
+            json!({"type": "FeatureCollection", "features": [item.clone()],
+                           "links": [{"rel": "next", "href": link.clone()}]}),
+        )
     })
     .await;
     let stac = StacCatalogue::new(

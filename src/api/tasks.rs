@@ -117,7 +117,8 @@ mod tests {
     fn catalogue_paths_map_to_the_eodata_store_relative_ones_to_the_output_store() {
         let l = locations("s3://eodata", "s3://hrsi/");
         assert_eq!(
-            l.input_url("/eodata/Sentinel-2/MSI/L1C/2021/x.SAFE").unwrap(),
+            l.input_url("/eodata/Sentinel-2/MSI/L1C/2021/x.SAFE")
+                .unwrap(),
             "s3://eodata/Sentinel-2/MSI/L1C/2021/x.SAFE"
         );
         assert_eq!(l.output_prefix_url("/FSC/2021/"), "s3://hrsi/FSC/2021/");
@@ -148,6 +149,49 @@ mod tests {
         );
         // ... but only below the output URL: the store's root is not the output store.
         assert!(files.input_url("outputs:root/secret").is_err());
+    }
+
+    #[test]
+    fn a_task_reading_outside_the_stores_is_not_built() {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "id": 1, "uid": uuid::Uuid::nil(), "job_type": "fsc_rlie", "name": "n",
+            "product_id": null, "tile_id": null, "input_path": null, "measured_at": null,
+            "input_published_at": null, "output_path": null, "output_published_at": null,
+            "priority": "nrt", "status": "queued", "status_changed_at": "2021-04-13T10:10:21Z",
+            "status_error_subtype": null, "status_message": null, "params": {}, "results": null,
+            "attempt": 1, "max_attempts": 3, "next_attempt_at": null, "parent_id": null,
+            "spawned_by": null, "retry_of": null, "depends_on": null, "recheck_at": null,
+            "software_version": null, "executor_ref": null, "service_id": null,
+            "tag": null, "lease_expires_at": null, "created_at": "2021-04-13T10:10:21Z"
+        }))
+        .unwrap();
+        let mut l = locations("s3://eodata", "s3://hrsi/products");
+        l.flavors = swath_job_types::flavor::default_flavors();
+        let task = |l2a: &str| -> WorkerTask {
+            serde_json::from_value(serde_json::json!({
+                "job_id": 1, "job_type": "fsc_rlie", "attempt": 1, "image": "si", "command": [],
+                "inputs": [
+                    {"name": "S2B_L1C", "source": "/eodata/S2/x.SAFE", "required": true},
+                    {"name": "l2a", "source": l2a, "required": true}
+                ],
+                "outputs": [], "flavor": "eo1.xsmall", "timeout_secs": 60, "network": false,
+                "exit_codes": {"rules": []}, "parameters": {}
+            }))
+            .unwrap()
+        };
+        // An L2A from params (the time series' previous product) pointing at the host.
+        for l2a in ["file:///root", "products/../../../etc", "/root"] {
+            let err = l.attempt_task(&job, task(l2a)).unwrap_err();
+            assert!(
+                matches!(&err, TaskBuildError::InputRefused { name, refused } if name == "l2a" && refused.input == l2a),
+                "{err}"
+            );
+        }
+        let built = l.attempt_task(&job, task("32TLR/L2A/x")).unwrap();
+        assert_eq!(
+            built.task.inputs[1].source,
+            "s3://hrsi/products/32TLR/L2A/x"
+        );
     }
 
     #[test]

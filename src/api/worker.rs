@@ -121,8 +121,9 @@ async fn task(
         Err(refused @ TaskBuildError::InputRefused { .. }) => {
             let message = format!("no task for job {id}: {refused}");
             tracing::warn!(job_id = id, %message, "task refused");
-            let failed = StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
-                .error("input", &message);
+            let failed =
+                StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
+                    .error("input", &message);
             ctx.reports.apply(ChangeChain::new(failed)).await?;
             ctx.reports.known.forget(id, attempt);
             return Err(ApiError::Conflict(message));

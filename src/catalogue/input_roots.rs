@@ -21,9 +21,7 @@ use async_trait::async_trait;
 use percent_encoding::percent_decode_str;
 use swath_job_types::children::OUTPUT_STORE_SOURCE;
 
-use super::{
-    Catalogue, CatalogueError, CataloguePage, CatalogueQuery, InvalidEntry, PageCursor,
-};
+use super::{Catalogue, CatalogueError, CataloguePage, CatalogueQuery, InvalidEntry, PageCursor};
 
 /// An input source that is not under the configured stores.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,10 +37,7 @@ pub struct InputRefused {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Root {
     /// `s3://bucket[/prefix]`: keys compared as written (S3 does not decode them).
-    S3 {
-        bucket: String,
-        prefix: Vec<String>,
-    },
+    S3 { bucket: String, prefix: Vec<String> },
     /// `file:///dir`: path segments compared decoded (as the worker turns the URL into a path).
     File { dir: Vec<String> },
 }
@@ -66,7 +61,11 @@ fn segments(path: &str, decode: bool) -> Result<Vec<String>, String> {
                 d if d.contains(['/', '\\', '\0']) => Err(format!(
                     "segment {raw:?} holds an encoded slash, backslash or NUL"
                 )),
-                d => Ok(if decode { d.to_string() } else { raw.to_string() }),
+                d => Ok(if decode {
+                    d.to_string()
+                } else {
+                    raw.to_string()
+                }),
             }
         })
         .collect()
@@ -360,7 +359,10 @@ mod tests {
             ("/eodata/S2/%2e%2e/%2E%2E/root", "`..` segment"),
             ("/eodata/S2/./x", "`.` segment"),
             ("file:///data/eo/../../etc/passwd", "`..` segment"),
-            ("file:///data/eodata-evil/x", "not below any configured store"),
+            (
+                "file:///data/eodata-evil/x",
+                "not below any configured store",
+            ),
             ("file:///data/eo", "not below any configured store"),
             ("file://host/data/eo/x", "absolute path without host"),
             ("s3://archive/l1cx/y", "not below any configured store"),
@@ -399,10 +401,16 @@ mod tests {
 
     #[test]
     fn roots_must_be_stores_below_the_file_system_root() {
-        let extra: Vec<String> = ["file:///", "http://x/y", "s3://", "file://relative", "s3://b/../c"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let extra: Vec<String> = [
+            "file:///",
+            "http://x/y",
+            "s3://",
+            "file://relative",
+            "s3://b/../c",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let (roots, problems) = InputRoots::new("s3://eodata", "file:///tmp/out", &extra);
         assert_eq!(problems.len(), extra.len(), "{problems:?}");
         assert_eq!(roots.roots(), vec!["s3://eodata", "file:///tmp/out"]);
@@ -412,7 +420,10 @@ mod tests {
     fn a_local_catalogue_directory_is_a_root() {
         let dir = tempfile::tempdir().unwrap();
         let mut r = roots("s3://eodata", "file:///tmp/out", &[]);
-        let entry = format!("file://{}/X.SAFE", dir.path().canonicalize().unwrap().display());
+        let entry = format!(
+            "file://{}/X.SAFE",
+            dir.path().canonicalize().unwrap().display()
+        );
         assert!(r.resolve(&entry).is_err());
         r.allow_directory(dir.path()).unwrap();
         assert_eq!(r.resolve(&entry).unwrap(), entry);

@@ -114,7 +114,9 @@ pub enum CatalogueError {
     },
     /// A page links to its next page on another origin than the catalogue's: the link is not
     /// followed (a catalogue's answers must not send the orchestrator to other hosts).
-    #[error("{url}: the next link {link} is not on the catalogue's origin {expected}: not followed")]
+    #[error(
+        "{url}: the next link {link} is not on the catalogue's origin {expected}: not followed"
+    )]
     ForeignLink {
         /// The page that carried the link.
         url: String,
@@ -276,7 +278,8 @@ fn open_unscreened(
 /// The directory of a local catalogue `spec` (`dir:PATH`, `file://PATH` or a plain path), or `None`
 /// when `spec` names an HTTP catalogue or nothing.
 pub fn local_directory(spec: &str) -> Option<&str> {
-    if spec.contains("://") && !spec.starts_with("file://") || spec.starts_with("odata+") || spec.starts_with("stac+") {
+    let http = spec.starts_with("odata+") || spec.starts_with("stac+");
+    if http || (spec.contains("://") && !spec.starts_with("file://")) {
         return None;
     }
     let path = spec

@@ -172,7 +172,10 @@ mod tests {
         );
         assert_eq!(
             dump_url,
-            format!("file://{}", std::env::temp_dir().join("swath-dumps").display())
+            format!(
+                "file://{}",
+                std::env::temp_dir().join("swath-dumps").display()
+            )
         );
         let explicit = Settings {
             dump_url: "s3://private/dumps/".into(),

@@ -138,18 +138,37 @@ mod tests {
             redact_url("https://user:pw@host:8443/p?a=1&token=t&X-Amz-Signature=s"),
             "https://***:***@host:8443/p?a=1&token=***&X-Amz-Signature=***"
         );
-        assert_eq!(redact_url("s3://AKIA:SECRET@bucket/x"), "s3://***:***@bucket/x");
+        assert_eq!(
+            redact_url("s3://AKIA:SECRET@bucket/x"),
+            "s3://***:***@bucket/x"
+        );
         assert_eq!(redact_url("file:///data/x"), "file:///data/x");
         assert_eq!(redact_url("dir:/data/catalogue"), "dir:/data/catalogue");
-        assert_eq!(redact_url("https://x.example/odata/v1"), "https://x.example/odata/v1");
+        assert_eq!(
+            redact_url("https://x.example/odata/v1"),
+            "https://x.example/odata/v1"
+        );
     }
 
     #[test]
     fn no_credential_of_any_setting_is_printed() {
         let secrets = [
-            "dbpass1", "dbquery2", "amqp3", "catuser4", "catpass5", "cattoken6", "eopass7",
-            "outpass8", "dumppass9", "rootpass10", "nomadpass11", "nomadtoken12", "write13",
-            "read14", "orchpass15", "hostpass16",
+            "dbpass1",
+            "dbquery2",
+            "amqp3",
+            "catuser4",
+            "catpass5",
+            "cattoken6",
+            "eopass7",
+            "outpass8",
+            "dumppass9",
+            "rootpass10",
+            "nomadpass11",
+            "nomadtoken12",
+            "write13",
+            "read14",
+            "orchpass15",
+            "hostpass16",
         ];
         let settings = Settings {
             database_url: DatabaseUrl::new(

@@ -23,7 +23,12 @@ impl Settings {
     /// Where inputs may be read from: the eodata and output stores and the extra roots (roots that
     /// do not parse are left out; [`Settings::validate`] reports them).
     pub fn input_roots(&self) -> InputRoots {
-        InputRoots::new(&self.eodata_url, &self.output_url(), &self.input_extra_roots).0
+        InputRoots::new(
+            &self.eodata_url,
+            &self.output_url(),
+            &self.input_extra_roots,
+        )
+        .0
     }
 
     /// Where workers read and write, with the flavor table. Inputs are allowed under

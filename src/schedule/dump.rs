@@ -75,7 +75,10 @@ pub fn prepare_destination(url: &str) -> std::io::Result<()> {
     if !url.starts_with("file://") {
         return Ok(());
     }
-    let Some(dir) = url::Url::parse(url).ok().and_then(|u| u.to_file_path().ok()) else {
+    let Some(dir) = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+    else {
         // The store refuses it with a clear error when it is opened.
         return Ok(());
     };

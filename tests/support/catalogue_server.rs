@@ -155,9 +155,8 @@ async fn answer(State(shared): State<Shared>, request: Request) -> Response {
         }
         Reply::Endless => {
             let chunk = vec![b' '; 64 * 1024];
-            let endless = futures_util::stream::repeat_with(move || {
-                Ok::<_, std::io::Error>(chunk.clone())
-            });
+            let endless =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
             Response::new(Body::from_stream(endless))
         }
         Reply::TooManyRequests(after) => {
