@@ -168,7 +168,9 @@ impl InputRoots {
 
     /// Also allows inputs under `url`, a store URL naming at least a bucket or one directory.
     pub fn allow(&mut self, url: &str) -> Result<(), String> {
-        let url = url.trim_end_matches('/');
+        // Trailing slashes say nothing, except in `file:///` and `s3://` themselves.
+        let trimmed = url.trim_end_matches('/');
+        let url = if trimmed.ends_with(':') { url } else { trimmed };
         let root = parse(url).map_err(|e| format!("root {url:?}: {e}"))?;
         if matches!(&root, Root::File { dir } if dir.is_empty()) {
             return Err(format!(

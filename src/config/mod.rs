@@ -625,6 +625,32 @@ mod tests {
     }
 
     #[test]
+    fn extra_input_roots_and_the_body_cap_are_read_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "SWATH_INPUT_EXTRA_ROOTS",
+                "[s3://archive/l1c, file:///data/eo]",
+            );
+            jail.set_env("SWATH_CATALOGUE_MAX_BODY_MB", "8");
+            let s = load_in(jail, None).unwrap();
+            assert_eq!(
+                s.input_extra_roots,
+                vec!["s3://archive/l1c", "file:///data/eo"]
+            );
+            assert_eq!(s.catalogue_options().max_body_bytes, 8 * 1024 * 1024);
+            jail.set_env("SWATH_INPUT_EXTRA_ROOTS", "[file:///]");
+            jail.set_env("SWATH_CATALOGUE_MAX_BODY_MB", "0");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                err.contains("SWATH_INPUT_EXTRA_ROOTS: root \"file:///\": the whole file system")
+                    && err.contains("SWATH_CATALOGUE_MAX_BODY_MB: must be at least 1"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn flavors_can_be_replaced_from_the_environment() {
         Jail::expect_with(|jail| {
             jail.set_env(
