@@ -698,3 +698,193 @@ async fn swath_serve_ingests_continuously_until_stopped(pool: PgPool) {
     assert!(String::from_utf8_lossy(&status.stderr).contains("swath serve: stopped"));
     assert_eq!(count(pool.clone()).await, 2, "each product once");
 }
+
+/// A next link to another host is refused before it is requested: the catalogue's answers are not
+/// trusted to send the orchestrator elsewhere (another service on its network, a metadata endpoint).
+#[sqlx::test(migrations = "./sql")]
+async fn a_next_link_to_another_host_is_refused_and_never_requested(pool: PgPool) {
+    let entries = s2_entries(6);
+    let other_entries = entries.clone();
+    let other = CatalogueServer::start_on([127, 0, 0, 2], move |seen, _, base| {
+        Reply::Json(engine_of(&other_entries).page(seen, base))
+    })
+    .await;
+    let foreign = format!("{}/odata/v1/Products?$skip=3", other.base);
+    let link = foreign.clone();
+    let engine = engine_of(&entries);
+    let server = CatalogueServer::start(move |seen, _, base| {
+        let mut page = engine.page(seen, base);
+        page["@odata.nextLink"] = Value::String(link.clone());
+        Reply::Json(page)
+    })
+    .await;
+    let odata = odata_of(&server, 3);
+    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&foreign) && text.contains(&server.base),
+        "names the link and the expected origin: {text}"
+    );
+    assert!(
+        other.seen().is_empty(),
+        "the other host got {:?}",
+        other.seen()
+    );
+    assert_eq!(server.seen().len(), 1, "not retried");
+    // The page carrying the link fails as a whole: nothing of it is committed.
+    assert_eq!(err.done.pages, 0);
+    assert!(job_names(&pool).await.is_empty());
+}
+
+/// The same for a STAC `rel=next` link to another port of the same host (another origin).
+#[sqlx::test(migrations = "./sql")]
+async fn a_stac_next_link_to_another_origin_is_refused(pool: PgPool) {
+    let other = CatalogueServer::start(|_, _, _| {
+        Reply::Json(json!({"type": "FeatureCollection", "features": [], "links": []}))
+    })
+    .await;
+    let foreign = format!("{}/v1/search?token=next:abc", other.base);
+    let link = foreign.clone();
+    let item = stac_item(&names(&s2_entries(1))[0], "2024-03-01T11:00:00Z");
+    let server = CatalogueServer::start(move |_, _, _| {
+        Reply::Json(
+            json!({"type": "FeatureCollection", "features": [item.clone()],
+                           "links": [{"rel": "next", "href": link.clone()}]}),
+        )
+    })
+    .await;
+    let stac = StacCatalogue::new(
+        &format!("{}/v1", server.base),
+        fast_retries(3),
+        3,
+        Duration::from_secs(86_400),
+    )
+    .unwrap();
+    let err = poll(&pool, &test_job(), &stac, window(), &mut |_| {})
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&foreign) && text.contains(&server.base),
+        "{text}"
+    );
+    assert!(other.seen().is_empty(), "{:?}", other.seen());
+    assert!(job_names(&pool).await.is_empty());
+}
+
+/// A body that never ends is read up to the default cap (64 MiB) and no further: the page fails at
+/// once with an error naming the limit and its setting, without waiting for a timeout or retrying.
+#[sqlx::test(migrations = "./sql")]
+async fn an_endless_body_stops_at_the_default_cap(pool: PgPool) {
+    let server = CatalogueServer::start(|_, _, _| Reply::Endless).await;
+    let odata = odata_of(&server, 3);
+    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("67108864 bytes") && text.contains("SWATH_CATALOGUE_MAX_BODY_MB"),
+        "{text}"
+    );
+    assert_eq!(server.seen().len(), 1, "not retried");
+}
+
+/// Products whose storage path lies outside the configured stores are quarantined with the reason,
+/// and get no job: a catalogue cannot make a worker read the host's files or another bucket.
+#[sqlx::test(migrations = "./sql")]
+async fn inputs_outside_the_stores_are_quarantined_and_get_no_job(pool: PgPool) {
+    let mut entries = s2_entries(7);
+    let bad = [
+        "file:///root",
+        "/eodata/../../root",
+        "/eodata/test/%2e%2e/%2E%2E/root",
+        "s3://another-bucket/x.SAFE",
+        "https://elsewhere.example/x.SAFE",
+    ];
+    for (entry, path) in entries[1..].iter_mut().zip(bad) {
+        entry["S3Path"] = path.into();
+    }
+    let engine = engine_of(&entries);
+    let server =
+        CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
+    let settings = Settings::default();
+    let odata = swath::catalogue::open(
+        &format!("odata+{}/odata/v1", server.base),
+        &settings.catalogue_options(),
+    )
+    .unwrap();
+    let report = poll(&pool, &test_job(), odata.as_ref(), window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.ingest.created, 2, "{report:?}");
+    assert_eq!(
+        job_names(&pool).await,
+        vec![names(&entries)[0].clone(), names(&entries)[6].clone()]
+    );
+    let q = quarantined(&pool).await.unwrap();
+    assert_eq!(q.len(), bad.len(), "{q:?}");
+    for (record, path) in q.iter().zip(bad) {
+        assert!(
+            record.reason.contains(path) && record.reason.contains("input"),
+            "{}",
+            record.reason
+        );
+    }
+}
+
+/// A page over a small cap fails at once, announced (`Content-Length`) or not (chunked): not retried,
+/// with an error naming the size and the setting; the pages before it stay ingested.
+#[sqlx::test(migrations = "./sql")]
+async fn a_body_over_the_cap_fails_its_page_and_keeps_the_pages_before(pool: PgPool) {
+    for streamed in [false, true] {
+        let entries = s2_entries(6);
+        let engine = engine_of(&entries);
+        let server = CatalogueServer::start(move |seen, _, base| {
+            let mut page = engine.page(seen, base);
+            if skip_of(seen) == 3 {
+                // Padding any JSON reader accepts, past the cap.
+                page["padding"] = Value::String("x".repeat(64 * 1024));
+            }
+            if streamed {
+                Reply::Streamed(page)
+            } else {
+                Reply::Json(page)
+            }
+        })
+        .await;
+        let odata = ODataCatalogue::new(
+            &format!("{}/odata/v1", server.base),
+            fast_retries(3).with_max_body(32 * 1024),
+            3,
+        )
+        .unwrap();
+        sqlx::query("TRUNCATE jobs CASCADE")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        let size = if streamed {
+            "more than 32768 bytes"
+        } else {
+            "(Content-Length)"
+        };
+        assert!(
+            text.contains(size)
+                && text.contains("limit of 32768 bytes")
+                && text.contains("SWATH_CATALOGUE_MAX_BODY_MB"),
+            "{text}"
+        );
+        assert!(matches!(
+            err.error,
+            PollFailure::Catalogue(swath::catalogue::CatalogueError::BodyTooLarge { .. })
+        ));
+        assert_eq!(server.seen().len(), 2, "the big page is not asked again");
+        assert_eq!(err.done.pages, 1);
+        assert_eq!(job_names(&pool).await, names(&entries[..3]));
+    }
+}

@@ -14,6 +14,7 @@ use swath_job_types::protocol::AttemptTask;
 use swath_job_types::JobStatus;
 
 use super::input::ApiPath;
+use super::tasks::TaskBuildError;
 use super::{ApiContext, ApiError};
 use crate::db::jobs::{get_job, JobHead};
 use crate::db::status::StatusChange;
@@ -113,11 +114,22 @@ async fn task(
     let task = job_type
         .worker_task(&job)
         .map_err(|e| ApiError::Conflict(format!("no task for job {id}: {e}")))?;
-    let task = ctx
-        .state
-        .tasks
-        .attempt_task(&job, task)
-        .map_err(|e| ApiError::Conflict(format!("no task for job {id}: {e}")))?;
+    let task = match ctx.state.tasks.attempt_task(&job, task) {
+        Ok(task) => task,
+        // An input outside the configured stores: the job can never run. It fails with the reason,
+        // and the worker gets no task.
+        Err(refused @ TaskBuildError::InputRefused { .. }) => {
+            let message = format!("no task for job {id}: {refused}");
+            tracing::warn!(job_id = id, %message, "task refused");
+            let failed =
+                StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
+                    .error("input", &message);
+            ctx.reports.apply(ChangeChain::new(failed)).await?;
+            ctx.reports.known.forget(id, attempt);
+            return Err(ApiError::Conflict(message));
+        }
+        Err(e) => return Err(ApiError::Conflict(format!("no task for job {id}: {e}"))),
+    };
     Ok(Json(task))
 }
 

@@ -1,5 +1,8 @@
 //! JSON over HTTP with bounded retries: exponential backoff with jitter on timeouts, connection
 //! errors, 429 (honouring `Retry-After`), 5xx and truncated or unreadable bodies.
+//!
+//! Bodies are read chunk by chunk and never past a cap ([`DEFAULT_MAX_BODY_BYTES`] unless set): a
+//! body announced or found larger fails its request at once, without a retry.
 
 use std::time::Duration;
 
@@ -37,11 +40,18 @@ impl RetryPolicy {
     }
 }
 
-/// A JSON client with timeouts and retries.
+/// The largest response body read unless [`HttpFetcher::with_max_body`] says otherwise: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The setting that sets the cap, named in errors.
+pub const MAX_BODY_SETTING: &str = "SWATH_CATALOGUE_MAX_BODY_MB";
+
+/// A JSON client with timeouts, retries and a cap on response bodies.
 #[derive(Debug, Clone)]
 pub struct HttpFetcher {
     client: reqwest::Client,
     policy: RetryPolicy,
+    max_body: u64,
 }
 
 /// Why one attempt failed, and whether to try again.
@@ -62,7 +72,22 @@ impl HttpFetcher {
             .user_agent(concat!("swath/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CatalogueError::Config(format!("HTTP client: {e}")))?;
-        Ok(HttpFetcher { client, policy })
+        Ok(HttpFetcher {
+            client,
+            policy,
+            max_body: DEFAULT_MAX_BODY_BYTES,
+        })
+    }
+
+    /// The same client, reading response bodies of at most `bytes` bytes.
+    pub fn with_max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The largest response body this client reads, in bytes.
+    pub fn max_body(&self) -> u64 {
+        self.max_body
     }
 
     /// GETs `url` (or POSTs `body` to it) and decodes the JSON answer, retrying transient failures.
@@ -127,10 +152,7 @@ impl HttpFetcher {
                 after: None,
             });
         }
-        let bytes = response.bytes().await.map_err(|e| AttemptError::Retry {
-            reason: format!("reading the body: {}", describe(&e)),
-            after: None,
-        })?;
+        let bytes = self.read_body(url, response).await?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes);
             return Err(AttemptError::Fatal(CatalogueError::Refused {
@@ -144,6 +166,45 @@ impl HttpFetcher {
             reason: format!("unreadable JSON body ({} bytes): {e}", bytes.len()),
             after: None,
         })
+    }
+}
+
+impl HttpFetcher {
+    /// The body of `response`, read chunk by chunk up to the cap: a `Content-Length` over the cap
+    /// fails before anything is read, and a body that grows past it fails as soon as it does.
+    async fn read_body(
+        &self,
+        url: &str,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, AttemptError> {
+        let too_large = |size: String| {
+            AttemptError::Fatal(CatalogueError::BodyTooLarge {
+                url: url.to_string(),
+                size,
+                limit: self.max_body,
+            })
+        };
+        if let Some(announced) = response.content_length() {
+            if announced > self.max_body {
+                return Err(too_large(format!("{announced} bytes (Content-Length)")));
+            }
+        }
+        let mut body = Vec::new();
+        loop {
+            let chunk = response.chunk().await.map_err(|e| AttemptError::Retry {
+                reason: format!("reading the body: {}", describe(&e)),
+                after: None,
+            })?;
+            let Some(chunk) = chunk else {
+                return Ok(body);
+            };
+            // Checked before the chunk is kept: the buffer never holds more than the cap.
+            let read = body.len() as u64 + chunk.len() as u64;
+            if read > self.max_body {
+                return Err(too_large(format!("more than {} bytes", self.max_body)));
+            }
+            body.extend_from_slice(&chunk);
+        }
     }
 }
 

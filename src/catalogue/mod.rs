@@ -4,6 +4,10 @@
 //! - [`stac`]: a STAC API `/search`, paged by `rel=next` links;
 //! - [`local`]: a local directory, one product per entry (the embedded default).
 //!
+//! Every catalogue [`open`]ed is screened by [`input_roots`]: products whose storage path lies
+//! outside the configured stores become invalid entries. HTTP catalogues follow next links only on
+//! their own origin and read bodies up to a cap ([`http`]).
+//!
 //! Adapters turn each listed entry into a [`CatalogueProduct`], or into an [`InvalidEntry`] when the
 //! entry itself is unusable (missing name or date): such entries are quarantined by the poller, and
 //! never fail the page. Whole-page failures are [`CatalogueError`]s, retried by [`http`] first.
@@ -14,6 +18,7 @@ use serde::Serialize;
 use swath_job_types::listing::CatalogueProduct;
 
 pub mod http;
+pub mod input_roots;
 pub mod local;
 pub mod odata;
 pub mod stac;
@@ -97,6 +102,29 @@ pub enum CatalogueError {
         /// What is wrong.
         problem: String,
     },
+    /// The response body is larger than the cap: retrying will not help.
+    #[error("{url}: the response body ({size}) is over the limit of {limit} bytes (set by {setting})", setting = http::MAX_BODY_SETTING)]
+    BodyTooLarge {
+        /// The request.
+        url: String,
+        /// How large it is, or how much was read before stopping.
+        size: String,
+        /// The cap, in bytes.
+        limit: u64,
+    },
+    /// A page links to its next page on another origin than the catalogue's: the link is not
+    /// followed (a catalogue's answers must not send the orchestrator to other hosts).
+    #[error(
+        "{url}: the next link {link} is not on the catalogue's origin {expected}: not followed"
+    )]
+    ForeignLink {
+        /// The page that carried the link.
+        url: String,
+        /// The link.
+        link: String,
+        /// The catalogue's origin (scheme, host and port of its configured URL).
+        expected: String,
+    },
     /// A local listing failed.
     #[error(transparent)]
     Local(#[from] local::LocalCatalogueError),
@@ -125,6 +153,30 @@ pub(crate) fn parse_time(value: &serde_json::Value) -> Option<DateTime<Utc>> {
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// The next page's URL from `link` as found on the page at `page_url` (relative links are resolved
+/// against that page), if it lies on the origin (scheme, host and port) of the catalogue at `base`.
+pub(crate) fn next_link(
+    base: &url::Url,
+    page_url: &str,
+    link: &str,
+) -> Result<url::Url, CatalogueError> {
+    let resolved = url::Url::parse(page_url)
+        .and_then(|page| page.join(link))
+        .map_err(|e| CatalogueError::BadPage {
+            url: page_url.to_string(),
+            problem: format!("next link {link:?}: {e}"),
+        })?;
+    // Opaque origins (schemes without a host) are never equal, not even to themselves.
+    if resolved.origin() != base.origin() {
+        return Err(CatalogueError::ForeignLink {
+            url: page_url.to_string(),
+            link: resolved.to_string(),
+            expected: base.origin().ascii_serialization(),
+        });
+    }
+    Ok(resolved)
 }
 
 /// An `InvalidEntry` for `entry`, named by the first of `name_fields` it has.
@@ -156,9 +208,14 @@ pub struct CatalogueOptions {
     pub page_size: u32,
     /// How far before the publication window a STAC sensing window starts.
     pub stac_sensing_lookback: std::time::Duration,
+    /// Largest response body read, in bytes.
+    pub max_body_bytes: u64,
+    /// Where listed inputs may be read from (a local catalogue adds its own directory).
+    pub input_roots: input_roots::InputRoots,
 }
 
-/// Opens the catalogue named by `spec`:
+/// Opens the catalogue named by `spec`, screened by `options.input_roots` (plus the catalogue's own
+/// directory when it is local):
 /// - `odata+https://host/odata/v1` (or any `http(s)` URL whose path contains `/odata`): CDSE OData;
 /// - `stac+https://host/v1` (or any other `http(s)` URL): a STAC API;
 /// - `dir:PATH`, `file://PATH` or a plain path: a local directory.
@@ -166,8 +223,23 @@ pub fn open(
     spec: &str,
     options: &CatalogueOptions,
 ) -> Result<std::sync::Arc<dyn Catalogue>, CatalogueError> {
+    let mut roots = options.input_roots.clone();
+    let catalogue = open_unscreened(spec, options, &mut roots)?;
+    Ok(std::sync::Arc::new(input_roots::InputScreen::new(
+        catalogue, roots,
+    )))
+}
+
+fn open_unscreened(
+    spec: &str,
+    options: &CatalogueOptions,
+    roots: &mut input_roots::InputRoots,
+) -> Result<std::sync::Arc<dyn Catalogue>, CatalogueError> {
     use std::sync::Arc;
-    let http = || http::HttpFetcher::new(options.timeout, options.retry.clone());
+    let http = || {
+        http::HttpFetcher::new(options.timeout, options.retry.clone())
+            .map(|h| h.with_max_body(options.max_body_bytes))
+    };
     if let Some(url) = spec.strip_prefix("odata+") {
         return Ok(Arc::new(odata::ODataCatalogue::new(
             url,
@@ -185,21 +257,36 @@ pub fn open(
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
         let is_odata = url::Url::parse(spec).is_ok_and(|u| u.path().contains("/odata"));
-        return open(
+        return open_unscreened(
             &format!("{}+{spec}", if is_odata { "odata" } else { "stac" }),
             options,
+            roots,
         );
+    }
+    let path = local_directory(spec).ok_or_else(|| {
+        CatalogueError::Config(format!(
+            "catalogue {spec:?} is neither an OData or STAC URL nor a directory"
+        ))
+    })?;
+    // The entries of a local catalogue are its own inputs: `file://` URLs under its directory.
+    roots
+        .allow_directory(std::path::Path::new(path))
+        .map_err(|e| CatalogueError::Config(format!("catalogue {spec:?}: {e}")))?;
+    Ok(Arc::new(local::LocalDirectoryCatalogue::new(path)))
+}
+
+/// The directory of a local catalogue `spec` (`dir:PATH`, `file://PATH` or a plain path), or `None`
+/// when `spec` names an HTTP catalogue or nothing.
+pub fn local_directory(spec: &str) -> Option<&str> {
+    let http = spec.starts_with("odata+") || spec.starts_with("stac+");
+    if http || (spec.contains("://") && !spec.starts_with("file://")) {
+        return None;
     }
     let path = spec
         .strip_prefix("dir:")
         .or_else(|| spec.strip_prefix("file://"))
         .unwrap_or(spec);
-    if path.is_empty() || path.contains("://") {
-        return Err(CatalogueError::Config(format!(
-            "catalogue {spec:?} is neither an OData or STAC URL nor a directory"
-        )));
-    }
-    Ok(Arc::new(local::LocalDirectoryCatalogue::new(path)))
+    (!path.is_empty() && !path.contains("://")).then_some(path)
 }
 
 /// The collection and product type that list inputs of `input` in a catalogue of `source` kind

@@ -4,6 +4,8 @@
 //! The catalogue stops giving next links past `$skip=10000`. When a full page comes back without one,
 //! the adapter restarts the window at the last publication time it saw (products at that exact time
 //! are listed again; ingestion is idempotent, so that costs nothing but a few rows).
+//!
+//! Next links are followed only on the service's own origin (see [`super::CatalogueError::ForeignLink`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -13,7 +15,7 @@ use url::Url;
 
 use super::http::HttpFetcher;
 use super::{
-    invalid_entry, parse_time, Catalogue, CatalogueError, CataloguePage, CatalogueQuery,
+    invalid_entry, next_link, parse_time, Catalogue, CatalogueError, CataloguePage, CatalogueQuery,
     InvalidEntry, PageCursor,
 };
 
@@ -184,7 +186,7 @@ impl Catalogue for ODataCatalogue {
         }
         page.next = match json.get("@odata.nextLink").and_then(Value::as_str) {
             Some(link) => Some(PageCursor {
-                url: link.to_string(),
+                url: next_link(&self.base, &url, link)?.to_string(),
                 body: None,
                 window_start,
             }),

@@ -4,6 +4,8 @@
 //! STAC filters on sensing time (`datetime`), not on publication time. The adapter therefore lists a
 //! sensing window that starts `sensing_lookback` before the publication window, and the ingestion's
 //! dedup drops what it has seen before.
+//!
+//! Next links are followed only on the API's own origin (see [`super::CatalogueError::ForeignLink`]).
 
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use url::Url;
 
 use super::http::HttpFetcher;
 use super::{
-    invalid_entry, parse_time, Catalogue, CatalogueError, CataloguePage, CatalogueQuery,
+    invalid_entry, next_link, parse_time, Catalogue, CatalogueError, CataloguePage, CatalogueQuery,
     InvalidEntry, PageCursor,
 };
 
@@ -185,13 +187,9 @@ impl Catalogue for StacCatalogue {
                         problem: "a next link without href".into(),
                     }
                 })?;
-                // Relative links are resolved against the page that carried them.
-                let href = Url::parse(&url).and_then(|u| u.join(href)).map_err(|e| {
-                    CatalogueError::BadPage {
-                        url: url.clone(),
-                        problem: format!("next link {href:?}: {e}"),
-                    }
-                })?;
+                // Relative links are resolved against the page that carried them; links to
+                // another origin than the API's are not followed.
+                let href = next_link(&self.base, &url, href)?;
                 let post = link
                     .get("method")
                     .and_then(Value::as_str)

@@ -120,8 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Nomad(cmd) => nomad::run(&settings, cmd).await?,
         Command::Bench(cmd) => bench::run(&settings, cmd).await?,
         Command::Config(ConfigCommand::Show) => {
-            let mut shown = settings.clone();
-            shown.database_url = crate::config::DatabaseUrl::new(settings.database_url.redacted());
+            let shown = settings.redacted();
             print!(
                 "{}",
                 toml::to_string_pretty(&shown).context("formatting the settings")?

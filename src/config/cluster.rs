@@ -4,6 +4,9 @@
 use std::time::Duration;
 
 use super::Settings;
+
+/// Name of the default dump directory, in the system's temporary directory.
+pub const DEFAULT_DUMP_DIRECTORY: &str = "swath-dumps";
 use crate::cluster::ClusterSettings;
 use crate::schedule::cron::CronSchedule;
 use crate::schedule::ScheduleSettings;
@@ -21,10 +24,15 @@ impl Settings {
         }
     }
 
-    /// Where dumps are written.
+    /// Where dumps are written. By default a private local directory, `swath-dumps` in the system's
+    /// temporary directory (created readable by this user only): a dump holds every job, params and
+    /// errors included, and must not land in the output store, whose products are published.
     pub fn dump_url(&self) -> String {
         if self.dump_url.is_empty() {
-            format!("{}/dumps", self.output_url())
+            format!(
+                "file://{}",
+                std::env::temp_dir().join(DEFAULT_DUMP_DIRECTORY).display()
+            )
         } else {
             self.dump_url.trim_end_matches('/').to_string()
         }
@@ -146,9 +154,34 @@ mod tests {
                 schedules.initial_sync_from,
                 Some("2024-01-01T00:00:00Z".parse().unwrap())
             );
-            assert!(schedules.dump_url.ends_with("swath-outputs/dumps"));
+            assert!(schedules.dump_url.ends_with("/swath-dumps"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn dumps_default_to_a_private_directory_not_the_output_store() {
+        let s = Settings {
+            output_url: "s3://public-products/hrsi".into(),
+            ..Settings::default()
+        };
+        let dump_url = s.schedule_settings().unwrap().dump_url;
+        assert!(
+            !dump_url.starts_with("s3://public-products"),
+            "the dump holds every job: not for the public bucket ({dump_url})"
+        );
+        assert_eq!(
+            dump_url,
+            format!(
+                "file://{}",
+                std::env::temp_dir().join("swath-dumps").display()
+            )
+        );
+        let explicit = Settings {
+            dump_url: "s3://private/dumps/".into(),
+            ..s
+        };
+        assert_eq!(explicit.dump_url(), "s3://private/dumps");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Typed settings: defaults, then an optional TOML file, then `SWATH_*` environment variables.
 //!
 //! Everything is validated at start-up and every problem is reported at once, naming the setting.
-//! Secrets (the database password) never appear in `Debug` output or logs.
+//! Secrets (the database password, tokens, credentials in any URL setting) never appear in `Debug`
+//! output or logs (see [`redact`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,10 +19,12 @@ mod api;
 mod cluster;
 mod executor;
 mod publication;
+mod redact;
 mod storage;
 
 pub use executor::{ExecutorKind, Secret};
 pub use publication::PublisherKind;
+pub use redact::redact_url;
 
 /// Prefix of every environment variable swath reads.
 pub const ENV_PREFIX: &str = "SWATH_";
@@ -47,13 +50,15 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with its password replaced by `***`.
+    /// The URL with its password replaced by `***`, in the user info and in a `?password=` query
+    /// parameter (and any other secret parameter, see [`redact_url`]).
     pub fn redacted(&self) -> String {
         match url::Url::parse(&self.0) {
             Ok(mut url) => {
                 if url.password().is_some() {
                     let _ = url.set_password(Some("***"));
                 }
+                redact::redact_query(&mut url);
                 url.to_string()
             }
             Err(_) => "(unparsable URL)".to_string(),
@@ -98,7 +103,8 @@ pub enum LogFormat {
 }
 
 /// Every setting of the orchestrator. Field `x` is read from `SWATH_X` or key `x` of the TOML file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Debug` shows them with every credential hidden.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// PostgreSQL URL; the database is created if it does not exist.
@@ -129,6 +135,9 @@ pub struct Settings {
     pub catalogue_retry_base_ms: u64,
     /// Longest retry delay and longest `Retry-After` honoured, in seconds.
     pub catalogue_retry_max_secs: u64,
+    /// Largest catalogue response body read, in MiB: a larger page fails (not retried), and the
+    /// pages before it stay ingested.
+    pub catalogue_max_body_mb: u64,
     /// How far before the cursor each continuous poll starts again, in seconds.
     pub ingest_overlap_secs: u64,
     /// How far back the first poll of a job type starts, in days.
@@ -185,6 +194,10 @@ pub struct Settings {
     /// Where workers upload products (`s3://bucket/prefix` or `file:///dir`); empty means
     /// `swath-outputs` in the system's temporary directory.
     pub output_url: String,
+    /// Further roots inputs may be read from (`s3://bucket[/prefix]` or `file:///dir`), besides
+    /// `eodata_url`, `output_url` and the directory of a local catalogue: any other input source is
+    /// refused (quarantined at ingestion, the job failed at task build).
+    pub input_extra_roots: Vec<String>,
     /// Where publication messages go: `file` (JSON lines, the embedded default) or `rabbitmq`.
     pub publisher: PublisherKind,
     /// The JSON-lines file of the `file` publisher; empty means `swath-publications.jsonl` in the
@@ -271,8 +284,9 @@ pub struct Settings {
     pub enable_dump_file_creation: bool,
     /// When dumps are written: a cron pattern with seconds.
     pub cron_pattern_dump_job: String,
-    /// Where dumps are written (`s3://bucket[/prefix]` or `file:///dir`); empty means `dumps`
-    /// under `output_url`.
+    /// Where dumps are written (`s3://bucket[/prefix]` or `file:///dir`); empty means the private
+    /// directory `swath-dumps` in the system's temporary directory (never the output store: a dump
+    /// holds every job).
     pub dump_url: String,
 }
 
@@ -296,6 +310,7 @@ impl Default for Settings {
             catalogue_max_attempts: 6,
             catalogue_retry_base_ms: 500,
             catalogue_retry_max_secs: 60,
+            catalogue_max_body_mb: 64,
             ingest_overlap_secs: 3600,
             ingest_initial_lookback_days: 7,
             ingest_interval_secs: 60,
@@ -321,6 +336,7 @@ impl Default for Settings {
             local_work_root: String::new(),
             eodata_url: "s3://eodata".into(),
             output_url: String::new(),
+            input_extra_roots: Vec::new(),
             publisher: PublisherKind::File,
             publication_file: String::new(),
             publication_encoding: crate::publish::Encoding::Json,
@@ -443,6 +459,7 @@ impl Settings {
                 "SWATH_CATALOGUE_MAX_ATTEMPTS",
                 u64::from(self.catalogue_max_attempts),
             ),
+            ("SWATH_CATALOGUE_MAX_BODY_MB", self.catalogue_max_body_mb),
             ("SWATH_INGEST_INTERVAL_SECS", self.ingest_interval_secs),
             ("SWATH_CONFIGURE_BATCH", u64::from(self.configure_batch)),
             ("SWATH_CONFIGURE_RECHECK_SECS", self.configure_recheck_secs),
@@ -519,6 +536,8 @@ impl Settings {
             },
             page_size: self.catalogue_page_size,
             stac_sensing_lookback: Duration::from_secs(self.stac_sensing_lookback_days * 86_400),
+            max_body_bytes: self.catalogue_max_body_mb.saturating_mul(1024 * 1024),
+            input_roots: self.input_roots(),
         }
     }
 
@@ -606,6 +625,32 @@ mod tests {
     }
 
     #[test]
+    fn extra_input_roots_and_the_body_cap_are_read_from_the_environment() {
+        Jail::expect_with(|jail| {
+            jail.set_env(
+                "SWATH_INPUT_EXTRA_ROOTS",
+                "[s3://archive/l1c, file:///data/eo]",
+            );
+            jail.set_env("SWATH_CATALOGUE_MAX_BODY_MB", "8");
+            let s = load_in(jail, None).unwrap();
+            assert_eq!(
+                s.input_extra_roots,
+                vec!["s3://archive/l1c", "file:///data/eo"]
+            );
+            assert_eq!(s.catalogue_options().max_body_bytes, 8 * 1024 * 1024);
+            jail.set_env("SWATH_INPUT_EXTRA_ROOTS", "[file:///]");
+            jail.set_env("SWATH_CATALOGUE_MAX_BODY_MB", "0");
+            let err = load_in(jail, None).unwrap_err().to_string();
+            assert!(
+                err.contains("SWATH_INPUT_EXTRA_ROOTS: root \"file:///\": the whole file system")
+                    && err.contains("SWATH_CATALOGUE_MAX_BODY_MB: must be at least 1"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn flavors_can_be_replaced_from_the_environment() {
         Jail::expect_with(|jail| {
             jail.set_env(
@@ -688,6 +733,15 @@ mod tests {
     fn password_is_never_printed() {
         let url = DatabaseUrl::new("postgres://swath:s3cret@db:5432/swath");
         assert_eq!(url.redacted(), "postgres://swath:***@db:5432/swath");
+        let query = DatabaseUrl::new("postgres://swath@db/swath?sslmode=require&password=s3cret");
+        assert_eq!(
+            query.redacted(),
+            "postgres://swath@db/swath?sslmode=require&password=***"
+        );
+        assert_eq!(
+            format!("{query:?}"),
+            "DatabaseUrl(postgres://swath@db/swath?sslmode=require&password=***)"
+        );
         let s = Settings {
             database_url: url.clone(),
             ..Settings::default()

@@ -1,6 +1,8 @@
-//! Where workers read inputs and write products: the storage URLs given to them in each task.
+//! Where workers read inputs and write products: the storage URLs given to them in each task, and
+//! the roots inputs may be read from (see [`crate::catalogue::input_roots`]).
 
 use super::Settings;
+use crate::catalogue::input_roots::InputRoots;
 
 /// Schemes workers can read and write.
 const SCHEMES: [&str; 2] = ["s3://", "file:///"];
@@ -18,11 +20,29 @@ impl Settings {
         }
     }
 
-    /// Where workers read and write, with the flavor table.
+    /// Where inputs may be read from: the eodata and output stores and the extra roots (roots that
+    /// do not parse are left out; [`Settings::validate`] reports them).
+    pub fn input_roots(&self) -> InputRoots {
+        InputRoots::new(
+            &self.eodata_url,
+            &self.output_url(),
+            &self.input_extra_roots,
+        )
+        .0
+    }
+
+    /// Where workers read and write, with the flavor table. Inputs are allowed under
+    /// [`Settings::input_roots`] and, when the catalogue is a local directory, under it.
     pub fn task_locations(&self) -> crate::api::tasks::TaskLocations {
+        let mut inputs = self.input_roots();
+        if let Some(dir) = crate::catalogue::local_directory(&self.catalogue) {
+            // A directory that cannot be a root was reported when the catalogue was opened.
+            let _ = inputs.allow_directory(std::path::Path::new(dir));
+        }
         crate::api::tasks::TaskLocations {
             eodata_url: self.eodata_url.clone(),
             output_url: self.output_url(),
+            inputs,
             flavors: self.flavors.clone(),
         }
     }
@@ -42,6 +62,11 @@ impl Settings {
                 ));
             }
         }
+        let (_, bad_roots) =
+            InputRoots::new("s3://eodata", "file:///output", &self.input_extra_roots);
+        for problem in bad_roots {
+            problems.push(format!("SWATH_INPUT_EXTRA_ROOTS: {problem}"));
+        }
     }
 }
 
@@ -59,5 +84,38 @@ mod tests {
         let mut problems = Vec::new();
         s.validate_storage(&mut problems);
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    #[test]
+    fn extra_input_roots_are_checked_and_allowed() {
+        let s = Settings {
+            input_extra_roots: vec![
+                "s3://archive/l1c".into(),
+                "file:///".into(),
+                "https://x/y".into(),
+            ],
+            ..Settings::default()
+        };
+        let mut problems = Vec::new();
+        s.validate_storage(&mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .all(|p| p.starts_with("SWATH_INPUT_EXTRA_ROOTS: root")));
+        let locations = s.task_locations();
+        assert_eq!(
+            locations.input_url("s3://archive/l1c/x.SAFE").unwrap(),
+            "s3://archive/l1c/x.SAFE"
+        );
+        // The embedded catalogue's samples are its own inputs.
+        let sample = format!(
+            "file://{}/S2B_MSIL1C_X.SAFE",
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/catalogue"))
+                .canonicalize()
+                .unwrap()
+                .display()
+        );
+        assert_eq!(locations.input_url(&sample).unwrap(), sample);
+        assert!(locations.input_url("file:///root").is_err());
     }
 }

@@ -5,6 +5,10 @@
 //! The jobs are read in one read-only repeatable-read transaction, so that the snapshot is
 //! consistent; they are streamed into a local temporary file, which is then uploaded under its final
 //! key: a dump appears complete or not at all.
+//!
+//! A dump holds every job (params, paths, errors): it goes to a private place. By default that is a
+//! local directory (see [`crate::config::Settings::dump_url`]); a local destination that does not
+//! exist yet is created readable by this user only (mode 0700), and the local copy is mode 0600.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -63,14 +67,44 @@ impl Drop for TempFile {
     }
 }
 
+/// Creates the directory of a `file://` destination readable by this user only (mode 0700), with
+/// its missing parents, when it does not exist; an existing directory is left as it is, and other
+/// destinations need nothing.
+pub fn prepare_destination(url: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !url.starts_with("file://") {
+        return Ok(());
+    }
+    let Some(dir) = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.to_file_path().ok())
+    else {
+        // The store refuses it with a clear error when it is opened.
+        return Ok(());
+    };
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+}
+
 /// Writes a dump of every job to `key` under the store at `url`.
 pub async fn write_dump(pool: &PgPool, url: &str, key: &str) -> Result<DumpReport, DumpError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let store = open_store(url)?;
+    prepare_destination(url)?;
     let temp = TempFile(std::env::temp_dir().join(format!(
         "swath-dump-{}.jsonl.gz.partial",
         uuid::Uuid::new_v4().simple()
     )));
-    let file = std::fs::File::create(&temp.0)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp.0)?;
     let mut encoder = GzEncoder::new(BufWriter::new(file), Compression::default());
     let mut jobs = 0u64;
     {
@@ -137,4 +171,28 @@ pub fn read_dump(path: &Path) -> std::io::Result<Vec<Job>> {
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_new_local_destination_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let dumps = dir.path().join("state").join("dumps");
+        prepare_destination(&format!("file://{}", dumps.display())).unwrap();
+        for created in [dumps.parent().unwrap(), dumps.as_path()] {
+            let mode = std::fs::metadata(created).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", created.display());
+        }
+        // An existing directory is the operator's: left as it is.
+        std::fs::set_permissions(&dumps, std::fs::Permissions::from_mode(0o750)).unwrap();
+        prepare_destination(&format!("file://{}", dumps.display())).unwrap();
+        let mode = std::fs::metadata(&dumps).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o750);
+        prepare_destination("s3://private/dumps").unwrap();
+    }
 }

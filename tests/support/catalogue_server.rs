@@ -36,6 +36,10 @@ pub enum Reply {
     Truncated(Value),
     /// This reply, after a delay (a catalogue slower than the client's timeout).
     Slow(std::time::Duration, Box<Reply>),
+    /// 200 with this JSON sent in chunks, without a `Content-Length`.
+    Streamed(Value),
+    /// 200 with a body that never ends (chunks of spaces, no `Content-Length`).
+    Endless,
 }
 
 type Handler = dyn Fn(&Seen, usize, &str) -> Reply + Send + Sync;
@@ -67,7 +71,15 @@ impl CatalogueServer {
     pub async fn start(
         handler: impl Fn(&Seen, usize, &str) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        Self::start_on([127, 0, 0, 1], handler).await
+    }
+
+    /// Starts a server on a random port of the loopback address `ip` (any of 127.0.0.0/8).
+    pub async fn start_on(
+        ip: [u8; 4],
+        handler: impl Fn(&Seen, usize, &str) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
             .await
             .unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -135,6 +147,18 @@ async fn answer(State(shared): State<Shared>, request: Request) -> Response {
             r
         }
         Reply::Slow(..) => unreachable!("unwrapped above"),
+        Reply::Streamed(v) => {
+            let text = v.to_string().into_bytes();
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                text.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+            Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+        }
+        Reply::Endless => {
+            let chunk = vec![b' '; 64 * 1024];
+            let endless =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            Response::new(Body::from_stream(endless))
+        }
         Reply::TooManyRequests(after) => {
             let mut r = Response::new(Body::from("slow down"));
             *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;

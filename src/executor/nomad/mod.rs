@@ -31,8 +31,9 @@ use super::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
 /// Prefix of the references of Nomad attempts: `nomad/<child job ID>`.
 const REFERENCE_PREFIX: &str = "nomad/";
 
-/// How to reach Nomad and what to register there.
-#[derive(Debug, Clone, PartialEq)]
+/// How to reach Nomad and what to register there. `Debug` hides the token and the user info of
+/// the URLs.
+#[derive(Clone, PartialEq)]
 pub struct NomadConfig {
     /// The agent's address, e.g. `http://127.0.0.1:4646`.
     pub address: url::Url,
@@ -50,6 +51,23 @@ pub struct NomadConfig {
     pub request_timeout: Duration,
     /// Longest wait of a blocking query.
     pub watch_wait: Duration,
+}
+
+impl std::fmt::Debug for NomadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut jobs = self.jobs.clone();
+        jobs.orchestrator_url = crate::config::redact_url(&jobs.orchestrator_url);
+        f.debug_struct("NomadConfig")
+            .field("address", &crate::config::redact_url(self.address.as_str()))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("region", &self.region)
+            .field("jobs", &jobs)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("purge_on_stop", &self.purge_on_stop)
+            .field("request_timeout", &self.request_timeout)
+            .field("watch_wait", &self.watch_wait)
+            .finish()
+    }
 }
 
 /// Runs attempts as Nomad dispatches.
