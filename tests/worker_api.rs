@@ -101,9 +101,10 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
         assert_eq!(code, StatusCode::OK, "{status}: {answer}");
         assert_eq!(answer["status"], status);
     }
+    let product = product_path(&job, "TEST_V100_1");
     let result = json!({
         "outcome": "success", "return_code": 0, "software_version": "stand-in@sha256:abc",
-        "products": [{"kind": "test_product", "path": "test/x/TEST_V100_1", "size_bytes": 1024,
+        "products": [{"kind": "test_product", "path": product, "size_bytes": 1024,
                       "completed_at": "2024-03-01T13:00:00Z", "infos": {"wkt": "POLYGON ((0 0, 1 0, 1 1, 0 0))", "resolution": 20}, "published_at": null}]
     });
     let (code, answer) = post(&client, &url(&api.base, &job, 1, "result"), &token, result).await;
@@ -114,7 +115,7 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
     );
     let job = get_job(&pool, job.id).await.unwrap();
     assert_eq!(job.software_version.as_deref(), Some("stand-in@sha256:abc"));
-    assert_eq!(job.results.unwrap().products[0].path, "test/x/TEST_V100_1");
+    assert_eq!(job.results.unwrap().products[0].path, product);
     let history: Vec<(JobStatus, Option<String>)> = job_history(&pool, job.id)
         .await
         .unwrap()
@@ -320,9 +321,92 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
     }
     let (code, body) = post(&client, &url(&api.base, &other, 1, "result"), &other_token,
         json!({"outcome": "success", "products": [{"kind": "fsc", "path": "x", "size_bytes": 1, "completed_at": null, "published_at": null}]})).await;
-    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    // The attempt ends as an internal error naming the product: nothing is kept to publish.
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (StatusCode::OK, Some("internal_error")),
+        "{body}"
+    );
+    let other = get_job(&pool, other.id).await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("\"fsc\""),
+        other
+            .status_message
+            .as_deref()
+            .unwrap()
+            .contains("\"fsc\""),
+        "{:?}",
+        other.status_message
+    );
+}
+
+/// The path in the output store of a product `id` written under the task's output prefix of job
+/// `job` (a `test_job`), as a worker reports it.
+fn product_path(job: &Job, id: &str) -> String {
+    let output = Settings::default().task_locations().output_url;
+    let root = output.strip_prefix("file:///").unwrap();
+    format!("{root}/test/{}/{id}", job.uid)
+}
+
+/// A worker reports products where it pleases: outside its task's output prefix (another job's
+/// directory, a `..` escape, an absolute path, a sibling whose name only starts like the prefix).
+/// Each result ends its attempt as an internal error naming the product and the expected prefix;
+/// nothing is stored to publish. A product under the prefix is accepted.
+#[sqlx::test(migrations = "./sql")]
+async fn a_reported_product_outside_the_tasks_prefix_fails_the_attempt(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let mut n = 0;
+    let attacks: Vec<Box<dyn Fn(&Job) -> String>> = vec![
+        Box::new(|_| "test/x/TEST_V100_1".to_string()),
+        Box::new(|job| product_path(job, "../../other/TEST_V100_1")),
+        Box::new(|job| format!("/{}", product_path(job, "TEST_V100_1"))),
+        Box::new(|job| {
+            product_path(job, "TEST_V100_1").replace(&job.uid.to_string(), &format!("{}x", job.uid))
+        }),
+        Box::new(|job| product_path(job, "")),
+    ];
+    for attack in &attacks {
+        n += 1;
+        let (job, token) = dispatched(&pool, &format!("outside-{n}")).await;
+        for s in ["started", "pre_processing", "processing", "post_processing"] {
+            post(&client, &url(&api.base, &job, 1, "status"), &token, json!({"status": s})).await;
+        }
+        let path = attack(&job);
+        let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
+            json!({"outcome": "success", "return_code": 0, "products": [{"kind": "test_product", "path": path,
+                "size_bytes": 1, "completed_at": null, "infos": {}, "published_at": null}]})).await;
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (StatusCode::OK, Some("internal_error")),
+            "{path}: {body}"
+        );
+        let job = get_job(&pool, job.id).await.unwrap();
+        assert_eq!(job.status, JobStatus::InternalError);
+        assert!(job.results.is_none(), "{path}: no product is kept");
+        let prefix = product_path(&job, "");
+        let message = job.status_message.unwrap();
+        assert!(
+            message.contains(&format!("{path:?}")) && message.contains(&format!("{prefix:?}")),
+            "{path}: the message names the product and the expected prefix: {message}"
+        );
+    }
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM publications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(published, 0, "nothing is published");
+
+    let (job, token) = dispatched(&pool, "inside").await;
+    for s in ["started", "pre_processing", "processing", "post_processing"] {
+        post(&client, &url(&api.base, &job, 1, "status"), &token, json!({"status": s})).await;
+    }
+    let path = product_path(&job, "TEST_V100_1");
+    let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
+        json!({"outcome": "success", "return_code": 0, "products": [{"kind": "test_product", "path": path,
+            "size_bytes": 1, "completed_at": null, "infos": {}, "published_at": null}]})).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (StatusCode::OK, Some("processed")),
         "{body}"
     );
 }

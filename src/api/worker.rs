@@ -261,14 +261,35 @@ async fn result(
     let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
     // A failure is planned from the job's attempts as read, and a success that creates children
     // from the whole job: both go the full way.
+    // Products are checked against the attempt's task, which needs the whole job: a result with
+    // products goes the full way too.
     let known = known_way(&ctx, id, attempt, token, |job| {
-        let fast = succeeded && !spawns_children(&ctx.state.registry, &job.job_type);
+        let fast = succeeded
+            && report.products.is_empty()
+            && !spawns_children(&ctx.state.registry, &job.job_type);
         fast.then(|| plan_result(&ctx, job, &report).ok())?
     });
     if let Some(answer) = known.await {
         return Ok(Json(answer));
     }
     let job = authorize(&ctx, token, id, attempt).await?;
+    let report = match refused_products(&ctx, &job, &report).await? {
+        None => report,
+        Some(reason) => {
+            tracing::warn!(job_id = id, attempt, %reason, "a worker reported products outside its task; the attempt fails");
+            ResultReport {
+                outcome: ExitClass::InternalError,
+                return_code: report.return_code,
+                software_version: report.software_version.clone(),
+                error: Some(ReportedError {
+                    subtype: "products".into(),
+                    message: reason,
+                }),
+                products: Vec::new(),
+            }
+        }
+    };
+    let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
     let mut chain = plan_result(&ctx, &job, &report)?;
     if succeeded && spawns_children(&ctx.state.registry, &job.job_type) {
         chain = with_children(&ctx, &job, chain).await?;
@@ -276,6 +297,96 @@ async fn result(
     apply_plan(&ctx, token, &job, Plan::Change(chain))
         .await
         .map(Json)
+}
+
+/// Why the products of a successful `report` for `job` (in `post_processing`) are refused, if they
+/// are: each must be of a kind the attempt's task asked for and lie under the task's output prefix
+/// for that kind, rebuilt as the task endpoint builds it. The reason names the product and the
+/// expected prefix; the attempt then ends as an internal error and nothing is kept to publish.
+async fn refused_products(
+    ctx: &ApiContext,
+    head: &JobHead,
+    report: &ResultReport,
+) -> Result<Option<String>, ApiError> {
+    if report.outcome != ExitClass::Success
+        || report.products.is_empty()
+        || head.status != JobStatus::PostProcessing
+    {
+        return Ok(None);
+    }
+    let Some(job_type) = ctx.state.registry.get(&head.job_type) else {
+        // Refused by the result's plan, which names the job type.
+        return Ok(None);
+    };
+    let job = get_job(&ctx.state.pool, head.id).await?;
+    let task = job_type
+        .worker_task(&job)
+        .map_err(|e| e.to_string())
+        .and_then(|task| ctx.state.tasks.attempt_task(&job, task));
+    let task = match task {
+        Ok(task) => task.task,
+        Err(e) => {
+            return Ok(Some(format!(
+                "the attempt's task cannot be rebuilt to check its products: {e}"
+            )))
+        }
+    };
+    for product in &report.products {
+        let Some(output) = task.outputs.iter().find(|o| o.kind == product.kind) else {
+            let kinds: Vec<&str> = task.outputs.iter().map(|o| o.kind.as_str()).collect();
+            return Ok(Some(format!(
+                "product {:?} is of kind {:?}, which the task did not ask for (it asked for {})",
+                product.path,
+                product.kind,
+                kinds.join(", ")
+            )));
+        };
+        let prefix = path_in_store(&output.destination_prefix);
+        if let Err(why) = under_prefix(&product.path, &prefix) {
+            return Ok(Some(format!(
+                "product {:?} ({}) is not under the task's output prefix {prefix:?}: {why}",
+                product.path, product.kind
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The path inside its bucket or root of a store URL, as workers report product paths:
+/// `s3://bucket/a/b/` gives `a/b/`, `file:///data/out/` gives `data/out/`.
+fn path_in_store(url: &str) -> String {
+    match url.split_once("://") {
+        Some(("s3", rest)) => rest.split_once('/').map_or("", |(_, p)| p).to_string(),
+        Some((_, rest)) => rest.trim_start_matches('/').to_string(),
+        None => url.to_string(),
+    }
+}
+
+/// Checks that `path` (a product's path in its store) lies strictly under `prefix`, comparing whole
+/// segments (so that `FSC_x` is not under `FS`): `path` must be relative, without empty, `.` or
+/// `..` segments, backslashes or control characters, so that no normalisation can move it.
+fn under_prefix(path: &str, prefix: &str) -> Result<(), &'static str> {
+    if path.starts_with('/') {
+        return Err("the path is absolute");
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err("the path holds a backslash or control characters");
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err("the path has an empty, `.` or `..` segment");
+    }
+    let wanted: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+    if wanted.iter().any(|s| *s == "." || *s == "..") {
+        return Err("the prefix itself has a `.` or `..` segment");
+    }
+    if segments.len() <= wanted.len() || segments[..wanted.len()] != wanted[..] {
+        return Err("the path does not start with the prefix's segments");
+    }
+    Ok(())
 }
 
 /// `chain` (the move to `processed`) with the children the job creates, stored in the same
@@ -413,5 +524,40 @@ fn plan_result(
             chain.first_mut().software_version = report.software_version.clone();
             Ok(chain)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_is_under_a_prefix_by_whole_segments_only() {
+        let prefix = "hrsi/CLMS/FSC/2021/04/13/";
+        assert_eq!(under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1", prefix), Ok(()));
+        assert_eq!(under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1/a.tif", prefix), Ok(()));
+        for path in [
+            "hrsi/CLMS/FSC/2021/04/13",
+            "hrsi/CLMS/FSC/2021/04/13/",
+            "hrsi/CLMS/FSC/2021/04/130/FSC_1",
+            "hrsi/CLMS/FS/2021/04/13/FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13/../14/FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13/./FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13//FSC_1",
+            "/hrsi/CLMS/FSC/2021/04/13/FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13/FSC\\..\\x",
+            "",
+        ] {
+            assert!(under_prefix(path, prefix).is_err(), "{path:?}");
+        }
+        assert!(under_prefix("FSC_x/1", "FS").is_err(), "not a segment prefix");
+        assert!(under_prefix("FS/1", "FS").is_ok());
+        assert!(under_prefix("a/../b/1", "a/../b/").is_err());
+    }
+
+    #[test]
+    fn product_paths_are_relative_to_the_bucket_or_the_file_system_root() {
+        assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/"), "CLMS/FSC/");
+        assert_eq!(path_in_store("file:///data/out/test/"), "data/out/test/");
     }
 }
