@@ -12,7 +12,7 @@ use swath::db::jobs::{get_job, insert_jobs};
 use swath_job_types::{Job, JobStatus, NewJob};
 
 use support::api::spawn_api;
-use support::{drive, token_for_ready};
+use support::{bootstrap_for_ready, drive, token_for_ready};
 
 /// Asserts an error answer: its status, and an error message containing `fragment`.
 fn assert_error(code: StatusCode, body: &Value, expected: StatusCode, fragment: &str) {
@@ -510,7 +510,7 @@ async fn no_token_is_issued_for_a_job_that_is_no_longer_ready_and_claimed(pool: 
     let lease = std::time::Duration::from_secs(60);
     // Not claimed by this owner.
     assert!(
-        swath::db::tokens::issue_attempt_token(&pool, id, 1, owner, lease)
+        swath::db::tokens::issue_bootstrap_token(&pool, id, 1, owner, lease)
             .await
             .unwrap()
             .is_none()
@@ -524,7 +524,7 @@ async fn no_token_is_issued_for_a_job_that_is_no_longer_ready_and_claimed(pool: 
             .await
             .unwrap();
     assert!(
-        swath::db::tokens::issue_attempt_token(&pool, id, 1, claimed_by.unwrap(), lease)
+        swath::db::tokens::issue_bootstrap_token(&pool, id, 1, claimed_by.unwrap(), lease)
             .await
             .unwrap()
             .is_none(),
@@ -768,4 +768,190 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
         get_job(&pool, other.id).await.unwrap().status,
         JobStatus::Queued
     );
+}
+
+/// A `test_job` taken to `ready` and the bootstrap secret its dispatch hands to the worker.
+async fn ready_with_bootstrap(pool: &PgPool, name: &str) -> (Job, String) {
+    let mut new = NewJob::new("test_job", name, 2);
+    new.params = json!({"product": "S2B_MSIL1C_20240301T101019_N0510_R022_T32TLR_20240301T120100", "mission": "S2"});
+    new.input_path = Some("/eodata/test/S2B.SAFE".into());
+    let id = insert_jobs(pool, &[new]).await.unwrap()[0].id;
+    let ready = drive(
+        pool,
+        get_job(pool, id).await.unwrap(),
+        &[JobStatus::Configured, JobStatus::Ready],
+    )
+    .await;
+    let bootstrap = bootstrap_for_ready(pool, &ready).await;
+    (ready, bootstrap)
+}
+
+async fn exchange(
+    client: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    attempt: i32,
+    bootstrap: &str,
+    token: &str,
+) -> (StatusCode, Value) {
+    post(
+        client,
+        &url(base, job, attempt, "token"),
+        bootstrap,
+        json!({ "token": token }),
+    )
+    .await
+}
+
+async fn get_task(client: &reqwest::Client, base: &str, job: &Job, attempt: i32, token: &str) -> StatusCode {
+    client
+        .get(url(base, job, attempt, "task"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The dispatch hands the worker a bootstrap secret (on Nomad, the payload anyone allowed to read
+/// the job can read): it opens nothing but one exchange for the attempt token the worker chose, and
+/// once exchanged it is void. Replaying it, on the exchange or any other endpoint, answers 401.
+#[sqlx::test(migrations = "./sql")]
+async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "bootstrap").await;
+    // The bootstrap secret is not an attempt token.
+    assert_eq!(get_task(&client, &api.base, &job, 1, &bootstrap).await, StatusCode::UNAUTHORIZED);
+
+    // Bad exchanges change nothing.
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, "short").await;
+    assert_error(code, &body, StatusCode::BAD_REQUEST, "token:");
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &bootstrap).await;
+    assert_error(code, &body, StatusCode::BAD_REQUEST, "must differ");
+    let (code, body) = exchange(&client, &api.base, &job, 1, &swath::db::tokens::new_token(), &swath::db::tokens::new_token()).await;
+    assert_error(code, &body, StatusCode::UNAUTHORIZED, "not valid for attempt 1");
+    assert_eq!(body["superseded"], Value::Null, "{body}");
+    let (code, _) = exchange(&client, &api.base, &job, 2, &bootstrap, &swath::db::tokens::new_token()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "issued for attempt 1 only");
+    let missing = Job { id: 999_999, ..job.clone() };
+    let (code, _) = exchange(&client, &api.base, &missing, 1, &bootstrap, &swath::db::tokens::new_token()).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // The exchange.
+    let token = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &token).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!((body["job_id"].as_i64(), body["attempt"].as_i64()), (Some(job.id), Some(1)));
+    assert_eq!(get_task(&client, &api.base, &job, 1, &token).await, StatusCode::OK);
+    let (code, body) = post(&client, &url(&api.base, &job, 1, "status"), &token, json!({"status": "started"})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    // Replays of the bootstrap secret: 401 everywhere.
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &swath::db::tokens::new_token()).await;
+    assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
+    assert_eq!(body["superseded"], true, "{body}");
+    assert_eq!(get_task(&client, &api.base, &job, 1, &bootstrap).await, StatusCode::UNAUTHORIZED);
+    for (what, report) in [
+        ("status", json!({"status": "pre_processing"})),
+        ("result", json!({"outcome": "internal_error", "return_code": 1})),
+    ] {
+        let (code, body) = post(&client, &url(&api.base, &job, 1, what), &bootstrap, report).await;
+        assert_error(code, &body, StatusCode::UNAUTHORIZED, "not valid for attempt 1");
+    }
+    // The same exchange sent again (its answer was lost) succeeds and gives nothing new.
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &token).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let job = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(job.status, JobStatus::Started, "the replays changed nothing");
+
+    // Only digests are stored.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT sha256 FROM worker_bootstrap_tokens UNION ALL SELECT attempt_sha256 FROM worker_bootstrap_tokens UNION ALL SELECT sha256 FROM attempt_tokens",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 3);
+    for secret in [&bootstrap, &token] {
+        assert!(stored.iter().all(|s| s.as_slice() != secret.as_bytes()));
+    }
+}
+
+/// Two runs of one attempt exchange its bootstrap secret at the same time (a replay racing the
+/// worker, or Nomad restarting the task): exactly one gets an attempt token. A second secret of the
+/// same attempt (a dispatch repeated after a crash) cannot be exchanged after the first.
+#[sqlx::test(migrations = "./sql")]
+async fn concurrent_exchanges_give_one_attempt_token(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "raced").await;
+    let tokens: Vec<String> = (0..8).map(|_| swath::db::tokens::new_token()).collect();
+    let answers = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|t| exchange(&client, &api.base, &job, 1, &bootstrap, t)),
+    )
+    .await;
+    let winners: Vec<&String> = tokens
+        .iter()
+        .zip(&answers)
+        .filter(|(_, (code, _))| *code == StatusCode::OK)
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (token, (code, body)) in tokens.iter().zip(&answers) {
+        if token != winners[0] {
+            assert_eq!((*code, body["superseded"].as_bool()), (StatusCode::UNAUTHORIZED, Some(true)), "{body}");
+            assert_eq!(get_task(&client, &api.base, &job, 1, token).await, StatusCode::UNAUTHORIZED);
+        }
+    }
+    assert_eq!(get_task(&client, &api.base, &job, 1, winners[0]).await, StatusCode::OK);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM attempt_tokens WHERE job_id = $1")
+        .bind(job.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "one attempt token for the attempt");
+
+    // A second bootstrap secret of the same attempt.
+    let again = bootstrap_for_ready(&pool, &job).await;
+    let (code, body) = exchange(&client, &api.base, &job, 1, &again, &swath::db::tokens::new_token()).await;
+    assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
+}
+
+/// An attempt token opens its attempt only: after a retry, the token of attempt 1 is refused for
+/// attempt 2, and attempt 1's secrets cannot be exchanged any more.
+#[sqlx::test(migrations = "./sql")]
+async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "retried").await;
+    let first = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &first).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let unused = bootstrap_for_ready(&pool, &job).await;
+    let job = drive(
+        &pool,
+        get_job(&pool, job.id).await.unwrap(),
+        &[JobStatus::Queued, JobStatus::Started, JobStatus::ExternalError, JobStatus::Ready],
+    )
+    .await;
+    assert_eq!(job.attempt, 2);
+    let second_bootstrap = bootstrap_for_ready(&pool, &job).await;
+    assert_eq!(get_task(&client, &api.base, &job, 2, &first).await, StatusCode::UNAUTHORIZED);
+    let (code, body) = post(&client, &url(&api.base, &job, 2, "status"), &first, json!({"status": "started"})).await;
+    assert_error(code, &body, StatusCode::UNAUTHORIZED, "not valid for attempt 2");
+    // Attempt 1's token still names its own attempt, which is stale.
+    assert_eq!(get_task(&client, &api.base, &job, 1, &first).await, StatusCode::CONFLICT);
+    // Attempt 1's secrets: not valid for attempt 2, stale for attempt 1.
+    let (code, _) = exchange(&client, &api.base, &job, 2, &unused, &swath::db::tokens::new_token()).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, body) = exchange(&client, &api.base, &job, 1, &unused, &swath::db::tokens::new_token()).await;
+    assert_error(code, &body, StatusCode::CONFLICT, "stale");
+    // Attempt 2's own secret works.
+    let second = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 2, &second_bootstrap, &second).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(get_task(&client, &api.base, &job, 2, &second).await, StatusCode::OK);
 }

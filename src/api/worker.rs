@@ -1,11 +1,27 @@
-//! The worker protocol: a worker fetches the task of its attempt and reports its statuses and its
-//! result. Every request carries the per-attempt token issued at dispatch
-//! (`Authorization: Bearer ...`) and names its attempt; a request for an attempt that is no longer
-//! the job's current one is refused with 409 and changes nothing.
+//! The worker protocol: a worker exchanges the bootstrap secret of its dispatch for its attempt
+//! token, fetches the task of its attempt and reports its statuses and its result. Every request
+//! names its attempt; a request for an attempt that is no longer the job's current one is refused
+//! with 409 and changes nothing.
+//!
+//! The dispatch hands the worker a one-time bootstrap secret (on Nomad, the dispatch payload, which
+//! anyone allowed to read the job can read until garbage collection). The worker's first call,
+//! `POST .../token` with the bootstrap secret as bearer, registers an attempt token the worker chose
+//! at random; every later request carries that token (`Authorization: Bearer ...`). The exchange is
+//! one compare-and-set: of concurrent exchanges exactly one wins, and afterwards the bootstrap
+//! secret opens nothing (401 on the exchange and on every other endpoint). The same exchange sent
+//! again with the same attempt token (its answer was lost) is answered as a success, which gives the
+//! sender nothing it did not have.
+//!
+//! A second run of the same attempt (Nomad restarting the task after the first run exchanged the
+//! secret) chooses another attempt token: its exchange is refused with 401 and `"superseded": true`,
+//! and the worker stops at once and exits 0 as superseded, touching nothing. If the first run
+//! reported the attempt's result, nothing changes; if it died without one, the executor's tracking
+//! settles the attempt (an exit 0 without a result is an internal error).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use swath_job_types::exit_codes::ExitClass;
@@ -18,13 +34,16 @@ use super::{ApiContext, ApiError};
 use crate::db::jobs::{get_job, JobHead};
 use crate::db::status::StatusChange;
 use crate::db::status_batch::ChangeChain;
-use crate::db::tokens::{job_for_token, PresentedToken, TokenCheck};
+use crate::db::tokens::{
+    exchange_bootstrap_token, job_for_token, Exchange, PresentedToken, TokenCheck,
+};
 use crate::pipeline::retry::{failure_chain, Failure};
 use crate::pipeline::spawn::{children_of, spawns_children};
 
 /// The worker routes, relative to the API prefix.
 pub fn routes() -> Router<ApiContext> {
     Router::new()
+        .route("/worker/jobs/{id}/attempts/{attempt}/token", post(exchange))
         .route("/worker/jobs/{id}/attempts/{attempt}/task", get(task))
         .route("/worker/jobs/{id}/attempts/{attempt}/status", post(status))
         .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
@@ -91,6 +110,88 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload
         .map(|Json(v)| v)
         .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+/// The body of a token exchange: the attempt token the worker chose.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchange {
+    /// The attempt token, from 32 to 256 characters among `A-Z a-z 0-9 - _`.
+    pub token: String,
+}
+
+/// The answer to an exchange: the attempt the token now opens.
+#[derive(Debug, serde::Serialize)]
+pub struct TokenExchanged {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt.
+    pub attempt: i32,
+}
+
+/// Checks that an attempt token a worker chose is long enough to be a secret and fits a header.
+fn check_attempt_token(token: &str, bootstrap: &str) -> Result<(), ApiError> {
+    let charset = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !(32..=256).contains(&token.len()) || !charset {
+        return Err(ApiError::BadRequest(
+            "token: an attempt token of 32 to 256 characters among A-Z a-z 0-9 - _ is needed"
+                .into(),
+        ));
+    }
+    if token == bootstrap {
+        return Err(ApiError::BadRequest(
+            "token: the attempt token must differ from the bootstrap secret".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Exchanges the bootstrap secret (the bearer) for the attempt token in the body.
+async fn exchange(
+    State(ctx): State<ApiContext>,
+    ApiPath((id, attempt)): ApiPath<(i64, i32)>,
+    headers: HeaderMap,
+    payload: Result<Json<TokenExchange>, JsonRejection>,
+) -> Result<Json<TokenExchanged>, Response> {
+    let request = body(payload).map_err(IntoResponse::into_response)?;
+    let bootstrap = bearer(&headers).map_err(IntoResponse::into_response)?;
+    check_attempt_token(&request.token, bootstrap).map_err(IntoResponse::into_response)?;
+    let outcome = exchange_bootstrap_token(&ctx.state.pool, id, attempt, bootstrap, &request.token)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    match outcome {
+        Exchange::Exchanged => Ok(Json(TokenExchanged {
+            job_id: id,
+            attempt,
+        })),
+        Exchange::UnknownJob => {
+            Err(ApiError::NotFound(format!("job {id} not found")).into_response())
+        }
+        Exchange::Refused => Err(ApiError::Unauthorized(format!(
+            "the bootstrap secret is not valid for attempt {attempt} of job {id}"
+        ))
+        .into_response()),
+        Exchange::Stale { current_attempt } => Err(ApiError::Conflict(format!(
+            "attempt {attempt} of job {id} is stale: the job is at attempt {current_attempt}"
+        ))
+        .into_response()),
+        Exchange::AlreadyExchanged => {
+            tracing::warn!(job_id = id, attempt, "a used bootstrap secret was presented again (a replay, or a second run of the attempt)");
+            let body = Json(serde_json::json!({
+                "error": format!(
+                    "the bootstrap secret of attempt {attempt} of job {id} was already exchanged and is void: another run of this attempt holds its attempt token"
+                ),
+                "superseded": true,
+            }));
+            let challenge = [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"swath\"",
+            )];
+            Err((StatusCode::UNAUTHORIZED, challenge, body).into_response())
+        }
+    }
 }
 
 async fn task(
