@@ -955,3 +955,71 @@ async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(get_task(&client, &api.base, &job, 2, &second).await, StatusCode::OK);
 }
+
+/// Nomad restarts a worker's task after the first run exchanged the bootstrap secret: the second
+/// run, given the same secret, cannot get a token. It stops at once as superseded (exit 0, with a
+/// log line saying why), touching nothing, instead of trying again.
+#[sqlx::test(migrations = "./sql")]
+async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
+    let worker = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("swath-worker");
+    assert!(
+        worker.is_file(),
+        "build the worker first: cargo build -p swath-worker"
+    );
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "restarted").await;
+    // The first run.
+    let first = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &first).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body) = post(&client, &url(&api.base, &job, 1, "status"), &first, json!({"status": "started"})).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    // The second run, with the same dispatch payload.
+    let work = tempfile::tempdir().unwrap();
+    let orchestrator = api.base.trim_end_matches("/api/v1").to_string();
+    let run = tokio::process::Command::new(&worker)
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWATH_WORKER_JOB_ID", job.id.to_string())
+        .env("SWATH_WORKER_ATTEMPT", "1")
+        .env("SWATH_WORKER_TOKEN", &bootstrap)
+        .env("SWATH_WORKER_ORCHESTRATOR_URL", &orchestrator)
+        .env("SWATH_WORKER_WORK_ROOT", work.path())
+        .env("SWATH_WORKER_RUNTIME", "process")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the second run stops")
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(logs.contains("superseded"), "{logs}");
+    assert!(logs.contains("already exchanged"), "{logs}");
+    let after = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(
+        (after.status, after.attempt),
+        (JobStatus::Started, 1),
+        "the second run changed nothing"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "no work directory was made"
+    );
+    // The first run goes on with its token.
+    assert_eq!(get_task(&client, &api.base, &job, 1, &first).await, StatusCode::OK);
+}
