@@ -724,9 +724,21 @@ async fn children_with_unsafe_identifiers_are_refused_naming_the_field(pool: PgP
     };
     let attacks = [
         // The attack of issue 14: the worker staged the input into /tmp/x.
-        refused("fsc_rlie", with(&fsc, "l1c_id", json!("/tmp/x")), "params.l1c_id"),
-        refused("fsc_rlie", with(&fsc, "l1c_id", json!("a/b")), "params.l1c_id"),
-        refused("fsc_rlie", with(&fsc, "l1c_id", json!("..")), "params.l1c_id"),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!("/tmp/x")),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!("a/b")),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!("..")),
+            "params.l1c_id",
+        ),
         refused(
             "fsc_rlie",
             with(&fsc, "l1c_id", json!(format!("/eodata/x/{l1c}"))),
@@ -741,7 +753,11 @@ async fn children_with_unsafe_identifiers_are_refused_naming_the_field(pool: PgP
             ),
             "params.l1c_id",
         ),
-        refused("fsc_rlie", with(&fsc, "l1c_id", json!(grd)), "params.l1c_id"),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!(grd)),
+            "params.l1c_id",
+        ),
         refused(
             "fsc_rlie",
             with(&fsc, "l2a_path_in", json!("../../etc/passwd")),
@@ -757,25 +773,57 @@ async fn children_with_unsafe_identifiers_are_refused_naming_the_field(pool: PgP
             with(&fsc, "l2a_path_out", json!("32TLR/L2A/x")),
             "params.l2a_path_out",
         ),
-        refused("rlie_s1", with(&s1, "s1grd_id", json!("/tmp/x")), "params.s1grd_id"),
-        refused("rlie_s1", with(&s1, "s1grd_id", json!(l1c)), "params.s1grd_id"),
+        refused(
+            "rlie_s1",
+            with(&s1, "s1grd_id", json!("/tmp/x")),
+            "params.s1grd_id",
+        ),
+        refused(
+            "rlie_s1",
+            with(&s1, "s1grd_id", json!(l1c)),
+            "params.s1grd_id",
+        ),
         refused(
             "rlie_s1",
             with(&s1, "s2tile_ids", json!(["32TLR", "../x"])),
             "params.s2tile_ids[1]",
         ),
-        refused("test_job", json!({"product": "/tmp/x", "mission": null}), "params.product"),
-        refused("test_job", json!({"product": "a/b", "mission": null}), "params.product"),
-        refused("test_job", json!({"product": "..", "mission": null}), "params.product"),
-        refused("test_job", json!({"product": "", "mission": null}), "params.product"),
+        refused(
+            "test_job",
+            json!({"product": "/tmp/x", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "a/b", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "..", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "", "mission": null}),
+            "params.product",
+        ),
         refused(
             "fsc_rlie_check",
-            with(&check, "products", json!([{"kind": "fsc", "path": "/root/secret"}])),
+            with(
+                &check,
+                "products",
+                json!([{"kind": "fsc", "path": "/root/secret"}]),
+            ),
             "params.products[0].path",
         ),
         refused(
             "fsc_rlie_quicklook",
-            with(&check, "products", json!([{"kind": "fsc", "path": "CLMS/../.."}])),
+            with(
+                &check,
+                "products",
+                json!([{"kind": "fsc", "path": "CLMS/../.."}]),
+            ),
             "params.products[0].path",
         ),
         (
@@ -807,7 +855,8 @@ async fn children_with_unsafe_identifiers_are_refused_naming_the_field(pool: PgP
         ("test_job", json!({"product": "x.SAFE", "mission": null})),
         ("fsc_rlie_check", check),
     ] {
-        let body = json!({"job_type": job_type, "name": format!("good-{job_type}"), "params": params});
+        let body =
+            json!({"job_type": job_type, "name": format!("good-{job_type}"), "params": params});
         let answer = op.post(&path, &body).await;
         assert_eq!(answer.status, 201, "{body}: {}", answer.body);
     }

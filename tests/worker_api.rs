@@ -329,11 +329,7 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
     );
     let other = get_job(&pool, other.id).await.unwrap();
     assert!(
-        other
-            .status_message
-            .as_deref()
-            .unwrap()
-            .contains("\"fsc\""),
+        other.status_message.as_deref().unwrap().contains("\"fsc\""),
         "{:?}",
         other.status_message
     );
@@ -356,20 +352,27 @@ async fn a_reported_product_outside_the_tasks_prefix_fails_the_attempt(pool: PgP
     let api = spawn_api(&pool).await;
     let client = reqwest::Client::new();
     let mut n = 0;
-    let attacks: Vec<Box<dyn Fn(&Job) -> String>> = vec![
-        Box::new(|_| "test/x/TEST_V100_1".to_string()),
-        Box::new(|job| product_path(job, "../../other/TEST_V100_1")),
-        Box::new(|job| format!("/{}", product_path(job, "TEST_V100_1"))),
-        Box::new(|job| {
+    // Each makes the reported path from the job.
+    let attacks: [fn(&Job) -> String; 5] = [
+        |_| "test/x/TEST_V100_1".to_string(),
+        |job| product_path(job, "../../other/TEST_V100_1"),
+        |job| format!("/{}", product_path(job, "TEST_V100_1")),
+        |job| {
             product_path(job, "TEST_V100_1").replace(&job.uid.to_string(), &format!("{}x", job.uid))
-        }),
-        Box::new(|job| product_path(job, "")),
+        },
+        |job| product_path(job, ""),
     ];
     for attack in &attacks {
         n += 1;
         let (job, token) = dispatched(&pool, &format!("outside-{n}")).await;
         for s in ["started", "pre_processing", "processing", "post_processing"] {
-            post(&client, &url(&api.base, &job, 1, "status"), &token, json!({"status": s})).await;
+            post(
+                &client,
+                &url(&api.base, &job, 1, "status"),
+                &token,
+                json!({"status": s}),
+            )
+            .await;
         }
         let path = attack(&job);
         let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
@@ -398,7 +401,13 @@ async fn a_reported_product_outside_the_tasks_prefix_fails_the_attempt(pool: PgP
 
     let (job, token) = dispatched(&pool, "inside").await;
     for s in ["started", "pre_processing", "processing", "post_processing"] {
-        post(&client, &url(&api.base, &job, 1, "status"), &token, json!({"status": s})).await;
+        post(
+            &client,
+            &url(&api.base, &job, 1, "status"),
+            &token,
+            json!({"status": s}),
+        )
+        .await;
     }
     let path = product_path(&job, "TEST_V100_1");
     let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
@@ -803,7 +812,13 @@ async fn exchange(
     .await
 }
 
-async fn get_task(client: &reqwest::Client, base: &str, job: &Job, attempt: i32, token: &str) -> StatusCode {
+async fn get_task(
+    client: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    attempt: i32,
+    token: &str,
+) -> StatusCode {
     client
         .get(url(base, job, attempt, "task"))
         .bearer_auth(token)
@@ -822,48 +837,118 @@ async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
     let client = reqwest::Client::new();
     let (job, bootstrap) = ready_with_bootstrap(&pool, "bootstrap").await;
     // The bootstrap secret is not an attempt token.
-    assert_eq!(get_task(&client, &api.base, &job, 1, &bootstrap).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &bootstrap).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Bad exchanges change nothing.
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, "short").await;
     assert_error(code, &body, StatusCode::BAD_REQUEST, "token:");
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &bootstrap).await;
     assert_error(code, &body, StatusCode::BAD_REQUEST, "must differ");
-    let (code, body) = exchange(&client, &api.base, &job, 1, &swath::db::tokens::new_token(), &swath::db::tokens::new_token()).await;
-    assert_error(code, &body, StatusCode::UNAUTHORIZED, "not valid for attempt 1");
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &swath::db::tokens::new_token(),
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_error(
+        code,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "not valid for attempt 1",
+    );
     assert_eq!(body["superseded"], Value::Null, "{body}");
-    let (code, _) = exchange(&client, &api.base, &job, 2, &bootstrap, &swath::db::tokens::new_token()).await;
+    let (code, _) = exchange(
+        &client,
+        &api.base,
+        &job,
+        2,
+        &bootstrap,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "issued for attempt 1 only");
-    let missing = Job { id: 999_999, ..job.clone() };
-    let (code, _) = exchange(&client, &api.base, &missing, 1, &bootstrap, &swath::db::tokens::new_token()).await;
+    let missing = Job {
+        id: 999_999,
+        ..job.clone()
+    };
+    let (code, _) = exchange(
+        &client,
+        &api.base,
+        &missing,
+        1,
+        &bootstrap,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 
     // The exchange.
     let token = swath::db::tokens::new_token();
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &token).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    assert_eq!((body["job_id"].as_i64(), body["attempt"].as_i64()), (Some(job.id), Some(1)));
-    assert_eq!(get_task(&client, &api.base, &job, 1, &token).await, StatusCode::OK);
-    let (code, body) = post(&client, &url(&api.base, &job, 1, "status"), &token, json!({"status": "started"})).await;
+    assert_eq!(
+        (body["job_id"].as_i64(), body["attempt"].as_i64()),
+        (Some(job.id), Some(1))
+    );
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &token).await,
+        StatusCode::OK
+    );
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "{body}");
 
     // Replays of the bootstrap secret: 401 everywhere.
-    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &swath::db::tokens::new_token()).await;
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &bootstrap,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
     assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
     assert_eq!(body["superseded"], true, "{body}");
-    assert_eq!(get_task(&client, &api.base, &job, 1, &bootstrap).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &bootstrap).await,
+        StatusCode::UNAUTHORIZED
+    );
     for (what, report) in [
         ("status", json!({"status": "pre_processing"})),
-        ("result", json!({"outcome": "internal_error", "return_code": 1})),
+        (
+            "result",
+            json!({"outcome": "internal_error", "return_code": 1}),
+        ),
     ] {
         let (code, body) = post(&client, &url(&api.base, &job, 1, what), &bootstrap, report).await;
-        assert_error(code, &body, StatusCode::UNAUTHORIZED, "not valid for attempt 1");
+        assert_error(
+            code,
+            &body,
+            StatusCode::UNAUTHORIZED,
+            "not valid for attempt 1",
+        );
     }
     // The same exchange sent again (its answer was lost) succeeds and gives nothing new.
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &token).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     let job = get_job(&pool, job.id).await.unwrap();
-    assert_eq!(job.status, JobStatus::Started, "the replays changed nothing");
+    assert_eq!(
+        job.status,
+        JobStatus::Started,
+        "the replays changed nothing"
+    );
 
     // Only digests are stored.
     let stored: Vec<Vec<u8>> = sqlx::query_scalar(
@@ -902,11 +987,21 @@ async fn concurrent_exchanges_give_one_attempt_token(pool: PgPool) {
     assert_eq!(winners.len(), 1, "{answers:?}");
     for (token, (code, body)) in tokens.iter().zip(&answers) {
         if token != winners[0] {
-            assert_eq!((*code, body["superseded"].as_bool()), (StatusCode::UNAUTHORIZED, Some(true)), "{body}");
-            assert_eq!(get_task(&client, &api.base, &job, 1, token).await, StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                (*code, body["superseded"].as_bool()),
+                (StatusCode::UNAUTHORIZED, Some(true)),
+                "{body}"
+            );
+            assert_eq!(
+                get_task(&client, &api.base, &job, 1, token).await,
+                StatusCode::UNAUTHORIZED
+            );
         }
     }
-    assert_eq!(get_task(&client, &api.base, &job, 1, winners[0]).await, StatusCode::OK);
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, winners[0]).await,
+        StatusCode::OK
+    );
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM attempt_tokens WHERE job_id = $1")
         .bind(job.id)
         .fetch_one(&pool)
@@ -916,7 +1011,15 @@ async fn concurrent_exchanges_give_one_attempt_token(pool: PgPool) {
 
     // A second bootstrap secret of the same attempt.
     let again = bootstrap_for_ready(&pool, &job).await;
-    let (code, body) = exchange(&client, &api.base, &job, 1, &again, &swath::db::tokens::new_token()).await;
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &again,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
     assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
 }
 
@@ -934,26 +1037,67 @@ async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
     let job = drive(
         &pool,
         get_job(&pool, job.id).await.unwrap(),
-        &[JobStatus::Queued, JobStatus::Started, JobStatus::ExternalError, JobStatus::Ready],
+        &[
+            JobStatus::Queued,
+            JobStatus::Started,
+            JobStatus::ExternalError,
+            JobStatus::Ready,
+        ],
     )
     .await;
     assert_eq!(job.attempt, 2);
     let second_bootstrap = bootstrap_for_ready(&pool, &job).await;
-    assert_eq!(get_task(&client, &api.base, &job, 2, &first).await, StatusCode::UNAUTHORIZED);
-    let (code, body) = post(&client, &url(&api.base, &job, 2, "status"), &first, json!({"status": "started"})).await;
-    assert_error(code, &body, StatusCode::UNAUTHORIZED, "not valid for attempt 2");
+    assert_eq!(
+        get_task(&client, &api.base, &job, 2, &first).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 2, "status"),
+        &first,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_error(
+        code,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "not valid for attempt 2",
+    );
     // Attempt 1's token still names its own attempt, which is stale.
-    assert_eq!(get_task(&client, &api.base, &job, 1, &first).await, StatusCode::CONFLICT);
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &first).await,
+        StatusCode::CONFLICT
+    );
     // Attempt 1's secrets: not valid for attempt 2, stale for attempt 1.
-    let (code, _) = exchange(&client, &api.base, &job, 2, &unused, &swath::db::tokens::new_token()).await;
+    let (code, _) = exchange(
+        &client,
+        &api.base,
+        &job,
+        2,
+        &unused,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
-    let (code, body) = exchange(&client, &api.base, &job, 1, &unused, &swath::db::tokens::new_token()).await;
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &unused,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
     assert_error(code, &body, StatusCode::CONFLICT, "stale");
     // Attempt 2's own secret works.
     let second = swath::db::tokens::new_token();
     let (code, body) = exchange(&client, &api.base, &job, 2, &second_bootstrap, &second).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    assert_eq!(get_task(&client, &api.base, &job, 2, &second).await, StatusCode::OK);
+    assert_eq!(
+        get_task(&client, &api.base, &job, 2, &second).await,
+        StatusCode::OK
+    );
 }
 
 /// Nomad restarts a worker's task after the first run exchanged the bootstrap secret: the second
@@ -979,7 +1123,13 @@ async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
     let first = swath::db::tokens::new_token();
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &first).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let (code, body) = post(&client, &url(&api.base, &job, 1, "status"), &first, json!({"status": "started"})).await;
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &first,
+        json!({"status": "started"}),
+    )
+    .await;
     assert_eq!(code, StatusCode::OK, "{body}");
 
     // The second run, with the same dispatch payload.
@@ -1021,5 +1171,8 @@ async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
         "no work directory was made"
     );
     // The first run goes on with its token.
-    assert_eq!(get_task(&client, &api.base, &job, 1, &first).await, StatusCode::OK);
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &first).await,
+        StatusCode::OK
+    );
 }

@@ -635,8 +635,14 @@ mod tests {
     #[test]
     fn a_product_is_under_a_prefix_by_whole_segments_only() {
         let prefix = "hrsi/CLMS/FSC/2021/04/13/";
-        assert_eq!(under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1", prefix), Ok(()));
-        assert_eq!(under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1/a.tif", prefix), Ok(()));
+        assert_eq!(
+            under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1", prefix),
+            Ok(())
+        );
+        assert_eq!(
+            under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1/a.tif", prefix),
+            Ok(())
+        );
         for path in [
             "hrsi/CLMS/FSC/2021/04/13",
             "hrsi/CLMS/FSC/2021/04/13/",
@@ -651,7 +657,10 @@ mod tests {
         ] {
             assert!(under_prefix(path, prefix).is_err(), "{path:?}");
         }
-        assert!(under_prefix("FSC_x/1", "FS").is_err(), "not a segment prefix");
+        assert!(
+            under_prefix("FSC_x/1", "FS").is_err(),
+            "not a segment prefix"
+        );
         assert!(under_prefix("FS/1", "FS").is_ok());
         assert!(under_prefix("a/../b/1", "a/../b/").is_err());
     }

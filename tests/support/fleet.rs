@@ -289,12 +289,30 @@ async fn report(
         uuid::Uuid::new_v4().simple()
     );
     let exchange = serde_json::json!({ "token": token });
-    match send(client, ports, &format!("{attempt_path}/token"), &bootstrap, Some(&exchange), deadline).await {
+    match send(
+        client,
+        ports,
+        &format!("{attempt_path}/token"),
+        &bootstrap,
+        Some(&exchange),
+        deadline,
+    )
+    .await
+    {
         Sent::Done(_) => {}
         Sent::Refused(status, text) => return problem(format!("token: {status} {text}")),
         Sent::Never => return problem("token: never got through".into()),
     }
-    let task = match send(client, ports, &format!("{attempt_path}/task"), &token, None, deadline).await {
+    let task = match send(
+        client,
+        ports,
+        &format!("{attempt_path}/task"),
+        &token,
+        None,
+        deadline,
+    )
+    .await
+    {
         Sent::Done(task) => task,
         Sent::Refused(status, text) => return problem(format!("task: {status} {text}")),
         Sent::Never => return problem("task: never got through".into()),
@@ -325,7 +343,16 @@ async fn report(
         ("result", result),
     ];
     for (endpoint, body) in steps {
-        match send(client, ports, &format!("{attempt_path}/{endpoint}"), &token, Some(&body), deadline).await {
+        match send(
+            client,
+            ports,
+            &format!("{attempt_path}/{endpoint}"),
+            &token,
+            Some(&body),
+            deadline,
+        )
+        .await
+        {
             Sent::Done(_) => {}
             // A result whose answer was lost and is sent again finds the job past it.
             Sent::Refused(status, text)
@@ -335,7 +362,9 @@ async fn report(
             {
                 return 0
             }
-            Sent::Refused(status, text) => return problem(format!("{endpoint} {body}: {status} {text}")),
+            Sent::Refused(status, text) => {
+                return problem(format!("{endpoint} {body}: {status} {text}"))
+            }
             Sent::Never => return problem(format!("{endpoint}: never got through")),
         }
     }

@@ -155,10 +155,7 @@ impl Orchestrator {
         let mut delay = FIRST_DELAY;
         let mut last = String::new();
         for try_number in 1..=TRIES {
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(bearer);
+            let mut request = self.http.request(method.clone(), &url).bearer_auth(bearer);
             if let Some(body) = body {
                 request = request.json(body);
             }

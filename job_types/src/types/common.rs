@@ -60,7 +60,10 @@ pub(crate) fn check_relative_path<'v>(field: &str, value: &'v str) -> Result<Vec
         "holds a backslash or control characters"
     } else {
         let segments: Vec<&str> = value.split('/').collect();
-        if segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+        if segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
+        {
             "has an empty, `.` or `..` segment"
         } else {
             return Ok(segments);

@@ -400,8 +400,7 @@ mod tests {
             .unwrap_err();
         assert!(err.starts_with("params:"), "{err}");
         for path in ["/root/secret", "a//b", "a/./b", "", "a\\b"] {
-            let params =
-                serde_json::json!({"source_job_id": 1, "products": [{"kind": "fsc", "path": path}]});
+            let params = serde_json::json!({"source_job_id": 1, "products": [{"kind": "fsc", "path": path}]});
             let err = quicklook.check_params(&params).unwrap_err();
             assert!(err.contains("params.products[0].path"), "{path}: {err}");
             // A job stored with such params gets no task.

@@ -334,9 +334,23 @@ mod tests {
         t.check_params(&good).unwrap();
         for (field, value, expected) in [
             ("s1grd_id", serde_json::json!("/tmp/x"), "params.s1grd_id"),
-            ("s1grd_id", serde_json::json!("x/S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A"), "params.s1grd_id"),
-            ("s1grd_id", serde_json::json!("S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408"), "params.s1grd_id"),
-            ("s2tile_ids", serde_json::json!(["../x"]), "params.s2tile_ids[0]"),
+            (
+                "s1grd_id",
+                serde_json::json!(
+                    "x/S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A"
+                ),
+                "params.s1grd_id",
+            ),
+            (
+                "s1grd_id",
+                serde_json::json!("S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408"),
+                "params.s1grd_id",
+            ),
+            (
+                "s2tile_ids",
+                serde_json::json!(["../x"]),
+                "params.s2tile_ids[0]",
+            ),
         ] {
             let mut params = good.clone();
             params[field] = value;
