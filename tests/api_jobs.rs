@@ -689,3 +689,175 @@ async fn the_command_line_cancels_a_job(pool: PgPool) {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(support::stderr(&unknown).contains("job 8888 not found"));
 }
+
+/// Job parameters name files (inputs the worker stages under their name, paths in the output
+/// store): a child whose identifiers are absolute, hold `/` or `..`, or name a product of the wrong
+/// kind is refused with 400 naming the field, for every job type that takes identifiers.
+#[sqlx::test(migrations = "./sql")]
+async fn children_with_unsafe_identifiers_are_refused_naming_the_field(pool: PgPool) {
+    let op = Operator::with_write_token(&pool).await;
+    let parent = test_job(&pool, "parent", None, None).await;
+    let path = format!("/jobs/{}/children", parent.id);
+    let l1c = "S2A_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T121553";
+    let fsc = json!({"l1c_id": l1c, "mission": "S2A", "baseline": "N0300", "relative_orbit": 22,
+        "discriminator": "2021-04-13T12:15:53Z", "cloud_cover": null, "nrt": true,
+        "reprocessing_context": null, "maja_mode": null, "previous_job_id": null,
+        "l2a_path_in": null, "l2a_path_out": null});
+    let grd = "S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A";
+    let s1 = json!({"s1grd_id": grd, "mission": "S1A", "absolute_orbit": 37419,
+        "relative_orbit": 15, "datatake_id": 289047, "sensing_stop": "2021-04-12T15:11:36Z",
+        "s2tile_ids": ["32TLR"], "reprocessing_context": null});
+    let check = json!({"source_job_id": parent.id,
+        "products": [{"kind": "fsc", "path": "CLMS/FSC/2021/04/13/FSC_20210413T101021_S2A_T32TLR_V100_1"}]});
+    let with = |base: &Value, field: &str, value: Value| {
+        let mut params = base.clone();
+        params[field] = value;
+        params
+    };
+    let mut n = 0;
+    let mut refused = |job_type: &'static str, params: Value, expected: &'static str| {
+        n += 1;
+        (
+            json!({"job_type": job_type, "name": format!("bad-{n}"), "params": params}),
+            expected,
+        )
+    };
+    let attacks = [
+        // The attack of issue 14: the worker staged the input into /tmp/x.
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!("/tmp/x")),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!("a/b")),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!("..")),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!(format!("/eodata/x/{l1c}"))),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(
+                &fsc,
+                "l1c_id",
+                json!("S2A_MSIL2A_20210413T101021_N0300_R022_T32TLR_20210413T121553"),
+            ),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l1c_id", json!(grd)),
+            "params.l1c_id",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l2a_path_in", json!("../../etc/passwd")),
+            "params.l2a_path_in",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l2a_path_in", json!(format!("/32TLR/L2A/{l1c}"))),
+            "params.l2a_path_in",
+        ),
+        refused(
+            "fsc_rlie",
+            with(&fsc, "l2a_path_out", json!("32TLR/L2A/x")),
+            "params.l2a_path_out",
+        ),
+        refused(
+            "rlie_s1",
+            with(&s1, "s1grd_id", json!("/tmp/x")),
+            "params.s1grd_id",
+        ),
+        refused(
+            "rlie_s1",
+            with(&s1, "s1grd_id", json!(l1c)),
+            "params.s1grd_id",
+        ),
+        refused(
+            "rlie_s1",
+            with(&s1, "s2tile_ids", json!(["32TLR", "../x"])),
+            "params.s2tile_ids[1]",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "/tmp/x", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "a/b", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "..", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "test_job",
+            json!({"product": "", "mission": null}),
+            "params.product",
+        ),
+        refused(
+            "fsc_rlie_check",
+            with(
+                &check,
+                "products",
+                json!([{"kind": "fsc", "path": "/root/secret"}]),
+            ),
+            "params.products[0].path",
+        ),
+        refused(
+            "fsc_rlie_quicklook",
+            with(
+                &check,
+                "products",
+                json!([{"kind": "fsc", "path": "CLMS/../.."}]),
+            ),
+            "params.products[0].path",
+        ),
+        (
+            json!({"job_type": "test_job", "name": "bad-path", "input_path": "/eodata/../root",
+                "params": {"product": "x", "mission": null}}),
+            "input_path",
+        ),
+    ];
+    for (body, expected) in &attacks {
+        let answer = op.post(&path, body).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        assert!(
+            answer.error().contains(expected),
+            "{body}: the error names {expected}: {}",
+            answer.error()
+        );
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "no child was created");
+
+    // The same job types with good identifiers are accepted.
+    let l2a = format!("32TLR/L2A/{l1c}");
+    for (job_type, params) in [
+        ("fsc_rlie", with(&fsc, "l2a_path_in", json!(l2a))),
+        ("rlie_s1", s1),
+        ("test_job", json!({"product": "x.SAFE", "mission": null})),
+        ("fsc_rlie_check", check),
+    ] {
+        let body =
+            json!({"job_type": job_type, "name": format!("good-{job_type}"), "params": params});
+        let answer = op.post(&path, &body).await;
+        assert_eq!(answer.status, 201, "{body}: {}", answer.body);
+    }
+}

@@ -380,6 +380,15 @@ type ChildRow = (String, Option<i64>, Option<i64>, i16, serde_json::Value);
 async fn processed_fsc_rlie_jobs_create_their_follow_ups(pool: PgPool) {
     let api = support::api::spawn_api(&pool).await;
     let http = reqwest::Client::new();
+    // Products lie under their task's output prefixes, in the output store of the tests' settings.
+    let output = swath::config::Settings::default()
+        .task_locations()
+        .output_url;
+    let layers = format!(
+        "{}/CLMS/Pan-European/High_Resolution_Layers",
+        output.strip_prefix("file:///").unwrap()
+    );
+    let rlie_path = format!("{layers}/Ice/RLIE/2021/04/13/RLIE_1");
     let mut results = Vec::new();
     for (name, products) in [
         (
@@ -394,6 +403,11 @@ async fn processed_fsc_rlie_jobs_create_their_follow_ups(pool: PgPool) {
         let mut new = NewJob::new("fsc_rlie", name, 3);
         new.tile_id = Some("32TLR".into());
         new.measured_at = Some("2021-04-13T10:10:21Z".parse().unwrap());
+        new.input_path = Some(format!("/eodata/Sentinel-2/{name}.SAFE"));
+        new.params = serde_json::json!({"l1c_id": name, "mission": "S2A", "baseline": "N0300",
+            "relative_orbit": 22, "discriminator": "2021-04-13T12:15:53Z", "cloud_cover": null,
+            "nrt": true, "reprocessing_context": null, "maja_mode": "init", "previous_job_id": null,
+            "l2a_path_in": null, "l2a_path_out": null});
         let inserted = swath::db::jobs::insert_jobs(&pool, &[new]).await.unwrap();
         let job = reload(&pool, inserted[0].id).await;
         let job = move_to(&pool, job, Ready).await;
@@ -401,8 +415,8 @@ async fn processed_fsc_rlie_jobs_create_their_follow_ups(pool: PgPool) {
         let job = move_to(&pool, job, PostProcessing).await;
         let report = if products {
             serde_json::json!({"outcome": "success", "return_code": 0, "products": [
-                {"kind": "fsc", "path": "hrsi/FSC/FSC_1", "size_bytes": 10, "completed_at": null, "infos": {}, "published_at": null},
-                {"kind": "rlie", "path": "hrsi/RLIE/RLIE_1", "size_bytes": 10, "completed_at": null, "infos": {}, "published_at": null}
+                {"kind": "fsc", "path": format!("{layers}/Snow/FSC/2021/04/13/FSC_1"), "size_bytes": 10, "completed_at": null, "infos": {}, "published_at": null},
+                {"kind": "rlie", "path": rlie_path, "size_bytes": 10, "completed_at": null, "infos": {}, "published_at": null}
             ]})
         } else {
             serde_json::json!({"outcome": "no_product", "return_code": 200, "products": []})
@@ -449,6 +463,6 @@ async fn processed_fsc_rlie_jobs_create_their_follow_ups(pool: PgPool) {
         "best effort"
     );
     assert_eq!(children[0].3, Initialized);
-    assert_eq!(children[0].4["products"][1]["path"], "hrsi/RLIE/RLIE_1");
+    assert_eq!(children[0].4["products"][1]["path"], rlie_path.as_str());
     assert_eq!(reload(&pool, producer).await.status, Processed);
 }

@@ -245,7 +245,7 @@ async fn other_failures_are_final_and_stale_reports_change_nothing(pool: PgPool)
 mod dispatching {
     use super::*;
     use swath::config::Settings;
-    use swath::db::tokens::issue_attempt_token;
+    use swath::db::tokens::issue_bootstrap_token;
     use swath::executor::local::LocalExecutor;
     use swath::executor::{DispatchRequest, Executor};
     use swath::pipeline::dispatch::dispatch_round;
@@ -359,7 +359,7 @@ mod dispatching {
             .await
             .unwrap()
             .remove(0);
-        let token = issue_attempt_token(
+        let token = issue_bootstrap_token(
             &pool,
             claimed.id,
             claimed.attempt,
@@ -417,8 +417,20 @@ mod dispatching {
             (JobStatus::Queued, Some(first.as_str()))
         );
         assert_eq!(starts(dir.path(), &job), 1, "the attempt started once");
-        // The worker that runs still holds a valid token for its attempt.
-        let (check, _) = swath::db::tokens::job_for_token(&pool, job.id, 1, &running_worker_token)
+        // The worker that runs still holds a valid bootstrap secret for its attempt, which it
+        // exchanges for its attempt token.
+        let attempt_token = swath::db::tokens::new_token();
+        let exchanged = swath::db::tokens::exchange_bootstrap_token(
+            &pool,
+            job.id,
+            1,
+            &running_worker_token,
+            &attempt_token,
+        )
+        .await
+        .unwrap();
+        assert_eq!(exchanged, swath::db::tokens::Exchange::Exchanged);
+        let (check, _) = swath::db::tokens::job_for_token(&pool, job.id, 1, &attempt_token)
             .await
             .unwrap();
         assert_eq!(
@@ -571,11 +583,22 @@ mod batched_round {
             vec![reference(&jobs[2])],
             "the attempt of a job that moved on is stopped"
         );
-        // Every attempt got its own worker token.
+        // Every attempt got its own bootstrap secret, which its worker exchanges for its token.
         let requests = executor.requests.lock().unwrap().clone();
         assert_eq!(requests.len(), 4);
         for request in &requests {
-            let (check, _) = job_for_token(&pool, request.job_id, 1, &request.worker_token)
+            let attempt_token = swath::db::tokens::new_token();
+            let exchanged = swath::db::tokens::exchange_bootstrap_token(
+                &pool,
+                request.job_id,
+                1,
+                &request.worker_token,
+                &attempt_token,
+            )
+            .await
+            .unwrap();
+            assert_eq!(exchanged, swath::db::tokens::Exchange::Exchanged);
+            let (check, _) = job_for_token(&pool, request.job_id, 1, &attempt_token)
                 .await
                 .unwrap();
             assert_eq!(check, TokenCheck::Valid { current_attempt: 1 });

@@ -13,7 +13,9 @@ use swath::config::Settings;
 use swath::db::claim::{claim_ready_jobs, Claimant};
 use swath::db::history::job_history;
 use swath::db::jobs::{get_job, insert_jobs};
-use swath::db::tokens::{issue_attempt_token, job_for_token, TokenCheck};
+use swath::db::tokens::{
+    exchange_bootstrap_token, issue_bootstrap_token, job_for_token, new_token, Exchange, TokenCheck,
+};
 use swath::executor::nomad::spec::{worker_job, WorkerJobSettings};
 use swath::executor::nomad::{NomadConfig, NomadExecutor};
 use swath::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
@@ -374,14 +376,20 @@ async fn exit_codes_and_failures_without_one_settle_attempts_as_the_policy_says(
     let report = dispatch(&pool, &executor, &claimant(Duration::from_secs(600))).await;
     assert_eq!((report.claimed, report.queued), (5, 5), "{report:?}");
 
-    // The worker of `worked` uses the token Nomad wrote from the payload, and reports to the end.
+    // The worker of `worked` exchanges the bootstrap secret Nomad wrote from the payload for its
+    // attempt token, and reports to the end.
     let dispatched = emulator.dispatches().await;
     let payload = &dispatched
         .iter()
         .find(|d| d.meta["job_id"] == worked.id.to_string())
         .unwrap()
         .payload;
-    let token = String::from_utf8(payload.clone()).unwrap();
+    let bootstrap = String::from_utf8(payload.clone()).unwrap();
+    let token = new_token();
+    let exchanged = exchange_bootstrap_token(&pool, worked.id, 1, &bootstrap, &token)
+        .await
+        .unwrap();
+    assert_eq!(exchanged, Exchange::Exchanged);
     let (check, _) = job_for_token(&pool, worked.id, 1, &token).await.unwrap();
     assert_eq!(check, TokenCheck::Valid { current_attempt: 1 });
     let queued = get_job(&pool, worked.id).await.unwrap();
@@ -586,7 +594,7 @@ async fn a_crash_between_dispatch_and_record_never_dispatches_twice(pool: PgPool
         .await
         .unwrap()
         .remove(0);
-    let token = issue_attempt_token(
+    let token = issue_bootstrap_token(
         &pool,
         claimed.id,
         claimed.attempt,

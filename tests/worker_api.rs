@@ -12,7 +12,7 @@ use swath::db::jobs::{get_job, insert_jobs};
 use swath_job_types::{Job, JobStatus, NewJob};
 
 use support::api::spawn_api;
-use support::{drive, token_for_ready};
+use support::{bootstrap_for_ready, drive, token_for_ready};
 
 /// Asserts an error answer: its status, and an error message containing `fragment`.
 fn assert_error(code: StatusCode, body: &Value, expected: StatusCode, fragment: &str) {
@@ -101,9 +101,10 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
         assert_eq!(code, StatusCode::OK, "{status}: {answer}");
         assert_eq!(answer["status"], status);
     }
+    let product = product_path(&job, "TEST_V100_1");
     let result = json!({
         "outcome": "success", "return_code": 0, "software_version": "stand-in@sha256:abc",
-        "products": [{"kind": "test_product", "path": "test/x/TEST_V100_1", "size_bytes": 1024,
+        "products": [{"kind": "test_product", "path": product, "size_bytes": 1024,
                       "completed_at": "2024-03-01T13:00:00Z", "infos": {"wkt": "POLYGON ((0 0, 1 0, 1 1, 0 0))", "resolution": 20}, "published_at": null}]
     });
     let (code, answer) = post(&client, &url(&api.base, &job, 1, "result"), &token, result).await;
@@ -114,7 +115,7 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
     );
     let job = get_job(&pool, job.id).await.unwrap();
     assert_eq!(job.software_version.as_deref(), Some("stand-in@sha256:abc"));
-    assert_eq!(job.results.unwrap().products[0].path, "test/x/TEST_V100_1");
+    assert_eq!(job.results.unwrap().products[0].path, product);
     let history: Vec<(JobStatus, Option<String>)> = job_history(&pool, job.id)
         .await
         .unwrap()
@@ -320,9 +321,101 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
     }
     let (code, body) = post(&client, &url(&api.base, &other, 1, "result"), &other_token,
         json!({"outcome": "success", "products": [{"kind": "fsc", "path": "x", "size_bytes": 1, "completed_at": null, "published_at": null}]})).await;
-    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    // The attempt ends as an internal error naming the product: nothing is kept to publish.
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (StatusCode::OK, Some("internal_error")),
+        "{body}"
+    );
+    let other = get_job(&pool, other.id).await.unwrap();
     assert!(
-        body["error"].as_str().unwrap().contains("\"fsc\""),
+        other.status_message.as_deref().unwrap().contains("\"fsc\""),
+        "{:?}",
+        other.status_message
+    );
+}
+
+/// The path in the output store of a product `id` written under the task's output prefix of job
+/// `job` (a `test_job`), as a worker reports it.
+fn product_path(job: &Job, id: &str) -> String {
+    let output = Settings::default().task_locations().output_url;
+    let root = output.strip_prefix("file:///").unwrap();
+    format!("{root}/test/{}/{id}", job.uid)
+}
+
+/// A worker reports products where it pleases: outside its task's output prefix (another job's
+/// directory, a `..` escape, an absolute path, a sibling whose name only starts like the prefix).
+/// Each result ends its attempt as an internal error naming the product and the expected prefix;
+/// nothing is stored to publish. A product under the prefix is accepted.
+#[sqlx::test(migrations = "./sql")]
+async fn a_reported_product_outside_the_tasks_prefix_fails_the_attempt(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let mut n = 0;
+    // Each makes the reported path from the job.
+    let attacks: [fn(&Job) -> String; 5] = [
+        |_| "test/x/TEST_V100_1".to_string(),
+        |job| product_path(job, "../../other/TEST_V100_1"),
+        |job| format!("/{}", product_path(job, "TEST_V100_1")),
+        |job| {
+            product_path(job, "TEST_V100_1").replace(&job.uid.to_string(), &format!("{}x", job.uid))
+        },
+        |job| product_path(job, ""),
+    ];
+    for attack in &attacks {
+        n += 1;
+        let (job, token) = dispatched(&pool, &format!("outside-{n}")).await;
+        for s in ["started", "pre_processing", "processing", "post_processing"] {
+            post(
+                &client,
+                &url(&api.base, &job, 1, "status"),
+                &token,
+                json!({"status": s}),
+            )
+            .await;
+        }
+        let path = attack(&job);
+        let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
+            json!({"outcome": "success", "return_code": 0, "products": [{"kind": "test_product", "path": path,
+                "size_bytes": 1, "completed_at": null, "infos": {}, "published_at": null}]})).await;
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (StatusCode::OK, Some("internal_error")),
+            "{path}: {body}"
+        );
+        let job = get_job(&pool, job.id).await.unwrap();
+        assert_eq!(job.status, JobStatus::InternalError);
+        assert!(job.results.is_none(), "{path}: no product is kept");
+        let prefix = product_path(&job, "");
+        let message = job.status_message.unwrap();
+        assert!(
+            message.contains(&format!("{path:?}")) && message.contains(&format!("{prefix:?}")),
+            "{path}: the message names the product and the expected prefix: {message}"
+        );
+    }
+    let published: i64 = sqlx::query_scalar("SELECT count(*) FROM publications")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(published, 0, "nothing is published");
+
+    let (job, token) = dispatched(&pool, "inside").await;
+    for s in ["started", "pre_processing", "processing", "post_processing"] {
+        post(
+            &client,
+            &url(&api.base, &job, 1, "status"),
+            &token,
+            json!({"status": s}),
+        )
+        .await;
+    }
+    let path = product_path(&job, "TEST_V100_1");
+    let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
+        json!({"outcome": "success", "return_code": 0, "products": [{"kind": "test_product", "path": path,
+            "size_bytes": 1, "completed_at": null, "infos": {}, "published_at": null}]})).await;
+    assert_eq!(
+        (code, body["status"].as_str()),
+        (StatusCode::OK, Some("processed")),
         "{body}"
     );
 }
@@ -426,7 +519,7 @@ async fn no_token_is_issued_for_a_job_that_is_no_longer_ready_and_claimed(pool: 
     let lease = std::time::Duration::from_secs(60);
     // Not claimed by this owner.
     assert!(
-        swath::db::tokens::issue_attempt_token(&pool, id, 1, owner, lease)
+        swath::db::tokens::issue_bootstrap_token(&pool, id, 1, owner, lease)
             .await
             .unwrap()
             .is_none()
@@ -440,7 +533,7 @@ async fn no_token_is_issued_for_a_job_that_is_no_longer_ready_and_claimed(pool: 
             .await
             .unwrap();
     assert!(
-        swath::db::tokens::issue_attempt_token(&pool, id, 1, claimed_by.unwrap(), lease)
+        swath::db::tokens::issue_bootstrap_token(&pool, id, 1, claimed_by.unwrap(), lease)
             .await
             .unwrap()
             .is_none(),
@@ -683,5 +776,403 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
     assert_eq!(
         get_job(&pool, other.id).await.unwrap().status,
         JobStatus::Queued
+    );
+}
+
+/// A `test_job` taken to `ready` and the bootstrap secret its dispatch hands to the worker.
+async fn ready_with_bootstrap(pool: &PgPool, name: &str) -> (Job, String) {
+    let mut new = NewJob::new("test_job", name, 2);
+    new.params = json!({"product": "S2B_MSIL1C_20240301T101019_N0510_R022_T32TLR_20240301T120100", "mission": "S2"});
+    new.input_path = Some("/eodata/test/S2B.SAFE".into());
+    let id = insert_jobs(pool, &[new]).await.unwrap()[0].id;
+    let ready = drive(
+        pool,
+        get_job(pool, id).await.unwrap(),
+        &[JobStatus::Configured, JobStatus::Ready],
+    )
+    .await;
+    let bootstrap = bootstrap_for_ready(pool, &ready).await;
+    (ready, bootstrap)
+}
+
+async fn exchange(
+    client: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    attempt: i32,
+    bootstrap: &str,
+    token: &str,
+) -> (StatusCode, Value) {
+    post(
+        client,
+        &url(base, job, attempt, "token"),
+        bootstrap,
+        json!({ "token": token }),
+    )
+    .await
+}
+
+async fn get_task(
+    client: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    attempt: i32,
+    token: &str,
+) -> StatusCode {
+    client
+        .get(url(base, job, attempt, "task"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// The dispatch hands the worker a bootstrap secret (on Nomad, the payload anyone allowed to read
+/// the job can read): it opens nothing but one exchange for the attempt token the worker chose, and
+/// once exchanged it is void. Replaying it, on the exchange or any other endpoint, answers 401.
+#[sqlx::test(migrations = "./sql")]
+async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "bootstrap").await;
+    // The bootstrap secret is not an attempt token.
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &bootstrap).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Bad exchanges change nothing.
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, "short").await;
+    assert_error(code, &body, StatusCode::BAD_REQUEST, "token:");
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &bootstrap).await;
+    assert_error(code, &body, StatusCode::BAD_REQUEST, "must differ");
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &swath::db::tokens::new_token(),
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_error(
+        code,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "not valid for attempt 1",
+    );
+    assert_eq!(body["superseded"], Value::Null, "{body}");
+    let (code, _) = exchange(
+        &client,
+        &api.base,
+        &job,
+        2,
+        &bootstrap,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED, "issued for attempt 1 only");
+    let missing = Job {
+        id: 999_999,
+        ..job.clone()
+    };
+    let (code, _) = exchange(
+        &client,
+        &api.base,
+        &missing,
+        1,
+        &bootstrap,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // The exchange.
+    let token = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &token).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["job_id"].as_i64(), body["attempt"].as_i64()),
+        (Some(job.id), Some(1))
+    );
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &token).await,
+        StatusCode::OK
+    );
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &token,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    // Replays of the bootstrap secret: 401 everywhere.
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &bootstrap,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
+    assert_eq!(body["superseded"], true, "{body}");
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &bootstrap).await,
+        StatusCode::UNAUTHORIZED
+    );
+    for (what, report) in [
+        ("status", json!({"status": "pre_processing"})),
+        (
+            "result",
+            json!({"outcome": "internal_error", "return_code": 1}),
+        ),
+    ] {
+        let (code, body) = post(&client, &url(&api.base, &job, 1, what), &bootstrap, report).await;
+        assert_error(
+            code,
+            &body,
+            StatusCode::UNAUTHORIZED,
+            "not valid for attempt 1",
+        );
+    }
+    // The same exchange sent again (its answer was lost) succeeds and gives nothing new.
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &token).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let job = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(
+        job.status,
+        JobStatus::Started,
+        "the replays changed nothing"
+    );
+
+    // Only digests are stored.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT sha256 FROM worker_bootstrap_tokens UNION ALL SELECT attempt_sha256 FROM worker_bootstrap_tokens UNION ALL SELECT sha256 FROM attempt_tokens",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 3);
+    for secret in [&bootstrap, &token] {
+        assert!(stored.iter().all(|s| s.as_slice() != secret.as_bytes()));
+    }
+}
+
+/// Two runs of one attempt exchange its bootstrap secret at the same time (a replay racing the
+/// worker, or Nomad restarting the task): exactly one gets an attempt token. A second secret of the
+/// same attempt (a dispatch repeated after a crash) cannot be exchanged after the first.
+#[sqlx::test(migrations = "./sql")]
+async fn concurrent_exchanges_give_one_attempt_token(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "raced").await;
+    let tokens: Vec<String> = (0..8).map(|_| swath::db::tokens::new_token()).collect();
+    let answers = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|t| exchange(&client, &api.base, &job, 1, &bootstrap, t)),
+    )
+    .await;
+    let winners: Vec<&String> = tokens
+        .iter()
+        .zip(&answers)
+        .filter(|(_, (code, _))| *code == StatusCode::OK)
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (token, (code, body)) in tokens.iter().zip(&answers) {
+        if token != winners[0] {
+            assert_eq!(
+                (*code, body["superseded"].as_bool()),
+                (StatusCode::UNAUTHORIZED, Some(true)),
+                "{body}"
+            );
+            assert_eq!(
+                get_task(&client, &api.base, &job, 1, token).await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, winners[0]).await,
+        StatusCode::OK
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM attempt_tokens WHERE job_id = $1")
+        .bind(job.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "one attempt token for the attempt");
+
+    // A second bootstrap secret of the same attempt.
+    let again = bootstrap_for_ready(&pool, &job).await;
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &again,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
+}
+
+/// An attempt token opens its attempt only: after a retry, the token of attempt 1 is refused for
+/// attempt 2, and attempt 1's secrets cannot be exchanged any more.
+#[sqlx::test(migrations = "./sql")]
+async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "retried").await;
+    let first = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &first).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let unused = bootstrap_for_ready(&pool, &job).await;
+    let job = drive(
+        &pool,
+        get_job(&pool, job.id).await.unwrap(),
+        &[
+            JobStatus::Queued,
+            JobStatus::Started,
+            JobStatus::ExternalError,
+            JobStatus::Ready,
+        ],
+    )
+    .await;
+    assert_eq!(job.attempt, 2);
+    let second_bootstrap = bootstrap_for_ready(&pool, &job).await;
+    assert_eq!(
+        get_task(&client, &api.base, &job, 2, &first).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 2, "status"),
+        &first,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_error(
+        code,
+        &body,
+        StatusCode::UNAUTHORIZED,
+        "not valid for attempt 2",
+    );
+    // Attempt 1's token still names its own attempt, which is stale.
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &first).await,
+        StatusCode::CONFLICT
+    );
+    // Attempt 1's secrets: not valid for attempt 2, stale for attempt 1.
+    let (code, _) = exchange(
+        &client,
+        &api.base,
+        &job,
+        2,
+        &unused,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    let (code, body) = exchange(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &unused,
+        &swath::db::tokens::new_token(),
+    )
+    .await;
+    assert_error(code, &body, StatusCode::CONFLICT, "stale");
+    // Attempt 2's own secret works.
+    let second = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 2, &second_bootstrap, &second).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        get_task(&client, &api.base, &job, 2, &second).await,
+        StatusCode::OK
+    );
+}
+
+/// Nomad restarts a worker's task after the first run exchanged the bootstrap secret: the second
+/// run, given the same secret, cannot get a token. It stops at once as superseded (exit 0, with a
+/// log line saying why), touching nothing, instead of trying again.
+#[sqlx::test(migrations = "./sql")]
+async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
+    let worker = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("swath-worker");
+    assert!(
+        worker.is_file(),
+        "build the worker first: cargo build -p swath-worker"
+    );
+    let api = spawn_api(&pool).await;
+    let client = reqwest::Client::new();
+    let (job, bootstrap) = ready_with_bootstrap(&pool, "restarted").await;
+    // The first run.
+    let first = swath::db::tokens::new_token();
+    let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &first).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body) = post(
+        &client,
+        &url(&api.base, &job, 1, "status"),
+        &first,
+        json!({"status": "started"}),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+
+    // The second run, with the same dispatch payload.
+    let work = tempfile::tempdir().unwrap();
+    let orchestrator = api.base.trim_end_matches("/api/v1").to_string();
+    let run = tokio::process::Command::new(&worker)
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWATH_WORKER_JOB_ID", job.id.to_string())
+        .env("SWATH_WORKER_ATTEMPT", "1")
+        .env("SWATH_WORKER_TOKEN", &bootstrap)
+        .env("SWATH_WORKER_ORCHESTRATOR_URL", &orchestrator)
+        .env("SWATH_WORKER_WORK_ROOT", work.path())
+        .env("SWATH_WORKER_RUNTIME", "process")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("the second run stops")
+        .unwrap();
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(logs.contains("superseded"), "{logs}");
+    assert!(logs.contains("already exchanged"), "{logs}");
+    let after = get_job(&pool, job.id).await.unwrap();
+    assert_eq!(
+        (after.status, after.attempt),
+        (JobStatus::Started, 1),
+        "the second run changed nothing"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "no work directory was made"
+    );
+    // The first run goes on with its token.
+    assert_eq!(
+        get_task(&client, &api.base, &job, 1, &first).await,
+        StatusCode::OK
     );
 }

@@ -159,6 +159,15 @@ fn child_job(ctx: &ApiContext, parent: &Job, request: ChildRequest) -> Result<Ne
             check_text(field, v, max)?;
         }
     }
+    // Where the input lives is checked against the configured stores when the task is built; a
+    // path that climbs out of its directory or names nothing is refused here already.
+    if let Some(input) = &request.input_path {
+        if input.trim().is_empty() || input.split('/').any(|segment| segment == "..") {
+            return Err(bad(format!(
+                "input_path: {input:?} is empty or has a `..` segment"
+            )));
+        }
+    }
     let tile_id = match request.tile_id {
         Some(tile) => {
             let normalized = tile.trim_start_matches(['T', 't']).to_ascii_uppercase();

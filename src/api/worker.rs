@@ -1,11 +1,27 @@
-//! The worker protocol: a worker fetches the task of its attempt and reports its statuses and its
-//! result. Every request carries the per-attempt token issued at dispatch
-//! (`Authorization: Bearer ...`) and names its attempt; a request for an attempt that is no longer
-//! the job's current one is refused with 409 and changes nothing.
+//! The worker protocol: a worker exchanges the bootstrap secret of its dispatch for its attempt
+//! token, fetches the task of its attempt and reports its statuses and its result. Every request
+//! names its attempt; a request for an attempt that is no longer the job's current one is refused
+//! with 409 and changes nothing.
+//!
+//! The dispatch hands the worker a one-time bootstrap secret (on Nomad, the dispatch payload, which
+//! anyone allowed to read the job can read until garbage collection). The worker's first call,
+//! `POST .../token` with the bootstrap secret as bearer, registers an attempt token the worker chose
+//! at random; every later request carries that token (`Authorization: Bearer ...`). The exchange is
+//! one compare-and-set: of concurrent exchanges exactly one wins, and afterwards the bootstrap
+//! secret opens nothing (401 on the exchange and on every other endpoint). The same exchange sent
+//! again with the same attempt token (its answer was lost) is answered as a success, which gives the
+//! sender nothing it did not have.
+//!
+//! A second run of the same attempt (Nomad restarting the task after the first run exchanged the
+//! secret) chooses another attempt token: its exchange is refused with 401 and `"superseded": true`,
+//! and the worker stops at once and exits 0 as superseded, touching nothing. If the first run
+//! reported the attempt's result, nothing changes; if it died without one, the executor's tracking
+//! settles the attempt (an exit 0 without a result is an internal error).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use swath_job_types::exit_codes::ExitClass;
@@ -19,13 +35,16 @@ use super::{ApiContext, ApiError};
 use crate::db::jobs::{get_job, JobHead};
 use crate::db::status::StatusChange;
 use crate::db::status_batch::ChangeChain;
-use crate::db::tokens::{job_for_token, PresentedToken, TokenCheck};
+use crate::db::tokens::{
+    exchange_bootstrap_token, job_for_token, Exchange, PresentedToken, TokenCheck,
+};
 use crate::pipeline::retry::{failure_chain, Failure};
 use crate::pipeline::spawn::{children_of, spawns_children};
 
 /// The worker routes, relative to the API prefix.
 pub fn routes() -> Router<ApiContext> {
     Router::new()
+        .route("/worker/jobs/{id}/attempts/{attempt}/token", post(exchange))
         .route("/worker/jobs/{id}/attempts/{attempt}/task", get(task))
         .route("/worker/jobs/{id}/attempts/{attempt}/status", post(status))
         .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
@@ -92,6 +111,88 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload
         .map(|Json(v)| v)
         .map_err(|e| ApiError::BadRequest(e.body_text()))
+}
+
+/// The body of a token exchange: the attempt token the worker chose.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchange {
+    /// The attempt token, from 32 to 256 characters among `A-Z a-z 0-9 - _`.
+    pub token: String,
+}
+
+/// The answer to an exchange: the attempt the token now opens.
+#[derive(Debug, serde::Serialize)]
+pub struct TokenExchanged {
+    /// The job.
+    pub job_id: i64,
+    /// The attempt.
+    pub attempt: i32,
+}
+
+/// Checks that an attempt token a worker chose is long enough to be a secret and fits a header.
+fn check_attempt_token(token: &str, bootstrap: &str) -> Result<(), ApiError> {
+    let charset = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !(32..=256).contains(&token.len()) || !charset {
+        return Err(ApiError::BadRequest(
+            "token: an attempt token of 32 to 256 characters among A-Z a-z 0-9 - _ is needed"
+                .into(),
+        ));
+    }
+    if token == bootstrap {
+        return Err(ApiError::BadRequest(
+            "token: the attempt token must differ from the bootstrap secret".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Exchanges the bootstrap secret (the bearer) for the attempt token in the body.
+async fn exchange(
+    State(ctx): State<ApiContext>,
+    ApiPath((id, attempt)): ApiPath<(i64, i32)>,
+    headers: HeaderMap,
+    payload: Result<Json<TokenExchange>, JsonRejection>,
+) -> Result<Json<TokenExchanged>, Response> {
+    let request = body(payload).map_err(IntoResponse::into_response)?;
+    let bootstrap = bearer(&headers).map_err(IntoResponse::into_response)?;
+    check_attempt_token(&request.token, bootstrap).map_err(IntoResponse::into_response)?;
+    let outcome = exchange_bootstrap_token(&ctx.state.pool, id, attempt, bootstrap, &request.token)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    match outcome {
+        Exchange::Exchanged => Ok(Json(TokenExchanged {
+            job_id: id,
+            attempt,
+        })),
+        Exchange::UnknownJob => {
+            Err(ApiError::NotFound(format!("job {id} not found")).into_response())
+        }
+        Exchange::Refused => Err(ApiError::Unauthorized(format!(
+            "the bootstrap secret is not valid for attempt {attempt} of job {id}"
+        ))
+        .into_response()),
+        Exchange::Stale { current_attempt } => Err(ApiError::Conflict(format!(
+            "attempt {attempt} of job {id} is stale: the job is at attempt {current_attempt}"
+        ))
+        .into_response()),
+        Exchange::AlreadyExchanged => {
+            tracing::warn!(job_id = id, attempt, "a used bootstrap secret was presented again (a replay, or a second run of the attempt)");
+            let body = Json(serde_json::json!({
+                "error": format!(
+                    "the bootstrap secret of attempt {attempt} of job {id} was already exchanged and is void: another run of this attempt holds its attempt token"
+                ),
+                "superseded": true,
+            }));
+            let challenge = [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"swath\"",
+            )];
+            Err((StatusCode::UNAUTHORIZED, challenge, body).into_response())
+        }
+    }
 }
 
 async fn task(
@@ -273,14 +374,35 @@ async fn result(
     let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
     // A failure is planned from the job's attempts as read, and a success that creates children
     // from the whole job: both go the full way.
+    // Products are checked against the attempt's task, which needs the whole job: a result with
+    // products goes the full way too.
     let known = known_way(&ctx, id, attempt, token, |job| {
-        let fast = succeeded && !spawns_children(&ctx.state.registry, &job.job_type);
+        let fast = succeeded
+            && report.products.is_empty()
+            && !spawns_children(&ctx.state.registry, &job.job_type);
         fast.then(|| plan_result(&ctx, job, &report).ok())?
     });
     if let Some(answer) = known.await {
         return Ok(Json(answer));
     }
     let job = authorize(&ctx, token, id, attempt).await?;
+    let report = match refused_products(&ctx, &job, &report).await? {
+        None => report,
+        Some(reason) => {
+            tracing::warn!(job_id = id, attempt, %reason, "a worker reported products outside its task; the attempt fails");
+            ResultReport {
+                outcome: ExitClass::InternalError,
+                return_code: report.return_code,
+                software_version: report.software_version.clone(),
+                error: Some(ReportedError {
+                    subtype: "products".into(),
+                    message: reason,
+                }),
+                products: Vec::new(),
+            }
+        }
+    };
+    let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
     let mut chain = plan_result(&ctx, &job, &report)?;
     if succeeded && spawns_children(&ctx.state.registry, &job.job_type) {
         chain = with_children(&ctx, &job, chain).await?;
@@ -288,6 +410,96 @@ async fn result(
     apply_plan(&ctx, token, &job, Plan::Change(chain))
         .await
         .map(Json)
+}
+
+/// Why the products of a successful `report` for `job` (in `post_processing`) are refused, if they
+/// are: each must be of a kind the attempt's task asked for and lie under the task's output prefix
+/// for that kind, rebuilt as the task endpoint builds it. The reason names the product and the
+/// expected prefix; the attempt then ends as an internal error and nothing is kept to publish.
+async fn refused_products(
+    ctx: &ApiContext,
+    head: &JobHead,
+    report: &ResultReport,
+) -> Result<Option<String>, ApiError> {
+    if report.outcome != ExitClass::Success
+        || report.products.is_empty()
+        || head.status != JobStatus::PostProcessing
+    {
+        return Ok(None);
+    }
+    let Some(job_type) = ctx.state.registry.get(&head.job_type) else {
+        // Refused by the result's plan, which names the job type.
+        return Ok(None);
+    };
+    let job = get_job(&ctx.state.pool, head.id).await?;
+    let task = job_type
+        .worker_task(&job)
+        .map_err(|e| e.to_string())
+        .and_then(|task| ctx.state.tasks.attempt_task(&job, task));
+    let task = match task {
+        Ok(task) => task.task,
+        Err(e) => {
+            return Ok(Some(format!(
+                "the attempt's task cannot be rebuilt to check its products: {e}"
+            )))
+        }
+    };
+    for product in &report.products {
+        let Some(output) = task.outputs.iter().find(|o| o.kind == product.kind) else {
+            let kinds: Vec<&str> = task.outputs.iter().map(|o| o.kind.as_str()).collect();
+            return Ok(Some(format!(
+                "product {:?} is of kind {:?}, which the task did not ask for (it asked for {})",
+                product.path,
+                product.kind,
+                kinds.join(", ")
+            )));
+        };
+        let prefix = path_in_store(&output.destination_prefix);
+        if let Err(why) = under_prefix(&product.path, &prefix) {
+            return Ok(Some(format!(
+                "product {:?} ({}) is not under the task's output prefix {prefix:?}: {why}",
+                product.path, product.kind
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The path inside its bucket or root of a store URL, as workers report product paths:
+/// `s3://bucket/a/b/` gives `a/b/`, `file:///data/out/` gives `data/out/`.
+fn path_in_store(url: &str) -> String {
+    match url.split_once("://") {
+        Some(("s3", rest)) => rest.split_once('/').map_or("", |(_, p)| p).to_string(),
+        Some((_, rest)) => rest.trim_start_matches('/').to_string(),
+        None => url.to_string(),
+    }
+}
+
+/// Checks that `path` (a product's path in its store) lies strictly under `prefix`, comparing whole
+/// segments (so that `FSC_x` is not under `FS`): `path` must be relative, without empty, `.` or
+/// `..` segments, backslashes or control characters, so that no normalisation can move it.
+fn under_prefix(path: &str, prefix: &str) -> Result<(), &'static str> {
+    if path.starts_with('/') {
+        return Err("the path is absolute");
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err("the path holds a backslash or control characters");
+    }
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == "..")
+    {
+        return Err("the path has an empty, `.` or `..` segment");
+    }
+    let wanted: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
+    if wanted.iter().any(|s| *s == "." || *s == "..") {
+        return Err("the prefix itself has a `.` or `..` segment");
+    }
+    if segments.len() <= wanted.len() || segments[..wanted.len()] != wanted[..] {
+        return Err("the path does not start with the prefix's segments");
+    }
+    Ok(())
 }
 
 /// `chain` (the move to `processed`) with the children the job creates, stored in the same
@@ -425,5 +637,49 @@ fn plan_result(
             chain.first_mut().software_version = report.software_version.clone();
             Ok(chain)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_product_is_under_a_prefix_by_whole_segments_only() {
+        let prefix = "hrsi/CLMS/FSC/2021/04/13/";
+        assert_eq!(
+            under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1", prefix),
+            Ok(())
+        );
+        assert_eq!(
+            under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1/a.tif", prefix),
+            Ok(())
+        );
+        for path in [
+            "hrsi/CLMS/FSC/2021/04/13",
+            "hrsi/CLMS/FSC/2021/04/13/",
+            "hrsi/CLMS/FSC/2021/04/130/FSC_1",
+            "hrsi/CLMS/FS/2021/04/13/FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13/../14/FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13/./FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13//FSC_1",
+            "/hrsi/CLMS/FSC/2021/04/13/FSC_1",
+            "hrsi/CLMS/FSC/2021/04/13/FSC\\..\\x",
+            "",
+        ] {
+            assert!(under_prefix(path, prefix).is_err(), "{path:?}");
+        }
+        assert!(
+            under_prefix("FSC_x/1", "FS").is_err(),
+            "not a segment prefix"
+        );
+        assert!(under_prefix("FS/1", "FS").is_ok());
+        assert!(under_prefix("a/../b/1", "a/../b/").is_err());
+    }
+
+    #[test]
+    fn product_paths_are_relative_to_the_bucket_or_the_file_system_root() {
+        assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/"), "CLMS/FSC/");
+        assert_eq!(path_in_store("file:///data/out/test/"), "data/out/test/");
     }
 }

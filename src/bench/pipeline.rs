@@ -1,6 +1,6 @@
 //! The control-plane benchmark: N jobs go from `ready` to `processed` through the real claim and
 //! dispatch round, an instant executor that hands each attempt to simulated workers, and the
-//! workers' status and result reports over the real worker HTTP endpoints (with their tokens). The
+//! workers' token exchanges, status and result reports over the real worker HTTP endpoints. The
 //! baseline is `pgbench -N` (PostgreSQL's own simple-update transactions) on the same server in the
 //! same run: one transaction per status change cannot go faster than that on this machine.
 
@@ -111,8 +111,8 @@ const REPORTS: [(&str, &str); 5] = [
     ("result", r#"{"outcome":"no_product","return_code":200}"#),
 ];
 
-/// One simulated worker: reports every step of each attempt it receives, then its result, over a
-/// kept-alive connection.
+/// One simulated worker: exchanges the bootstrap secret of each attempt it receives for an attempt
+/// token, reports every step, then its result, over a kept-alive connection.
 async fn worker(
     client: reqwest::Client,
     base: String,
@@ -127,7 +127,22 @@ async fn worker(
             "{base}/worker/jobs/{}/attempts/{}/",
             attempt.job_id, attempt.attempt
         );
-        let authorization = format!("Bearer {}", attempt.worker_token);
+        // The first call exchanges the dispatch's bootstrap secret for the attempt token.
+        let token = crate::db::tokens::new_token();
+        let r = client
+            .post(format!("{prefix}token"))
+            .bearer_auth(&attempt.worker_token)
+            .json(&serde_json::json!({ "token": token }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "token exchange of job {}: {}",
+            attempt.job_id,
+            r.text().await.unwrap_or_default()
+        );
+        r.bytes().await?;
+        let authorization = format!("Bearer {token}");
         for (what, body) in REPORTS {
             let r = client
                 .post(format!("{prefix}{what}"))

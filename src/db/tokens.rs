@@ -1,4 +1,6 @@
-//! Per-attempt worker tokens: issued at dispatch, checked on every worker request.
+//! Worker secrets. A dispatch hands the worker a one-time bootstrap secret; the worker exchanges it
+//! on its first call for its attempt token, which every later request carries and which is checked
+//! on each. Only SHA-256 digests are stored.
 
 use sha2::{Digest, Sha256};
 use sqlx::{PgExecutor, Row};
@@ -21,25 +23,27 @@ pub fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Issues a token for attempt `attempt` of job `job_id` and stores its digest, if the job is still
-/// `ready` at that attempt and claimed by `owner` under a lease that holds; the lease is extended by
-/// `lease` at the same time, so that no other instance can claim and start the attempt while this one
-/// dispatches it. Tokens issued earlier for the same attempt stay valid (a worker started before a
-/// re-dispatch keeps working). Returns `None` when the job is not in that state any more.
-pub async fn issue_attempt_token<'e>(
+/// Issues a bootstrap secret for attempt `attempt` of job `job_id` and stores its digest, if the job
+/// is still `ready` at that attempt and claimed by `owner` under a lease that holds; the lease is
+/// extended by `lease` at the same time, so that no other instance can claim and start the attempt
+/// while this one dispatches it. The secret is what the dispatch hands to the worker, which exchanges
+/// it once for its attempt token ([`exchange_bootstrap_token`]). Secrets issued earlier for the same
+/// attempt stay exchangeable (a worker started before a re-dispatch keeps the one it was given), but
+/// only one exchange per attempt succeeds. Returns `None` when the job is not in that state any more.
+pub async fn issue_bootstrap_token<'e>(
     db: impl PgExecutor<'e>,
     job_id: i64,
     attempt: i32,
     owner: uuid::Uuid,
     lease: std::time::Duration,
 ) -> Result<Option<String>, DbError> {
-    let mut tokens = issue_attempt_tokens(db, &[(job_id, attempt)], owner, lease).await?;
+    let mut tokens = issue_bootstrap_tokens(db, &[(job_id, attempt)], owner, lease).await?;
     Ok(tokens.pop().flatten())
 }
 
-/// [`issue_attempt_token`] for every `(job, attempt)` of `attempts` (distinct jobs) in one statement;
-/// one answer per attempt, in the same order.
-pub async fn issue_attempt_tokens<'e>(
+/// [`issue_bootstrap_token`] for every `(job, attempt)` of `attempts` (distinct jobs) in one
+/// statement; one answer per attempt, in the same order.
+pub async fn issue_bootstrap_tokens<'e>(
     db: impl PgExecutor<'e>,
     attempts: &[(i64, i32)],
     owner: uuid::Uuid,
@@ -62,7 +66,7 @@ pub async fn issue_attempt_tokens<'e>(
                AND jobs.lease_expires_at > clock_timestamp()
              RETURNING jobs.id, jobs.attempt
          )
-         INSERT INTO attempt_tokens (job_id, attempt, sha256)
+         INSERT INTO worker_bootstrap_tokens (job_id, attempt, sha256)
          SELECT h.id, h.attempt, w.sha256 FROM held h JOIN wanted w ON w.id = h.id
          RETURNING job_id",
     )
@@ -79,6 +83,98 @@ pub async fn issue_attempt_tokens<'e>(
         .zip(tokens)
         .map(|((id, _), token)| issued.contains(id).then_some(token))
         .collect())
+}
+
+/// What exchanging a bootstrap secret did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exchange {
+    /// The attempt token is now valid for the attempt (also the answer to the same exchange sent
+    /// again, with the same attempt token, after its answer was lost).
+    Exchanged,
+    /// No such job.
+    UnknownJob,
+    /// The secret is none of those issued for that attempt of the job.
+    Refused,
+    /// The attempt's bootstrap secret was already exchanged, for another attempt token: the secret
+    /// is void (a replay, or a second run of the same attempt).
+    AlreadyExchanged,
+    /// The secret was issued for an attempt that is no longer the job's current one.
+    Stale {
+        /// The job's current attempt.
+        current_attempt: i32,
+    },
+}
+
+/// Exchanges the bootstrap secret `bootstrap` of attempt `attempt` of job `job_id` for
+/// `attempt_token` (chosen by the worker): one compare-and-set marks the secret exchanged, if no
+/// secret of the attempt was, while the attempt is the job's current one, and stores the attempt
+/// token's digest in the same statement. Of concurrent exchanges exactly one wins; after it the
+/// bootstrap secret opens nothing.
+pub async fn exchange_bootstrap_token(
+    pool: &sqlx::PgPool,
+    job_id: i64,
+    attempt: i32,
+    bootstrap: &str,
+    attempt_token: &str,
+) -> Result<Exchange, DbError> {
+    let presented = digest(bootstrap);
+    let chosen = digest(attempt_token);
+    let won = sqlx::query_scalar::<_, i64>(
+        "WITH won AS (
+             UPDATE worker_bootstrap_tokens b
+             SET exchanged_at = clock_timestamp(), attempt_sha256 = $4
+             FROM jobs j
+             WHERE b.job_id = $1 AND b.attempt = $2 AND b.sha256 = $3 AND b.exchanged_at IS NULL
+               AND j.id = b.job_id AND j.attempt = b.attempt
+             RETURNING b.job_id, b.attempt
+         )
+         INSERT INTO attempt_tokens (job_id, attempt, sha256)
+         SELECT job_id, attempt, $4 FROM won
+         RETURNING job_id",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .bind(&presented)
+    .bind(&chosen)
+    .fetch_optional(pool)
+    .await;
+    match won {
+        Ok(Some(_)) => return Ok(Exchange::Exchanged),
+        Ok(None) => {}
+        // Another secret of the same attempt was exchanged (the one-exchange index).
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {}
+        Err(e) => return Err(e.into()),
+    }
+    // Lost: say why (the compare-and-set above is the decision; this only names it).
+    let row = sqlx::query(
+        "SELECT j.attempt,
+                EXISTS (SELECT 1 FROM worker_bootstrap_tokens b
+                        WHERE b.job_id = j.id AND b.attempt = $2 AND b.sha256 = $3) AS known,
+                (SELECT b.attempt_sha256 FROM worker_bootstrap_tokens b
+                 WHERE b.job_id = j.id AND b.attempt = $2 AND b.exchanged_at IS NOT NULL) AS exchanged_for
+         FROM jobs j WHERE j.id = $1",
+    )
+    .bind(job_id)
+    .bind(attempt)
+    .bind(&presented)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Exchange::UnknownJob);
+    };
+    let current_attempt: i32 = row.try_get("attempt")?;
+    let known: bool = row.try_get("known")?;
+    let exchanged_for: Option<Vec<u8>> = row.try_get("exchanged_for")?;
+    Ok(match exchanged_for {
+        _ if !known => Exchange::Refused,
+        Some(stored) if matches_any(std::slice::from_ref(&stored), attempt_token) => {
+            Exchange::Exchanged
+        }
+        _ if current_attempt != attempt => Exchange::Stale { current_attempt },
+        Some(_) => Exchange::AlreadyExchanged,
+        // Not exchanged, yet the compare-and-set lost: an exchange that was rolled back meanwhile.
+        None => Exchange::AlreadyExchanged,
+    })
 }
 
 /// What checking a token found.

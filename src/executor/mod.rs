@@ -26,7 +26,8 @@ pub struct DispatchRequest {
     pub attempt: i32,
     /// Idempotency token: `<uid>-<attempt>`.
     pub idempotency_token: String,
-    /// The per-attempt worker token (secret: given to the worker, never logged).
+    /// The attempt's one-time bootstrap secret (given to the worker, never logged), which the
+    /// worker exchanges on its first call for its attempt token.
     pub worker_token: String,
     /// The flavor to run on.
     pub flavor: WorkerFlavor,

@@ -1,7 +1,7 @@
 //! Dispatch: claim ready jobs up to the executor's free capacity per flavor, start each attempt with
-//! its idempotency token and a fresh worker token, and record `ready -> queued` with the executor's
-//! reference. A round writes in batches: one statement claims its jobs, one issues the worker tokens
-//! of all of them, one records all their dispatches (each job still a compare-and-set of its own).
+//! its idempotency token and a fresh bootstrap secret (which the worker exchanges once for its
+//! attempt token), and record `ready -> queued` with the executor's reference. A round writes in
+//! batches: one statement claims its jobs, one issues the bootstrap secrets of all of them, one records all their dispatches (each job still a compare-and-set of its own).
 //! The executor is called per job in between, and no transaction is held across a call to it.
 //! Once the executor says it is busy or unreachable for a flavor, the round stops there for that
 //! flavor: the jobs left stay claimed for the next round.
@@ -23,7 +23,7 @@ use crate::db::claim::{claim_ready_jobs, Claimant};
 use crate::db::dispatch::record_references;
 use crate::db::status::StatusChange;
 use crate::db::status_batch::{apply_chains, ChangeChain};
-use crate::db::tokens::issue_attempt_tokens;
+use crate::db::tokens::issue_bootstrap_tokens;
 use crate::db::DbError;
 use crate::executor::{DispatchRequest, Executor, ExecutorError};
 
@@ -84,7 +84,7 @@ pub async fn dispatch_round(
             .collect();
         let attempts: Vec<(i64, i32)> = jobs.iter().map(|(j, _)| (j.id, j.attempt)).collect();
         let tokens =
-            issue_attempt_tokens(pool, &attempts, claimant.service_id, claimant.lease).await?;
+            issue_bootstrap_tokens(pool, &attempts, claimant.service_id, claimant.lease).await?;
         let mut started = Vec::with_capacity(jobs.len());
         let mut failed = None;
         let claimed = jobs.len();

@@ -202,10 +202,11 @@ impl Drop for Fleet {
 /// What went wrong in the stand-in workers (a correct run has nothing here).
 pub type Problems = Arc<Mutex<Vec<String>>>;
 
-/// The worker stand-in: for each attempt, `started`, `pre_processing`, `processing`,
-/// `post_processing` and a successful result with one `test_product` named `CHAOS_V100_<job id>`, each
-/// sent to a random instance of `ports` and sent again elsewhere on a connection error or a 5xx;
-/// then exit code 0. A report refused as stale or out of order is noted in `problems`.
+/// The worker stand-in: for each attempt, the exchange of the bootstrap secret (the payload) for an
+/// attempt token, the task, then `started`, `pre_processing`, `processing`, `post_processing` and a
+/// successful result with one `test_product` named `CHAOS_V100_<job id>` under the task's output
+/// prefix, each sent to a random instance of `ports` and sent again elsewhere on a connection error
+/// or a 5xx; then exit code 0. A request refused otherwise is noted in `problems`.
 pub fn stand_in(ports: Vec<u16>, problems: Problems) -> WorkerRunner {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -218,6 +219,51 @@ pub fn stand_in(ports: Vec<u16>, problems: Problems) -> WorkerRunner {
     }))
 }
 
+/// What one request of the stand-in got.
+enum Sent {
+    /// A success, with its body.
+    Done(serde_json::Value),
+    /// A refusal, with its status and text.
+    Refused(reqwest::StatusCode, String),
+    /// Nothing got through before the deadline.
+    Never,
+}
+
+/// Sends a request to random instances of `ports` until one answers other than with a connection
+/// error or a 5xx, or `deadline` passes.
+async fn send(
+    client: &reqwest::Client,
+    ports: &[u16],
+    path: &str,
+    bearer: &str,
+    body: Option<&serde_json::Value>,
+    deadline: Instant,
+) -> Sent {
+    loop {
+        let port = ports[fastrand::usize(..ports.len())];
+        let url = format!("http://127.0.0.1:{port}/api/v1/worker/jobs/{path}");
+        let request = match body {
+            Some(body) => client.post(&url).json(body),
+            None => client.get(&url),
+        };
+        match request.bearer_auth(bearer).send().await {
+            Ok(r) if r.status().is_success() => {
+                return Sent::Done(r.json().await.unwrap_or(serde_json::Value::Null))
+            }
+            Ok(r) if r.status().is_server_error() => {}
+            Ok(r) => {
+                let status = r.status();
+                return Sent::Refused(status, r.text().await.unwrap_or_default());
+            }
+            Err(_) => {}
+        }
+        if Instant::now() > deadline {
+            return Sent::Never;
+        }
+        tokio::time::sleep(Duration::from_millis(20 + fastrand::u64(..80))).await;
+    }
+}
+
 async fn report(
     client: &reqwest::Client,
     ports: &[u16],
@@ -226,11 +272,64 @@ async fn report(
 ) -> i32 {
     let job_id = d.meta["job_id"].clone();
     let attempt = d.meta["attempt"].clone();
-    let token = String::from_utf8_lossy(&d.payload).into_owned();
+    let bootstrap = String::from_utf8_lossy(&d.payload).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let attempt_path = format!("{job_id}/attempts/{attempt}");
+    let problem = |what: String| {
+        problems
+            .lock()
+            .unwrap()
+            .push(format!("job {job_id} attempt {attempt} {what}"));
+        0
+    };
+    // The exchange is sent again with the same attempt token after a lost answer.
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let exchange = serde_json::json!({ "token": token });
+    match send(
+        client,
+        ports,
+        &format!("{attempt_path}/token"),
+        &bootstrap,
+        Some(&exchange),
+        deadline,
+    )
+    .await
+    {
+        Sent::Done(_) => {}
+        Sent::Refused(status, text) => return problem(format!("token: {status} {text}")),
+        Sent::Never => return problem("token: never got through".into()),
+    }
+    let task = match send(
+        client,
+        ports,
+        &format!("{attempt_path}/task"),
+        &token,
+        None,
+        deadline,
+    )
+    .await
+    {
+        Sent::Done(task) => task,
+        Sent::Refused(status, text) => return problem(format!("task: {status} {text}")),
+        Sent::Never => return problem("task: never got through".into()),
+    };
+    // The product's path in the store: the task's output prefix without the store's scheme and
+    // root (the tests' output store is a directory).
+    let prefix = task["outputs"][0]["destination_prefix"]
+        .as_str()
+        .unwrap_or_default()
+        .split_once("://")
+        .map_or("", |(_, rest)| rest)
+        .trim_matches('/')
+        .to_string();
     let title = format!("CHAOS_V100_{job_id}");
     let result = serde_json::json!({
         "outcome": "success", "return_code": 0, "software_version": "stand-in",
-        "products": [{"kind": "test_product", "path": format!("CHAOS/{job_id}/{title}"), "size_bytes": 1024,
+        "products": [{"kind": "test_product", "path": format!("{prefix}/{title}"), "size_bytes": 1024,
                       "completed_at": "2024-03-01T13:00:00Z",
                       "infos": {"wkt": "POLYGON ((0 0, 1 0, 1 1, 0 0))", "resolution": 20,
                                 "startDate": "2024-03-01T10:00:00Z"},
@@ -243,46 +342,30 @@ async fn report(
         ("status", serde_json::json!({"status": "post_processing"})),
         ("result", result),
     ];
-    let deadline = Instant::now() + Duration::from_secs(180);
     for (endpoint, body) in steps {
-        loop {
-            let port = ports[fastrand::usize(..ports.len())];
-            let url = format!(
-                "http://127.0.0.1:{port}/api/v1/worker/jobs/{job_id}/attempts/{attempt}/{endpoint}"
-            );
-            match client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
+        match send(
+            client,
+            ports,
+            &format!("{attempt_path}/{endpoint}"),
+            &token,
+            Some(&body),
+            deadline,
+        )
+        .await
+        {
+            Sent::Done(_) => {}
+            // A result whose answer was lost and is sent again finds the job past it.
+            Sent::Refused(status, text)
+                if endpoint == "result"
+                    && status == reqwest::StatusCode::CONFLICT
+                    && text.contains("a result is reported from post_processing") =>
             {
-                Ok(r) if r.status().is_success() => break,
-                Ok(r) if r.status().is_server_error() => {}
-                Ok(r) => {
-                    let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
-                    // A result whose answer was lost and is sent again finds the job past it.
-                    if endpoint == "result"
-                        && status == reqwest::StatusCode::CONFLICT
-                        && text.contains("a result is reported from post_processing")
-                    {
-                        return 0;
-                    }
-                    problems.lock().unwrap().push(format!(
-                        "job {job_id} attempt {attempt} {endpoint} {body}: {status} {text}"
-                    ));
-                    return 0;
-                }
-                Err(_) => {}
+                return 0
             }
-            if Instant::now() > deadline {
-                problems.lock().unwrap().push(format!(
-                    "job {job_id} attempt {attempt}: {endpoint} never got through"
-                ));
-                return 0;
+            Sent::Refused(status, text) => {
+                return problem(format!("{endpoint} {body}: {status} {text}"))
             }
-            tokio::time::sleep(Duration::from_millis(20 + fastrand::u64(..80))).await;
+            Sent::Never => return problem(format!("{endpoint}: never got through")),
         }
     }
     0

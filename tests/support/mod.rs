@@ -162,9 +162,23 @@ pub fn path_to(target: JobStatus) -> Vec<JobStatus> {
     path
 }
 
-/// A worker token for `job`, which is `ready`: the job is claimed by a new owner first, as the
-/// dispatcher does.
+/// A worker's attempt token for `job`, which is `ready`: the job is claimed by a new owner first, as
+/// the dispatcher does, a bootstrap secret is issued for the attempt and exchanged for the token, as
+/// the worker does.
 pub async fn token_for_ready(pool: &PgPool, job: &Job) -> String {
+    let bootstrap = bootstrap_for_ready(pool, job).await;
+    let token = swath::db::tokens::new_token();
+    let exchanged =
+        swath::db::tokens::exchange_bootstrap_token(pool, job.id, job.attempt, &bootstrap, &token)
+            .await
+            .expect("exchange");
+    assert_eq!(exchanged, swath::db::tokens::Exchange::Exchanged);
+    token
+}
+
+/// The bootstrap secret a dispatch of `job` (which is `ready`) hands to its worker: the job is
+/// claimed by a new owner first, as the dispatcher does.
+pub async fn bootstrap_for_ready(pool: &PgPool, job: &Job) -> String {
     let owner = uuid::Uuid::new_v4();
     sqlx::query("UPDATE jobs SET service_id = $2, lease_expires_at = now() + interval '10 minutes' WHERE id = $1")
         .bind(job.id)
@@ -172,7 +186,7 @@ pub async fn token_for_ready(pool: &PgPool, job: &Job) -> String {
         .execute(pool)
         .await
         .expect("claim");
-    swath::db::tokens::issue_attempt_token(
+    swath::db::tokens::issue_bootstrap_token(
         pool,
         job.id,
         job.attempt,

@@ -1,10 +1,21 @@
-//! The worker's side of the worker protocol: fetch the attempt's task, report statuses and the
-//! result, each request authenticated by the attempt's token.
+//! The worker's side of the worker protocol: exchange the dispatch's bootstrap secret for the
+//! attempt token, fetch the attempt's task, report statuses and the result, each request after the
+//! exchange authenticated by the attempt token.
+//!
+//! The secret the worker is given (the Nomad dispatch payload, or `SWATH_WORKER_TOKEN`) is a one-time
+//! bootstrap secret: before its first request the worker chooses an attempt token at random and
+//! registers it with `POST .../token`, the bootstrap secret as bearer. Once that succeeds the
+//! bootstrap secret is void. A second run of the same attempt (Nomad restarting the task after the
+//! first run exchanged it) is refused with `superseded`: it stops as superseded (exit 0), touching
+//! nothing, instead of trying again.
 //!
 //! Requests that fail for a reason that may pass (connection refused or reset, timeout, 5xx) are
 //! tried again a few times with a growing delay: an orchestrator restarting or failing over must not
-//! cost an attempt. Answers that will not change (400, 401, 404, 409) are returned at once.
+//! cost an attempt. The exchange is tried again the same way, with the same attempt token, which the
+//! orchestrator accepts again if an earlier try went through and its answer was lost. Answers that
+//! will not change (400, 401, 404, 409) are returned at once.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -23,7 +34,8 @@ const FIRST_DELAY: Duration = Duration::from_millis(500);
 /// A request the orchestrator did not accept.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
-    /// The attempt is no longer the job's current one (409): another attempt or a decision won.
+    /// The attempt is no longer the job's current one (409), or another run of it holds its token
+    /// (the bootstrap secret was already exchanged): another attempt, run or decision won.
     #[error("the orchestrator refused the report: {0}")]
     Conflict(String),
     /// The request is wrong or not allowed (400, 401, 403, 404): a bug or a revoked token.
@@ -45,7 +57,20 @@ pub struct Orchestrator {
     base: url::Url,
     job_id: i64,
     attempt: i32,
-    token: Token,
+    /// The dispatch's one-time secret, presented once to obtain the attempt token.
+    bootstrap: Token,
+    /// The attempt token, once the bootstrap secret is exchanged (never printed: this type has no
+    /// `Debug`).
+    attempt_token: Mutex<Option<String>>,
+}
+
+/// A new attempt token: two version-4 UUIDs (244 random bits from the operating system).
+fn new_attempt_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl Orchestrator {
@@ -60,7 +85,8 @@ impl Orchestrator {
             base: config.orchestrator_url.clone(),
             job_id: config.job_id,
             attempt: config.attempt,
-            token: config.token.clone(),
+            bootstrap: config.token.clone(),
+            attempt_token: Mutex::new(None),
         })
     }
 
@@ -73,20 +99,63 @@ impl Orchestrator {
         )
     }
 
+    /// The attempt token, exchanging the bootstrap secret for it on the first call.
+    async fn attempt_token(&self) -> Result<String, ProtocolError> {
+        let known = self
+            .attempt_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(token) = known {
+            return Ok(token);
+        }
+        let chosen = new_attempt_token();
+        let exchange = serde_json::json!({ "token": chosen });
+        match self
+            .send::<serde_json::Value>(
+                Method::POST,
+                "token",
+                self.bootstrap.expose(),
+                Some(&exchange),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!("bootstrap secret exchanged for the attempt token");
+                *self.attempt_token.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(chosen.clone());
+                Ok(chosen)
+            }
+            Err(ProtocolError::Conflict(why)) => {
+                tracing::warn!(%why, "this run's bootstrap secret cannot be exchanged: another run of this attempt holds its token, or the attempt is over; this run stops and exits 0");
+                Err(ProtocolError::Conflict(why))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         what: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, ProtocolError> {
+        let token = self.attempt_token().await?;
+        self.send(method, what, &token, body).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        what: &str,
+        bearer: &str,
+        body: Option<&(impl Serialize + Sync)>,
+    ) -> Result<T, ProtocolError> {
         let url = self.url(what);
         let mut delay = FIRST_DELAY;
         let mut last = String::new();
         for try_number in 1..=TRIES {
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(self.token.expose());
+            let mut request = self.http.request(method.clone(), &url).bearer_auth(bearer);
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -101,13 +170,19 @@ impl Orchestrator {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let message = response
-                        .json::<serde_json::Value>()
-                        .await
-                        .ok()
+                    let answer = response.json::<serde_json::Value>().await.ok();
+                    let message = answer
+                        .as_ref()
                         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
                         .unwrap_or_else(|| status.to_string());
-                    return Err(if status == StatusCode::CONFLICT {
+                    // A bootstrap secret another run of the attempt already exchanged.
+                    let superseded = status == StatusCode::UNAUTHORIZED
+                        && answer
+                            .as_ref()
+                            .and_then(|v| v.get("superseded"))
+                            .and_then(serde_json::Value::as_bool)
+                            == Some(true);
+                    return Err(if status == StatusCode::CONFLICT || superseded {
                         ProtocolError::Conflict(message)
                     } else {
                         ProtocolError::Refused { status, message }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::context::JobContext;
 use crate::job::{Job, JobPriority, NewJob};
 use crate::listing::CatalogueProduct;
+use crate::product::{ProductName, S2Level, TileId};
 use crate::status::JobStatus;
 use crate::template::{JobTemplate, JobTypeError, JobsToCreate, RejectedProduct};
 
@@ -20,13 +21,117 @@ pub(crate) struct Candidates<'p, T> {
     pub jobs: Vec<(NewJob, &'p CatalogueProduct, T)>,
 }
 
-/// Checks that `params` decode as `T`, naming the field that does not.
-pub(crate) fn params_decode_as<T: serde::de::DeserializeOwned>(
+/// Longest file name accepted in parameters (the usual file system limit, in bytes).
+pub(crate) const MAX_FILE_NAME: usize = 255;
+/// Longest path accepted in parameters, in bytes.
+pub(crate) const MAX_PATH: usize = 1024;
+
+/// Checks that `value`, the parameter `field`, is one file name: the worker stages an input under
+/// such a name, so it must not leave its directory. Non-empty, at most [`MAX_FILE_NAME`] bytes,
+/// neither `.` nor `..`, without `/`, backslashes or control characters.
+pub(crate) fn check_file_name(field: &str, value: &str) -> Result<(), String> {
+    let problem = if value.is_empty() {
+        "is empty".to_string()
+    } else if value.len() > MAX_FILE_NAME {
+        format!("is longer than {MAX_FILE_NAME} bytes")
+    } else if value == "." || value == ".." {
+        "names a directory, not a file".to_string()
+    } else if value.contains(['/', '\\']) {
+        "holds a path separator: one file name is needed".to_string()
+    } else if value.chars().any(char::is_control) {
+        "holds control characters".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(format!("{field}: {value:?} {problem}"))
+}
+
+/// Checks that `value`, the parameter `field`, is a relative path inside a store: non-empty, at most
+/// [`MAX_PATH`] bytes, not absolute, without empty, `.` or `..` segments, backslashes or
+/// control characters. Returns its segments.
+pub(crate) fn check_relative_path<'v>(field: &str, value: &'v str) -> Result<Vec<&'v str>, String> {
+    let problem = if value.is_empty() {
+        "is empty"
+    } else if value.len() > MAX_PATH {
+        "is too long"
+    } else if value.starts_with('/') {
+        "is absolute: a path relative to the store is needed"
+    } else if value.contains('\\') || value.chars().any(char::is_control) {
+        "holds a backslash or control characters"
+    } else {
+        let segments: Vec<&str> = value.split('/').collect();
+        if segments
+            .iter()
+            .any(|s| s.is_empty() || *s == "." || *s == "..")
+        {
+            "has an empty, `.` or `..` segment"
+        } else {
+            return Ok(segments);
+        }
+    };
+    Err(format!("{field}: {value:?} {problem}"))
+}
+
+/// The kind of product a parameter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProductKind {
+    /// A Sentinel-2 product of this level.
+    S2(S2Level),
+    /// A Sentinel-1 GRD product.
+    S1Grd,
+}
+
+/// Checks that `value`, the parameter `field`, is the canonical name of a product of `kind` (as
+/// ingestion writes it: upper case, no path, no `.SAFE`), naming what is wrong.
+pub(crate) fn check_product_name(
+    field: &str,
+    value: &str,
+    kind: ProductKind,
+) -> Result<ProductName, String> {
+    check_file_name(field, value)?;
+    let parsed = ProductName::parse(value).map_err(|e| format!("{field}: {e}"))?;
+    let canonical = parsed.canonical();
+    if canonical != value {
+        return Err(format!(
+            "{field}: {value:?} is not a canonical product name (expected {canonical:?})"
+        ));
+    }
+    match (kind, &parsed) {
+        (ProductKind::S2(level), ProductName::S2(name)) if name.level == level => Ok(parsed),
+        (ProductKind::S2(level), ProductName::S2(name)) => Err(format!(
+            "{field}: {value:?} is a Sentinel-2 {} product, an {level} one is needed",
+            name.level
+        )),
+        (ProductKind::S2(level), ProductName::S1(_)) => Err(format!(
+            "{field}: {value:?} is a Sentinel-1 product, a Sentinel-2 {level} one is needed"
+        )),
+        (ProductKind::S1Grd, ProductName::S1(_)) => Ok(parsed),
+        (ProductKind::S1Grd, ProductName::S2(_)) => Err(format!(
+            "{field}: {value:?} is a Sentinel-2 product, a Sentinel-1 GRD one is needed"
+        )),
+    }
+}
+
+/// Checks that `value`, the parameter `field`, is a tile id as stored (`32TLR`: no `T`, upper case).
+pub(crate) fn check_tile(field: &str, value: &str) -> Result<TileId, String> {
+    let tile = TileId::parse(value).map_err(|e| format!("{field}: {value:?}: {}", e.reason))?;
+    if tile.to_string() != value {
+        return Err(format!(
+            "{field}: {value:?} is not a tile id as stored (expected {:?})",
+            tile.to_string()
+        ));
+    }
+    Ok(tile)
+}
+
+/// Decodes `params` as `T` and checks them with `check`, naming the field that is wrong.
+pub(crate) fn params_checked<T: serde::de::DeserializeOwned>(
     params: &serde_json::Value,
-) -> Result<(), String> {
-    serde_json::from_value::<T>(params.clone())
-        .map(|_| ())
-        .map_err(|e| format!("params: {e}"))
+    check: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, String> {
+    let decoded: T = serde_json::from_value(params.clone()).map_err(|e| format!("params: {e}"))?;
+    check(&decoded)?;
+    Ok(decoded)
 }
 
 /// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the

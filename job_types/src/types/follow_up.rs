@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::common::{check_file_name, check_relative_path};
 use super::{date_path, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::children::{output_store_source, ChildJob, ChildKind};
 use crate::context::JobContext;
@@ -55,8 +56,9 @@ pub struct SourceProduct {
 }
 
 impl FollowUpParams {
-    /// Decodes and checks `value`: at least one product, each with a kind and a relative path
-    /// without `..`.
+    /// Decodes and checks `value`, naming the field that is wrong: at least one product, each with
+    /// a kind and a path relative to the output store (not absolute, no `..`; its last segment
+    /// names the input the worker stages).
     pub fn parse(value: &serde_json::Value) -> Result<FollowUpParams, String> {
         let params: FollowUpParams =
             serde_json::from_value(value.clone()).map_err(|e| format!("params: {e}"))?;
@@ -64,13 +66,16 @@ impl FollowUpParams {
             return Err("params.products: at least one product is needed".into());
         }
         for (i, p) in params.products.iter().enumerate() {
-            let bad_path = p.path.trim().is_empty()
-                || p.path.split('/').any(|part| part == "..")
-                || p.path.chars().any(char::is_control);
-            if p.kind.trim().is_empty() || bad_path {
+            if p.kind.trim().is_empty() || p.kind.chars().any(char::is_control) {
                 return Err(format!(
-                    "params.products[{i}]: a kind and a relative path without '..' are needed"
+                    "params.products[{i}].kind: {:?} is not a product kind",
+                    p.kind
                 ));
+            }
+            let field = format!("params.products[{i}].path");
+            let segments = check_relative_path(&field, &p.path)?;
+            for segment in segments {
+                check_file_name(&field, segment)?;
             }
         }
         Ok(params)
@@ -394,5 +399,15 @@ mod tests {
             .check_params(&serde_json::json!({"source": 1}))
             .unwrap_err();
         assert!(err.starts_with("params:"), "{err}");
+        for path in ["/root/secret", "a//b", "a/./b", "", "a\\b"] {
+            let params = serde_json::json!({"source_job_id": 1, "products": [{"kind": "fsc", "path": path}]});
+            let err = quicklook.check_params(&params).unwrap_err();
+            assert!(err.contains("params.products[0].path"), "{path}: {err}");
+            // A job stored with such params gets no task.
+            let mut job = job_from_new(&NewJob::new(QUICKLOOK, "q", 3), 9);
+            job.params = params;
+            let err = quicklook.worker_task(&job).unwrap_err();
+            assert!(err.to_string().contains("params.products[0].path"), "{err}");
+        }
     }
 }

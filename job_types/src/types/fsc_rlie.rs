@@ -13,6 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
+use super::common::{
+    check_product_name, check_relative_path, check_tile, params_checked, ProductKind,
+};
 use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
 use super::{area_of_interest, follow_up, footprint_of, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
@@ -90,6 +93,46 @@ pub struct FscRlieParams {
     /// Jobs of older versions of the same product that this one replaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supersedes: Vec<i64>,
+}
+
+impl FscRlieParams {
+    /// Decodes and checks `value`, naming the field that is wrong: `l1c_id` is the canonical name
+    /// of a Sentinel-2 L1C product (the worker stages the input under it), and the L2A paths are
+    /// `<tile>/L2A/<L1C name>` inside the output store.
+    pub fn parse(value: &serde_json::Value) -> Result<FscRlieParams, String> {
+        params_checked(value, FscRlieParams::check)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_product_name("params.l1c_id", &self.l1c_id, ProductKind::S2(S2Level::L1C))?;
+        for (field, path) in [
+            ("params.l2a_path_in", &self.l2a_path_in),
+            ("params.l2a_path_out", &self.l2a_path_out),
+        ] {
+            if let Some(path) = path {
+                check_l2a_path(field, path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `path`, the parameter `field`, is where a job keeps its L2A in the output store:
+/// `<tile>/L2A/<L1C name>`.
+fn check_l2a_path(field: &str, path: &str) -> Result<(), String> {
+    let segments = check_relative_path(field, path)?;
+    let [tile, level, l1c] = segments[..] else {
+        return Err(format!(
+            "{field}: {path:?} is not <tile>/L2A/<L1C product name>"
+        ));
+    };
+    check_tile(field, tile)?;
+    if level != "L2A" {
+        return Err(format!(
+            "{field}: {path:?} is not <tile>/L2A/<L1C product name>"
+        ));
+    }
+    check_product_name(field, l1c, ProductKind::S2(S2Level::L1C)).map(|_| ())
 }
 
 /// The `fsc_rlie` job type.
@@ -360,7 +403,7 @@ impl JobTemplate for FscRlie {
     }
 
     fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        super::common::params_decode_as::<FscRlieParams>(params)
+        FscRlieParams::parse(params).map(|_| ())
     }
 
     /// A quicklook (best effort) and a product check (attached) of the products, once processed.
@@ -392,6 +435,12 @@ impl JobTemplate for FscRlie {
         job: &Job,
     ) -> Result<ConfigureOutcome, JobTypeError> {
         let mut params: FscRlieParams = JobTypeError::decode_params(job)?;
+        if let Err(reason) = params.check() {
+            return Ok(ConfigureOutcome {
+                decision: Configuration::Error { reason },
+                params: None,
+            });
+        }
         let (Some(tile), Some(measured)) = (job.tile_id.as_deref(), job.measured_at) else {
             return Ok(ConfigureOutcome {
                 decision: Configuration::Error {
@@ -449,6 +498,7 @@ impl JobTemplate for FscRlie {
 
     fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
         let params: FscRlieParams = JobTypeError::decode_params(job)?;
+        params.check().map_err(|e| JobTypeError::invalid(job, e))?;
         let source = job
             .input_path
             .clone()
@@ -473,6 +523,7 @@ impl JobTemplate for FscRlie {
             .tile_id
             .as_deref()
             .ok_or_else(|| JobTypeError::invalid(job, "no tile"))?;
+        check_tile("tile_id", tile).map_err(|e| JobTypeError::invalid(job, e))?;
         Ok(WorkerTask {
             job_id: job.id,
             job_type: NAME.into(),

@@ -517,3 +517,44 @@ fn publication_reports_missing_fields_and_records_dates() {
     job.results = None;
     assert!(!t.generated_a_product(&job));
 }
+
+/// A job whose params name files outside the work directory or the output store (written to the
+/// database by any means) is put in error at configuration and gets no task, with the field named.
+#[tokio::test]
+async fn unsafe_identifiers_in_a_stored_job_fail_configuration_and_the_task() {
+    for (field, value) in [
+        ("l1c_id", "/tmp/x"),
+        ("l1c_id", "a/b"),
+        ("l1c_id", ".."),
+        (
+            "l1c_id",
+            "S2B_MSIL2A_20210413T101021_N0300_R022_T32TLR_20210413T122408",
+        ),
+        ("l2a_path_in", "../../root"),
+        ("l2a_path_out", "/32TLR/L2A/x"),
+    ] {
+        let mut job = tile_job(1, 13, JobStatus::Initialized);
+        job.params[field] = serde_json::json!(value);
+        let expected = format!("params.{field}");
+        let out = fsc()
+            .configure_single_job(&MemoryContext::default(), &job)
+            .await
+            .unwrap();
+        match out.decision {
+            Configuration::Error { reason } => {
+                assert!(reason.contains(&expected), "{field}={value}: {reason}")
+            }
+            other => panic!("{field}={value}: configured {other:?}"),
+        }
+        job.status = JobStatus::Ready;
+        let err = fsc().worker_task(&job).unwrap_err();
+        assert!(
+            err.to_string().contains(&expected),
+            "{field}={value}: {err}"
+        );
+    }
+    let mut job = tile_job(1, 13, JobStatus::Ready);
+    job.tile_id = Some("../x".into());
+    let err = fsc().worker_task(&job).unwrap_err();
+    assert!(err.to_string().contains("tile_id"), "{err}");
+}

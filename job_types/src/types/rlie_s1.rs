@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_reprocessed, Candidates};
+use super::common::{check_product_name, check_tile, params_checked, ProductKind};
 use super::{area_of_interest, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
@@ -51,6 +52,23 @@ pub struct RlieS1Params {
     pub s2tile_ids: Vec<String>,
     /// Why the job is reprocessed, if it is.
     pub reprocessing_context: Option<String>,
+}
+
+impl RlieS1Params {
+    /// Decodes and checks `value`, naming the field that is wrong: `s1grd_id` is the canonical name
+    /// of a Sentinel-1 GRD product (the worker stages the input under it) and `s2tile_ids` are tile
+    /// ids.
+    pub fn parse(value: &serde_json::Value) -> Result<RlieS1Params, String> {
+        params_checked(value, RlieS1Params::check)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_product_name("params.s1grd_id", &self.s1grd_id, ProductKind::S1Grd)?;
+        for (i, tile) in self.s2tile_ids.iter().enumerate() {
+            check_tile(&format!("params.s2tile_ids[{i}]"), tile)?;
+        }
+        Ok(())
+    }
 }
 
 /// The `rlie_s1` job type.
@@ -199,7 +217,7 @@ impl JobTemplate for RlieS1 {
     }
 
     fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        super::common::params_decode_as::<RlieS1Params>(params)
+        RlieS1Params::parse(params).map(|_| ())
     }
 
     fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
@@ -219,15 +237,19 @@ impl JobTemplate for RlieS1 {
         _ctx: &dyn JobContext,
         job: &Job,
     ) -> Result<ConfigureOutcome, JobTypeError> {
-        let _: RlieS1Params = JobTypeError::decode_params(job)?;
+        let params: RlieS1Params = JobTypeError::decode_params(job)?;
         Ok(ConfigureOutcome {
-            decision: Configuration::Ready,
+            decision: match params.check() {
+                Ok(()) => Configuration::Ready,
+                Err(reason) => Configuration::Error { reason },
+            },
             params: None,
         })
     }
 
     fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
         let params: RlieS1Params = JobTypeError::decode_params(job)?;
+        params.check().map_err(|e| JobTypeError::invalid(job, e))?;
         let source = job
             .input_path
             .clone()
@@ -301,6 +323,46 @@ mod tests {
             serde_json::json!({"type": "Polygon", "coordinates": [[[6.2, 44.9], [9.4, 45.3], [9.0, 46.8], [5.8, 46.4], [6.2, 44.9]]]}),
         );
         p
+    }
+
+    #[test]
+    fn identifiers_that_are_not_a_grd_name_or_tiles_are_refused_naming_the_field() {
+        let t = rlie();
+        let good = serde_json::json!({"s1grd_id": "S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A",
+            "mission": "S1A", "absolute_orbit": 37419, "relative_orbit": 15, "datatake_id": 289047,
+            "sensing_stop": "2021-04-12T15:11:36Z", "s2tile_ids": ["32TLR"], "reprocessing_context": null});
+        t.check_params(&good).unwrap();
+        for (field, value, expected) in [
+            ("s1grd_id", serde_json::json!("/tmp/x"), "params.s1grd_id"),
+            (
+                "s1grd_id",
+                serde_json::json!(
+                    "x/S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A"
+                ),
+                "params.s1grd_id",
+            ),
+            (
+                "s1grd_id",
+                serde_json::json!("S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408"),
+                "params.s1grd_id",
+            ),
+            (
+                "s2tile_ids",
+                serde_json::json!(["../x"]),
+                "params.s2tile_ids[0]",
+            ),
+        ] {
+            let mut params = good.clone();
+            params[field] = value;
+            let err = t.check_params(&params).unwrap_err();
+            assert!(err.contains(expected), "{params}: {err}");
+            let mut job = job_from_new(&NewJob::new(NAME, "s1", 3), 1);
+            job.input_path = Some("/eodata/x".into());
+            job.measured_at = Some("2021-04-12T15:11:11Z".parse().unwrap());
+            job.params = params;
+            let err = t.worker_task(&job).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
     }
 
     #[tokio::test]

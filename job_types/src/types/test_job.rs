@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::common::jobs_from_products;
+use super::common::{check_file_name, jobs_from_products, params_checked};
 use super::{stand_in_command, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
@@ -35,6 +35,25 @@ pub struct TestJobParams {
     pub product: String,
     /// Mission family (`S1`, `S2`) when the name parses, for the publication message.
     pub mission: Option<String>,
+}
+
+impl TestJobParams {
+    /// Decodes and checks `value`, naming the field that is wrong: `product` is one file name (the
+    /// worker stages the input under it).
+    pub fn parse(value: &serde_json::Value) -> Result<TestJobParams, String> {
+        params_checked(value, TestJobParams::check)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        check_file_name("params.product", &self.product)?;
+        if self.product.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "params.product: {:?} holds white space",
+                self.product
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `test_job` job type.
@@ -128,7 +147,7 @@ impl JobTemplate for TestJob {
     fn job_pre_insertion_setup(&self, _job: &mut NewJob, _reprocessed: bool) {}
 
     fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        super::common::params_decode_as::<TestJobParams>(params)
+        TestJobParams::parse(params).map(|_| ())
     }
 
     async fn configure_single_job(
@@ -136,15 +155,19 @@ impl JobTemplate for TestJob {
         _ctx: &dyn JobContext,
         job: &Job,
     ) -> Result<ConfigureOutcome, JobTypeError> {
-        let _: TestJobParams = JobTypeError::decode_params(job)?;
+        let params: TestJobParams = JobTypeError::decode_params(job)?;
         Ok(ConfigureOutcome {
-            decision: Configuration::Ready,
+            decision: match params.check() {
+                Ok(()) => Configuration::Ready,
+                Err(reason) => Configuration::Error { reason },
+            },
             params: None,
         })
     }
 
     fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
         let params: TestJobParams = JobTypeError::decode_params(job)?;
+        params.check().map_err(|e| JobTypeError::invalid(job, e))?;
         let source = job
             .input_path
             .clone()
@@ -240,5 +263,29 @@ mod tests {
         let task = t.worker_task(&ctx.jobs[1]).unwrap();
         assert_eq!(task.inputs[0].name, "anything-goes");
         assert_eq!(task.flavor, "eo1.xsmall");
+    }
+
+    #[tokio::test]
+    async fn a_product_that_is_not_one_file_name_is_refused_everywhere() {
+        let t = TestJob::new(&JobTypeOverrides::default());
+        for product in ["/tmp/x", "a/b", "..", ".", "", "a\\b", "a b"] {
+            let params = serde_json::json!({"product": product, "mission": null});
+            let err = t.check_params(&params).unwrap_err();
+            assert!(err.contains("params.product"), "{product:?}: {err}");
+            let mut job = job_from_new(&NewJob::new(NAME, "t", 3), 1);
+            job.input_path = Some("/eodata/x".into());
+            job.params = params;
+            let out = t
+                .configure_single_job(&MemoryContext::default(), &job)
+                .await
+                .unwrap();
+            assert!(
+                matches!(&out.decision, Configuration::Error { reason } if reason.contains("params.product")),
+                "{product:?}: {:?}",
+                out.decision
+            );
+            let err = t.worker_task(&job).unwrap_err();
+            assert!(err.to_string().contains("params.product"), "{err}");
+        }
     }
 }
