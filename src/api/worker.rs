@@ -435,7 +435,12 @@ async fn refused_products(
     let task = job_type
         .worker_task(&job)
         .map_err(|e| e.to_string())
-        .and_then(|task| ctx.state.tasks.attempt_task(&job, task));
+        .and_then(|task| {
+            ctx.state
+                .tasks
+                .attempt_task(&job, task)
+                .map_err(|e| e.to_string())
+        });
     let task = match task {
         Ok(task) => task.task,
         Err(e) => {
