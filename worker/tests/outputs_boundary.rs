@@ -65,8 +65,8 @@ impl Attempt {
     /// Finds and uploads the products as the worker does after a successful run.
     async fn publish(&self) -> Result<Vec<OutputProduct>, WorkerError> {
         let kinds = self.kinds();
-        let found = find_products(&self.work().join("outputs"), &kinds)?;
-        upload_products(&found, &kinds, 2).await
+        let found = find_products(&self.work(), &kinds)?;
+        upload_products(&found, &kinds, uuid::Uuid::nil(), 1, 2).await
     }
 
     /// Asserts that publishing fails with an internal `outputs` error whose message holds every
@@ -209,4 +209,45 @@ async fn an_object_key_over_the_limit_is_refused() {
     std::fs::create_dir_all(&path).unwrap();
     std::fs::write(path.join("x.tif"), "x").unwrap();
     attempt.assert_refused(&["1024"]).await;
+}
+
+#[tokio::test]
+async fn a_file_swapped_for_a_link_after_the_check_is_not_read() {
+    let attempt = Attempt::new();
+    let kinds = attempt.kinds();
+    let found = find_products(&attempt.work(), &kinds).unwrap();
+    // A process left running by the code replaces a checked file with a link before the upload.
+    let raster = attempt.product().join("raster.tif");
+    std::fs::remove_file(&raster).unwrap();
+    symlink(&attempt.secret(), &raster);
+    let error = upload_products(&found, &kinds, uuid::Uuid::nil(), 1, 2)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("raster.tif") && message.contains("symbolic link"),
+        "{message}"
+    );
+    // The same with another regular file in its place (a hard link to the secret, say).
+    let attempt = Attempt::new();
+    let found = find_products(&attempt.work(), &kinds).unwrap();
+    let raster = attempt.product().join("raster.tif");
+    std::fs::remove_file(&raster).unwrap();
+    std::fs::hard_link(attempt.secret(), &raster).unwrap();
+    let error = upload_products(&found, &attempt.kinds(), uuid::Uuid::nil(), 1, 2)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("replaced since it was checked"), "{error}");
+    for stored in [read_tree(&attempt.store())] {
+        assert!(
+            stored.values().all(|c| c.as_slice() != SECRET.as_bytes()),
+            "the secret was uploaded: {:?}",
+            stored.keys()
+        );
+        assert!(
+            !stored.keys().any(|k| k.starts_with(&format!("FSC/{PRODUCT}/"))),
+            "a product was committed: {:?}",
+            stored.keys()
+        );
+    }
 }
