@@ -159,18 +159,39 @@ pub async fn upload_products(
     attempt: i32,
     parallelism: usize,
 ) -> Result<Vec<OutputProduct>, WorkerError> {
-    // One store per destination prefix, rooted at it.
     let mut stores: BTreeMap<String, Arc<dyn Store>> = BTreeMap::new();
     for destination in destinations {
         let root = destination.destination_prefix.trim_end_matches('/');
         if !stores.contains_key(root) {
-            let store: Arc<dyn Store> = Arc::from(open_store(root).map_err(WorkerError::from)?);
-            store
-                .delete_prefix(&job_staging_prefix(uid))
-                .await
-                .map_err(WorkerError::from)?;
-            stores.insert(root.to_owned(), store);
+            let store = open_store(root).map_err(WorkerError::from)?;
+            stores.insert(root.to_owned(), Arc::from(store));
         }
+    }
+    upload_products_to(products, destinations, &stores, uid, attempt, parallelism).await
+}
+
+/// [`upload_products`] to stores already open: one per destination prefix, by that prefix without
+/// its trailing `/`, each rooted at it.
+pub async fn upload_products_to(
+    products: &[FoundProduct],
+    destinations: &[TaskOutput],
+    stores: &BTreeMap<String, Arc<dyn Store>>,
+    uid: Uuid,
+    attempt: i32,
+    parallelism: usize,
+) -> Result<Vec<OutputProduct>, WorkerError> {
+    let store_of = |prefix: &str| {
+        let root = prefix.trim_end_matches('/');
+        stores.get(root).cloned().ok_or_else(|| {
+            WorkerError::internal("outputs", format!("no store open for `{root}`"))
+        })
+    };
+    // Leftovers of the job's earlier attempts go first, under every destination.
+    for destination in destinations {
+        store_of(&destination.destination_prefix)?
+            .delete_prefix(&job_staging_prefix(uid))
+            .await
+            .map_err(WorkerError::from)?;
     }
     let mut described = Vec::new();
     for product in products {
@@ -181,7 +202,7 @@ pub async fn upload_products(
                 WorkerError::internal("outputs", format!("no destination for {}", product.kind))
             })?;
         let root = destination.destination_prefix.trim_end_matches('/');
-        let store = Arc::clone(&stores[root]);
+        let store = store_of(root)?;
         let committed = upload_product(product, store, uid, attempt, parallelism).await?;
         described.push(OutputProduct {
             kind: product.kind.clone(),
@@ -192,11 +213,12 @@ pub async fn upload_products(
             published_at: None,
         });
     }
+    // Every product is committed: what is left of the staging is only cleaning, and the next
+    // attempt of the job would do it.
     for store in stores.values() {
-        store
-            .delete_prefix(&job_staging_prefix(uid))
-            .await
-            .map_err(WorkerError::from)?;
+        if let Err(e) = store.delete_prefix(&job_staging_prefix(uid)).await {
+            tracing::warn!(url = %store.url(), error = %e, "cannot delete the staging prefix");
+        }
     }
     Ok(described)
 }
