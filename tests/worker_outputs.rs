@@ -1,7 +1,9 @@
 //! The worker's trust boundary on the outputs, end to end: the orchestrator's API and dispatch
-//! round, the local executor running the real `swath-worker` with the process runtime, the
-//! stand-in script misbehaving as its parameter file says (`STANDIN_ATTACK`), and an in-process S3
-//! server holding the inputs and receiving the products.
+//! round, the local executor running the real `swath-worker` with the process runtime (and the
+//! Docker one), the stand-in script misbehaving as its parameter file says (`STANDIN_ATTACK`), and
+//! an in-process S3 server holding the inputs and receiving the products. The Docker test needs
+//! the stand-in image built from the current `worker/standin/` (`scripts/tools-docker.sh`; another
+//! tag can be named by `TEST_STANDIN_IMAGE`).
 
 mod support;
 
@@ -55,17 +57,31 @@ struct World {
     settings: Settings,
 }
 
-async fn world(pool: &PgPool) -> World {
+/// Where the worker runs the code.
+#[derive(Clone, Copy)]
+enum Runtime {
+    Process,
+    Docker,
+}
+
+async fn world(pool: &PgPool, runtime: Runtime) -> World {
     let s3_root = tempfile::tempdir().unwrap();
     let s3 = TestServer::start(s3_root.path()).await.unwrap();
     s3.create_bucket("eodata").unwrap();
     s3.create_bucket("hrsi").unwrap();
     let mut flavors = swath_job_types::flavor::default_flavors();
     flavors[0].local_slots = 2;
-    let job_types = format!(
-        "[test_job]\nprocessing_timeout_secs = 60\ncommand = [\"/bin/sh\", \"{}\"]\n",
-        standin_script()
-    );
+    let job_types = match runtime {
+        Runtime::Process => format!(
+            "[test_job]\nprocessing_timeout_secs = 60\ncommand = [\"/bin/sh\", \"{}\"]\n",
+            standin_script()
+        ),
+        Runtime::Docker => format!(
+            "[test_job]\nprocessing_timeout_secs = 60\nimage = \"{}\"\n",
+            std::env::var("TEST_STANDIN_IMAGE")
+                .unwrap_or_else(|_| swath_job_types::types::STAND_IN_IMAGE.to_string())
+        ),
+    };
     let settings = Settings {
         eodata_url: "s3://eodata".into(),
         output_url: "s3://hrsi/products".into(),
@@ -85,7 +101,14 @@ async fn world(pool: &PgPool) -> World {
             TEST_SECRET_KEY.to_string(),
         ),
         ("AWS_REGION".to_string(), "us-east-1".to_string()),
-        ("SWATH_WORKER_RUNTIME".to_string(), "process".to_string()),
+        (
+            "SWATH_WORKER_RUNTIME".to_string(),
+            match runtime {
+                Runtime::Process => "process",
+                Runtime::Docker => "docker",
+            }
+            .to_string(),
+        ),
         (
             "SWATH_WORKER_REQUEST_TIMEOUT_SECS".to_string(),
             "10".to_string(),
@@ -221,7 +244,18 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 async fn a_product_holding_a_symlink_to_a_root_only_file_is_refused_and_nothing_is_published(
     pool: PgPool,
 ) {
-    let world = world(&pool).await;
+    symlink_to_a_root_only_file(&pool, Runtime::Process).await;
+}
+
+#[sqlx::test(migrations = "./sql")]
+async fn docker_a_product_holding_a_symlink_to_a_root_only_file_is_refused(pool: PgPool) {
+    symlink_to_a_root_only_file(&pool, Runtime::Docker).await;
+}
+
+/// The code links a product file to a root-only file of the host (a path that means nothing in
+/// a container, but everything to the worker that reads the outputs on the host).
+async fn symlink_to_a_root_only_file(pool: &PgPool, runtime: Runtime) {
+    let world = world(pool, runtime).await;
     // A root-only file outside the work directory, with content nobody else may read.
     let outside = tempfile::tempdir().unwrap();
     let secret = outside.path().join("secret");
@@ -230,7 +264,7 @@ async fn a_product_holding_a_symlink_to_a_root_only_file_is_refused_and_nothing_
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o400)).unwrap();
     let job = ready_job(
         &world,
-        &pool,
+        pool,
         "symlink",
         &format!(
             "STANDIN_PRODUCTS=test_product\nSTANDIN_ATTACK=symlink:{}\n",
@@ -238,9 +272,9 @@ async fn a_product_holding_a_symlink_to_a_root_only_file_is_refused_and_nothing_
         ),
     )
     .await;
-    assert_eq!(dispatch(&world, &pool).await, 1);
-    let reference = get_job(&pool, job.id).await.unwrap().executor_ref.unwrap();
-    let done = ended(&world, &pool, job.id).await;
+    assert_eq!(dispatch(&world, pool).await, 1);
+    let reference = get_job(pool, job.id).await.unwrap().executor_ref.unwrap();
+    let done = ended(&world, pool, job.id).await;
     assert_eq!(
         done.status,
         JobStatus::InternalError,
