@@ -15,7 +15,11 @@
 //! still is the inode that was checked.
 //!
 //! Uploads are atomic per product ([`upload_products`]): each product is uploaded under
-//! `<destination prefix>/.swath-staging/<job uid>/<attempt>/<product id>/`, verified (every object
+//! `<destination prefix>/.swath-staging/<job tag>/<attempt>-<product index>/`, where the job tag is
+//! the first 16 hex digits of the job's uid (64 bits: unique among the jobs writing under one
+//! prefix). Staging sits beside the products so that a `file://` store renames within one file
+//! system, and is named by tag and index rather than by uid and product id so that staged keys are
+//! no longer than the final ones (keys are bounded). Each product is then verified (every object
 //! listed with the uploaded size, and checksum where the store gives one), then committed into
 //! `<destination prefix>/<product id>/` (see [`crate::storage::Store::commit`]). A product is
 //! reported only after its commit. Staging leftovers of earlier attempts of the job (killed during
@@ -135,14 +139,20 @@ pub(crate) fn path_in_store(url: &str) -> String {
     }
 }
 
-/// The staging prefix of every attempt of job `uid`, relative to a destination prefix.
-pub fn job_staging_prefix(uid: Uuid) -> String {
-    format!("{STAGING_DIR}/{uid}/")
+/// The tag of job `uid` in staging keys: the first 16 hex digits of its uid.
+fn job_tag(uid: Uuid) -> String {
+    uid.simple().to_string()[..16].to_owned()
 }
 
-/// The staging prefix of one product of attempt `attempt`, relative to its destination prefix.
-pub fn product_staging_prefix(uid: Uuid, attempt: i32, id: &str) -> String {
-    format!("{STAGING_DIR}/{uid}/{attempt}/{id}/")
+/// The staging prefix of every attempt of job `uid`, relative to a destination prefix.
+pub fn job_staging_prefix(uid: Uuid) -> String {
+    format!("{STAGING_DIR}/{}/", job_tag(uid))
+}
+
+/// The staging prefix of the `index`th product of attempt `attempt` of job `uid`, relative to its
+/// destination prefix.
+pub fn product_staging_prefix(uid: Uuid, attempt: i32, index: usize) -> String {
+    format!("{STAGING_DIR}/{}/{attempt}-{index}/", job_tag(uid))
 }
 
 /// Uploads every product (without its metadata file), each committed into place only when all of
@@ -194,7 +204,7 @@ pub async fn upload_products_to(
             .map_err(WorkerError::from)?;
     }
     let mut described = Vec::new();
-    for product in products {
+    for (index, product) in products.iter().enumerate() {
         let destination = destinations
             .iter()
             .find(|d| d.kind == product.kind)
@@ -203,7 +213,8 @@ pub async fn upload_products_to(
             })?;
         let root = destination.destination_prefix.trim_end_matches('/');
         let store = store_of(root)?;
-        let committed = upload_product(product, store, uid, attempt, parallelism).await?;
+        let staged = product_staging_prefix(uid, attempt, index);
+        let committed = upload_product(product, store, &staged, parallelism).await?;
         described.push(OutputProduct {
             kind: product.kind.clone(),
             path: path_in_store(&format!("{root}/{}", product.id)),
@@ -228,11 +239,9 @@ pub async fn upload_products_to(
 async fn upload_product(
     product: &FoundProduct,
     store: Arc<dyn Store>,
-    uid: Uuid,
-    attempt: i32,
+    staged: &str,
     parallelism: usize,
 ) -> Result<Vec<ObjectInfo>, WorkerError> {
-    let staged = product_staging_prefix(uid, attempt, &product.id);
     let target = format!("{}/", product.id);
     let files = product
         .files
@@ -242,13 +251,13 @@ async fn upload_product(
     let uploaded = upload_files(files, Arc::clone(&store), parallelism)
         .await
         .map_err(WorkerError::from)?;
-    let listed = store.list(&staged).await.map_err(WorkerError::from)?;
-    verify(&store.url(), &staged, &uploaded, &staged, &listed)?;
+    let listed = store.list(staged).await.map_err(WorkerError::from)?;
+    verify(&store.url(), staged, &uploaded, staged, &listed)?;
     let committed = store
-        .commit(&staged, &target)
+        .commit(staged, &target)
         .await
         .map_err(WorkerError::from)?;
-    verify(&store.url(), &staged, &uploaded, &target, &committed)?;
+    verify(&store.url(), staged, &uploaded, &target, &committed)?;
     tracing::info!(url = %crate::storage::object_url(&store.url(), &target), objects = committed.len(), "product committed");
     Ok(committed)
 }

@@ -207,7 +207,7 @@ async fn s3_an_upload_killed_midway_publishes_nothing_and_the_next_attempt_clean
     let staged: BTreeSet<_> = staged.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(
         staged,
-        BTreeSet::from([format!(".swath-staging/{uid}/1/{PRODUCT}/a.tif").as_str()])
+        BTreeSet::from([format!(".swath-staging/{}/1-0/a.tif", &uid.simple().to_string()[..16]).as_str()])
     );
 
     // Attempt 2 deletes the leftovers and commits its product whole.

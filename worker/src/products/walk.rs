@@ -22,8 +22,9 @@ use crate::storage::SourceFile;
 pub const MAX_NAME_BYTES: usize = 255;
 /// The longest object key, in bytes (S3's limit).
 pub const MAX_KEY_BYTES: usize = 1024;
-/// What staging adds to a product's keys at most: `.swath-staging/<uuid>/<attempt>/`.
-const STAGING_OVERHEAD: usize = STAGING_DIR.len() + 1 + 36 + 1 + 11 + 1;
+/// The longest staging prefix of a product, relative to its destination prefix:
+/// `.swath-staging/<16 hex digits>/<attempt>-<index>/`.
+const STAGING_PREFIX_BYTES: usize = STAGING_DIR.len() + 1 + 16 + 1 + 11 + 1 + 20 + 1;
 
 /// A product directory walked and checked.
 pub(super) struct Walked {
@@ -143,9 +144,14 @@ impl Walk<'_> {
         }
     }
 
-    /// Every regular file of the product directory `dir`, checked; `key_base` is the final key
-    /// of the product directory in its store (for the length bound).
-    fn product_files(&self, dir: &Path, key_base: &str) -> Result<Vec<ProductFile>, WorkerError> {
+    /// Every regular file of the product directory `dir`, checked; `store_base` is the key of the
+    /// destination prefix in its store and `id` the product's (for the length bound).
+    fn product_files(
+        &self,
+        dir: &Path,
+        store_base: &str,
+        id: &str,
+    ) -> Result<Vec<ProductFile>, WorkerError> {
         let mut files = Vec::new();
         let mut dirs = vec![(dir.to_path_buf(), String::new())];
         while let Some((current, prefix)) = dirs.pop() {
@@ -157,13 +163,13 @@ impl Walk<'_> {
                     dirs.push((path, format!("{key}/")));
                 } else if meta.is_file() {
                     self.inside(&path)?;
-                    let full = key_base.len() + 1 + key.len();
-                    if full + STAGING_OVERHEAD > MAX_KEY_BYTES {
+                    let full = store_base.len() + 1 + id.len() + 1 + key.len();
+                    let staged = store_base.len() + 1 + STAGING_PREFIX_BYTES + key.len();
+                    if full.max(staged) > MAX_KEY_BYTES {
                         return Err(self.refuse(
                             &path,
                             format!(
-                                "would be stored as a key of {full} bytes ({} while staged), over S3's limit of {MAX_KEY_BYTES}",
-                                full + STAGING_OVERHEAD
+                                "would be stored as a key of {full} bytes (up to {staged} while staged), over S3's limit of {MAX_KEY_BYTES}"
                             ),
                         ));
                     }
@@ -263,7 +269,7 @@ pub(super) fn checked_products(
                 return Err(walk.refuse_kind(&dir, &meta));
             }
             walk.inside(&dir)?;
-            let files = walk.product_files(&dir, &format!("{store_base}/{id}"))?;
+            let files = walk.product_files(&dir, &store_base, &id)?;
             found.push(Walked {
                 kind: output.kind.clone(),
                 id,
