@@ -336,44 +336,6 @@ async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ra
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn input(name: &str) -> TaskInput {
-        TaskInput {
-            name: name.into(),
-            source: "s3://eodata/x".into(),
-            required: true,
-        }
-    }
-
-    #[test]
-    fn input_names_are_one_plain_directory_name() {
-        let fine = [input("l1c"), input("S2A_MSIL1C_X.SAFE"), input("aux dem")];
-        assert!(check_input_names(&fine).is_ok());
-        for (name, words) in [
-            ("", "is empty"),
-            (".", "`.` or `..`"),
-            ("..", "`.` or `..`"),
-            ("/tmp/x", "is absolute"),
-            ("a/b", "more than one path component"),
-            ("../x", "more than one path component"),
-            ("a/", "more than one path component"),
-            ("a\0b", "NUL"),
-        ] {
-            let inputs = [input("l1c"), input(name)];
-            let error = check_input_names(&inputs).unwrap_err();
-            let WorkerError::Internal { subtype, message } = &error else {
-                panic!("{error}");
-            };
-            assert_eq!(subtype, "inputs");
-            assert!(message.contains(&format!("{name:?}")), "{message}");
-            assert!(message.contains(words), "{name:?}: {message}");
-        }
-    }
-}
-
 fn reported(e: &WorkerError) -> ReportedError {
     let (subtype, message) = match e {
         WorkerError::Internal { subtype, message } | WorkerError::External { subtype, message } => {
@@ -416,4 +378,42 @@ async fn report_failure(orchestrator: &Orchestrator, error: WorkerError) -> Outc
         }
     }
     Outcome::Failed(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str) -> TaskInput {
+        TaskInput {
+            name: name.into(),
+            source: "s3://eodata/x".into(),
+            required: true,
+        }
+    }
+
+    #[test]
+    fn input_names_are_one_plain_directory_name() {
+        let fine = [input("l1c"), input("S2A_MSIL1C_X.SAFE"), input("aux dem")];
+        assert!(check_input_names(&fine).is_ok());
+        for (name, words) in [
+            ("", "is empty"),
+            (".", "`.` or `..`"),
+            ("..", "`.` or `..`"),
+            ("/tmp/x", "is absolute"),
+            ("a/b", "more than one path component"),
+            ("../x", "more than one path component"),
+            ("a/", "more than one path component"),
+            ("a\0b", "NUL"),
+        ] {
+            let inputs = [input("l1c"), input(name)];
+            let error = check_input_names(&inputs).unwrap_err();
+            let WorkerError::Internal { subtype, message } = &error else {
+                panic!("{error}");
+            };
+            assert_eq!(subtype, "inputs");
+            assert!(message.contains(&format!("{name:?}")), "{message}");
+            assert!(message.contains(words), "{name:?}: {message}");
+        }
+    }
 }

@@ -192,9 +192,10 @@ pub async fn upload_products_to(
 ) -> Result<Vec<OutputProduct>, WorkerError> {
     let store_of = |prefix: &str| {
         let root = prefix.trim_end_matches('/');
-        stores.get(root).cloned().ok_or_else(|| {
-            WorkerError::internal("outputs", format!("no store open for `{root}`"))
-        })
+        stores
+            .get(root)
+            .cloned()
+            .ok_or_else(|| WorkerError::internal("outputs", format!("no store open for `{root}`")))
     };
     // Leftovers of the job's earlier attempts go first, under every destination.
     for destination in destinations {
@@ -292,7 +293,8 @@ fn verify(
     }
     for (key, want) in &expected {
         let got = found[key.as_str()];
-        let checksums_differ = matches!((&want.checksum, &got.checksum), (Some(a), Some(b)) if a != b);
+        let checksums_differ =
+            matches!((&want.checksum, &got.checksum), (Some(a), Some(b)) if a != b);
         if got.size != want.size || checksums_differ {
             return Err(mismatch(format!(
                 "{key}: uploaded {} bytes ({:?}), lists {} bytes ({:?})",

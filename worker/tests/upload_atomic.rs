@@ -36,7 +36,12 @@ fn files(version: u64, names: &[&str]) -> BTreeMap<String, Vec<u8>> {
     names
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.to_string(), support::bytes(version * 100 + i as u64, 1000)))
+        .map(|(i, n)| {
+            (
+                n.to_string(),
+                support::bytes(version * 100 + i as u64, 1000),
+            )
+        })
         .collect()
 }
 
@@ -134,9 +139,15 @@ async fn file_store_a_failed_upload_publishes_nothing_and_the_next_attempt_clean
 
     // Attempt 2 cleans the leftovers and commits its product.
     let v2 = files(2, &["a.tif", "c.tif"]);
-    publish(&work_with(dir.path(), "w2", &v2), &prefix, store.clone(), uid, 2)
-        .await
-        .unwrap();
+    publish(
+        &work_with(dir.path(), "w2", &v2),
+        &prefix,
+        store.clone(),
+        uid,
+        2,
+    )
+    .await
+    .unwrap();
     let expected: BTreeMap<_, _> = v2
         .iter()
         .map(|(k, v)| (format!("FSC/{PRODUCT}/{k}"), v.clone()))
@@ -207,14 +218,24 @@ async fn s3_an_upload_killed_midway_publishes_nothing_and_the_next_attempt_clean
     let staged: BTreeSet<_> = staged.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(
         staged,
-        BTreeSet::from([format!(".swath-staging/{}/1-0/a.tif", &uid.simple().to_string()[..16]).as_str()])
+        BTreeSet::from([format!(
+            ".swath-staging/{}/1-0/a.tif",
+            &uid.simple().to_string()[..16]
+        )
+        .as_str()])
     );
 
     // Attempt 2 deletes the leftovers and commits its product whole.
     let v2 = files(2, &["a.tif", "b.tif"]);
-    publish(&work_with(s3.dir.path(), "w2", &v2), &prefix, store.clone(), uid, 2)
-        .await
-        .unwrap();
+    publish(
+        &work_with(s3.dir.path(), "w2", &v2),
+        &prefix,
+        store.clone(),
+        uid,
+        2,
+    )
+    .await
+    .unwrap();
     assert_eq!(objects(&*store, &final_prefix, &scratch).await, v2);
     assert!(store.list(".swath-staging/").await.unwrap().is_empty());
 
@@ -235,9 +256,15 @@ async fn s3_an_upload_killed_midway_publishes_nothing_and_the_next_attempt_clean
     // Attempt 4 replaces it with exactly its own files, and leaves no staging.
     let mut v4 = files(4, &["c.tif"]);
     v4.insert("big.tif".into(), support::bytes(9, 12 * MIB));
-    publish(&work_with(s3.dir.path(), "w4", &v4), &prefix, store.clone(), uid, 4)
-        .await
-        .unwrap();
+    publish(
+        &work_with(s3.dir.path(), "w4", &v4),
+        &prefix,
+        store.clone(),
+        uid,
+        4,
+    )
+    .await
+    .unwrap();
     assert_eq!(objects(&*store, &final_prefix, &scratch).await, v4);
     assert!(store.list(".swath-staging/").await.unwrap().is_empty());
 }

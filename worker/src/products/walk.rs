@@ -79,10 +79,7 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn refuse(&self, path: &Path, what: impl std::fmt::Display) -> WorkerError {
-        WorkerError::internal(
-            "outputs",
-            format!("`{}` {what}", relative(self.work, path)),
-        )
+        WorkerError::internal("outputs", format!("`{}` {what}", relative(self.work, path)))
     }
 
     /// What is wrong with a path that is neither a directory nor a regular file.
@@ -107,7 +104,8 @@ impl Walk<'_> {
     }
 
     fn metadata(&self, path: &Path) -> Result<std::fs::Metadata, WorkerError> {
-        std::fs::symlink_metadata(path).map_err(|e| self.refuse(path, format!("cannot be read: {e}")))
+        std::fs::symlink_metadata(path)
+            .map_err(|e| self.refuse(path, format!("cannot be read: {e}")))
     }
 
     /// The entries of `dir` with their checked names, sorted.
@@ -173,7 +171,11 @@ impl Walk<'_> {
                             ),
                         ));
                     }
-                    let seen = self.links.get(&(meta.dev(), meta.ino())).copied().unwrap_or(1);
+                    let seen = self
+                        .links
+                        .get(&(meta.dev(), meta.ino()))
+                        .copied()
+                        .unwrap_or(1);
                     if meta.nlink() > seen {
                         return Err(self.refuse(
                             &path,

@@ -392,7 +392,10 @@ impl Store for S3Store {
             .iter()
             .map(|o| (format!("{target}{}", &o.key[staged.len()..]), o))
             .collect();
-        let copies: Vec<_> = wanted.iter().map(|(to, from)| self.copy(from, to)).collect();
+        let copies: Vec<_> = wanted
+            .iter()
+            .map(|(to, from)| self.copy(from, to))
+            .collect();
         futures_util::stream::iter(copies)
             .buffer_unordered(COPY_CONCURRENCY)
             .try_collect::<Vec<()>>()
@@ -447,7 +450,10 @@ mod tests {
 
     #[test]
     fn copy_sources_are_percent_encoded() {
-        assert_eq!(encode_copy_source("a/b c/ü+x.tif"), "a/b%20c/%C3%BC%2Bx.tif");
+        assert_eq!(
+            encode_copy_source("a/b c/ü+x.tif"),
+            "a/b%20c/%C3%BC%2Bx.tif"
+        );
     }
 
     #[test]
