@@ -306,3 +306,38 @@ async fn symlink_to_a_root_only_file(pool: &PgPool, runtime: Runtime) {
     assert_eq!(std::fs::read_dir(world.work.path()).unwrap().count(), 0);
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), token);
 }
+
+#[sqlx::test(migrations = "./sql")]
+async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPool) {
+    let world = world(&pool, Runtime::Process).await;
+    let job = ready_job(&world, &pool, "inputname", "STANDIN_PRODUCTS=test_product\n").await;
+    // The input is named after the job's `product` parameter: make it a path outside the work
+    // directory (written straight to the database, as a job type that does not validate would).
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("staged-here");
+    let mut params = job.params.clone();
+    params["product"] = serde_json::json!(target.display().to_string());
+    sqlx::query("UPDATE jobs SET params = $1 WHERE id = $2")
+        .bind(&params)
+        .bind(job.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(dispatch(&world, &pool).await, 1);
+    let done = ended(&world, &pool, job.id).await;
+    assert_eq!(
+        done.status,
+        JobStatus::InternalError,
+        "{:?}",
+        done.status_message
+    );
+    assert_eq!(done.status_error_subtype.as_deref(), Some("inputs"));
+    let message = done.status_message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("{:?}", target.display().to_string()))
+            && message.contains("is absolute"),
+        "{message}"
+    );
+    assert!(!target.exists(), "staged outside the work directory");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}
