@@ -325,6 +325,11 @@ async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPoo
         .unwrap();
     assert_eq!(dispatch(&world, &pool).await, 1);
     let done = ended(&world, &pool, job.id).await;
+    assert!(
+        !target.exists(),
+        "staged outside the work directory: {:?}",
+        std::fs::read_dir(&target).map(|d| d.count())
+    );
     assert_eq!(
         done.status,
         JobStatus::InternalError,
@@ -338,6 +343,5 @@ async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPoo
             && message.contains("is absolute"),
         "{message}"
     );
-    assert!(!target.exists(), "staged outside the work directory");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
