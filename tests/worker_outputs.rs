@@ -310,7 +310,13 @@ async fn symlink_to_a_root_only_file(pool: &PgPool, runtime: Runtime) {
 #[sqlx::test(migrations = "./sql")]
 async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPool) {
     let world = world(&pool, Runtime::Process).await;
-    let job = ready_job(&world, &pool, "inputname", "STANDIN_PRODUCTS=test_product\n").await;
+    let job = ready_job(
+        &world,
+        &pool,
+        "inputname",
+        "STANDIN_PRODUCTS=test_product\n",
+    )
+    .await;
     // The input is named after the job's `product` parameter: make it a path outside the work
     // directory (written straight to the database, as a job type that does not validate would).
     let outside = tempfile::tempdir().unwrap();
