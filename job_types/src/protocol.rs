@@ -26,6 +26,11 @@ pub struct AttemptTask {
     pub cpus: u32,
     /// Memory the scientific code may use, in MiB.
     pub memory_mb: u64,
+    /// Scratch disk of the attempt (the flavor's), in MiB: the worker stops the code when its work
+    /// directory grows past it. 0 means no limit (and is what an orchestrator that does not send
+    /// it means).
+    #[serde(default)]
+    pub disk_mb: u64,
 }
 
 /// A status a worker reports.

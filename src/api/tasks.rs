@@ -86,6 +86,7 @@ impl TaskLocations {
             uid: job.uid,
             cpus: flavor.cpus,
             memory_mb: flavor.memory_mb,
+            disk_mb: flavor.disk_gb.saturating_mul(1024),
             task,
         })
     }

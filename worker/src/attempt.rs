@@ -2,22 +2,27 @@
 //!
 //! 1. Fetch the task; report `started` (a 409 means another run of this attempt is ahead, or the
 //!    attempt is over: this run stops and exits 0).
-//! 2. `pre_processing`: stage every input into `<work root>/<uid>/inputs/<name>`, write the
+//! 2. `pre_processing`: check every input name (one plain directory name: nothing is staged
+//!    unless all are), stage every input into `<work root>/<uid>/inputs/<name>`, write the
 //!    parameter file.
 //! 3. `processing`: run the scientific code (Docker or a process) with the flavor's limits and the
-//!    task's deadline; classify its exit code with the job type's table.
-//! 4. `post_processing`: upload the products, then report the result (products, return code,
-//!    software version) or the error.
+//!    task's deadline; classify its exit code with the job type's table. The work directory's size
+//!    is measured every [`DISK_POLL`]; past the flavor's scratch disk the code is stopped and the
+//!    attempt fails with an internal error `disk` (Nomad only places by `ephemeral_disk`, it does
+//!    not enforce it).
+//! 4. `post_processing`: check and upload the products (see [`crate::products`]), then report the
+//!    result (products, return code, software version) or the error.
 //!
 //! The work directory is removed in every case. The exit code tells the executor what to do:
 //! 0 when the attempt is finished (reported), 2 when it should be retried.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Component, Path};
 use std::time::Duration;
 
 use swath_job_types::exit_codes::ExitClass;
 use swath_job_types::protocol::{AttemptTask, ReportedError, ResultReport};
+use swath_job_types::template::TaskInput;
 use swath_job_types::JobStatus;
 use tokio_util::sync::CancellationToken;
 
@@ -25,14 +30,17 @@ use crate::config::WorkerConfig;
 use crate::orchestrator::{Orchestrator, ProtocolError};
 use crate::outcome::{Outcome, WorkerError};
 use crate::products::{find_products, upload_products};
-use crate::runtime::{RunOutcome, RunSpec, Runtime, CONTAINER_WORK_DIR};
+use crate::runtime::{RunOutcome, RunReport, RunSpec, Runtime, CONTAINER_WORK_DIR};
 use crate::storage::stage;
-use crate::workdir::WorkDir;
+use crate::workdir::{disk_usage, WorkDir};
 
 /// Parallel downloads and uploads per attempt.
 pub const TRANSFER_PARALLELISM: usize = 8;
 /// The parameter file, inside the work directory.
 pub const PARAMETERS_FILE: &str = "parameters.json";
+/// How often the work directory's size is measured while the code runs.
+pub const DISK_POLL: Duration = Duration::from_secs(2);
+const MIB: u64 = 1024 * 1024;
 
 /// How a run of the scientific code ended, before it is reported.
 struct Ran {
@@ -99,6 +107,7 @@ async fn prepare_and_run(
     runtime: &dyn Runtime,
     cancel: CancellationToken,
 ) -> Result<Ran, WorkerError> {
+    check_input_names(&task.task.inputs)?;
     status(orchestrator, JobStatus::PreProcessing, "staging inputs").await?;
     let inputs = work.join("inputs");
     for input in &task.task.inputs {
@@ -163,10 +172,7 @@ async fn prepare_and_run(
         disk_mb: 0,
         user: None,
     };
-    let report = runtime
-        .run(&spec, cancel)
-        .await
-        .map_err(WorkerError::from)?;
+    let report = run_within_disk(runtime, &spec, cancel, task.disk_mb, DISK_POLL).await?;
     let software_version = report.software_version.clone();
     let ran = |class, return_code, error| Ran {
         class,
@@ -206,6 +212,91 @@ async fn prepare_and_run(
     })
 }
 
+/// Refuses any input name that is not one plain directory name (empty, `.`, `..`, absolute, or
+/// more than one path component): inputs are staged into `inputs/<name>`, and a name must never
+/// reach outside it. Internal error `inputs`, naming the input.
+pub fn check_input_names(inputs: &[TaskInput]) -> Result<(), WorkerError> {
+    for input in inputs {
+        let name = input.name.as_str();
+        let path = Path::new(name);
+        let why = if name.is_empty() {
+            "is empty"
+        } else if name == "." || name == ".." {
+            "is `.` or `..`"
+        } else if path.is_absolute() {
+            "is absolute"
+        } else if name.contains('\0') {
+            "holds a NUL character"
+        } else if name.contains('/')
+            || path.components().count() != 1
+            || !matches!(path.components().next(), Some(Component::Normal(_)))
+        {
+            "has more than one path component"
+        } else {
+            continue;
+        };
+        return Err(WorkerError::internal(
+            "inputs",
+            format!(
+                "input name {name:?} (from {}) {why}: an input is staged into inputs/<name>, one directory name",
+                input.source
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `spec` with `runtime`; while it runs, measures the size of its work directory every
+/// `poll` and, past `limit_mb` MiB (0: no limit), stops it through a child of `cancel` and fails
+/// with an internal error `disk` naming the directory, its size and the limit.
+pub async fn run_within_disk(
+    runtime: &dyn Runtime,
+    spec: &RunSpec,
+    cancel: CancellationToken,
+    limit_mb: u64,
+    poll: Duration,
+) -> Result<RunReport, WorkerError> {
+    if limit_mb == 0 {
+        return runtime.run(spec, cancel).await.map_err(WorkerError::from);
+    }
+    let limit = limit_mb.saturating_mul(MIB);
+    let stop = cancel.child_token();
+    let watch = async {
+        let mut ticks = tokio::time::interval(poll);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let dir = spec.work_dir.clone();
+            let Ok(size) = tokio::task::spawn_blocking(move || disk_usage(&dir)).await else {
+                continue;
+            };
+            if size > limit {
+                // The runtime's own cancellation: the code is stopped and removed as on SIGTERM.
+                stop.cancel();
+                return size;
+            }
+        }
+    };
+    let run = runtime.run(spec, stop.clone());
+    tokio::pin!(run);
+    let (report, exceeded) = tokio::select! {
+        report = &mut run => (report, None),
+        size = watch => (run.await, Some(size)),
+    };
+    if let Some(size) = exceeded {
+        tracing::warn!(dir = %spec.work_dir.display(), size, limit, "work directory past its disk limit");
+        return Err(WorkerError::internal(
+            "disk",
+            format!(
+                "the work directory {} holds {:.1} MiB, past the flavor's scratch disk of {limit_mb} MiB: the code was stopped",
+                spec.work_dir.display(),
+                size as f64 / MIB as f64
+            ),
+        ));
+    }
+    report.map_err(WorkerError::from)
+}
+
 /// Uploads the products of a successful run and reports the result.
 async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ran: Ran) -> Outcome {
     if let Err(e) = status(orchestrator, JobStatus::PostProcessing, "uploading outputs").await {
@@ -219,8 +310,17 @@ async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ra
         error: ran.error.as_ref().map(reported),
     };
     if ran.class == ExitClass::Success {
-        let uploaded = match find_products(&work.join("outputs"), &task.task.outputs) {
-            Ok(found) => upload_products(&found, &task.task.outputs, TRANSFER_PARALLELISM).await,
+        let uploaded = match find_products(work, &task.task.outputs) {
+            Ok(found) => {
+                upload_products(
+                    &found,
+                    &task.task.outputs,
+                    task.uid,
+                    task.task.attempt,
+                    TRANSFER_PARALLELISM,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         match uploaded {
@@ -280,4 +380,42 @@ async fn report_failure(orchestrator: &Orchestrator, error: WorkerError) -> Outc
         }
     }
     Outcome::Failed(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(name: &str) -> TaskInput {
+        TaskInput {
+            name: name.into(),
+            source: "s3://eodata/x".into(),
+            required: true,
+        }
+    }
+
+    #[test]
+    fn input_names_are_one_plain_directory_name() {
+        let fine = [input("l1c"), input("S2A_MSIL1C_X.SAFE"), input("aux dem")];
+        assert!(check_input_names(&fine).is_ok());
+        for (name, words) in [
+            ("", "is empty"),
+            (".", "`.` or `..`"),
+            ("..", "`.` or `..`"),
+            ("/tmp/x", "is absolute"),
+            ("a/b", "more than one path component"),
+            ("../x", "more than one path component"),
+            ("a/", "more than one path component"),
+            ("a\0b", "NUL"),
+        ] {
+            let inputs = [input("l1c"), input(name)];
+            let error = check_input_names(&inputs).unwrap_err();
+            let WorkerError::Internal { subtype, message } = &error else {
+                panic!("{error}");
+            };
+            assert_eq!(subtype, "inputs");
+            assert!(message.contains(&format!("{name:?}")), "{message}");
+            assert!(message.contains(words), "{name:?}: {message}");
+        }
+    }
 }

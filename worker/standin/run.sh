@@ -17,6 +17,11 @@
 #                     `l2a` product is named after the L1C input (the next date of the tile's time
 #                     series reads it).
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
+#   STANDIN_ATTACK    misbehaviour, for the worker's trust-boundary tests (default none):
+#                     symlink:<target>   each product also holds `stolen.txt`, a symbolic link to <target>
+#                     hardlink:<target>  each product also holds `linked.txt`, a hard link to <target>
+#                     badname            each product also holds a directory named `..\escaped`
+#                     fill:<MiB>         writes <MiB> MiB to outputs/fill.bin before processing
 set -u
 
 WORK="${SWATH_WORK:-/work}"
@@ -27,6 +32,7 @@ STANDIN_SLEEP="${STANDIN_SLEEP:-0}"
 STANDIN_ALLOC_MB="${STANDIN_ALLOC_MB:-0}"
 STANDIN_PRODUCTS="${STANDIN_PRODUCTS:-fsc rlie l2a}"
 STANDIN_TILE="${STANDIN_TILE:-34VEM}"
+STANDIN_ATTACK="${STANDIN_ATTACK:-}"
 
 log() { printf '%s standin: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
 warn() { printf '%s standin: warning: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
@@ -54,6 +60,7 @@ if [ $# -ge 1 ]; then
       STANDIN_ALLOC_MB) STANDIN_ALLOC_MB=$value ;;
       STANDIN_PRODUCTS) STANDIN_PRODUCTS=$value ;;
       STANDIN_TILE) STANDIN_TILE=$value ;;
+      STANDIN_ATTACK) STANDIN_ATTACK=$value ;;
       '' | '#'*) ;;
       *) fail 12 "unknown parameter $key in $1" ;;
     esac
@@ -62,6 +69,11 @@ fi
 for number in "$STANDIN_EXIT" "$STANDIN_SLEEP" "$STANDIN_ALLOC_MB"; do
   is_number "$number" || fail 13 "parameter value $number is not a whole number"
 done
+case "$STANDIN_ATTACK" in
+  '' | symlink:?* | hardlink:?* | badname) ;;
+  fill:*) is_number "${STANDIN_ATTACK#fill:}" || fail 13 "STANDIN_ATTACK $STANDIN_ATTACK: not a whole number of MiB" ;;
+  *) fail 13 "unknown STANDIN_ATTACK $STANDIN_ATTACK (symlink:<target>, hardlink:<target>, badname, fill:<MiB>)" ;;
+esac
 
 log "starting in $WORK (exit=$STANDIN_EXIT sleep=$STANDIN_SLEEP alloc_mb=$STANDIN_ALLOC_MB products=$STANDIN_PRODUCTS)"
 
@@ -124,6 +136,13 @@ if [ "$STANDIN_ALLOC_MB" -gt 0 ]; then
   log "allocated ${#blob} bytes"
   blob=
 fi
+case "$STANDIN_ATTACK" in
+  fill:*)
+    log "attack: writing ${STANDIN_ATTACK#fill:} MiB to $OUTPUTS/fill.bin"
+    mkdir -p "$OUTPUTS" || fail 20 "cannot create $OUTPUTS"
+    head -c $((${STANDIN_ATTACK#fill:} * 1048576)) /dev/zero >"$OUTPUTS/fill.bin" || warn "cannot fill $OUTPUTS/fill.bin"
+    ;;
+esac
 if [ "$STANDIN_SLEEP" -gt 0 ]; then
   log "processing for $STANDIN_SLEEP s"
   sleep "$STANDIN_SLEEP"
@@ -200,6 +219,20 @@ for kind in $STANDIN_PRODUCTS; do
   "inputFiles": $count
 }
 JSON
+  case "$STANDIN_ATTACK" in
+    symlink:*)
+      ln -s "${STANDIN_ATTACK#symlink:}" "$dir/stolen.txt" || fail 22 "cannot link $dir/stolen.txt"
+      log "attack: $dir/stolen.txt -> ${STANDIN_ATTACK#symlink:}"
+      ;;
+    hardlink:*)
+      ln "${STANDIN_ATTACK#hardlink:}" "$dir/linked.txt" || fail 22 "cannot hard-link $dir/linked.txt"
+      log "attack: $dir/linked.txt is a hard link to ${STANDIN_ATTACK#hardlink:}"
+      ;;
+    badname)
+      mkdir -p "$dir/..\\escaped" && printf 'x' >"$dir/..\\escaped/x.txt" || fail 22 "cannot write a bad name in $dir"
+      log "attack: wrote $dir/..\\escaped/x.txt"
+      ;;
+  esac
   log "wrote $kind product $id"
   products=$((products + 1))
 done

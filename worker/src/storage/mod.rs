@@ -11,6 +11,11 @@
 //!   [`PARTIAL_SUFFIX`], removed when the download fails;
 //! - [`upload_dir`] returns the uploaded objects only when every file was uploaded; a multipart upload
 //!   that fails is aborted so that no partial object appears;
+//! - a local file is uploaded only if it is a regular file that is still the inode that was listed
+//!   (opened with `O_NOFOLLOW`, device and inode compared, see [`SourceFile`]): links are never
+//!   followed when reading a tree to upload;
+//! - [`Store::commit`] moves a staged tree into place as a whole (see the stores for how atomic
+//!   that is);
 //! - every [`StorageError`] names the URL it concerns and says whether retrying may help
 //!   ([`StorageError::is_transient`]).
 
@@ -32,11 +37,11 @@ use async_trait::async_trait;
 
 pub use self::error::StorageError;
 pub use self::file::FileStore;
-pub use self::local::PARTIAL_SUFFIX;
+pub use self::local::{file_kind as local_file_kind, SourceFile, PARTIAL_SUFFIX};
 pub use self::s3::S3Store;
 pub use self::s3_settings::S3Settings;
 pub use self::stage::{stage, stage_from, StageReport};
-pub use self::upload::{upload_dir, upload_dir_to};
+pub use self::upload::{upload_dir, upload_dir_to, upload_files};
 
 /// One object of a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +70,25 @@ pub trait Store: Send + Sync {
     async fn download(&self, object: &ObjectInfo, dest: &Path) -> Result<(), StorageError>;
 
     /// Uploads the local file `src` as `key` (relative to the root); large files go in parallel
-    /// multipart uploads where the store has them.
-    async fn upload(&self, src: &Path, key: &str) -> Result<ObjectInfo, StorageError>;
+    /// multipart uploads where the store has them. `src` must be a regular file: a link is refused,
+    /// not followed.
+    async fn upload(&self, src: &Path, key: &str) -> Result<ObjectInfo, StorageError> {
+        let source = SourceFile::inspect(src)?;
+        self.upload_file(&source, key).await
+    }
+
+    /// Uploads the checked local file `src` as `key`: only if it still is the inode that was
+    /// checked (see [`SourceFile::open`]).
+    async fn upload_file(&self, src: &SourceFile, key: &str) -> Result<ObjectInfo, StorageError>;
+
+    /// Deletes every object under `prefix` (a directory-like prefix ending in `/`); nothing there is
+    /// no error.
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError>;
+
+    /// Makes the objects under `staged` (a prefix ending in `/`) the whole content of `target`
+    /// (another one): objects under `target` that are not among them are deleted, and `staged` is
+    /// left empty. Returns the objects now under `target`.
+    async fn commit(&self, staged: &str, target: &str) -> Result<Vec<ObjectInfo>, StorageError>;
 }
 
 /// Opens the store named by `url`: `s3://bucket[/prefix]` or `file:///absolute/path`.

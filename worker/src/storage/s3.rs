@@ -1,5 +1,14 @@
 //! The `s3://` store, through `aws-sdk-s3`: any S3-compatible server, path-style requests.
+//!
+//! A product is committed from its staging prefix by a server-side copy of each object
+//! (`CopyObject`), then the deletion of the final prefix's objects that are not part of it, then
+//! of the staged objects. S3 has no multi-object transaction: a kill during the commit leaves the
+//! final prefix with some objects of the new product beside objects of the previous one (or none),
+//! and the staged objects in place; the attempt reports nothing, and the next attempt deletes the
+//! staged leftovers, uploads again and commits over the mixed prefix, which leaves it holding
+//! exactly the new product.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -8,10 +17,11 @@ use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ServerSideEncryption};
 use aws_sdk_s3::Client;
+use futures_util::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
-use super::local::PartialFile;
+use super::local::{PartialFile, SourceFile};
 use super::s3_errors::from_sdk;
 use super::s3_settings::{check_endpoint, sdk_client, MIB, MIN_PART_SIZE};
 use super::{object_url, s3_multipart, ObjectInfo, S3Settings, StorageError, Store};
@@ -148,6 +158,77 @@ impl S3Store {
     }
 }
 
+/// Requests of a commit or deletion sent at once.
+const COPY_CONCURRENCY: usize = 8;
+/// The largest object `CopyObject` copies (5 GiB).
+const MAX_COPY_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+impl S3Store {
+    /// Copies the object `from` to `to` (keys relative to the root) on the server.
+    async fn copy(&self, from: &ObjectInfo, to: &str) -> Result<(), StorageError> {
+        let url = self.key_url(to);
+        if from.size > MAX_COPY_SIZE {
+            return Err(StorageError::Rejected {
+                url,
+                code: "CopyObject".to_owned(),
+                message: format!(
+                    "{} is {} bytes: objects over 5 GiB cannot be copied into place",
+                    self.key_url(&from.key),
+                    from.size
+                ),
+            });
+        }
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(to))
+            .copy_source(format!(
+                "{}/{}",
+                self.bucket,
+                encode_copy_source(&self.full_key(&from.key))
+            ))
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, &url))?;
+        Ok(())
+    }
+
+    /// Deletes the object `key`.
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| from_sdk(e, &self.key_url(key)))?;
+        Ok(())
+    }
+
+    /// Deletes every object of `keys`, several at once.
+    async fn delete_all(&self, keys: Vec<&str>) -> Result<(), StorageError> {
+        let deletions: Vec<_> = keys.into_iter().map(|key| self.delete(key)).collect();
+        futures_util::stream::iter(deletions)
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A key as `x-amz-copy-source` takes it: percent-encoded, `/` kept.
+fn encode_copy_source(key: &str) -> String {
+    let mut encoded = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// The MD5 an object's bytes must have: the listed checksum, or a plain (single-part, not
 /// KMS- or customer-key-encrypted) ETag.
 fn expected_md5(object: &ObjectInfo, response: &GetObjectOutput) -> Option<String> {
@@ -266,18 +347,20 @@ impl Store for S3Store {
         self.read_body(object, response, dest).await
     }
 
-    async fn upload(&self, src: &Path, key: &str) -> Result<ObjectInfo, StorageError> {
-        let size = tokio::fs::metadata(src)
-            .await
-            .map_err(|e| StorageError::local(src, e))?
-            .len();
+    async fn upload_file(&self, src: &SourceFile, key: &str) -> Result<ObjectInfo, StorageError> {
+        // Every read of the body (retries included) goes through the file opened and checked here.
+        let pinned = src.pin()?;
+        let size = src.size;
         if size > self.settings.multipart_threshold {
-            return s3_multipart::upload(self, src, key, size).await;
+            return s3_multipart::upload(self, &pinned, &src.path, key, size).await;
         }
         let url = self.key_url(key);
-        let body = ByteStream::from_path(src)
+        let body = ByteStream::read_from()
+            .path(pinned.path())
+            .length(aws_sdk_s3::primitives::Length::Exact(size))
+            .build()
             .await
-            .map_err(|e| StorageError::local(src, std::io::Error::other(e)))?;
+            .map_err(|e| StorageError::local(&src.path, std::io::Error::other(e)))?;
         let output = self
             .client
             .put_object()
@@ -289,17 +372,89 @@ impl Store for S3Store {
             .send()
             .await
             .map_err(|e| from_sdk(e, &url))?;
+        drop(pinned);
         Ok(ObjectInfo {
             key: key.to_owned(),
             size,
             checksum: plain_md5(output.e_tag()).map(|m| format!("md5:{m}")),
         })
     }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<(), StorageError> {
+        let objects = self.list(prefix).await?;
+        self.delete_all(objects.iter().map(|o| o.key.as_str()).collect())
+            .await
+    }
+
+    async fn commit(&self, staged: &str, target: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let objects = self.list(staged).await?;
+        let wanted: BTreeMap<String, &ObjectInfo> = objects
+            .iter()
+            .map(|o| (format!("{target}{}", &o.key[staged.len()..]), o))
+            .collect();
+        let copies: Vec<_> = wanted
+            .iter()
+            .map(|(to, from)| self.copy(from, to))
+            .collect();
+        futures_util::stream::iter(copies)
+            .buffer_unordered(COPY_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let present = self.list(target).await?;
+        self.delete_all(
+            present
+                .iter()
+                .filter(|o| !wanted.contains_key(&o.key))
+                .map(|o| o.key.as_str())
+                .collect(),
+        )
+        .await?;
+        let committed = self.list(target).await?;
+        let listed: Vec<&str> = committed.iter().map(|o| o.key.as_str()).collect();
+        let expected: Vec<&str> = wanted.keys().map(String::as_str).collect();
+        if listed != expected {
+            return Err(StorageError::Integrity {
+                url: self.key_url(target),
+                message: format!("after the commit it lists {listed:?}, expected {expected:?}"),
+            });
+        }
+        for object in &committed {
+            let from = wanted[&object.key];
+            let same_md5 = match (&from.checksum, &object.checksum) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            };
+            if object.size != from.size || !same_md5 {
+                return Err(StorageError::Integrity {
+                    url: self.key_url(&object.key),
+                    message: format!(
+                        "copied from {} ({} bytes, {:?}) but lists {} bytes, {:?}",
+                        self.key_url(&from.key),
+                        from.size,
+                        from.checksum,
+                        object.size,
+                        object.checksum
+                    ),
+                });
+            }
+        }
+        self.delete_all(objects.iter().map(|o| o.key.as_str()).collect())
+            .await?;
+        Ok(committed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_sources_are_percent_encoded() {
+        assert_eq!(
+            encode_copy_source("a/b c/ü+x.tif"),
+            "a/b%20c/%C3%BC%2Bx.tif"
+        );
+    }
 
     #[test]
     fn only_plain_etags_are_md5s() {

@@ -7,6 +7,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use aws_sdk_s3::Client;
 use futures_util::{StreamExt, TryFutureExt, TryStreamExt};
 
+use super::local::PinnedFile;
 use super::s3::{plain_md5, S3Store};
 use super::s3_errors::from_sdk;
 use super::{ObjectInfo, StorageError};
@@ -14,15 +15,17 @@ use super::{ObjectInfo, StorageError};
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: u64 = 10_000;
 
-/// Uploads `src` (`size` bytes) as `key` in parts of the store's part size (grown if the file
-/// would need more than 10,000 parts). On any failure the upload is aborted before returning, so
-/// that no object and no stored part remain.
+/// Uploads the open file `pinned` (`size` bytes, at `shown` for messages) as `key` in parts of the
+/// store's part size (grown if the file would need more than 10,000 parts). On any failure the
+/// upload is aborted before returning, so that no object and no stored part remain.
 pub(crate) async fn upload(
     store: &S3Store,
-    src: &Path,
+    pinned: &PinnedFile,
+    shown: &Path,
     key: &str,
     size: u64,
 ) -> Result<ObjectInfo, StorageError> {
+    let src = pinned.path();
     let url = store.key_url(key);
     let full_key = store.full_key(key);
     let created = store
@@ -48,7 +51,13 @@ pub(crate) async fn upload(
         upload_id: upload_id.clone(),
         armed: true,
     };
-    let result = send_parts(store, src, &full_key, &upload_id, size, &url).await;
+    let result = send_parts(store, src, &full_key, &upload_id, size, &url)
+        .await
+        .map_err(|e| match e {
+            // The descriptor's path means nothing to a reader: name the file.
+            StorageError::Local { source, .. } => StorageError::local(shown, source),
+            other => other,
+        });
     match result {
         Ok(e_tag) => {
             guard.armed = false;
