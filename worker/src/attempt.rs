@@ -6,10 +6,10 @@
 //!    unless all are), stage every input into `<work root>/<uid>/inputs/<name>`, write the
 //!    parameter file.
 //! 3. `processing`: run the scientific code (Docker or a process) with the flavor's limits and the
-//!    task's deadline; classify its exit code with the job type's table. The work directory's size
-//!    is measured every [`DISK_POLL`]; past the flavor's scratch disk the code is stopped and the
-//!    attempt fails with an internal error `disk` (Nomad only places by `ephemeral_disk`, it does
-//!    not enforce it).
+//!    task's deadline; classify its exit code with the job type's table. The runtime holds the work
+//!    directory to the flavor's scratch disk: past it the code is stopped and the attempt fails
+//!    with an internal error `disk` (Nomad only places by `ephemeral_disk`, it does not enforce
+//!    it).
 //! 4. `post_processing`: check and upload the products (see [`crate::products`]), then report the
 //!    result (products, return code, software version) or the error.
 //!
@@ -30,17 +30,14 @@ use crate::config::WorkerConfig;
 use crate::orchestrator::{Orchestrator, ProtocolError};
 use crate::outcome::{Outcome, WorkerError};
 use crate::products::{find_products, upload_products};
-use crate::runtime::{RunOutcome, RunReport, RunSpec, Runtime, CONTAINER_WORK_DIR};
+use crate::runtime::{RunOutcome, RunSpec, Runtime, CONTAINER_WORK_DIR};
 use crate::storage::stage;
-use crate::workdir::{disk_usage, WorkDir};
+use crate::workdir::WorkDir;
 
 /// Parallel downloads and uploads per attempt.
 pub const TRANSFER_PARALLELISM: usize = 8;
 /// The parameter file, inside the work directory.
 pub const PARAMETERS_FILE: &str = "parameters.json";
-/// How often the work directory's size is measured while the code runs.
-pub const DISK_POLL: Duration = Duration::from_secs(2);
-const MIB: u64 = 1024 * 1024;
 
 /// How a run of the scientific code ended, before it is reported.
 struct Ran {
@@ -168,11 +165,14 @@ async fn prepare_and_run(
         cpus: f64::from(task.cpus),
         memory_mb: task.memory_mb,
         deadline: Duration::from_secs(task.task.timeout_secs),
-        // The task does not carry its flavor's disk yet.
-        disk_mb: 0,
+        // Nomad places by the flavor's disk but does not enforce it: the runtime does.
+        disk_mb: task.disk_mb,
         user: None,
     };
-    let report = run_within_disk(runtime, &spec, cancel, task.disk_mb, DISK_POLL).await?;
+    let report = runtime
+        .run(&spec, cancel)
+        .await
+        .map_err(WorkerError::from)?;
     let software_version = report.software_version.clone();
     let ran = |class, return_code, error| Ran {
         class,
@@ -244,57 +244,6 @@ pub fn check_input_names(inputs: &[TaskInput]) -> Result<(), WorkerError> {
         ));
     }
     Ok(())
-}
-
-/// Runs `spec` with `runtime`; while it runs, measures the size of its work directory every
-/// `poll` and, past `limit_mb` MiB (0: no limit), stops it through a child of `cancel` and fails
-/// with an internal error `disk` naming the directory, its size and the limit.
-pub async fn run_within_disk(
-    runtime: &dyn Runtime,
-    spec: &RunSpec,
-    cancel: CancellationToken,
-    limit_mb: u64,
-    poll: Duration,
-) -> Result<RunReport, WorkerError> {
-    if limit_mb == 0 {
-        return runtime.run(spec, cancel).await.map_err(WorkerError::from);
-    }
-    let limit = limit_mb.saturating_mul(MIB);
-    let stop = cancel.child_token();
-    let watch = async {
-        let mut ticks = tokio::time::interval(poll);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            let dir = spec.work_dir.clone();
-            let Ok(size) = tokio::task::spawn_blocking(move || disk_usage(&dir)).await else {
-                continue;
-            };
-            if size > limit {
-                // The runtime's own cancellation: the code is stopped and removed as on SIGTERM.
-                stop.cancel();
-                return size;
-            }
-        }
-    };
-    let run = runtime.run(spec, stop.clone());
-    tokio::pin!(run);
-    let (report, exceeded) = tokio::select! {
-        report = &mut run => (report, None),
-        size = watch => (run.await, Some(size)),
-    };
-    if let Some(size) = exceeded {
-        tracing::warn!(dir = %spec.work_dir.display(), size, limit, "work directory past its disk limit");
-        return Err(WorkerError::internal(
-            "disk",
-            format!(
-                "the work directory {} holds {:.1} MiB, past the flavor's scratch disk of {limit_mb} MiB: the code was stopped",
-                spec.work_dir.display(),
-                size as f64 / MIB as f64
-            ),
-        ));
-    }
-    report.map_err(WorkerError::from)
 }
 
 /// Uploads the products of a successful run and reports the result.

@@ -1,7 +1,5 @@
 //! The attempt's work directory `/work/<uid>`: created fresh, always removed at the end.
 
-use std::collections::HashSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
@@ -46,36 +44,6 @@ impl Drop for WorkDir {
     }
 }
 
-/// The disk space used under `path`: the allocated blocks (`st_blocks`, 512-byte units) of every
-/// entry, each inode counted once, links not followed. Entries that vanish during the walk, or
-/// cannot be read, are not counted.
-pub fn disk_usage(path: &Path) -> u64 {
-    let mut total = 0u64;
-    let mut seen = HashSet::new();
-    let mut dirs = vec![path.to_path_buf()];
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        total += meta.blocks() * 512;
-    }
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
-                continue;
-            };
-            if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            total += meta.blocks() * 512;
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,17 +61,6 @@ mod tests {
         let path = dir.path().to_path_buf();
         drop(dir);
         assert!(!path.exists());
-    }
-
-    #[test]
-    fn disk_usage_counts_allocated_blocks_once_and_follows_no_link() {
-        let root = tempfile::tempdir().unwrap();
-        let empty = disk_usage(root.path());
-        std::fs::write(root.path().join("a.bin"), vec![1u8; 1 << 20]).unwrap();
-        std::fs::hard_link(root.path().join("a.bin"), root.path().join("b.bin")).unwrap();
-        std::os::unix::fs::symlink("/usr", root.path().join("usr")).unwrap();
-        let used = disk_usage(root.path()) - empty;
-        assert!((1 << 20..(1 << 20) + 64 * 1024).contains(&used), "{used}");
     }
 
     #[test]
