@@ -308,6 +308,10 @@ async fn symlink_to_a_root_only_file(pool: &PgPool, runtime: Runtime) {
 }
 
 #[sqlx::test(migrations = "./sql")]
+/// Two layers refuse an input name that is a path: the job type's parameter check, when the task is
+/// built (shown here: the job fails with the field named, and no worker ever stages anything), and
+/// the worker's own check of every input name (`attempt::check_input_names`, unit-tested beside it),
+/// for a job type that would not check.
 async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPool) {
     let world = world(&pool, Runtime::Process).await;
     let job = ready_job(
@@ -318,7 +322,7 @@ async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPoo
     )
     .await;
     // The input is named after the job's `product` parameter: make it a path outside the work
-    // directory (written straight to the database, as a job type that does not validate would).
+    // directory, written straight to the database (the API would refuse it with a 400).
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("staged-here");
     let mut params = job.params.clone();
@@ -342,11 +346,11 @@ async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPoo
         "{:?}",
         done.status_message
     );
-    assert_eq!(done.status_error_subtype.as_deref(), Some("inputs"));
+    assert_eq!(done.status_error_subtype.as_deref(), Some("params"));
     let message = done.status_message.unwrap_or_default();
     assert!(
-        message.contains(&format!("{:?}", target.display().to_string()))
-            && message.contains("is absolute"),
+        message.contains("params.product")
+            && message.contains(&format!("{:?}", target.display().to_string())),
         "{message}"
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);

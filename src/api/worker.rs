@@ -27,6 +27,8 @@ use axum::{Json, Router};
 use swath_job_types::exit_codes::ExitClass;
 use swath_job_types::job::JobResults;
 use swath_job_types::protocol::AttemptTask;
+use swath_job_types::template::JobTypeError;
+use swath_job_types::Job;
 use swath_job_types::JobStatus;
 
 use super::input::ApiPath;
@@ -212,26 +214,44 @@ async fn task(
             job.job_type
         ))
     })?;
-    let task = job_type
-        .worker_task(&job)
-        .map_err(|e| ApiError::Conflict(format!("no task for job {id}: {e}")))?;
-    let task = match ctx.state.tasks.attempt_task(&job, task) {
+    let task = match job_type.worker_task(&job) {
         Ok(task) => task,
-        // An input outside the configured stores: the job can never run. It fails with the reason,
-        // and the worker gets no task.
-        Err(refused @ TaskBuildError::InputRefused { .. }) => {
-            let message = format!("no task for job {id}: {refused}");
-            tracing::warn!(job_id = id, %message, "task refused");
-            let failed =
-                StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
-                    .error("input", &message);
-            ctx.reports.apply(ChangeChain::new(failed)).await?;
-            ctx.reports.known.forget(id, attempt);
-            return Err(ApiError::Conflict(message));
+        // Parameters that fail the job type's checks (an identifier that is not a product name, a
+        // path): the job can never run. It fails with the reason, and the worker gets no task.
+        Err(invalid @ (JobTypeError::InvalidParams { .. } | JobTypeError::InvalidJob { .. })) => {
+            return Err(refuse_task(&ctx, &job, attempt, "params", invalid.to_string()).await)
         }
         Err(e) => return Err(ApiError::Conflict(format!("no task for job {id}: {e}"))),
     };
-    Ok(Json(task))
+    match ctx.state.tasks.attempt_task(&job, task) {
+        Ok(task) => Ok(Json(task)),
+        // An input outside the configured stores: the job can never run either.
+        Err(refused @ TaskBuildError::InputRefused { .. }) => {
+            Err(refuse_task(&ctx, &job, attempt, "input", refused.to_string()).await)
+        }
+        Err(e) => Err(ApiError::Conflict(format!("no task for job {id}: {e}"))),
+    }
+}
+
+/// Fails `job` (at `attempt`) as an internal error with subtype `subtype` and `why` in its message,
+/// because no task can ever be built for it; the answer to the worker is the 409 that ends its run
+/// without touching anything (or the error of recording the failure).
+async fn refuse_task(
+    ctx: &ApiContext,
+    job: &Job,
+    attempt: i32,
+    subtype: &str,
+    why: String,
+) -> ApiError {
+    let message = format!("no task for job {}: {why}", job.id);
+    tracing::warn!(job_id = job.id, %message, "task refused");
+    let failed = StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
+        .error(subtype, &message);
+    if let Err(e) = ctx.reports.apply(ChangeChain::new(failed)).await {
+        return e;
+    }
+    ctx.reports.known.forget(job.id, attempt);
+    ApiError::Conflict(message)
 }
 
 async fn status(
