@@ -95,7 +95,8 @@ pub struct WorkerConfig {
     pub job_id: i64,
     /// The attempt.
     pub attempt: i32,
-    /// The per-attempt token.
+    /// The attempt's one-time bootstrap secret from the dispatch, exchanged for the attempt token
+    /// on the first call to the orchestrator.
     pub token: Token,
     /// The orchestrator's base URL.
     pub orchestrator_url: url::Url,
@@ -173,7 +174,7 @@ impl WorkerConfig {
                 },
                 None => {
                     problems.push(
-                        "neither SWATH_WORKER_TOKEN nor SWATH_WORKER_TOKEN_FILE is set (the per-attempt token from the dispatch)".into(),
+                        "neither SWATH_WORKER_TOKEN nor SWATH_WORKER_TOKEN_FILE is set (the attempt's bootstrap secret from the dispatch)".into(),
                     );
                     None
                 }
