@@ -94,6 +94,17 @@ fn odata_of(server: &CatalogueServer, page_size: u32) -> ODataCatalogue {
     .unwrap()
 }
 
+/// The STAC catalogue of `server` (pages of 3 items, a sensing look-back of a day).
+fn stac_of(server: &CatalogueServer) -> StacCatalogue {
+    StacCatalogue::new(
+        &format!("{}/v1", server.base),
+        fast_retries(3),
+        3,
+        Duration::from_secs(86_400),
+    )
+    .unwrap()
+}
+
 fn test_job() -> Arc<dyn JobTemplate> {
     Settings::default()
         .registry()
@@ -101,6 +112,14 @@ fn test_job() -> Arc<dyn JobTemplate> {
         .get("test_job")
         .unwrap()
         .clone()
+}
+
+/// One poll of `catalogue` for the `test_job` type over [`window`], without a page callback.
+async fn poll_test_job(
+    pool: &PgPool,
+    catalogue: &dyn Catalogue,
+) -> Result<swath::pipeline::poller::PollReport, swath::pipeline::poller::PollError> {
+    poll(pool, &test_job(), catalogue, window(), &mut |_| {}).await
 }
 
 fn window() -> PollWindow {
@@ -131,9 +150,7 @@ async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
     let server =
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
     let odata = odata_of(&server, 3);
-    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let report = poll_test_job(&pool, &odata).await.unwrap();
     assert_eq!(report.pages, 3);
     assert_eq!(report.ingest.created, 7);
     assert_eq!(job_names(&pool).await, names(&entries));
@@ -152,9 +169,7 @@ async fn odata_pages_are_followed_to_the_end(pool: PgPool) {
     );
 
     // The same listing again creates nothing new.
-    let again = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let again = poll_test_job(&pool, &odata).await.unwrap();
     assert_eq!((again.ingest.created, again.ingest.already_known), (0, 7));
 }
 
@@ -172,9 +187,7 @@ async fn a_429_is_retried_after_its_retry_after(pool: PgPool) {
     .await;
     let odata = odata_of(&server, 3);
     let started = std::time::Instant::now();
-    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let report = poll_test_job(&pool, &odata).await.unwrap();
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was honoured"
@@ -204,9 +217,7 @@ async fn a_500_mid_walk_loses_nothing_duplicates_nothing_and_keeps_the_cursor_be
     })
     .await;
     let odata = odata_of(&server, 3);
-    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let err = poll_test_job(&pool, &odata).await.unwrap_err();
     assert_eq!(err.done.pages, 1);
     assert!(matches!(err.error, PollFailure::Catalogue(_)), "{err}");
     assert!(
@@ -265,9 +276,7 @@ async fn a_truncated_page_is_read_again(pool: PgPool) {
     })
     .await;
     let odata = odata_of(&server, 3);
-    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let report = poll_test_job(&pool, &odata).await.unwrap();
     assert_eq!(report.ingest.created, 6);
     // Page 2 is read twice; being full and without a next link, it is followed by a window restart
     // at its last publication time (the adapter cannot tell the end from the skip limit).
@@ -333,9 +342,7 @@ async fn the_odata_skip_limit_splits_the_window(pool: PgPool) {
     let server =
         CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
     let odata = odata_of(&server, 3).with_skip_limit(3);
-    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let report = poll_test_job(&pool, &odata).await.unwrap();
     assert_eq!(report.ingest.created, 8);
     assert_eq!(job_names(&pool).await, names(&entries));
     let seen = server.seen();
@@ -356,9 +363,7 @@ async fn a_refused_request_fails_at_once(pool: PgPool) {
             .await;
     let odata =
         ODataCatalogue::new(&format!("{}/odata/v1", server.base), fast_retries(5), 3).unwrap();
-    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let err = poll_test_job(&pool, &odata).await.unwrap_err();
     assert!(
         err.error
             .to_string()
@@ -399,16 +404,8 @@ async fn stac_pages_follow_token_links_and_post_bodies(pool: PgPool) {
         Reply::Json(json!({"type": "FeatureCollection", "features": pages[range].to_vec(), "links": links}))
     })
     .await;
-    let stac = StacCatalogue::new(
-        &format!("{}/v1", server.base),
-        fast_retries(3),
-        3,
-        Duration::from_secs(86_400),
-    )
-    .unwrap();
-    let report = poll(&pool, &test_job(), &stac, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let stac = stac_of(&server);
+    let report = poll_test_job(&pool, &stac).await.unwrap();
     assert_eq!(report.pages, 3);
     assert_eq!(report.ingest.created, 6);
     let seen = server.seen();
@@ -586,9 +583,7 @@ async fn a_request_that_times_out_is_retried(pool: PgPool) {
     )
     .unwrap();
     let odata = ODataCatalogue::new(&format!("{}/odata/v1", server.base), http, 10).unwrap();
-    let report = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap();
+    let report = poll_test_job(&pool, &odata).await.unwrap();
     assert_eq!(report.ingest.created, 2);
     assert_eq!(
         server.seen().len(),
@@ -719,9 +714,7 @@ async fn a_next_link_to_another_host_is_refused_and_never_requested(pool: PgPool
     })
     .await;
     let odata = odata_of(&server, 3);
-    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let err = poll_test_job(&pool, &odata).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&foreign) && text.contains(&server.base),
@@ -755,16 +748,8 @@ async fn a_stac_next_link_to_another_origin_is_refused(pool: PgPool) {
         )
     })
     .await;
-    let stac = StacCatalogue::new(
-        &format!("{}/v1", server.base),
-        fast_retries(3),
-        3,
-        Duration::from_secs(86_400),
-    )
-    .unwrap();
-    let err = poll(&pool, &test_job(), &stac, window(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let stac = stac_of(&server);
+    let err = poll_test_job(&pool, &stac).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&foreign) && text.contains(&server.base),
@@ -780,9 +765,7 @@ async fn a_stac_next_link_to_another_origin_is_refused(pool: PgPool) {
 async fn an_endless_body_stops_at_the_default_cap(pool: PgPool) {
     let server = CatalogueServer::start(|_, _, _| Reply::Endless).await;
     let odata = odata_of(&server, 3);
-    let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let err = poll_test_job(&pool, &odata).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("67108864 bytes") && text.contains("SWATH_CATALOGUE_MAX_BODY_MB"),
@@ -815,9 +798,7 @@ async fn inputs_outside_the_stores_are_quarantined_and_get_no_job(pool: PgPool) 
         &settings.catalogue_options(),
     )
     .unwrap();
-    let report = poll(&pool, &test_job(), odata.as_ref(), window(), &mut |_| {})
-        .await
-        .unwrap();
+    let report = poll_test_job(&pool, odata.as_ref()).await.unwrap();
     assert_eq!(report.ingest.created, 2, "{report:?}");
     assert_eq!(
         job_names(&pool).await,
@@ -864,9 +845,7 @@ async fn a_body_over_the_cap_fails_its_page_and_keeps_the_pages_before(pool: PgP
             .execute(&pool)
             .await
             .unwrap();
-        let err = poll(&pool, &test_job(), &odata, window(), &mut |_| {})
-            .await
-            .unwrap_err();
+        let err = poll_test_job(&pool, &odata).await.unwrap_err();
         let text = err.to_string();
         let size = if streamed {
             "more than 32768 bytes"

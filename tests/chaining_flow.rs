@@ -85,17 +85,7 @@ async fn an_fsc_rlie_job_spawns_its_follow_ups_and_is_done_after_its_check(pool:
     let running = settings.running_job_types().unwrap();
     let api = support::api::spawn_api_with(&pool, &settings).await;
     let work = tempfile::tempdir().unwrap();
-    let worker = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("swath-worker");
-    assert!(
-        worker.is_file(),
-        "build the worker first: cargo build -p swath-worker"
-    );
+    let worker = support::worker_world::worker_binary();
     let executor = LocalExecutor::new(
         WorkerCommand {
             program: worker,

@@ -10,21 +10,11 @@ use swath::executor::Executor;
 use swath_job_types::flavor::WorkerFlavor;
 
 use support::conformance::{run_conformance, stand_in_worker, Behaviour, Harness};
+use support::tiny_flavor;
 
 struct LocalHarness {
     dir: tempfile::TempDir,
     executor: LocalExecutor,
-}
-
-fn flavor() -> WorkerFlavor {
-    WorkerFlavor {
-        name: "tiny".into(),
-        cpus: 1,
-        memory_mb: 64,
-        disk_gb: 0,
-        node_class: "worker".into(),
-        local_slots: 1,
-    }
 }
 
 #[async_trait]
@@ -33,7 +23,7 @@ impl Harness for LocalHarness {
         &self.executor
     }
     fn flavor(&self) -> WorkerFlavor {
-        flavor()
+        tiny_flavor()
     }
     async fn script(&self, job_id: i64, behaviour: Behaviour) {
         let text = match behaviour {
@@ -56,7 +46,7 @@ async fn the_local_executor_honours_the_executor_contract() {
         command,
         "http://127.0.0.1:9".into(),
         dir.path().join("work"),
-        vec![flavor()],
+        vec![tiny_flavor()],
     );
     run_conformance(&LocalHarness { dir, executor }).await;
 }
@@ -71,7 +61,7 @@ async fn a_worker_that_cannot_start_is_an_executor_error() {
         command,
         "http://127.0.0.1:9".into(),
         std::env::temp_dir(),
-        vec![flavor()],
+        vec![tiny_flavor()],
     );
     let request = swath::executor::DispatchRequest {
         job_id: 1,
@@ -79,7 +69,7 @@ async fn a_worker_that_cannot_start_is_an_executor_error() {
         attempt: 1,
         idempotency_token: "t-1".into(),
         worker_token: "secret".into(),
-        flavor: flavor(),
+        flavor: tiny_flavor(),
         nomad_job: "x".into(),
     };
     let err = executor.dispatch(&request).await.unwrap_err();
@@ -115,7 +105,7 @@ async fn stopping_an_attempt_stops_everything_its_worker_started() {
         command,
         "http://127.0.0.1:9".into(),
         dir.path().join("work"),
-        vec![flavor()],
+        vec![tiny_flavor()],
     );
     let request = swath::executor::DispatchRequest {
         job_id: 1,
@@ -123,7 +113,7 @@ async fn stopping_an_attempt_stops_everything_its_worker_started() {
         attempt: 1,
         idempotency_token: "t-1".into(),
         worker_token: "secret".into(),
-        flavor: flavor(),
+        flavor: tiny_flavor(),
         nomad_job: "x".into(),
     };
     let reference = executor.dispatch(&request).await.unwrap();

@@ -8,6 +8,8 @@
 //! the worker run as `nobody` when the tests run as root, as a local deployment runs as one user:
 //! the code can then read its parent's environment, which is what the attack needs.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use swath::executor::local::{LocalExecutor, WorkerCommand};
 use swath::executor::{AttemptOutcome, DispatchRequest, Executor};
-use swath_job_types::flavor::WorkerFlavor;
 use swath_worker::runtime::{CancellationToken, ProcessRuntime, RunOutcome, RunSpec, Runtime};
+
+use support::tiny_flavor;
 
 /// What the orchestrator's environment holds, with the names `swath serve` reads.
 const SECRETS: &[(&str, &str)] = &[
@@ -46,17 +49,6 @@ const WORKER_TOKEN: &str = "worker-token-5d7f";
 const ORCHESTRATOR_ROLE: &str = "SWATH_TEST_ORCHESTRATOR_WORK_ROOT";
 /// Where the worker puts the attempt's work directory, under the work root.
 const ATTEMPT_DIR: &str = "attempt";
-
-fn flavor() -> WorkerFlavor {
-    WorkerFlavor {
-        name: "tiny".into(),
-        cpus: 1,
-        memory_mb: 64,
-        disk_gb: 0,
-        node_class: "worker".into(),
-        local_slots: 1,
-    }
-}
 
 /// This test program under `dir`, where a user other than root can run it.
 fn runnable_copy(dir: &Path) -> PathBuf {
@@ -157,7 +149,7 @@ async fn orchestrator_role() {
         },
         "http://127.0.0.1:9".into(),
         PathBuf::from(work_root),
-        vec![flavor()],
+        vec![tiny_flavor()],
     )
     .with_worker_env(
         GIVEN
@@ -171,7 +163,7 @@ async fn orchestrator_role() {
         attempt: 1,
         idempotency_token: "t-env".into(),
         worker_token: WORKER_TOKEN.into(),
-        flavor: flavor(),
+        flavor: tiny_flavor(),
         nomad_job: "x".into(),
     };
     let reference = executor.dispatch(&request).await.unwrap();

@@ -12,50 +12,18 @@ use swath::db::jobs::{get_job, insert_jobs};
 use swath_job_types::{Job, JobStatus, NewJob};
 
 use support::api::spawn_api;
+use support::worker_http::{
+    self, assert_error, get_task, post, ready_test_job, report, report_steps, url, ALL_STEPS,
+    STEPS_AFTER_START,
+};
 use support::{bootstrap_for_ready, drive, token_for_ready};
 
-/// Asserts an error answer: its status, and an error message containing `fragment`.
-fn assert_error(code: StatusCode, body: &Value, expected: StatusCode, fragment: &str) {
-    assert_eq!(code, expected, "{body}");
-    assert!(body["error"].as_str().unwrap().contains(fragment), "{body}");
-}
+/// Where the jobs of these tests read their input.
+const INPUT: &str = "/eodata/test/S2B.SAFE";
 
 /// A queued `test_job` (as if just dispatched) and the token of its attempt.
 async fn dispatched(pool: &PgPool, name: &str) -> (Job, String) {
-    let mut new = NewJob::new("test_job", name, 2);
-    new.params = json!({"product": "S2B_MSIL1C_20240301T101019_N0510_R022_T32TLR_20240301T120100", "mission": "S2"});
-    new.input_path = Some("/eodata/test/S2B.SAFE".into());
-    let id = insert_jobs(pool, &[new]).await.unwrap()[0].id;
-    let ready = drive(
-        pool,
-        get_job(pool, id).await.unwrap(),
-        &[JobStatus::Configured, JobStatus::Ready],
-    )
-    .await;
-    let token = token_for_ready(pool, &ready).await;
-    let job = drive(pool, get_job(pool, id).await.unwrap(), &[JobStatus::Queued]).await;
-    (job, token)
-}
-
-fn url(base: &str, job: &Job, attempt: i32, what: &str) -> String {
-    format!("{base}/worker/jobs/{}/attempts/{attempt}/{what}", job.id)
-}
-
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let r = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+    worker_http::dispatched(pool, name, INPUT).await
 }
 
 #[sqlx::test(migrations = "./sql")]
@@ -64,14 +32,8 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
     let client = reqwest::Client::new();
     let (job, token) = dispatched(&pool, "whole").await;
 
-    let r = client
-        .get(url(&api.base, &job, 1, "task"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let task: Value = r.json().await.unwrap();
+    let (code, task) = get_task(&client, &api.base, &job, 1, &token).await;
+    assert_eq!(code, StatusCode::OK);
     assert_eq!(task["job_id"], job.id);
     assert_eq!(task["attempt"], 1);
     // Catalogue paths become URLs of the eodata store, outputs URLs of the output store.
@@ -143,13 +105,7 @@ async fn tokens_attempts_and_bodies_are_checked(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no token");
-    let (code, body) = post(
-        &client,
-        &url(&api.base, &job, 1, "status"),
-        &other_token,
-        started.clone(),
-    )
-    .await;
+    let (code, body) = report(&client, &api.base, &job, 1, &other_token, "started").await;
     assert_eq!(
         code,
         StatusCode::UNAUTHORIZED,
@@ -164,13 +120,7 @@ async fn tokens_attempts_and_bodies_are_checked(pool: PgPool) {
     .await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     // A token opens only its own attempt.
-    let (code, body) = post(
-        &client,
-        &url(&api.base, &job, 2, "status"),
-        &token,
-        started.clone(),
-    )
-    .await;
+    let (code, body) = report(&client, &api.base, &job, 2, &token, "started").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("attempt 2 of job"),
@@ -206,13 +156,7 @@ async fn tokens_attempts_and_bodies_are_checked(pool: PgPool) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // A forbidden transition is a conflict, and the job is untouched.
-    let (code, body) = post(
-        &client,
-        &url(&api.base, &job, 1, "status"),
-        &token,
-        json!({"status": "processing"}),
-    )
-    .await;
+    let (code, body) = report(&client, &api.base, &job, 1, &token, "processing").await;
     assert_error(code, &body, StatusCode::CONFLICT, "queued -> processing");
     assert_eq!(
         get_job(&pool, job.id).await.unwrap().status,
@@ -229,13 +173,7 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
     let api = spawn_api(&pool).await;
     let client = reqwest::Client::new();
     let (job, token) = dispatched(&pool, "retried").await;
-    let (code, _) = post(
-        &client,
-        &url(&api.base, &job, 1, "status"),
-        &token,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, _) = report(&client, &api.base, &job, 1, &token, "started").await;
     assert_eq!(code, StatusCode::OK);
     let failure = json!({"outcome": "external_error", "error": {"subtype": "storage", "message": "bucket unreachable"}});
     let (code, answer) = post(
@@ -261,13 +199,7 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
         assert_eq!(code, StatusCode::CONFLICT, "{what}: {body}");
     }
     // Its token does not open attempt 2 either: the next dispatch issues a new one.
-    let (code, _) = post(
-        &client,
-        &url(&api.base, &job, 2, "status"),
-        &token,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, _) = report(&client, &api.base, &job, 2, &token, "started").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(job_history(&pool, job.id).await.unwrap().len(), before);
 
@@ -279,13 +211,7 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
         &[JobStatus::Queued],
     )
     .await;
-    post(
-        &client,
-        &url(&api.base, &job, 2, "status"),
-        &token,
-        json!({"status": "started"}),
-    )
-    .await;
+    report(&client, &api.base, &job, 2, &token, "started").await;
     let (code, answer) = post(
         &client,
         &url(&api.base, &job, 2, "result"),
@@ -310,15 +236,7 @@ async fn a_failed_attempt_is_retried_and_its_worker_is_fenced_off(pool: PgPool) 
 
     // A result that lies about its products is refused.
     let (other, other_token) = dispatched(&pool, "liar").await;
-    for s in ["started", "pre_processing", "processing", "post_processing"] {
-        post(
-            &client,
-            &url(&api.base, &other, 1, "status"),
-            &other_token,
-            json!({"status": s}),
-        )
-        .await;
-    }
+    report_steps(&client, &api.base, &other, &other_token, &ALL_STEPS).await;
     let (code, body) = post(&client, &url(&api.base, &other, 1, "result"), &other_token,
         json!({"outcome": "success", "products": [{"kind": "fsc", "path": "x", "size_bytes": 1, "completed_at": null, "published_at": null}]})).await;
     // The attempt ends as an internal error naming the product: nothing is kept to publish.
@@ -343,6 +261,22 @@ fn product_path(job: &Job, id: &str) -> String {
     format!("{root}/test/{}/{id}", job.uid)
 }
 
+/// Reports every step of attempt 1 of `job`, then a success with one `test_product` at `path`;
+/// returns the answer to the result.
+async fn attempt_with_product(
+    client: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    token: &str,
+    path: &str,
+) -> (StatusCode, Value) {
+    report_steps(client, base, job, token, &ALL_STEPS).await;
+    let product = json!({"kind": "test_product", "path": path, "size_bytes": 1,
+        "completed_at": null, "infos": {}, "published_at": null});
+    let result = json!({"outcome": "success", "return_code": 0, "products": [product]});
+    post(client, &url(base, job, 1, "result"), token, result).await
+}
+
 /// A worker reports products where it pleases: outside its task's output prefix (another job's
 /// directory, a `..` escape, an absolute path, a sibling whose name only starts like the prefix).
 /// Each result ends its attempt as an internal error naming the product and the expected prefix;
@@ -365,19 +299,8 @@ async fn a_reported_product_outside_the_tasks_prefix_fails_the_attempt(pool: PgP
     for attack in &attacks {
         n += 1;
         let (job, token) = dispatched(&pool, &format!("outside-{n}")).await;
-        for s in ["started", "pre_processing", "processing", "post_processing"] {
-            post(
-                &client,
-                &url(&api.base, &job, 1, "status"),
-                &token,
-                json!({"status": s}),
-            )
-            .await;
-        }
         let path = attack(&job);
-        let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
-            json!({"outcome": "success", "return_code": 0, "products": [{"kind": "test_product", "path": path,
-                "size_bytes": 1, "completed_at": null, "infos": {}, "published_at": null}]})).await;
+        let (code, body) = attempt_with_product(&client, &api.base, &job, &token, &path).await;
         assert_eq!(
             (code, body["status"].as_str()),
             (StatusCode::OK, Some("internal_error")),
@@ -400,19 +323,8 @@ async fn a_reported_product_outside_the_tasks_prefix_fails_the_attempt(pool: PgP
     assert_eq!(published, 0, "nothing is published");
 
     let (job, token) = dispatched(&pool, "inside").await;
-    for s in ["started", "pre_processing", "processing", "post_processing"] {
-        post(
-            &client,
-            &url(&api.base, &job, 1, "status"),
-            &token,
-            json!({"status": s}),
-        )
-        .await;
-    }
     let path = product_path(&job, "TEST_V100_1");
-    let (code, body) = post(&client, &url(&api.base, &job, 1, "result"), &token,
-        json!({"outcome": "success", "return_code": 0, "products": [{"kind": "test_product", "path": path,
-            "size_bytes": 1, "completed_at": null, "infos": {}, "published_at": null}]})).await;
+    let (code, body) = attempt_with_product(&client, &api.base, &job, &token, &path).await;
     assert_eq!(
         (code, body["status"].as_str()),
         (StatusCode::OK, Some("processed")),
@@ -437,13 +349,7 @@ async fn late_repeated_and_early_reports_are_handled(pool: PgPool) {
     )
     .await;
     let token = token_for_ready(&pool, &ready).await;
-    let (code, answer) = post(
-        &client,
-        &url(&api.base, &ready, 1, "status"),
-        &token,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, answer) = report(&client, &api.base, &ready, 1, &token, "started").await;
     assert_eq!(
         (code, answer["status"].as_str()),
         (StatusCode::OK, Some("started")),
@@ -457,13 +363,7 @@ async fn late_repeated_and_early_reports_are_handled(pool: PgPool) {
     );
 
     // The same report again (its answer was lost) is acknowledged and changes nothing.
-    let (code, answer) = post(
-        &client,
-        &url(&api.base, &ready, 1, "status"),
-        &token,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, answer) = report(&client, &api.base, &ready, 1, &token, "started").await;
     assert_eq!(
         (code, answer["status"].as_str()),
         (StatusCode::OK, Some("started"))
@@ -481,15 +381,7 @@ async fn late_repeated_and_early_reports_are_handled(pool: PgPool) {
     assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
 
     // Once the attempt succeeded, a late failure report cannot reopen it.
-    for s in ["pre_processing", "processing", "post_processing"] {
-        post(
-            &client,
-            &url(&api.base, &ready, 1, "status"),
-            &token,
-            json!({"status": s}),
-        )
-        .await;
-    }
+    report_steps(&client, &api.base, &ready, &token, &STEPS_AFTER_START).await;
     let (code, _) = post(
         &client,
         &url(&api.base, &ready, 1, "result"),
@@ -625,15 +517,7 @@ async fn concurrent_reports_are_applied_together_each_with_its_own_answer(pool: 
                 .filter(|(i, _)| *i != 3)
                 .map(|(_, (job, token))| {
                     let (client, base) = (client.clone(), api.base.clone());
-                    async move {
-                        post(
-                            &client,
-                            &url(&base, job, 1, "status"),
-                            token,
-                            json!({"status": step}),
-                        )
-                        .await
-                    }
+                    async move { report(&client, &base, job, 1, token, step).await }
                 }),
         )
         .await;
@@ -698,13 +582,7 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
     let (retried, retried_token) = dispatched(&pool, "known-retried").await;
     let (other, _) = dispatched(&pool, "known-other").await;
     for (job, token) in [(&cancelled, &cancelled_token), (&retried, &retried_token)] {
-        let (code, _) = post(
-            &client,
-            &url(&api.base, job, 1, "status"),
-            token,
-            json!({"status": "started"}),
-        )
-        .await;
+        let (code, _) = report(&client, &api.base, job, 1, token, "started").await;
         assert_eq!(code, StatusCode::OK);
     }
     // Both attempts are known to the API now; the jobs move on behind its back.
@@ -725,11 +603,13 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
         job_history(&pool, retried.id).await.unwrap().len(),
     );
 
-    let (code, body) = post(
+    let (code, body) = report(
         &client,
-        &url(&api.base, &cancelled, 1, "status"),
+        &api.base,
+        &cancelled,
+        1,
         &cancelled_token,
-        json!({"status": "pre_processing"}),
+        "pre_processing",
     )
     .await;
     assert_error(
@@ -757,13 +637,7 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
         );
     }
     // A known token opens only its own attempt of its own job.
-    let (code, _) = post(
-        &client,
-        &url(&api.base, &other, 1, "status"),
-        &cancelled_token,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, _) = report(&client, &api.base, &other, 1, &cancelled_token, "started").await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
     assert_eq!(
         (
@@ -781,16 +655,7 @@ async fn a_worker_the_api_already_knows_is_fenced_like_any_other(pool: PgPool) {
 
 /// A `test_job` taken to `ready` and the bootstrap secret its dispatch hands to the worker.
 async fn ready_with_bootstrap(pool: &PgPool, name: &str) -> (Job, String) {
-    let mut new = NewJob::new("test_job", name, 2);
-    new.params = json!({"product": "S2B_MSIL1C_20240301T101019_N0510_R022_T32TLR_20240301T120100", "mission": "S2"});
-    new.input_path = Some("/eodata/test/S2B.SAFE".into());
-    let id = insert_jobs(pool, &[new]).await.unwrap()[0].id;
-    let ready = drive(
-        pool,
-        get_job(pool, id).await.unwrap(),
-        &[JobStatus::Configured, JobStatus::Ready],
-    )
-    .await;
+    let ready = ready_test_job(pool, name, INPUT).await;
     let bootstrap = bootstrap_for_ready(pool, &ready).await;
     (ready, bootstrap)
 }
@@ -812,20 +677,16 @@ async fn exchange(
     .await
 }
 
-async fn get_task(
+/// Exchanges `bootstrap` for a new random attempt token.
+async fn exchange_fresh(
     client: &reqwest::Client,
     base: &str,
     job: &Job,
     attempt: i32,
-    token: &str,
-) -> StatusCode {
-    client
-        .get(url(base, job, attempt, "task"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    bootstrap: &str,
+) -> (StatusCode, Value) {
+    let token = swath::db::tokens::new_token();
+    exchange(client, base, job, attempt, bootstrap, &token).await
 }
 
 /// The dispatch hands the worker a bootstrap secret (on Nomad, the payload anyone allowed to read
@@ -838,7 +699,7 @@ async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
     let (job, bootstrap) = ready_with_bootstrap(&pool, "bootstrap").await;
     // The bootstrap secret is not an attempt token.
     assert_eq!(
-        get_task(&client, &api.base, &job, 1, &bootstrap).await,
+        get_task(&client, &api.base, &job, 1, &bootstrap).await.0,
         StatusCode::UNAUTHORIZED
     );
 
@@ -847,15 +708,8 @@ async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
     assert_error(code, &body, StatusCode::BAD_REQUEST, "token:");
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &bootstrap).await;
     assert_error(code, &body, StatusCode::BAD_REQUEST, "must differ");
-    let (code, body) = exchange(
-        &client,
-        &api.base,
-        &job,
-        1,
-        &swath::db::tokens::new_token(),
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let unknown = swath::db::tokens::new_token();
+    let (code, body) = exchange_fresh(&client, &api.base, &job, 1, &unknown).await;
     assert_error(
         code,
         &body,
@@ -863,29 +717,13 @@ async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
         "not valid for attempt 1",
     );
     assert_eq!(body["superseded"], Value::Null, "{body}");
-    let (code, _) = exchange(
-        &client,
-        &api.base,
-        &job,
-        2,
-        &bootstrap,
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let (code, _) = exchange_fresh(&client, &api.base, &job, 2, &bootstrap).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED, "issued for attempt 1 only");
     let missing = Job {
         id: 999_999,
         ..job.clone()
     };
-    let (code, _) = exchange(
-        &client,
-        &api.base,
-        &missing,
-        1,
-        &bootstrap,
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let (code, _) = exchange_fresh(&client, &api.base, &missing, 1, &bootstrap).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 
     // The exchange.
@@ -897,32 +735,18 @@ async fn a_bootstrap_secret_is_exchanged_once_then_opens_nothing(pool: PgPool) {
         (Some(job.id), Some(1))
     );
     assert_eq!(
-        get_task(&client, &api.base, &job, 1, &token).await,
+        get_task(&client, &api.base, &job, 1, &token).await.0,
         StatusCode::OK
     );
-    let (code, body) = post(
-        &client,
-        &url(&api.base, &job, 1, "status"),
-        &token,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, body) = report(&client, &api.base, &job, 1, &token, "started").await;
     assert_eq!(code, StatusCode::OK, "{body}");
 
     // Replays of the bootstrap secret: 401 everywhere.
-    let (code, body) = exchange(
-        &client,
-        &api.base,
-        &job,
-        1,
-        &bootstrap,
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let (code, body) = exchange_fresh(&client, &api.base, &job, 1, &bootstrap).await;
     assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
     assert_eq!(body["superseded"], true, "{body}");
     assert_eq!(
-        get_task(&client, &api.base, &job, 1, &bootstrap).await,
+        get_task(&client, &api.base, &job, 1, &bootstrap).await.0,
         StatusCode::UNAUTHORIZED
     );
     for (what, report) in [
@@ -993,13 +817,13 @@ async fn concurrent_exchanges_give_one_attempt_token(pool: PgPool) {
                 "{body}"
             );
             assert_eq!(
-                get_task(&client, &api.base, &job, 1, token).await,
+                get_task(&client, &api.base, &job, 1, token).await.0,
                 StatusCode::UNAUTHORIZED
             );
         }
     }
     assert_eq!(
-        get_task(&client, &api.base, &job, 1, winners[0]).await,
+        get_task(&client, &api.base, &job, 1, winners[0]).await.0,
         StatusCode::OK
     );
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM attempt_tokens WHERE job_id = $1")
@@ -1011,15 +835,7 @@ async fn concurrent_exchanges_give_one_attempt_token(pool: PgPool) {
 
     // A second bootstrap secret of the same attempt.
     let again = bootstrap_for_ready(&pool, &job).await;
-    let (code, body) = exchange(
-        &client,
-        &api.base,
-        &job,
-        1,
-        &again,
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let (code, body) = exchange_fresh(&client, &api.base, &job, 1, &again).await;
     assert_error(code, &body, StatusCode::UNAUTHORIZED, "already exchanged");
 }
 
@@ -1048,16 +864,10 @@ async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
     assert_eq!(job.attempt, 2);
     let second_bootstrap = bootstrap_for_ready(&pool, &job).await;
     assert_eq!(
-        get_task(&client, &api.base, &job, 2, &first).await,
+        get_task(&client, &api.base, &job, 2, &first).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (code, body) = post(
-        &client,
-        &url(&api.base, &job, 2, "status"),
-        &first,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, body) = report(&client, &api.base, &job, 2, &first, "started").await;
     assert_error(
         code,
         &body,
@@ -1066,36 +876,20 @@ async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
     );
     // Attempt 1's token still names its own attempt, which is stale.
     assert_eq!(
-        get_task(&client, &api.base, &job, 1, &first).await,
+        get_task(&client, &api.base, &job, 1, &first).await.0,
         StatusCode::CONFLICT
     );
     // Attempt 1's secrets: not valid for attempt 2, stale for attempt 1.
-    let (code, _) = exchange(
-        &client,
-        &api.base,
-        &job,
-        2,
-        &unused,
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let (code, _) = exchange_fresh(&client, &api.base, &job, 2, &unused).await;
     assert_eq!(code, StatusCode::UNAUTHORIZED);
-    let (code, body) = exchange(
-        &client,
-        &api.base,
-        &job,
-        1,
-        &unused,
-        &swath::db::tokens::new_token(),
-    )
-    .await;
+    let (code, body) = exchange_fresh(&client, &api.base, &job, 1, &unused).await;
     assert_error(code, &body, StatusCode::CONFLICT, "stale");
     // Attempt 2's own secret works.
     let second = swath::db::tokens::new_token();
     let (code, body) = exchange(&client, &api.base, &job, 2, &second_bootstrap, &second).await;
     assert_eq!(code, StatusCode::OK, "{body}");
     assert_eq!(
-        get_task(&client, &api.base, &job, 2, &second).await,
+        get_task(&client, &api.base, &job, 2, &second).await.0,
         StatusCode::OK
     );
 }
@@ -1105,17 +899,7 @@ async fn an_attempt_token_is_refused_for_the_next_attempt(pool: PgPool) {
 /// log line saying why), touching nothing, instead of trying again.
 #[sqlx::test(migrations = "./sql")]
 async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
-    let worker = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("swath-worker");
-    assert!(
-        worker.is_file(),
-        "build the worker first: cargo build -p swath-worker"
-    );
+    let worker = support::worker_world::worker_binary();
     let api = spawn_api(&pool).await;
     let client = reqwest::Client::new();
     let (job, bootstrap) = ready_with_bootstrap(&pool, "restarted").await;
@@ -1123,13 +907,7 @@ async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
     let first = swath::db::tokens::new_token();
     let (code, body) = exchange(&client, &api.base, &job, 1, &bootstrap, &first).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let (code, body) = post(
-        &client,
-        &url(&api.base, &job, 1, "status"),
-        &first,
-        json!({"status": "started"}),
-    )
-    .await;
+    let (code, body) = report(&client, &api.base, &job, 1, &first, "started").await;
     assert_eq!(code, StatusCode::OK, "{body}");
 
     // The second run, with the same dispatch payload.
@@ -1172,7 +950,7 @@ async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
     );
     // The first run goes on with its token.
     assert_eq!(
-        get_task(&client, &api.base, &job, 1, &first).await,
+        get_task(&client, &api.base, &job, 1, &first).await.0,
         StatusCode::OK
     );
 }

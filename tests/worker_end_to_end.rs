@@ -5,189 +5,28 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use swath::config::Settings;
-use swath::db::claim::Claimant;
 use swath::db::history::job_history;
-use swath::db::jobs::{get_job, insert_jobs};
-use swath::executor::local::{LocalExecutor, WorkerCommand};
-use swath::executor::{AttemptOutcome, Executor};
-use swath::pipeline::dispatch::dispatch_round;
-use swath::pipeline::retry::{AttemptBackoff, StatusTimeouts};
-use swath::pipeline::track::track_round;
+use swath::db::jobs::get_job;
+use swath::executor::Executor;
 use swath_job_types::job::JobResults;
-use swath_job_types::{Job, JobPriority, JobStatus, NewJob};
-use swath_worker::storage::testing::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
+use swath_job_types::{Job, JobStatus};
+use swath_worker::storage::testing::{TEST_ACCESS_KEY, TEST_SECRET_KEY};
 
-use support::api::{spawn_api_with, TestApi};
-use support::drive;
-
-/// The `swath-worker` binary built beside the tests.
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("swath-worker");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build -p swath-worker` (the test command builds the workspace)",
-        path.display()
-    );
-    path
-}
-
-/// The S3 server, the API, an executor and the settings of one test.
-struct World {
-    s3: TestServer,
-    _s3_root: tempfile::TempDir,
-    _work: tempfile::TempDir,
-    _api: TestApi,
-    executor: LocalExecutor,
-    settings: Settings,
-}
-
-async fn world(pool: &PgPool, job_type_settings: &str, xsmall_memory_mb: u64) -> World {
-    let s3_root = tempfile::tempdir().unwrap();
-    let s3 = TestServer::start(s3_root.path()).await.unwrap();
-    s3.create_bucket("eodata").unwrap();
-    s3.create_bucket("hrsi").unwrap();
-    let mut flavors = swath_job_types::flavor::default_flavors();
-    flavors[0].memory_mb = xsmall_memory_mb;
-    flavors[0].local_slots = 4;
-    let settings = Settings {
-        eodata_url: "s3://eodata".into(),
-        output_url: "s3://hrsi/products".into(),
-        flavors,
-        job_type_settings: toml::from_str(job_type_settings).unwrap(),
-        ..Settings::default()
-    };
-    let api = spawn_api_with(pool, &settings).await;
-    let work = tempfile::tempdir().unwrap();
-    let env = BTreeMap::from([
-        ("SWATH_WORKER_S3_ENDPOINT".to_string(), s3.endpoint()),
-        ("AWS_ACCESS_KEY_ID".to_string(), TEST_ACCESS_KEY.to_string()),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_string(),
-            TEST_SECRET_KEY.to_string(),
-        ),
-        ("AWS_REGION".to_string(), "us-east-1".to_string()),
-        ("SWATH_WORKER_RUNTIME".to_string(), "docker".to_string()),
-        (
-            "SWATH_WORKER_REQUEST_TIMEOUT_SECS".to_string(),
-            "10".to_string(),
-        ),
-    ]);
-    let executor = LocalExecutor::new(
-        WorkerCommand {
-            program: worker_binary(),
-            args: vec!["run".into()],
-        },
-        api.base.trim_end_matches("/api/v1").to_string(),
-        work.path().to_path_buf(),
-        settings.flavors.clone(),
-    )
-    .with_worker_env(env);
-    World {
-        s3,
-        _s3_root: s3_root,
-        _work: work,
-        _api: api,
-        executor,
-        settings,
-    }
-}
+use support::worker_world::{self, dispatch, exit_code, until, world, Runtime, World};
 
 /// The stand-in's default command and image, with a short deadline for the deadline test.
 const STAND_IN: &str = r#"[test_job]
 processing_timeout_secs = 60
 "#;
 
-/// A ready `test_job` whose input product (in the eodata bucket) tells the stand-in `params`.
+/// A ready `test_job` (`e2e-<name>`, two attempts) whose input product tells the stand-in
+/// `params`.
 async fn ready_job(world: &World, pool: &PgPool, name: &str, params: &str) -> Job {
-    let product = format!("S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_{name}.SAFE");
-    let key = format!("Sentinel-2/MSI/L1C/2021/04/13/{product}");
-    for (file, content) in [
-        ("manifest.safe", "<manifest/>".to_string()),
-        ("GRANULE/B03.jp2", "x".repeat(4096)),
-        ("standin.params", params.to_string()),
-    ] {
-        let path = world.s3.object_path("eodata", &format!("{key}/{file}"));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
-    let mut new = NewJob::new("test_job", format!("e2e-{name}"), 2);
-    new.priority = JobPriority::Nrt;
-    new.input_path = Some(format!("/eodata/{key}"));
-    new.params = serde_json::json!({ "product": product, "mission": "S2" });
-    let inserted = insert_jobs(pool, &[new]).await.unwrap();
-    let job = get_job(pool, inserted[0].id).await.unwrap();
-    drive(pool, job, &[JobStatus::Configured, JobStatus::Ready]).await
-}
-
-async fn dispatch(world: &World, pool: &PgPool) -> usize {
-    let registry = world.settings.registry().unwrap();
-    let claimant = Claimant {
-        service_id: uuid::Uuid::new_v4(),
-        tag: serde_json::json!({"host": "test"}),
-        lease: Duration::from_secs(600),
-    };
-    dispatch_round(
-        pool,
-        &world.executor,
-        &registry,
-        &["test_job".to_string()],
-        &world.settings.flavors,
-        &claimant,
-        AttemptBackoff::default(),
-    )
-    .await
-    .unwrap()
-    .queued
-}
-
-/// Tracks until job `id` satisfies `done` (bounded); the worker's exit code is settled by the
-/// tracking round as `swath serve` would.
-async fn until(world: &World, pool: &PgPool, id: i64, done: impl Fn(&Job) -> bool) -> Job {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let job = get_job(pool, id).await.unwrap();
-        if done(&job) {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {id} stuck in {}: {:?}",
-            job.status,
-            job.status_message
-        );
-        track_round(
-            pool,
-            &world.executor,
-            &StatusTimeouts::default(),
-            AttemptBackoff::default(),
-            None,
-            100,
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (bounded) until the worker behind `reference` exits, and returns its exit code.
-async fn exit_code(world: &World, reference: &str) -> i32 {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match world.executor.outcome(reference).await.unwrap() {
-            AttemptOutcome::Exited(code) => return code,
-            AttemptOutcome::Running | AttemptOutcome::Pending => {}
-            other => panic!("the worker ended as {other:?}"),
-        }
-        assert!(Instant::now() < deadline, "the worker did not exit");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    worker_world::ready_job(world, pool, "e2e", name, params, 2).await
 }
 
 /// Containers of `job` still present in the engine.
@@ -213,7 +52,7 @@ fn containers_of(job: &Job) -> String {
 
 #[sqlx::test(migrations = "./sql")]
 async fn a_whole_attempt_stages_runs_uploads_and_reports(pool: PgPool) {
-    let world = world(&pool, STAND_IN, 256).await;
+    let world = world(&pool, Runtime::Docker, STAND_IN, Some(256)).await;
     let job = ready_job(&world, &pool, "ok", "STANDIN_PRODUCTS=test_product\n").await;
     assert_eq!(dispatch(&world, &pool).await, 1);
     let reference = get_job(&pool, job.id).await.unwrap().executor_ref.unwrap();
@@ -291,7 +130,7 @@ async fn a_whole_attempt_stages_runs_uploads_and_reports(pool: PgPool) {
 
 #[sqlx::test(migrations = "./sql")]
 async fn each_class_of_exit_code_ends_the_attempt_as_its_table_says(pool: PgPool) {
-    let world = world(&pool, STAND_IN, 256).await;
+    let world = world(&pool, Runtime::Docker, STAND_IN, Some(256)).await;
     let none = ready_job(&world, &pool, "none", "STANDIN_EXIT=203\n").await;
     let bug = ready_job(&world, &pool, "bug", "STANDIN_EXIT=5\n").await;
     let flaky = ready_job(&world, &pool, "flaky", "STANDIN_EXIT=150\n").await;
@@ -323,7 +162,13 @@ async fn each_class_of_exit_code_ends_the_attempt_as_its_table_says(pool: PgPool
 
 #[sqlx::test(migrations = "./sql")]
 async fn deadline_and_memory_limit_are_enforced(pool: PgPool) {
-    let world = world(&pool, "[test_job]\nprocessing_timeout_secs = 2\n", 64).await;
+    let world = world(
+        &pool,
+        Runtime::Docker,
+        "[test_job]\nprocessing_timeout_secs = 2\n",
+        Some(64),
+    )
+    .await;
     let slow = ready_job(&world, &pool, "slow", "STANDIN_SLEEP=120\n").await;
     let greedy = ready_job(&world, &pool, "greedy", "STANDIN_ALLOC_MB=256\n").await;
     assert_eq!(dispatch(&world, &pool).await, 2);
@@ -346,7 +191,7 @@ async fn deadline_and_memory_limit_are_enforced(pool: PgPool) {
 async fn sigterm_in_the_middle_of_processing_removes_the_container_and_asks_for_a_retry(
     pool: PgPool,
 ) {
-    let world = world(&pool, STAND_IN, 256).await;
+    let world = world(&pool, Runtime::Docker, STAND_IN, Some(256)).await;
     let job = ready_job(&world, &pool, "stopped", "STANDIN_SLEEP=120\n").await;
     assert_eq!(dispatch(&world, &pool).await, 1);
     let processing = until(&world, &pool, job.id, |j| j.status == JobStatus::Processing).await;
@@ -365,7 +210,7 @@ async fn sigterm_in_the_middle_of_processing_removes_the_container_and_asks_for_
 
 #[sqlx::test(migrations = "./sql")]
 async fn storage_failing_during_staging_asks_for_a_retry_and_reports_no_product(pool: PgPool) {
-    let world = world(&pool, STAND_IN, 256).await;
+    let world = world(&pool, Runtime::Docker, STAND_IN, Some(256)).await;
     let job = ready_job(&world, &pool, "cut", "STANDIN_PRODUCTS=test_product\n").await;
     let stalled = world.s3.faults().stall_get_object(1);
     assert_eq!(dispatch(&world, &pool).await, 1);

@@ -13,6 +13,8 @@ pub mod openapi;
 pub mod operator;
 pub mod private_pg;
 pub mod webdriver;
+pub mod worker_http;
+pub mod worker_world;
 
 use std::process::{Command, Output};
 
@@ -20,6 +22,18 @@ use sqlx::PgPool;
 use swath::db::jobs::{get_job, insert_jobs};
 use swath::db::status::{change_status_on, StatusChange};
 use swath_job_types::{Job, JobStatus, NewJob};
+
+/// A one-slot flavor of one CPU and 64 MB, with no disk, for the executor tests.
+pub fn tiny_flavor() -> swath_job_types::flavor::WorkerFlavor {
+    swath_job_types::flavor::WorkerFlavor {
+        name: "tiny".into(),
+        cpus: 1,
+        memory_mb: 64,
+        disk_gb: 0,
+        node_class: "worker".into(),
+        local_slots: 1,
+    }
+}
 
 /// The URL of the database behind `pool` (a fresh one per `#[sqlx::test]`).
 pub fn database_url(pool: &PgPool) -> String {

@@ -23,6 +23,17 @@ fn shell(name: &str, work: &Work, script: &str) -> swath_worker::runtime::RunSpe
     spec(name, work, STANDIN_IMAGE, &["/bin/sh", "-c", script], &[])
 }
 
+/// Runs `script` in the stand-in image, asserts that it exits with 0, and returns its log.
+async fn shell_exits_0(docker: &DockerRuntime, name: &str, work: &Work, script: &str) -> String {
+    let report = docker
+        .run(&shell(name, work, script), CancellationToken::new())
+        .await
+        .unwrap();
+    let log = work.log(name);
+    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 }, "{log}");
+    log
+}
+
 #[tokio::test]
 async fn runs_the_standin_on_its_inputs_and_writes_products() {
     let docker = docker_runtime().await;
@@ -43,16 +54,15 @@ async fn runs_the_standin_on_its_inputs_and_writes_products() {
     assert!(version.starts_with("sha256:"), "{version}");
     assert_eq!(version, image_id(STANDIN_IMAGE).await);
     assert_standin_products(&work);
-    let log = work.log(&name);
-    assert!(log.contains("[stdout] "), "{log}");
-    assert!(log.contains("standin: starting in /work "), "{log}");
-    assert!(
-        log.contains(&format!(
-            "input l1c/{L1C}/GRANULE/L1C_T32TLR_A036108/B03.jp2 4096 bytes"
-        )),
-        "{log}"
+    assert_log_has(
+        &work.log(&name),
+        &[
+            "[stdout] ",
+            "standin: starting in /work ",
+            &format!("input l1c/{L1C}/GRANULE/L1C_T32TLR_A036108/B03.jp2 4096 bytes"),
+            "standin: done: 3 products",
+        ],
     );
-    assert!(log.contains("standin: done: 3 products"), "{log}");
     assert_no_container(&name).await;
 }
 
@@ -207,12 +217,7 @@ async fn inputs_are_read_only_and_outputs_writable() {
     let script = "if echo x > /work/inputs/intruder; then echo 'wrote into inputs'; exit 1; fi; \
                   rm /work/inputs/aux/*.tif && exit 2; \
                   echo ok > /work/outputs/allowed && echo 'outputs writable'";
-    let report = docker
-        .run(&shell(&name, &work, script), CancellationToken::new())
-        .await
-        .unwrap();
-    let log = work.log(&name);
-    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 }, "{log}");
+    let log = shell_exits_0(&docker, &name, &work, script).await;
     assert!(log.contains("Read-only file system"), "{log}");
     assert!(log.contains("[stdout] outputs writable"), "{log}");
     assert!(!work.dir.join("inputs/intruder").exists());
@@ -492,12 +497,7 @@ async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
                   echo \"limits nofile $(ulimit -n) nproc $(ulimit -u)\"; \
                   echo \"init $(cat /proc/1/comm)\"; \
                   grep -E '^(CapEff|NoNewPrivs)' /proc/self/status";
-    let report = docker
-        .run(&shell(&name, &work, script), CancellationToken::new())
-        .await
-        .unwrap();
-    let log = work.log(&name);
-    assert_eq!(report.outcome, RunOutcome::Exited { code: 0 }, "{log}");
+    let log = shell_exits_0(&docker, &name, &work, script).await;
     assert!(log.contains("[stdout] mount / ro,"), "{log}");
     assert!(
         log.contains("[stdout] mount /tmp tmpfs rw,nosuid,nodev,noexec,")
@@ -506,17 +506,17 @@ async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
     );
     assert!(!log.contains("[stdout] wrote "), "{log}");
     assert_eq!(log.matches("Read-only file system").count(), 3, "{log}");
-    assert!(log.contains("[stdout] tmp writable"), "{log}");
-    assert!(log.contains("[stdout] tmp is full"), "{log}");
-    assert!(
-        log.contains(&format!(
-            "[stdout] limits nofile {SMALL_NOFILE} nproc {TEST_NPROC}"
-        )),
-        "{log}"
+    assert_log_has(
+        &log,
+        &[
+            "[stdout] tmp writable",
+            "[stdout] tmp is full",
+            &format!("[stdout] limits nofile {SMALL_NOFILE} nproc {TEST_NPROC}"),
+            "[stdout] init docker-init",
+            "CapEff:\t0000000000000000",
+            "NoNewPrivs:\t1",
+        ],
     );
-    assert!(log.contains("[stdout] init docker-init"), "{log}");
-    assert!(log.contains("CapEff:\t0000000000000000"), "{log}");
-    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
     assert_no_container(&name).await;
 }
 

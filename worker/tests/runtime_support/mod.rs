@@ -166,6 +166,13 @@ pub fn assert_standin_products(work: &Work) {
     assert_eq!(raster.lines().count(), 4 + 8);
 }
 
+/// Asserts that `log` contains each of `fragments` (the whole log is shown on a failure).
+pub fn assert_log_has(log: &str, fragments: &[&str]) {
+    for fragment in fragments {
+        assert!(log.contains(fragment), "{fragment:?} is missing: {log}");
+    }
+}
+
 /// Polls `check` every 20 ms until it holds, failing after `timeout`.
 pub async fn poll_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
