@@ -701,3 +701,53 @@ async fn changes_are_observed_with_blocking_queries_not_polling() {
     assert!(summaries <= 2, "one held query, not a poll: {summaries}");
     assert_openapi_clean(&emulator).await;
 }
+
+/// A parent job that is missing (never registered, or purged) is watched like one that exists:
+/// Nomad answers the 404 of its summary with `X-Nomad-Index` (`command/agent/job_endpoint.go`
+/// `jobSummaryRequest` sets the query meta before the 404), so the next query blocks on that index
+/// instead of index 0, which Nomad answers at once. Over a window of a second, the dispatch and
+/// tracking loops send a handful of requests, not hundreds.
+#[sqlx::test(migrations = "./sql")]
+async fn a_missing_parent_is_watched_with_blocking_queries_not_hammered(pool: PgPool) {
+    use std::sync::Arc;
+    use swath::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
+    use swath::pipeline::track::TrackScope;
+
+    let emulator = emulator().await;
+    let executor: Arc<dyn Executor> =
+        Arc::new(NomadExecutor::new(config(&emulator, 4), vec![flavor()]));
+    let interval = Duration::from_secs(600);
+    let claimant = claimant(Duration::from_secs(600));
+    let dispatching = DispatchLoop {
+        executor: executor.clone(),
+        registry: Arc::new(registry()),
+        enabled: types(),
+        flavors: vec![flavor()],
+        claimant: claimant.clone(),
+        backoff: no_backoff(),
+        interval,
+    };
+    let tracking = TrackLoop {
+        executor,
+        timeouts: StatusTimeouts::default(),
+        backoff: no_backoff(),
+        scope: TrackScope::OwnedOrOrphaned(claimant.service_id),
+        batch: 100,
+        interval,
+    };
+    let before = emulator.requests().await.len();
+    // The measuring window: both loops run for one second, then are dropped.
+    let window = Duration::from_secs(1);
+    let loops = futures_util::future::join(
+        dispatch_loop(&pool, dispatching, std::future::pending()),
+        track_loop(&pool, tracking, std::future::pending()),
+    );
+    assert!(tokio::time::timeout(window, loops).await.is_err());
+    let sent = emulator.requests().await.len() - before;
+    assert!(
+        sent <= 10,
+        "the loops sent {sent} requests in {window:?} while the parent is missing"
+    );
+    assert!(emulator.registered_job("default", PARENT).await.is_none());
+    assert_openapi_clean(&emulator).await;
+}

@@ -28,6 +28,10 @@ use self::client::{Blocking, NomadClient, NomadError};
 use self::spec::{parent_job_id, worker_job, WorkerJobSettings};
 use super::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
 
+/// How long [`Executor::changed`] waits when it cannot block on Nomad (an error, or an answer
+/// without an index).
+const UNWATCHABLE_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Prefix of the references of Nomad attempts: `nomad/<child job ID>`.
 const REFERENCE_PREFIX: &str = "nomad/";
 
@@ -288,19 +292,35 @@ impl Executor for NomadExecutor {
         }
         let ((parent, seen, answer), _, _) = select_all(waits).await;
         match answer {
-            Ok((_, index)) => {
+            Ok((summary, index)) => {
+                if summary.is_none() {
+                    // The parent is missing (purged, or not yet registered): the next dispatch
+                    // registers it again. The 404's index is kept, so the watch still blocks.
+                    if let Some(flavor) = self
+                        .flavors
+                        .iter()
+                        .find(|f| parent_job_id(&self.config.jobs, f) == parent)
+                    {
+                        self.registered.lock().await.remove(&flavor.name);
+                    }
+                }
                 self.summary_indexes
                     .lock()
                     .expect("summary indexes lock")
                     .insert(parent, index);
-                if index <= seen {
+                if index == 0 {
+                    // No index to block on (Nomad always sends one, at least 1): a query on index
+                    // 0 would be answered at once, so back off instead of spinning.
+                    tracing::warn!("Nomad answered without X-Nomad-Index; looking again shortly");
+                    tokio::time::sleep(UNWATCHABLE_BACKOFF).await;
+                } else if index <= seen {
                     // The wait ran out with no change: a quiet cluster; let the caller look anyway.
                     tracing::debug!("no change in Nomad within the blocking wait");
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch Nomad; looking again shortly");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(UNWATCHABLE_BACKOFF).await;
             }
         }
     }
