@@ -751,3 +751,42 @@ async fn a_missing_parent_is_watched_with_blocking_queries_not_hammered(pool: Pg
     assert!(emulator.registered_job("default", PARENT).await.is_none());
     assert_openapi_clean(&emulator).await;
 }
+
+/// An operator stops the parent (`nomad job stop swath-worker-tiny`): Nomad refuses every dispatch
+/// with 500 `Specified job "…" is stopped` (`nomad/job_endpoint.go` `Dispatch`) until the job is
+/// registered again, so the executor registers it again and dispatches.
+#[tokio::test]
+async fn a_stopped_parent_is_registered_again_and_the_dispatch_goes_through() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    executor.register_all().await.unwrap();
+    let stopped = reqwest::Client::new()
+        .delete(format!("{}/v1/job/{PARENT}", emulator.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(stopped.status().is_success());
+    assert_eq!(
+        emulator.registered_job("default", PARENT).await.unwrap()["Stop"],
+        true
+    );
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 11,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: "00000000-0000-4000-8000-000000000011-1".into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .expect("the stopped parent is registered again, then dispatched");
+    assert!(reference.starts_with(&format!("nomad/{PARENT}/dispatch-")));
+    assert_eq!(
+        emulator.registered_job("default", PARENT).await.unwrap()["Stop"],
+        false
+    );
+    assert_eq!(emulator.dispatches().await.len(), 1);
+    assert_openapi_clean(&emulator).await;
+}

@@ -87,6 +87,14 @@ impl NomadError {
     pub fn is_missing_parent(&self) -> bool {
         matches!(self, NomadError::Status { body, .. } if body.contains("parameterized job not found"))
     }
+
+    /// Whether Nomad refuses a dispatch because the parent job was stopped: `Specified job "<id>"
+    /// is stopped` (`nomad/job_endpoint.go` `Dispatch`), which lasts until the job is registered
+    /// again (a registration without `Stop` clears it).
+    pub fn is_stopped_parent(&self) -> bool {
+        matches!(self, NomadError::Status { body, .. }
+            if body.contains("Specified job") && body.ends_with("is stopped"))
+    }
 }
 
 /// Where and as whom to talk to Nomad.
@@ -357,6 +365,9 @@ mod tests {
         assert!(!status(500, "No cluster leader").is_permanent());
         assert!(!status(403, "Permission denied").is_permanent());
         assert!(status(500, "parameterized job not found").is_missing_parent());
+        let stopped = status(500, "Specified job \"swath-worker-tiny\" is stopped");
+        assert!(stopped.is_stopped_parent() && !stopped.is_permanent());
+        assert!(!status(500, "No cluster leader").is_stopped_parent());
     }
 
     #[test]

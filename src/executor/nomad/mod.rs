@@ -1,8 +1,9 @@
 //! The Nomad executor: each attempt is a dispatch of the parameterized batch job of its worker
 //! flavor (`reference/nomad-api.md`).
 //!
-//! - The parents are registered at start-up and again whenever Nomad says one is missing
-//!   (re-registering an unchanged job is a no-op in Nomad).
+//! - The parents are registered at start-up and again whenever Nomad says one is missing or
+//!   stopped (re-registering an unchanged job is a no-op in Nomad; registering a stopped one
+//!   without `Stop` starts it again).
 //! - Dispatch carries the idempotency token `<uid>-<attempt>`: an orchestrator that dispatched and
 //!   died before recording it gets the same child back when the job is dispatched again.
 //! - Outcomes are read from the child's allocations (§3.4, see [`outcome`]); [`Executor::changed`]
@@ -226,8 +227,10 @@ impl Executor for NomadExecutor {
         }
         let parent = parent_job_id(&self.config.jobs, flavor);
         let child = match self.dispatch_once(&parent, request).await {
-            Err(e) if e.is_missing_parent() => {
-                // Someone purged the parent: register it again, then dispatch.
+            Err(e) if e.is_missing_parent() || e.is_stopped_parent() => {
+                // Someone purged or stopped the parent: register it again (which clears `Stop`),
+                // then dispatch.
+                tracing::warn!(job = %parent, error = %e, "the worker job is gone or stopped in Nomad; registering it again");
                 self.register(flavor).await?;
                 self.dispatch_once(&parent, request).await
             }
