@@ -790,3 +790,62 @@ async fn a_stopped_parent_is_registered_again_and_the_dispatch_goes_through() {
     assert_eq!(emulator.dispatches().await.len(), 1);
     assert_openapi_clean(&emulator).await;
 }
+
+/// The same-token race: a dispatch that timed out on swath's side commits late, and its replay
+/// (same idempotency token) is answered with the ID of a child Nomad dropped at apply time
+/// (`nomad/fsm.go` `applyUpsertJob`, `nomad/job_endpoint.go` `Dispatch`). The child swath
+/// recorded never exists; before calling the attempt vanished, the executor dispatches again with
+/// the same token, which names the child that does run, and follows (and stops) that one.
+#[tokio::test]
+async fn a_dispatch_answered_with_a_dropped_child_is_resolved_through_its_token() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    emulator
+        .script(PARENT, &[("job_id", "12")], Outcome::RunUntilStopped)
+        .await;
+    emulator.race_next_dispatch().await;
+    let token = "00000000-0000-4000-8000-000000000012-1";
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 12,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: token.into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .unwrap();
+    let created = emulator.dispatches().await;
+    assert_eq!(created.len(), 1);
+    let real = format!("nomad/{}", created[0].child_id);
+    assert_ne!(reference, real, "the answer names the dropped child");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcome = executor.outcome(&reference).await.unwrap();
+        assert_ne!(outcome, AttemptOutcome::Unknown, "the attempt is not vanished");
+        if outcome == AttemptOutcome::Running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child runs: {outcome:?}");
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    assert_eq!(emulator.dispatches().await.len(), 1, "no second child");
+    let with_token: Vec<_> = emulator
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.ends_with("/dispatch"))
+        .collect();
+    assert_eq!(with_token.len(), 2, "dispatched again once");
+    assert!(with_token
+        .iter()
+        .all(|r| r.query.contains(&format!("idempotency_token={token}"))));
+    executor.stop(&reference).await.unwrap();
+    assert!(was_stopped(&emulator, &real).await, "the running child is stopped");
+    assert_openapi_clean(&emulator).await;
+}

@@ -82,6 +82,11 @@ pub struct NomadExecutor {
     flavors: Vec<WorkerFlavor>,
     registered: tokio::sync::Mutex<HashSet<String>>,
     summary_indexes: std::sync::Mutex<HashMap<String, u64>>,
+    /// Children this executor dispatched and has not yet seen in Nomad, with their request, by
+    /// child ID: one that Nomad does not know may be the same-token race's dropped child.
+    unconfirmed: std::sync::Mutex<HashMap<String, DispatchRequest>>,
+    /// Child IDs Nomad answered that never existed, and the child the attempt's token names.
+    aliases: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for NomadExecutor {
@@ -113,6 +118,8 @@ impl NomadExecutor {
             flavors,
             registered: tokio::sync::Mutex::new(HashSet::new()),
             summary_indexes: std::sync::Mutex::new(HashMap::new()),
+            unconfirmed: std::sync::Mutex::new(HashMap::new()),
+            aliases: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -196,6 +203,55 @@ impl NomadExecutor {
             .await?;
         Ok(response.dispatched_job_id)
     }
+
+    /// Dispatches `request` to the parent of `flavor`, registering the parent again when Nomad
+    /// says it is missing or stopped; returns the child ID Nomad answered.
+    async fn dispatch_to_parent(
+        &self,
+        flavor: &WorkerFlavor,
+        request: &DispatchRequest,
+    ) -> Result<String, ExecutorError> {
+        let parent = parent_job_id(&self.config.jobs, flavor);
+        match self.dispatch_once(&parent, request).await {
+            Err(e) if e.is_missing_parent() || e.is_stopped_parent() => {
+                // Someone purged or stopped the parent: register it again (which clears `Stop`),
+                // then dispatch.
+                tracing::warn!(job = %parent, error = %e, "the worker job is gone or stopped in Nomad; registering it again");
+                self.register(flavor).await?;
+                self.dispatch_once(&parent, request).await
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            if e.is_permanent() {
+                ExecutorError::Refused(e.to_string())
+            } else {
+                unavailable(e)
+            }
+        })
+    }
+
+    /// The child a recorded child ID stands for (itself unless Nomad answered it in a race).
+    fn resolve(&self, recorded: &str) -> String {
+        self.aliases
+            .lock()
+            .expect("aliases lock")
+            .get(recorded)
+            .cloned()
+            .unwrap_or_else(|| recorded.to_string())
+    }
+
+    /// The outcome of `child` as its allocations (else its job) show it.
+    async fn child_outcome(&self, child: &str) -> Result<AttemptOutcome, ExecutorError> {
+        let allocations = self.client.allocations(child).await.map_err(unavailable)?;
+        if let Some(outcome) = outcome::outcome_of_allocations(&allocations) {
+            return Ok(outcome);
+        }
+        let job = self.client.job(child).await.map_err(unavailable)?;
+        Ok(outcome::outcome_without_allocations(
+            job.as_ref().map(|j| j.status.as_str()),
+        ))
+    }
 }
 
 #[async_trait]
@@ -225,47 +281,71 @@ impl Executor for NomadExecutor {
                 flavor.name, self.config.max_in_flight
             )));
         }
-        let parent = parent_job_id(&self.config.jobs, flavor);
-        let child = match self.dispatch_once(&parent, request).await {
-            Err(e) if e.is_missing_parent() || e.is_stopped_parent() => {
-                // Someone purged or stopped the parent: register it again (which clears `Stop`),
-                // then dispatch.
-                tracing::warn!(job = %parent, error = %e, "the worker job is gone or stopped in Nomad; registering it again");
-                self.register(flavor).await?;
-                self.dispatch_once(&parent, request).await
-            }
-            other => other,
-        }
-        .map_err(|e| {
-            if e.is_permanent() {
-                ExecutorError::Refused(e.to_string())
-            } else {
-                unavailable(e)
-            }
-        })?;
+        let child = self.dispatch_to_parent(flavor, request).await?;
+        self.unconfirmed
+            .lock()
+            .expect("unconfirmed children lock")
+            .insert(child.clone(), request.clone());
         Ok(format!("{REFERENCE_PREFIX}{child}"))
     }
 
     async fn outcome(&self, reference: &str) -> Result<AttemptOutcome, ExecutorError> {
-        let Some(child) = reference.strip_prefix(REFERENCE_PREFIX) else {
+        let Some(recorded) = reference.strip_prefix(REFERENCE_PREFIX) else {
             return Ok(AttemptOutcome::Unknown);
         };
-        let allocations = self.client.allocations(child).await.map_err(unavailable)?;
-        if let Some(outcome) = outcome::outcome_of_allocations(&allocations) {
+        let child = self.resolve(recorded);
+        let outcome = self.child_outcome(&child).await?;
+        if outcome != AttemptOutcome::Unknown {
+            self.unconfirmed
+                .lock()
+                .expect("unconfirmed children lock")
+                .remove(recorded);
             return Ok(outcome);
         }
-        let job = self.client.job(child).await.map_err(unavailable)?;
-        Ok(outcome::outcome_without_allocations(
-            job.as_ref().map(|j| j.status.as_str()),
-        ))
+        // Nomad does not know a child it answered: the same-token race, if this executor
+        // dispatched it and never saw it. Dispatch again with the same token; the answer names
+        // the child that does exist (or creates it if none does: nothing ran the attempt yet).
+        let Some(request) = self
+            .unconfirmed
+            .lock()
+            .expect("unconfirmed children lock")
+            .remove(recorded)
+        else {
+            return Ok(AttemptOutcome::Unknown);
+        };
+        let flavor = self.flavor(&request.flavor.name)?;
+        let again = match self.dispatch_to_parent(flavor, &request).await {
+            Ok(again) => again,
+            Err(e) => {
+                self.unconfirmed
+                    .lock()
+                    .expect("unconfirmed children lock")
+                    .insert(recorded.to_string(), request);
+                return Err(e);
+            }
+        };
+        if again == child {
+            return Ok(AttemptOutcome::Unknown);
+        }
+        tracing::warn!(job_id = request.job_id, attempt = request.attempt, answered = %recorded, child = %again, "Nomad answered a dispatch with a child it dropped; following the child its idempotency token names");
+        self.aliases
+            .lock()
+            .expect("aliases lock")
+            .insert(recorded.to_string(), again.clone());
+        self.child_outcome(&again).await
     }
 
     async fn stop(&self, reference: &str) -> Result<(), ExecutorError> {
-        let Some(child) = reference.strip_prefix(REFERENCE_PREFIX) else {
+        let Some(recorded) = reference.strip_prefix(REFERENCE_PREFIX) else {
             return Ok(());
         };
+        self.unconfirmed
+            .lock()
+            .expect("unconfirmed children lock")
+            .remove(recorded);
+        let child = self.resolve(recorded);
         self.client
-            .stop(child, self.config.purge_on_stop)
+            .stop(&child, self.config.purge_on_stop)
             .await
             .map_err(unavailable)
     }
