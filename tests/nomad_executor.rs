@@ -849,3 +849,94 @@ async fn a_dispatch_answered_with_a_dropped_child_is_resolved_through_its_token(
     assert!(was_stopped(&emulator, &real).await, "the running child is stopped");
     assert_openapi_clean(&emulator).await;
 }
+
+/// The allocations of a child, as Nomad lists them.
+async fn child_allocations(emulator: &NomadEmulator, reference: &str) -> Vec<serde_json::Value> {
+    let child = reference.strip_prefix("nomad/").unwrap();
+    let escaped = percent_encoding::utf8_percent_encode(child, percent_encoding::NON_ALPHANUMERIC);
+    reqwest::get(format!("{}/v1/job/{escaped}/allocations", emulator.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// An operator runs `nomad alloc stop` on a running attempt: Nomad migrates the allocation,
+/// placing a replacement whatever the reschedule policy (`nomad/alloc_endpoint.go` `Stop`,
+/// `scheduler/reconciler/filters.go`), which would run the same attempt a second time. The
+/// executor stops the child as soon as it sees the second allocation, and reads the attempt's
+/// outcome from the first one (stopped), never from the replacement (whose worker would be refused
+/// its bootstrap secret and exit 0 as superseded).
+#[tokio::test]
+async fn an_allocation_stopped_by_an_operator_is_not_run_again_by_its_replacement() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    emulator
+        .script(PARENT, &[("job_id", "13")], Outcome::RunUntilStopped)
+        .await;
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 13,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: "00000000-0000-4000-8000-000000000013-1".into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while executor.outcome(&reference).await.unwrap() != AttemptOutcome::Running {
+        assert!(Instant::now() < deadline, "the child started");
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    let allocations = child_allocations(&emulator, &reference).await;
+    assert_eq!(allocations.len(), 1);
+    let first = allocations[0]["ID"].as_str().unwrap().to_string();
+    let stopped = reqwest::Client::new()
+        .post(format!("{}/v1/allocation/{first}/stop", emulator.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(stopped.status().is_success());
+
+    let outcome = loop {
+        let outcome = executor.outcome(&reference).await.unwrap();
+        if !matches!(outcome, AttemptOutcome::Running | AttemptOutcome::Pending) {
+            break outcome;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the attempt still looks alive: {outcome:?}"
+        );
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    };
+    assert_eq!(
+        outcome,
+        AttemptOutcome::Failed(format!("allocation {first} was stopped")),
+        "the outcome is the first allocation's"
+    );
+    assert!(was_stopped(&emulator, &reference).await, "the child is stopped");
+    // The replacement was placed, and is stopped with its job.
+    loop {
+        let allocations = child_allocations(&emulator, &reference).await;
+        let replacements: Vec<_> = allocations.iter().filter(|a| a["ID"] != first).collect();
+        if !replacements.is_empty() && replacements.iter().all(|a| a["DesiredStatus"] == "stop") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replacement keeps running: {allocations:#?}"
+        );
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    assert_openapi_clean(&emulator).await;
+}

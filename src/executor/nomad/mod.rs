@@ -6,6 +6,11 @@
 //!   without `Stop` starts it again).
 //! - Dispatch carries the idempotency token `<uid>-<attempt>`: an orchestrator that dispatched and
 //!   died before recording it gets the same child back when the job is dispatched again.
+//! - A child Nomad answered but does not know, never seen by this executor, is dispatched again
+//!   with the same token before it is called vanished (the same-token race: `nomad/fsm.go` drops
+//!   a replayed dispatch at apply time while `Job.Dispatch` still answers its ID).
+//! - A second allocation of a child (`nomad alloc stop` migrates it to a replacement) is a second
+//!   run of the same attempt: the child is stopped and the first allocation gives the outcome.
 //! - Outcomes are read from the child's allocations (§3.4, see [`outcome`]); [`Executor::changed`]
 //!   is a blocking query on the parents' summaries, so that the tracking loop wakes when a child
 //!   changes instead of polling.
@@ -87,6 +92,8 @@ pub struct NomadExecutor {
     unconfirmed: std::sync::Mutex<HashMap<String, DispatchRequest>>,
     /// Child IDs Nomad answered that never existed, and the child the attempt's token names.
     aliases: std::sync::Mutex<HashMap<String, String>>,
+    /// Children stopped because a second allocation ran their attempt again.
+    superseded: std::sync::Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for NomadExecutor {
@@ -120,6 +127,7 @@ impl NomadExecutor {
             summary_indexes: std::sync::Mutex::new(HashMap::new()),
             unconfirmed: std::sync::Mutex::new(HashMap::new()),
             aliases: std::sync::Mutex::new(HashMap::new()),
+            superseded: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -243,7 +251,33 @@ impl NomadExecutor {
 
     /// The outcome of `child` as its allocations (else its job) show it.
     async fn child_outcome(&self, child: &str) -> Result<AttemptOutcome, ExecutorError> {
-        let allocations = self.client.allocations(child).await.map_err(unavailable)?;
+        let mut allocations = self.client.allocations(child).await.map_err(unavailable)?;
+        let lost = allocations.iter().any(|a| a.client_status == "lost");
+        if allocations.len() > 1 && !lost {
+            // A second allocation of one dispatch, not a lost node's replacement: `nomad alloc
+            // stop` migrates the allocation to a replacement whatever the reschedule policy
+            // (`nomad/alloc_endpoint.go` `Stop`, `scheduler/reconciler/filters.go`). That is a
+            // second run of the same attempt: the child is stopped (once), and the attempt's
+            // outcome is the first allocation's (the replacement's worker is refused the spent
+            // bootstrap secret and exits 0 as superseded, which says nothing of the attempt).
+            allocations.sort_by_key(|a| a.create_index);
+            allocations.truncate(1);
+            let first = self
+                .superseded
+                .lock()
+                .expect("superseded children lock")
+                .insert(child.to_string());
+            if first {
+                tracing::warn!(child = %child, allocation = %allocations[0].id, "a second allocation of a dispatched child (alloc stop?): stopping the child so the attempt does not run twice");
+                if let Err(e) = self.client.stop(child, self.config.purge_on_stop).await {
+                    self.superseded
+                        .lock()
+                        .expect("superseded children lock")
+                        .remove(child);
+                    return Err(unavailable(e));
+                }
+            }
+        }
         if let Some(outcome) = outcome::outcome_of_allocations(&allocations) {
             return Ok(outcome);
         }
