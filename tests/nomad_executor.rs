@@ -825,7 +825,11 @@ async fn a_dispatch_answered_with_a_dropped_child_is_resolved_through_its_token(
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let outcome = executor.outcome(&reference).await.unwrap();
-        assert_ne!(outcome, AttemptOutcome::Unknown, "the attempt is not vanished");
+        assert_ne!(
+            outcome,
+            AttemptOutcome::Unknown,
+            "the attempt is not vanished"
+        );
         if outcome == AttemptOutcome::Running {
             break;
         }
@@ -846,7 +850,10 @@ async fn a_dispatch_answered_with_a_dropped_child_is_resolved_through_its_token(
         .iter()
         .all(|r| r.query.contains(&format!("idempotency_token={token}"))));
     executor.stop(&reference).await.unwrap();
-    assert!(was_stopped(&emulator, &real).await, "the running child is stopped");
+    assert!(
+        was_stopped(&emulator, &real).await,
+        "the running child is stopped"
+    );
     assert_openapi_clean(&emulator).await;
 }
 
@@ -922,7 +929,10 @@ async fn an_allocation_stopped_by_an_operator_is_not_run_again_by_its_replacemen
         AttemptOutcome::Failed(format!("allocation {first} was stopped")),
         "the outcome is the first allocation's"
     );
-    assert!(was_stopped(&emulator, &reference).await, "the child is stopped");
+    assert!(
+        was_stopped(&emulator, &reference).await,
+        "the child is stopped"
+    );
     // The replacement was placed, and is stopped with its job.
     loop {
         let allocations = child_allocations(&emulator, &reference).await;
