@@ -1142,3 +1142,88 @@ async fn enforce_index_listing_and_plain_batch_jobs() {
     assert_eq!(placed[0]["ID"], allocs[0]["ID"]);
     assert_no_openapi_problems(&emulator).await;
 }
+
+#[tokio::test]
+async fn alloc_stop_migrates_the_allocation_to_a_replacement() {
+    let (emulator, api) = start_with_parent().await;
+    emulator.script(PARENT, &[], Outcome::RunUntilStopped).await;
+    let child = api
+        .dispatch(PARENT, json!({"Meta": {"task_id": "7"}}))
+        .await;
+    let allocs = api
+        .wait_for(&job_path(&child, "/allocations"), |allocs| {
+            allocs[0]["ClientStatus"] == "running"
+        })
+        .await;
+    let first = allocs[0]["ID"].as_str().unwrap().to_string();
+    let stopped = api
+        .send("POST", &format!("/v1/allocation/{first}/stop"), None)
+        .await;
+    assert_eq!(stopped.status, 200, "{}", stopped.text);
+    let answer = stopped.json();
+    assert_eq!(answer["Index"].as_u64(), Some(stopped.index()));
+    let eval = api
+        .get(&format!(
+            "/v1/evaluation/{}",
+            answer["EvalID"].as_str().unwrap()
+        ))
+        .await
+        .json();
+    assert_eq!(eval["TriggeredBy"], "alloc-stop");
+    // The old allocation is stopped and killed; the replacement runs the same dispatch again.
+    let allocs = api
+        .wait_for(&job_path(&child, "/allocations"), |allocs| {
+            let allocs = allocs.as_array().unwrap();
+            allocs.len() == 2
+                && allocs
+                    .iter()
+                    .any(|a| a["ID"] == first.as_str() && a["ClientStatus"] == "complete")
+                && allocs.iter().any(|a| a["ClientStatus"] == "running")
+        })
+        .await;
+    let allocs = allocs.as_array().unwrap();
+    let old = allocs.iter().find(|a| a["ID"] == first.as_str()).unwrap();
+    let new = allocs.iter().find(|a| a["ID"] != first.as_str()).unwrap();
+    assert_eq!(old["DesiredStatus"], "stop");
+    assert_eq!(old["DesiredDescription"], "alloc is being migrated");
+    assert_eq!(old["NextAllocation"], new["ID"]);
+    let full = api
+        .get(&format!("/v1/allocation/{}", new["ID"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(full["PreviousAllocation"], first.as_str());
+    assert_eq!(
+        api.get(&job_path(&child, "")).await.json()["Status"],
+        "running"
+    );
+    assert_no_openapi_problems(&emulator).await;
+}
+
+#[tokio::test]
+async fn a_raced_dispatch_answers_a_child_dropped_at_apply_time() {
+    let (emulator, api) = start_with_parent().await;
+    emulator.race_next_dispatch().await;
+    let path = format!("/v1/job/{PARENT}/dispatch?idempotency_token=tok-1");
+    let raced = api.put(&path, &json!({"Meta": {"task_id": "8"}})).await;
+    assert_eq!(raced.status, 200, "{}", raced.text);
+    let dropped = raced.json()["DispatchedJobID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The earlier request's child exists; the answered one never does.
+    let created = emulator.dispatches().await;
+    assert_eq!(created.len(), 1);
+    assert_ne!(created[0].child_id, dropped);
+    assert!(dropped.starts_with(&format!("{PARENT}/dispatch-")));
+    api.get(&job_path(&dropped, ""))
+        .await
+        .assert_error(404, "job not found");
+    // The race is played once: the same token now names the child that exists.
+    let again = api.put(&path, &json!({"Meta": {"task_id": "8"}})).await;
+    assert_eq!(
+        again.json()["DispatchedJobID"],
+        created[0].child_id.as_str()
+    );
+    assert_eq!(emulator.dispatches().await.len(), 1);
+    assert_no_openapi_problems(&emulator).await;
+}

@@ -701,3 +701,252 @@ async fn changes_are_observed_with_blocking_queries_not_polling() {
     assert!(summaries <= 2, "one held query, not a poll: {summaries}");
     assert_openapi_clean(&emulator).await;
 }
+
+/// A parent job that is missing (never registered, or purged) is watched like one that exists:
+/// Nomad answers the 404 of its summary with `X-Nomad-Index` (`command/agent/job_endpoint.go`
+/// `jobSummaryRequest` sets the query meta before the 404), so the next query blocks on that index
+/// instead of index 0, which Nomad answers at once. Over a window of a second, the dispatch and
+/// tracking loops send a handful of requests, not hundreds.
+#[sqlx::test(migrations = "./sql")]
+async fn a_missing_parent_is_watched_with_blocking_queries_not_hammered(pool: PgPool) {
+    use std::sync::Arc;
+    use swath::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
+    use swath::pipeline::track::TrackScope;
+
+    let emulator = emulator().await;
+    let executor: Arc<dyn Executor> =
+        Arc::new(NomadExecutor::new(config(&emulator, 4), vec![flavor()]));
+    let interval = Duration::from_secs(600);
+    let claimant = claimant(Duration::from_secs(600));
+    let dispatching = DispatchLoop {
+        executor: executor.clone(),
+        registry: Arc::new(registry()),
+        enabled: types(),
+        flavors: vec![flavor()],
+        claimant: claimant.clone(),
+        backoff: no_backoff(),
+        interval,
+    };
+    let tracking = TrackLoop {
+        executor,
+        timeouts: StatusTimeouts::default(),
+        backoff: no_backoff(),
+        scope: TrackScope::OwnedOrOrphaned(claimant.service_id),
+        batch: 100,
+        interval,
+    };
+    let before = emulator.requests().await.len();
+    // The measuring window: both loops run for one second, then are dropped.
+    let window = Duration::from_secs(1);
+    let loops = futures_util::future::join(
+        dispatch_loop(&pool, dispatching, std::future::pending()),
+        track_loop(&pool, tracking, std::future::pending()),
+    );
+    assert!(tokio::time::timeout(window, loops).await.is_err());
+    let sent = emulator.requests().await.len() - before;
+    assert!(
+        sent <= 10,
+        "the loops sent {sent} requests in {window:?} while the parent is missing"
+    );
+    assert!(emulator.registered_job("default", PARENT).await.is_none());
+    assert_openapi_clean(&emulator).await;
+}
+
+/// An operator stops the parent (`nomad job stop swath-worker-tiny`): Nomad refuses every dispatch
+/// with 500 `Specified job "…" is stopped` (`nomad/job_endpoint.go` `Dispatch`) until the job is
+/// registered again, so the executor registers it again and dispatches.
+#[tokio::test]
+async fn a_stopped_parent_is_registered_again_and_the_dispatch_goes_through() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    executor.register_all().await.unwrap();
+    let stopped = reqwest::Client::new()
+        .delete(format!("{}/v1/job/{PARENT}", emulator.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(stopped.status().is_success());
+    assert_eq!(
+        emulator.registered_job("default", PARENT).await.unwrap()["Stop"],
+        true
+    );
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 11,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: "00000000-0000-4000-8000-000000000011-1".into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .expect("the stopped parent is registered again, then dispatched");
+    assert!(reference.starts_with(&format!("nomad/{PARENT}/dispatch-")));
+    assert_eq!(
+        emulator.registered_job("default", PARENT).await.unwrap()["Stop"],
+        false
+    );
+    assert_eq!(emulator.dispatches().await.len(), 1);
+    assert_openapi_clean(&emulator).await;
+}
+
+/// The same-token race: a dispatch that timed out on swath's side commits late, and its replay
+/// (same idempotency token) is answered with the ID of a child Nomad dropped at apply time
+/// (`nomad/fsm.go` `applyUpsertJob`, `nomad/job_endpoint.go` `Dispatch`). The child swath
+/// recorded never exists; before calling the attempt vanished, the executor dispatches again with
+/// the same token, which names the child that does run, and follows (and stops) that one.
+#[tokio::test]
+async fn a_dispatch_answered_with_a_dropped_child_is_resolved_through_its_token() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    emulator
+        .script(PARENT, &[("job_id", "12")], Outcome::RunUntilStopped)
+        .await;
+    emulator.race_next_dispatch().await;
+    let token = "00000000-0000-4000-8000-000000000012-1";
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 12,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: token.into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .unwrap();
+    let created = emulator.dispatches().await;
+    assert_eq!(created.len(), 1);
+    let real = format!("nomad/{}", created[0].child_id);
+    assert_ne!(reference, real, "the answer names the dropped child");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let outcome = executor.outcome(&reference).await.unwrap();
+        assert_ne!(
+            outcome,
+            AttemptOutcome::Unknown,
+            "the attempt is not vanished"
+        );
+        if outcome == AttemptOutcome::Running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the child runs: {outcome:?}");
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    assert_eq!(emulator.dispatches().await.len(), 1, "no second child");
+    let with_token: Vec<_> = emulator
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.path.ends_with("/dispatch"))
+        .collect();
+    assert_eq!(with_token.len(), 2, "dispatched again once");
+    assert!(with_token
+        .iter()
+        .all(|r| r.query.contains(&format!("idempotency_token={token}"))));
+    executor.stop(&reference).await.unwrap();
+    assert!(
+        was_stopped(&emulator, &real).await,
+        "the running child is stopped"
+    );
+    assert_openapi_clean(&emulator).await;
+}
+
+/// The allocations of a child, as Nomad lists them.
+async fn child_allocations(emulator: &NomadEmulator, reference: &str) -> Vec<serde_json::Value> {
+    let child = reference.strip_prefix("nomad/").unwrap();
+    let escaped = percent_encoding::utf8_percent_encode(child, percent_encoding::NON_ALPHANUMERIC);
+    reqwest::get(format!("{}/v1/job/{escaped}/allocations", emulator.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// An operator runs `nomad alloc stop` on a running attempt: Nomad migrates the allocation,
+/// placing a replacement whatever the reschedule policy (`nomad/alloc_endpoint.go` `Stop`,
+/// `scheduler/reconciler/filters.go`), which would run the same attempt a second time. The
+/// executor stops the child as soon as it sees the second allocation, and reads the attempt's
+/// outcome from the first one (stopped), never from the replacement (whose worker would be refused
+/// its bootstrap secret and exit 0 as superseded).
+#[tokio::test]
+async fn an_allocation_stopped_by_an_operator_is_not_run_again_by_its_replacement() {
+    let emulator = emulator().await;
+    let executor = NomadExecutor::new(config(&emulator, 4), vec![flavor()]);
+    emulator
+        .script(PARENT, &[("job_id", "13")], Outcome::RunUntilStopped)
+        .await;
+    let reference = executor
+        .dispatch(&DispatchRequest {
+            job_id: 13,
+            job_type: "test_job".into(),
+            attempt: 1,
+            idempotency_token: "00000000-0000-4000-8000-000000000013-1".into(),
+            worker_token: "t".into(),
+            flavor: flavor(),
+            nomad_job: "test-job-processing".into(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while executor.outcome(&reference).await.unwrap() != AttemptOutcome::Running {
+        assert!(Instant::now() < deadline, "the child started");
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    let allocations = child_allocations(&emulator, &reference).await;
+    assert_eq!(allocations.len(), 1);
+    let first = allocations[0]["ID"].as_str().unwrap().to_string();
+    let stopped = reqwest::Client::new()
+        .post(format!("{}/v1/allocation/{first}/stop", emulator.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(stopped.status().is_success());
+
+    let outcome = loop {
+        let outcome = executor.outcome(&reference).await.unwrap();
+        if !matches!(outcome, AttemptOutcome::Running | AttemptOutcome::Pending) {
+            break outcome;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the attempt still looks alive: {outcome:?}"
+        );
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    };
+    assert_eq!(
+        outcome,
+        AttemptOutcome::Failed(format!("allocation {first} was stopped")),
+        "the outcome is the first allocation's"
+    );
+    assert!(
+        was_stopped(&emulator, &reference).await,
+        "the child is stopped"
+    );
+    // The replacement was placed, and is stopped with its job.
+    loop {
+        let allocations = child_allocations(&emulator, &reference).await;
+        let replacements: Vec<_> = allocations.iter().filter(|a| a["ID"] != first).collect();
+        if !replacements.is_empty() && replacements.iter().all(|a| a["DesiredStatus"] == "stop") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replacement keeps running: {allocations:#?}"
+        );
+        tokio::time::timeout(Duration::from_millis(100), executor.changed())
+            .await
+            .ok();
+    }
+    assert_openapi_clean(&emulator).await;
+}

@@ -87,6 +87,14 @@ impl NomadError {
     pub fn is_missing_parent(&self) -> bool {
         matches!(self, NomadError::Status { body, .. } if body.contains("parameterized job not found"))
     }
+
+    /// Whether Nomad refuses a dispatch because the parent job was stopped: `Specified job "<id>"
+    /// is stopped` (`nomad/job_endpoint.go` `Dispatch`), which lasts until the job is registered
+    /// again (a registration without `Stop` clears it).
+    pub fn is_stopped_parent(&self) -> bool {
+        matches!(self, NomadError::Status { body, .. }
+            if body.contains("Specified job") && body.ends_with("is stopped"))
+    }
 }
 
 /// Where and as whom to talk to Nomad.
@@ -161,7 +169,7 @@ impl NomadClient {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
         blocking: Option<Blocking>,
-    ) -> Result<Option<(reqwest::Response, u64)>, NomadError> {
+    ) -> Result<(Option<reqwest::Response>, u64), NomadError> {
         let mut url = self.address.clone();
         url.set_path(&format!("/v1/{path}"));
         // set_path escapes what is not valid in a path but keeps our %XX escapes.
@@ -198,8 +206,16 @@ impl NomadClient {
                 source,
             })?;
         let status = response.status();
+        // Nomad sets `X-Nomad-Index` on a 404 as on a 200 (`command/agent/job_endpoint.go`: the
+        // query meta is set before "job not found"): a watch of a missing job blocks on it.
+        let index = response
+            .headers()
+            .get("X-Nomad-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+            return Ok((None, index));
         }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -210,13 +226,7 @@ impl NomadClient {
                 body: body.trim().to_string(),
             });
         }
-        let index = response
-            .headers()
-            .get("X-Nomad-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Ok(Some((response, index)))
+        Ok((Some(response), index))
     }
 
     async fn json<T: DeserializeOwned>(
@@ -226,19 +236,19 @@ impl NomadClient {
         query: &[(&str, String)],
         body: Option<serde_json::Value>,
         blocking: Option<Blocking>,
-    ) -> Result<Option<(T, u64)>, NomadError> {
-        let Some((response, index)) = self
+    ) -> Result<(Option<T>, u64), NomadError> {
+        let (response, index) = self
             .send(method.clone(), path, query, body, blocking)
-            .await?
-        else {
-            return Ok(None);
+            .await?;
+        let Some(response) = response else {
+            return Ok((None, index));
         };
         let value = response.json().await.map_err(|source| NomadError::Decode {
             method,
             path: path.to_string(),
             source,
         })?;
-        Ok(Some((value, index)))
+        Ok((Some(value), index))
     }
 
     /// Registers (or updates) a job; re-registering an unchanged job changes nothing.
@@ -246,6 +256,7 @@ impl NomadClient {
         let body = serde_json::json!({ "Job": job });
         self.send(Method::PUT, "jobs", &[], Some(body), None)
             .await?
+            .0
             .ok_or_else(|| NomadError::Status {
                 method: Method::PUT,
                 path: "jobs".into(),
@@ -273,8 +284,9 @@ impl NomadClient {
         match self
             .json(Method::POST, &path, &query, Some(body), None)
             .await?
+            .0
         {
-            Some((response, _)) => Ok(response),
+            Some(response) => Ok(response),
             None => Err(NomadError::Status {
                 method: Method::POST,
                 path,
@@ -287,24 +299,19 @@ impl NomadClient {
     /// A job, or `None` if Nomad does not know it.
     pub async fn job(&self, id: &str) -> Result<Option<JobStub>, NomadError> {
         let path = Self::job_path(id, "");
-        Ok(self
-            .json(Method::GET, &path, &[], None, None)
-            .await?
-            .map(|(job, _)| job))
+        Ok(self.json(Method::GET, &path, &[], None, None).await?.0)
     }
 
-    /// A job's summary and its index, or `None` if Nomad does not know the job; with `blocking`,
-    /// answered once the summary's index passes the given one (or the wait ends).
+    /// A job's summary (`None` if Nomad does not know the job) and the index Nomad answered with
+    /// (also on a 404: the summaries table's index, so that a missing job can be watched); with
+    /// `blocking`, answered once that index passes the given one (or the wait ends).
     pub async fn summary(
         &self,
         id: &str,
         blocking: Option<Blocking>,
     ) -> Result<(Option<JobSummary>, u64), NomadError> {
         let path = Self::job_path(id, "/summary");
-        match self.json(Method::GET, &path, &[], None, blocking).await? {
-            Some((summary, index)) => Ok((Some(summary), index)),
-            None => Ok((None, 0)),
-        }
+        self.json(Method::GET, &path, &[], None, blocking).await
     }
 
     /// A job's allocations (empty if Nomad does not know the job).
@@ -313,7 +320,7 @@ impl NomadClient {
         Ok(self
             .json(Method::GET, &path, &[], None, None)
             .await?
-            .map(|(a, _)| a)
+            .0
             .unwrap_or_default())
     }
 
@@ -358,6 +365,9 @@ mod tests {
         assert!(!status(500, "No cluster leader").is_permanent());
         assert!(!status(403, "Permission denied").is_permanent());
         assert!(status(500, "parameterized job not found").is_missing_parent());
+        let stopped = status(500, "Specified job \"swath-worker-tiny\" is stopped");
+        assert!(stopped.is_stopped_parent() && !stopped.is_permanent());
+        assert!(!status(500, "No cluster leader").is_stopped_parent());
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! The Nomad executor: each attempt is a dispatch of the parameterized batch job of its worker
 //! flavor (`reference/nomad-api.md`).
 //!
-//! - The parents are registered at start-up and again whenever Nomad says one is missing
-//!   (re-registering an unchanged job is a no-op in Nomad).
+//! - The parents are registered at start-up and again whenever Nomad says one is missing or
+//!   stopped (re-registering an unchanged job is a no-op in Nomad; registering a stopped one
+//!   without `Stop` starts it again).
 //! - Dispatch carries the idempotency token `<uid>-<attempt>`: an orchestrator that dispatched and
 //!   died before recording it gets the same child back when the job is dispatched again.
+//! - A child Nomad answered but does not know, never seen by this executor, is dispatched again
+//!   with the same token before it is called vanished (the same-token race: `nomad/fsm.go` drops
+//!   a replayed dispatch at apply time while `Job.Dispatch` still answers its ID).
+//! - A second allocation of a child (`nomad alloc stop` migrates it to a replacement) is a second
+//!   run of the same attempt: the child is stopped and the first allocation gives the outcome.
 //! - Outcomes are read from the child's allocations (§3.4, see [`outcome`]); [`Executor::changed`]
 //!   is a blocking query on the parents' summaries, so that the tracking loop wakes when a child
 //!   changes instead of polling.
@@ -27,6 +33,10 @@ use swath_job_types::flavor::WorkerFlavor;
 use self::client::{Blocking, NomadClient, NomadError};
 use self::spec::{parent_job_id, worker_job, WorkerJobSettings};
 use super::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
+
+/// How long [`Executor::changed`] waits when it cannot block on Nomad (an error, or an answer
+/// without an index).
+const UNWATCHABLE_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Prefix of the references of Nomad attempts: `nomad/<child job ID>`.
 const REFERENCE_PREFIX: &str = "nomad/";
@@ -77,6 +87,13 @@ pub struct NomadExecutor {
     flavors: Vec<WorkerFlavor>,
     registered: tokio::sync::Mutex<HashSet<String>>,
     summary_indexes: std::sync::Mutex<HashMap<String, u64>>,
+    /// Children this executor dispatched and has not yet seen in Nomad, with their request, by
+    /// child ID: one that Nomad does not know may be the same-token race's dropped child.
+    unconfirmed: std::sync::Mutex<HashMap<String, DispatchRequest>>,
+    /// Child IDs Nomad answered that never existed, and the child the attempt's token names.
+    aliases: std::sync::Mutex<HashMap<String, String>>,
+    /// Children stopped because a second allocation ran their attempt again.
+    superseded: std::sync::Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for NomadExecutor {
@@ -108,6 +125,9 @@ impl NomadExecutor {
             flavors,
             registered: tokio::sync::Mutex::new(HashSet::new()),
             summary_indexes: std::sync::Mutex::new(HashMap::new()),
+            unconfirmed: std::sync::Mutex::new(HashMap::new()),
+            aliases: std::sync::Mutex::new(HashMap::new()),
+            superseded: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -191,6 +211,81 @@ impl NomadExecutor {
             .await?;
         Ok(response.dispatched_job_id)
     }
+
+    /// Dispatches `request` to the parent of `flavor`, registering the parent again when Nomad
+    /// says it is missing or stopped; returns the child ID Nomad answered.
+    async fn dispatch_to_parent(
+        &self,
+        flavor: &WorkerFlavor,
+        request: &DispatchRequest,
+    ) -> Result<String, ExecutorError> {
+        let parent = parent_job_id(&self.config.jobs, flavor);
+        match self.dispatch_once(&parent, request).await {
+            Err(e) if e.is_missing_parent() || e.is_stopped_parent() => {
+                // Someone purged or stopped the parent: register it again (which clears `Stop`),
+                // then dispatch.
+                tracing::warn!(job = %parent, error = %e, "the worker job is gone or stopped in Nomad; registering it again");
+                self.register(flavor).await?;
+                self.dispatch_once(&parent, request).await
+            }
+            other => other,
+        }
+        .map_err(|e| {
+            if e.is_permanent() {
+                ExecutorError::Refused(e.to_string())
+            } else {
+                unavailable(e)
+            }
+        })
+    }
+
+    /// The child a recorded child ID stands for (itself unless Nomad answered it in a race).
+    fn resolve(&self, recorded: &str) -> String {
+        self.aliases
+            .lock()
+            .expect("aliases lock")
+            .get(recorded)
+            .cloned()
+            .unwrap_or_else(|| recorded.to_string())
+    }
+
+    /// The outcome of `child` as its allocations (else its job) show it.
+    async fn child_outcome(&self, child: &str) -> Result<AttemptOutcome, ExecutorError> {
+        let mut allocations = self.client.allocations(child).await.map_err(unavailable)?;
+        let lost = allocations.iter().any(|a| a.client_status == "lost");
+        if allocations.len() > 1 && !lost {
+            // A second allocation of one dispatch, not a lost node's replacement: `nomad alloc
+            // stop` migrates the allocation to a replacement whatever the reschedule policy
+            // (`nomad/alloc_endpoint.go` `Stop`, `scheduler/reconciler/filters.go`). That is a
+            // second run of the same attempt: the child is stopped (once), and the attempt's
+            // outcome is the first allocation's (the replacement's worker is refused the spent
+            // bootstrap secret and exits 0 as superseded, which says nothing of the attempt).
+            allocations.sort_by_key(|a| a.create_index);
+            allocations.truncate(1);
+            let first = self
+                .superseded
+                .lock()
+                .expect("superseded children lock")
+                .insert(child.to_string());
+            if first {
+                tracing::warn!(child = %child, allocation = %allocations[0].id, "a second allocation of a dispatched child (alloc stop?): stopping the child so the attempt does not run twice");
+                if let Err(e) = self.client.stop(child, self.config.purge_on_stop).await {
+                    self.superseded
+                        .lock()
+                        .expect("superseded children lock")
+                        .remove(child);
+                    return Err(unavailable(e));
+                }
+            }
+        }
+        if let Some(outcome) = outcome::outcome_of_allocations(&allocations) {
+            return Ok(outcome);
+        }
+        let job = self.client.job(child).await.map_err(unavailable)?;
+        Ok(outcome::outcome_without_allocations(
+            job.as_ref().map(|j| j.status.as_str()),
+        ))
+    }
 }
 
 #[async_trait]
@@ -220,45 +315,71 @@ impl Executor for NomadExecutor {
                 flavor.name, self.config.max_in_flight
             )));
         }
-        let parent = parent_job_id(&self.config.jobs, flavor);
-        let child = match self.dispatch_once(&parent, request).await {
-            Err(e) if e.is_missing_parent() => {
-                // Someone purged the parent: register it again, then dispatch.
-                self.register(flavor).await?;
-                self.dispatch_once(&parent, request).await
-            }
-            other => other,
-        }
-        .map_err(|e| {
-            if e.is_permanent() {
-                ExecutorError::Refused(e.to_string())
-            } else {
-                unavailable(e)
-            }
-        })?;
+        let child = self.dispatch_to_parent(flavor, request).await?;
+        self.unconfirmed
+            .lock()
+            .expect("unconfirmed children lock")
+            .insert(child.clone(), request.clone());
         Ok(format!("{REFERENCE_PREFIX}{child}"))
     }
 
     async fn outcome(&self, reference: &str) -> Result<AttemptOutcome, ExecutorError> {
-        let Some(child) = reference.strip_prefix(REFERENCE_PREFIX) else {
+        let Some(recorded) = reference.strip_prefix(REFERENCE_PREFIX) else {
             return Ok(AttemptOutcome::Unknown);
         };
-        let allocations = self.client.allocations(child).await.map_err(unavailable)?;
-        if let Some(outcome) = outcome::outcome_of_allocations(&allocations) {
+        let child = self.resolve(recorded);
+        let outcome = self.child_outcome(&child).await?;
+        if outcome != AttemptOutcome::Unknown {
+            self.unconfirmed
+                .lock()
+                .expect("unconfirmed children lock")
+                .remove(recorded);
             return Ok(outcome);
         }
-        let job = self.client.job(child).await.map_err(unavailable)?;
-        Ok(outcome::outcome_without_allocations(
-            job.as_ref().map(|j| j.status.as_str()),
-        ))
+        // Nomad does not know a child it answered: the same-token race, if this executor
+        // dispatched it and never saw it. Dispatch again with the same token; the answer names
+        // the child that does exist (or creates it if none does: nothing ran the attempt yet).
+        let Some(request) = self
+            .unconfirmed
+            .lock()
+            .expect("unconfirmed children lock")
+            .remove(recorded)
+        else {
+            return Ok(AttemptOutcome::Unknown);
+        };
+        let flavor = self.flavor(&request.flavor.name)?;
+        let again = match self.dispatch_to_parent(flavor, &request).await {
+            Ok(again) => again,
+            Err(e) => {
+                self.unconfirmed
+                    .lock()
+                    .expect("unconfirmed children lock")
+                    .insert(recorded.to_string(), request);
+                return Err(e);
+            }
+        };
+        if again == child {
+            return Ok(AttemptOutcome::Unknown);
+        }
+        tracing::warn!(job_id = request.job_id, attempt = request.attempt, answered = %recorded, child = %again, "Nomad answered a dispatch with a child it dropped; following the child its idempotency token names");
+        self.aliases
+            .lock()
+            .expect("aliases lock")
+            .insert(recorded.to_string(), again.clone());
+        self.child_outcome(&again).await
     }
 
     async fn stop(&self, reference: &str) -> Result<(), ExecutorError> {
-        let Some(child) = reference.strip_prefix(REFERENCE_PREFIX) else {
+        let Some(recorded) = reference.strip_prefix(REFERENCE_PREFIX) else {
             return Ok(());
         };
+        self.unconfirmed
+            .lock()
+            .expect("unconfirmed children lock")
+            .remove(recorded);
+        let child = self.resolve(recorded);
         self.client
-            .stop(child, self.config.purge_on_stop)
+            .stop(&child, self.config.purge_on_stop)
             .await
             .map_err(unavailable)
     }
@@ -288,19 +409,35 @@ impl Executor for NomadExecutor {
         }
         let ((parent, seen, answer), _, _) = select_all(waits).await;
         match answer {
-            Ok((_, index)) => {
+            Ok((summary, index)) => {
+                if summary.is_none() {
+                    // The parent is missing (purged, or not yet registered): the next dispatch
+                    // registers it again. The 404's index is kept, so the watch still blocks.
+                    if let Some(flavor) = self
+                        .flavors
+                        .iter()
+                        .find(|f| parent_job_id(&self.config.jobs, f) == parent)
+                    {
+                        self.registered.lock().await.remove(&flavor.name);
+                    }
+                }
                 self.summary_indexes
                     .lock()
                     .expect("summary indexes lock")
                     .insert(parent, index);
-                if index <= seen {
+                if index == 0 {
+                    // No index to block on (Nomad always sends one, at least 1): a query on index
+                    // 0 would be answered at once, so back off instead of spinning.
+                    tracing::warn!("Nomad answered without X-Nomad-Index; looking again shortly");
+                    tokio::time::sleep(UNWATCHABLE_BACKOFF).await;
+                } else if index <= seen {
                     // The wait ran out with no change: a quiet cluster; let the caller look anyway.
                     tracing::debug!("no change in Nomad within the blocking wait");
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch Nomad; looking again shortly");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(UNWATCHABLE_BACKOFF).await;
             }
         }
     }

@@ -73,6 +73,9 @@ pub(crate) struct Control {
     pub problems: Vec<String>,
     /// Answer every `/v1` request with 500 `No cluster leader`.
     pub unavailable: bool,
+    /// Play the same-token race on the next dispatch that carries an idempotency token (see
+    /// [`super::NomadEmulator::race_next_dispatch`]).
+    pub race_next_dispatch: bool,
 }
 
 impl Control {
@@ -160,7 +163,7 @@ struct UnavailableRequest {
 ///   {"type": "setup_failure", "message"} | {"type": "never_placed"} | {"type": "lost", "after_ms"} |
 ///   {"type": "run_until_stopped"}}`;
 /// * `GET dispatches`, `GET requests`, `GET openapi-problems`;
-/// * `POST gc`; `POST unavailable` `{"down": bool}`.
+/// * `POST gc`; `POST unavailable` `{"down": bool}`; `POST race-next-dispatch`.
 pub(crate) fn handle(shared: &Arc<Shared>, method: &Method, action: &str, body: &[u8]) -> Reply {
     let bad_request = |e: serde_json::Error| Reply::text(StatusCode::BAD_REQUEST, e.to_string());
     match (method.as_str(), action) {
@@ -203,6 +206,10 @@ pub(crate) fn handle(shared: &Arc<Shared>, method: &Method, action: &str, body: 
         ("GET", "openapi-problems") => Reply::json(json!(shared.control().problems.clone())),
         ("POST", "gc") => {
             super::deregister::collect_garbage(shared);
+            Reply::json(json!({}))
+        }
+        ("POST", "race-next-dispatch") => {
+            shared.control().race_next_dispatch = true;
             Reply::json(json!({}))
         }
         ("POST", "unavailable") => match serde_json::from_slice::<UnavailableRequest>(body) {

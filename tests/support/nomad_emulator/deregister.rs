@@ -1,16 +1,18 @@
 //! Stopping, purging and garbage collection: `DELETE /v1/job/<id>[?purge=true]`,
-//! `PUT /v1/system/gc`, and the GC the tests trigger.
+//! `POST /v1/allocation/<id>/stop` (which reschedules), `PUT /v1/system/gc`, and the GC the tests
+//! trigger.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::http::{authorize, ApiRequest, Reply};
-use super::records::JobKey;
+use super::lifecycle;
+use super::records::{AllocRecord, JobKey};
 use super::scheduler::{new_eval, schedule_deregistration};
 use super::shared::Shared;
 use super::state::Txn;
-use super::wire::{parse_go_bool, parse_go_int};
+use super::wire::{now_nanos, parse_go_bool, parse_go_int};
 
 /// Parses a boolean query parameter as the deregister handler does: an unparsable value is an
 /// uncoded error, so 500.
@@ -96,6 +98,113 @@ fn deregister_reply(eval_id: &str, eval_index: u64, job_modify_index: u64, index
         "NextToken": "",
     }))
     .with_index(index)
+}
+
+/// `PUT|POST /v1/allocation/<id>/stop[?no_shutdown_delay=&reschedule=]`: `Alloc.Stop`
+/// (`nomad/alloc_endpoint.go`) commits `DesiredTransition.Migrate` on the allocation with an
+/// `alloc-stop` evaluation and answers `{EvalID, Index}`. The scheduler then migrates the
+/// allocation like any non-terminal one marked for migration (`scheduler/reconciler/filters.go`,
+/// whatever the job's reschedule policy): one step later it is stopped ("alloc is being migrated",
+/// its client kills the task) and a replacement with `PreviousAllocation` is placed, which runs
+/// the child's scripted outcome again: the same dispatch, a second time.
+pub(crate) fn alloc_stop(shared: &Arc<Shared>, request: &ApiRequest, alloc_id: &str) -> Reply {
+    for name in ["no_shutdown_delay", "reschedule"] {
+        if let Some(text) = request.param(name) {
+            if parse_go_bool(text).is_none() {
+                return Reply::bad_request(format!(
+                    "Failed to parse value of {name:?} ({text}) as a bool: strconv.ParseBool: parsing {text:?}: invalid syntax"
+                ));
+            }
+        }
+    }
+    if let Err(reply) = authorize(shared, request, None) {
+        return reply;
+    }
+    let written = shared.write(|txn| {
+        let alloc = txn.store.allocs.get(alloc_id)?.clone();
+        let job = txn
+            .store
+            .jobs
+            .get(&(alloc.namespace.clone(), alloc.job_id.clone()))?
+            .clone();
+        let index = txn.index();
+        let eval = new_eval(&job, "alloc-stop");
+        let eval_id = eval.id.clone();
+        txn.insert_eval(eval);
+        Some((index, eval_id))
+    });
+    let Some((index, eval_id)) = written else {
+        return Reply::text(axum::http::StatusCode::NOT_FOUND, "allocation not found");
+    };
+    let task_shared = shared.clone();
+    let (alloc_id, migrate_eval) = (alloc_id.to_string(), eval_id.clone());
+    shared.spawn(async move {
+        let shared = task_shared;
+        shared.step().await;
+        let replacement = shared.write(|txn| migrate(txn, &alloc_id, &migrate_eval));
+        if let Some((replacement, child)) = replacement {
+            let outcome = shared.read(|store| {
+                store
+                    .dispatches
+                    .iter()
+                    .rev()
+                    .find(|d| d.child_id == child)
+                    .map(|d| (d.parent.clone(), d.meta.clone()))
+            });
+            let outcome = outcome
+                .map(|(parent, meta)| shared.control().outcome_for(&parent, &meta))
+                .unwrap_or_default();
+            lifecycle::run(&shared, replacement, outcome);
+        }
+    });
+    Reply::json(json!({"EvalID": eval_id, "Index": index})).with_index(index)
+}
+
+/// The scheduler's migration of `alloc_id`: a non-terminal allocation of a job that still runs is
+/// stopped and replaced on its node; the evaluation completes either way. Returns the replacement
+/// and its job.
+fn migrate(txn: &mut Txn, alloc_id: &str, eval_id: &str) -> Option<(String, String)> {
+    let old = txn.store.allocs.get(alloc_id).cloned();
+    let job_stopped = old.as_ref().is_none_or(|alloc| {
+        txn.store
+            .jobs
+            .get(&(alloc.namespace.clone(), alloc.job_id.clone()))
+            .is_none_or(|job| job.stop)
+    });
+    let replacement = match old {
+        Some(old) if !old.is_terminal() && !job_stopped => {
+            let now = now_nanos();
+            let replacement = AllocRecord {
+                id: uuid::Uuid::new_v4().to_string(),
+                eval_id: eval_id.to_string(),
+                desired_status: "run".into(),
+                desired_description: String::new(),
+                client_status: "pending".into(),
+                client_description: String::new(),
+                task_states: None,
+                previous_allocation: old.id.clone(),
+                next_allocation: String::new(),
+                create_time: now,
+                modify_time: now,
+                ..old.clone()
+            };
+            let id = replacement.id.clone();
+            txn.insert_alloc(replacement);
+            txn.update_alloc(alloc_id, |alloc| {
+                alloc.desired_status = "stop".into();
+                alloc.desired_description = "alloc is being migrated".into();
+                alloc.next_allocation = id.clone();
+            });
+            Some((id, old.job_id))
+        }
+        _ => None,
+    };
+    let index = txn.index();
+    txn.update_eval(eval_id, |eval| {
+        eval.status = "complete".into();
+        eval.snapshot_index = index;
+    });
+    replacement
 }
 
 /// `PUT /v1/system/gc`.

@@ -88,7 +88,14 @@ pub(crate) fn dispatch(
     if let Err(reply) = authorize(shared, request, None) {
         return reply;
     }
-    let outcome = shared.control().outcome_for(parent, &dispatch.meta);
+    let (outcome, race) = {
+        let mut control = shared.control();
+        let race = control.race_next_dispatch && !dispatch.token.is_empty();
+        if race {
+            control.race_next_dispatch = false;
+        }
+        (control.outcome_for(parent, &dispatch.meta), race)
+    };
     match shared.write(|txn| dispatch_child(txn, &dispatch)) {
         Err(message) => Reply::internal(message),
         Ok(Dispatch::Replayed {
@@ -110,6 +117,14 @@ pub(crate) fn dispatch(
         }) => {
             let key = (dispatch.namespace.clone(), child_id.clone());
             schedule_registration(shared, key, eval_id.clone(), outcome);
+            // The race: the child above is the earlier request's; this request's own child and
+            // evaluation were dropped at apply time, but their IDs are still answered.
+            let (child_id, eval_id) = if race {
+                let dropped = dispatched_id(&dispatch, now_nanos());
+                (dropped, uuid::Uuid::new_v4().to_string())
+            } else {
+                (child_id, eval_id)
+            };
             Reply::json(json!({
                 "DispatchedJobID": child_id,
                 "EvalID": eval_id,
@@ -231,20 +246,25 @@ fn validate(parent: &JobRecord, request: &DispatchRequest) -> Result<(), String>
     Ok(())
 }
 
-/// The child: a copy of the parent with its own ID and name, the dispatch meta merged over the
-/// job meta, the payload, the token and (when given) the priority.
-fn child_of(parent: &JobRecord, request: &DispatchRequest, index: u64) -> JobRecord {
-    let now = now_nanos();
+/// A new child ID (`structs.DispatchedID`): `<parent>/dispatch-[<prefix>-]<unix seconds>-<8 hex>`.
+fn dispatched_id(request: &DispatchRequest, now: i64) -> String {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let seconds = now / 1_000_000_000;
-    let id = if request.id_prefix.is_empty() {
+    if request.id_prefix.is_empty() {
         format!("{}/dispatch-{seconds}-{suffix}", request.parent)
     } else {
         format!(
             "{}/dispatch-{}-{seconds}-{suffix}",
             request.parent, request.id_prefix
         )
-    };
+    }
+}
+
+/// The child: a copy of the parent with its own ID and name, the dispatch meta merged over the
+/// job meta, the payload, the token and (when given) the priority.
+fn child_of(parent: &JobRecord, request: &DispatchRequest, index: u64) -> JobRecord {
+    let now = now_nanos();
+    let id = dispatched_id(request, now);
     let mut spec = parent.spec.clone();
     spec.insert("ID".into(), json!(id));
     spec.insert("Name".into(), json!(id));

@@ -180,6 +180,16 @@ impl NomadEmulator {
         deregister::collect_garbage(&self.shared);
     }
 
+    /// Plays the same-token race on the next dispatch with an idempotency token: an earlier request
+    /// with that token (which timed out on the caller's side) commits first and creates the child;
+    /// the request itself passes the endpoint's token check (the child is not yet in its
+    /// snapshot), gets a new child ID, and is dropped at apply time (`nomad/fsm.go`
+    /// `applyUpsertJob` bails out on a known token) while `Job.Dispatch` still answers the new ID
+    /// (`nomad/job_endpoint.go`). The answer names a child that never exists.
+    pub async fn race_next_dispatch(&self) {
+        self.shared.control().race_next_dispatch = true;
+    }
+
     /// While `down`, every `/v1` request gets 500 `No cluster leader`.
     pub async fn set_unavailable(&self, down: bool) {
         self.shared.control().unavailable = down;

@@ -56,7 +56,9 @@ pub(crate) async fn route(shared: &Arc<Shared>, request: &ApiRequest) -> Reply {
         return match tokens.as_slice() {
             [id] if *method == Method::GET => reads::allocation(shared, request, id).await,
             [_] => Reply::invalid_method(),
-            [_, "stop" | "services" | "checks"] => not_modelled("/v1/allocation/<id>/", tokens[1]),
+            [id, "stop"] if is_write(method) => deregister::alloc_stop(shared, request, id),
+            [_, "stop"] => Reply::invalid_method(),
+            [_, "services" | "checks"] => not_modelled("/v1/allocation/<id>/", tokens[1]),
             _ => Reply::text(StatusCode::NOT_FOUND, "resource not found"),
         };
     }
