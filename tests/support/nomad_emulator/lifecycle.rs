@@ -21,6 +21,11 @@ const NO_RESTARTS: &str = "Policy allows no restarts";
 const UNRECOVERABLE: &str = "Error was unrecoverable";
 /// The kill signal (SIGINT, Nomad's default); a task killed by it reports `128 + 2`.
 const KILL_SIGNAL: i64 = 2;
+/// The client's `max_kill_timeout` (Nomad's default, `command/agent/config.go`): a task's
+/// `kill_timeout` above it is cut to it (`NewDriverHandle`,
+/// `client/allocrunner/taskrunner/driver_handle.go`, and `TaskEvent.SetKillTimeout`,
+/// `nomad/structs/structs.go`, which reports the cut value in `Killing`).
+pub(crate) const MAX_KILL_TIMEOUT_NANOS: i64 = 30_000_000_000;
 /// raw_exec's exit code of a signalled process is this plus the signal (bash's encoding,
 /// `exitSignalBase` in `drivers/shared/executor/executor.go`).
 const EXIT_SIGNAL_BASE: i64 = 128;
@@ -242,7 +247,9 @@ async fn kill(shared: &Shared, alloc_id: &str) {
             .iter()
             .find(|t| t.name == name)
             .map_or(5_000_000_000, |t| t.kill_timeout);
-        state.events.push(TaskEvent::killing(timeout));
+        state
+            .events
+            .push(TaskEvent::killing(timeout.min(MAX_KILL_TIMEOUT_NANOS)));
     };
     shared.write(|txn| client_update(txn, alloc_id, killing, &status, &description));
     shared.step().await;
