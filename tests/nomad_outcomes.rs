@@ -12,7 +12,7 @@ use swath::db::claim::Claimant;
 use swath::db::jobs::{get_job, insert_jobs};
 use swath::executor::nomad::spec::WorkerJobSettings;
 use swath::executor::nomad::{NomadConfig, NomadExecutor};
-use swath::executor::Executor;
+use swath::executor::{AttemptOutcome, DispatchRequest, Executor};
 use swath::pipeline::dispatch::dispatch_round;
 use swath::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath::pipeline::track::track_round;
@@ -179,4 +179,49 @@ async fn a_worker_killed_by_a_signal_is_retried_not_failed_for_its_exit_code(poo
     assert_eq!(terminated["Details"]["exit_code"], "137");
     assert_eq!(terminated["Details"]["signal"], "9");
     assert_eq!(terminated["Details"]["oom_killed"], "false");
+}
+
+#[tokio::test]
+async fn the_client_cuts_a_kill_timeout_above_its_max_kill_timeout() {
+    let emulator = NomadEmulator::start(EmulatorOptions::default()).await;
+    // A kill timeout above Nomad's default max_kill_timeout (30 s), as an operator could register.
+    let executor = NomadExecutor::new(config(&emulator, Duration::from_secs(60)), vec![flavor()]);
+    emulator
+        .script(&parent(), &[], Outcome::RunUntilStopped)
+        .await;
+    let request = DispatchRequest {
+        job_id: 1,
+        job_type: "test_job".into(),
+        attempt: 1,
+        idempotency_token: "uid-1".into(),
+        worker_token: "bootstrap".into(),
+        flavor: flavor(),
+        nomad_job: "test_job".into(),
+    };
+    let reference = executor.dispatch(&request).await.unwrap();
+    let child = emulator.dispatches().await[0].child_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while executor.outcome(&reference).await.unwrap() != AttemptOutcome::Running {
+        assert!(Instant::now() < deadline, "the child never ran");
+        tokio::time::timeout(Duration::from_millis(200), executor.changed())
+            .await
+            .ok();
+    }
+    executor.stop(&reference).await.unwrap();
+    let killing = loop {
+        let events = task_events(&emulator, &child).await;
+        if let Some(killing) = events.iter().find(|e| e["Type"] == "Killing") {
+            break killing.clone();
+        }
+        assert!(Instant::now() < deadline, "no Killing event: {events:#?}");
+        tokio::time::timeout(Duration::from_millis(200), executor.changed())
+            .await
+            .ok();
+    };
+    assert_eq!(killing["KillTimeout"], 30_000_000_000i64, "{killing:#}");
+    assert_eq!(killing["Details"]["kill_timeout"], "30s");
+    assert_eq!(
+        killing["DisplayMessage"],
+        "Sent interrupt. Waiting 30s before force killing"
+    );
 }
