@@ -118,7 +118,9 @@ fn failed(alloc: &AllocListStub) -> AttemptOutcome {
         // set (`UniversalExecutor.wait`, `drivers/shared/executor/executor.go`), which is no exit
         // code of the worker's. It is an external failure, worth a retry.
         if let Some(signal) = signal_of(event) {
-            return AttemptOutcome::Failed(format!("killed by signal {signal} (exit code {code})"));
+            return AttemptOutcome::Failed(format!(
+                "killed by signal {signal} (reported as exit code {code})"
+            ));
         }
         return AttemptOutcome::Exited(code);
     }

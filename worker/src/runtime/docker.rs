@@ -64,7 +64,8 @@ const LOG_DRAIN: Duration = Duration::from_secs(5);
 pub const RUN_LABEL: &str = "swath.run";
 /// Label with the Nomad allocation the worker runs in (`NOMAD_ALLOC_ID`), when it runs under Nomad.
 pub const ALLOC_LABEL: &str = "swath.nomad.alloc";
-/// Label with the worker process that owns the container (`<boot id>/<pid>/<start ticks>`).
+/// Label with the worker process that owns the container (a [`ProcessIdentity`]:
+/// `<boot id>/<pid namespace>/<pid>/<start ticks>`).
 pub const OWNER_LABEL: &str = "swath.owner";
 /// Default stop grace: Nomad's default `max_kill_timeout` (30 s, the most a task's kill timeout can
 /// be) less 10 s for the worker to remove the container and report.
