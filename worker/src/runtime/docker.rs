@@ -14,7 +14,10 @@
 //! counted by its pids cgroup: a fork bomb stops there) and `nofile`/`nproc` resource limits. Its
 //! output is attached before it starts, so no line is lost. A container whose state says
 //! `OOMKilled` (any of its processes was killed by the memory limit) ends `OutOfMemory`, whatever its
-//! exit code. At the deadline or past the spec's disk limit (its work directory measured every few
+//! exit code. The engine sets that flag from the OOM-kill events of the container's memory cgroup
+//! (cgroup v2: the `oom_kill` counter of `memory.events`, watched by containerd; v1:
+//! `memory.oom_control`), the counter the worker would read itself, and keeps it after the container
+//! stops, when its cgroup (and that file) is already gone: the flag is read, not the file. At the deadline or past the spec's disk limit (its work directory measured every few
 //! seconds: Nomad does not enforce a flavor's disk) it is killed (SIGKILL: the work directory is
 //! thrown away anyway). On cancellation (the worker's SIGTERM: Nomad stopping the attempt) it is
 //! stopped like `docker stop` with the runtime's stop grace: SIGTERM, then SIGKILL after the grace,
