@@ -187,6 +187,17 @@ impl Settings {
                 problems.push(format!("{name}: must be at least 1"));
             }
         }
+        if self.nomad_kill_timeout_secs == 0 {
+            problems.push("SWATH_NOMAD_KILL_TIMEOUT_SECS: must be at least 1".into());
+        }
+        if self.nomad_kill_timeout_secs > self.nomad_max_kill_timeout_secs {
+            problems.push(format!(
+                "SWATH_NOMAD_KILL_TIMEOUT_SECS: {} s is above the Nomad clients' max_kill_timeout (SWATH_NOMAD_MAX_KILL_TIMEOUT_SECS = {} s; Nomad's default is 30 s): the client would SIGKILL the worker after {} s, before its container is stopped. Lower it, or raise max_kill_timeout in the clients' configuration and SWATH_NOMAD_MAX_KILL_TIMEOUT_SECS with it",
+                self.nomad_kill_timeout_secs,
+                self.nomad_max_kill_timeout_secs,
+                self.nomad_max_kill_timeout_secs
+            ));
+        }
         if !(1..=300).contains(&self.nomad_watch_wait_secs) {
             problems
                 .push("SWATH_NOMAD_WATCH_WAIT_SECS: must be from 1 to 300 (Nomad's cap)".into());
@@ -260,6 +271,32 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} in {text}");
         }
+    }
+
+    #[test]
+    fn the_kill_timeout_is_capped_by_the_clients_max_kill_timeout_unless_raised_with_it() {
+        let mut problems = Vec::new();
+        Settings::default().validate_executor(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let too_long = Settings {
+            nomad_kill_timeout_secs: 60,
+            ..Settings::default()
+        };
+        too_long.validate_executor(&mut problems);
+        let text = problems.join("\n");
+        assert!(
+            text.contains("SWATH_NOMAD_KILL_TIMEOUT_SECS: 60 s is above")
+                && text.contains("SWATH_NOMAD_MAX_KILL_TIMEOUT_SECS = 30 s"),
+            "{text}"
+        );
+        let allowed = Settings {
+            nomad_kill_timeout_secs: 60,
+            nomad_max_kill_timeout_secs: 120,
+            ..Settings::default()
+        };
+        let mut problems = Vec::new();
+        allowed.validate_executor(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

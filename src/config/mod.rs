@@ -246,8 +246,15 @@ pub struct Settings {
     pub nomad_max_in_flight: u32,
     /// Whether stopped attempts are purged from Nomad at once (else Nomad's GC removes them later).
     pub nomad_purge_on_stop: bool,
-    /// Seconds between SIGTERM and SIGKILL when Nomad stops an attempt.
+    /// Seconds between the stop signal and SIGKILL when Nomad stops an attempt (the worker task's
+    /// `kill_timeout`): at most [`Settings::nomad_max_kill_timeout_secs`]. The worker stops its
+    /// container within it (`SWATH_WORKER_STOP_GRACE_SECS`, by default 10 s less).
     pub nomad_kill_timeout_secs: u64,
+    /// The Nomad clients' `max_kill_timeout` in seconds (Nomad's default: 30,
+    /// `command/agent/config.go`): a client cuts any longer `kill_timeout` to it, so a larger
+    /// `nomad_kill_timeout_secs` is refused unless this is raised too, as an explicit statement that
+    /// the clients were configured with a larger `max_kill_timeout`.
+    pub nomad_max_kill_timeout_secs: u64,
     /// Longest wait of a blocking query on Nomad, in seconds (Nomad caps it at 300).
     pub nomad_watch_wait_secs: u64,
     /// Name of this instance, in `services` and on the jobs it owns (with the host name).
@@ -360,6 +367,7 @@ impl Default for Settings {
             nomad_max_in_flight: 50,
             nomad_purge_on_stop: false,
             nomad_kill_timeout_secs: 30,
+            nomad_max_kill_timeout_secs: 30,
             nomad_watch_wait_secs: 60,
             service_name: "swath".into(),
             heartbeat_interval_secs: 5,

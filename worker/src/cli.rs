@@ -68,12 +68,16 @@ fn init_logs(json: bool) {
 
 /// The runtime `config` names (`auto`, `docker` or `process`), with its container limits.
 async fn runtime(config: &WorkerConfig) -> Result<Box<dyn Runtime>, WorkerError> {
+    let configure = |docker: DockerRuntime| {
+        docker
+            .with_limits(config.limits)
+            .with_stop_grace(config.stop_grace)
+            .with_nomad_alloc(config.nomad_alloc.clone())
+    };
     match config.runtime.as_str() {
-        "docker" => Ok(Box::new(
-            DockerRuntime::connect().await?.with_limits(config.limits),
-        )),
+        "docker" => Ok(Box::new(configure(DockerRuntime::connect().await?))),
         "process" => Ok(Box::new(ProcessRuntime::new())),
-        _ => Ok(detect(config.limits).await),
+        _ => Ok(detect(configure).await),
     }
 }
 

@@ -10,9 +10,17 @@
 //! `SWATH_WORKER_NPROC_LIMIT`, `SWATH_WORKER_TMP_SIZE_MB`) are settings of the worker too, with
 //! defaults sized for real science (see [`ContainerLimits`]); the process runtime enforces none of
 //! them.
+//!
+//! Stopping: Nomad stops an attempt by signalling the worker, then SIGKILLs it after the task's
+//! kill timeout, which the client caps at its `max_kill_timeout` (30 s by default). The worker then
+//! stops its container like `docker stop` with a stop grace (`SWATH_WORKER_STOP_GRACE_SECS`)
+//! shorter than that kill timeout (`SWATH_WORKER_KILL_TIMEOUT_SECS`, the job's `kill_timeout`), so
+//! that the container is gone before the worker is killed; by default the grace is the kill timeout
+//! less 10 s (at least half of it), left for removing the container and reporting.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -23,6 +31,18 @@ use crate::runtime::ContainerLimits;
 const MAX_NOFILE: u64 = 1 << 20;
 /// Fewest processes a container needs: its init, the program, and a few helpers.
 const MIN_PIDS: u32 = 8;
+/// Time the default stop grace leaves, within the kill timeout, to remove the container and report.
+const STOP_MARGIN_SECS: u64 = 10;
+/// The Nomad variable with the allocation the task runs in.
+const NOMAD_ALLOC_ENV: &str = "NOMAD_ALLOC_ID";
+
+/// The default stop grace for a kill timeout of `kill_timeout_secs`: the kill timeout less
+/// [`STOP_MARGIN_SECS`], but at least half of it (20 s for Nomad's default cap of 30 s).
+pub fn default_stop_grace_secs(kill_timeout_secs: u64) -> u64 {
+    kill_timeout_secs
+        .saturating_sub(STOP_MARGIN_SECS)
+        .max(kill_timeout_secs / 2)
+}
 
 /// A secret string that prints as `***`.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,6 +106,15 @@ pub struct WorkerArgs {
     /// Size of the tmpfs at `/tmp` in a container, in MiB (it counts against the memory limit).
     #[arg(long, env = "SWATH_WORKER_TMP_SIZE_MB", default_value_t = ContainerLimits::default().tmp_mb)]
     pub tmp_size_mb: u64,
+    /// The task's kill timeout in seconds (its `kill_timeout`, capped by the Nomad client's
+    /// `max_kill_timeout`, 30 s by default): how long Nomad waits after its stop signal before it
+    /// SIGKILLs the worker.
+    #[arg(long, env = "SWATH_WORKER_KILL_TIMEOUT_SECS", default_value_t = 30)]
+    pub kill_timeout_secs: u64,
+    /// Seconds a container gets between SIGTERM and SIGKILL when the attempt is stopped; must be
+    /// shorter than the kill timeout. Default: the kill timeout less 10 s, at least half of it.
+    #[arg(long, env = "SWATH_WORKER_STOP_GRACE_SECS")]
+    pub stop_grace_secs: Option<u64>,
 }
 
 /// A validated worker configuration.
@@ -110,6 +139,10 @@ pub struct WorkerConfig {
     pub runtime: String,
     /// Limits put on each container.
     pub limits: ContainerLimits,
+    /// Time a container gets between SIGTERM and SIGKILL when the attempt is stopped.
+    pub stop_grace: Duration,
+    /// The Nomad allocation the worker runs in (`NOMAD_ALLOC_ID`), a label of its containers.
+    pub nomad_alloc: Option<String>,
 }
 
 /// A configuration that cannot work, with every problem named.
@@ -221,6 +254,18 @@ impl WorkerConfig {
         if args.tmp_size_mb == 0 {
             problems.push("tmp size must be at least 1 MiB".into());
         }
+        if args.kill_timeout_secs == 0 {
+            problems.push("kill timeout must be at least 1 second".into());
+        }
+        let stop_grace_secs = args
+            .stop_grace_secs
+            .unwrap_or_else(|| default_stop_grace_secs(args.kill_timeout_secs));
+        if args.kill_timeout_secs > 0 && stop_grace_secs >= args.kill_timeout_secs {
+            problems.push(format!(
+                "stop grace {stop_grace_secs} s (SWATH_WORKER_STOP_GRACE_SECS) must be shorter than the kill timeout {} s (SWATH_WORKER_KILL_TIMEOUT_SECS): Nomad would kill the worker before its container stops",
+                args.kill_timeout_secs
+            ));
+        }
         match (job_id, attempt, token, url) {
             (Some(job_id), Some(attempt), Some(token), Some(orchestrator_url))
                 if problems.is_empty() =>
@@ -240,6 +285,8 @@ impl WorkerConfig {
                         nproc: args.nproc_limit,
                         tmp_mb: args.tmp_size_mb,
                     },
+                    stop_grace: Duration::from_secs(stop_grace_secs),
+                    nomad_alloc: env(NOMAD_ALLOC_ENV).filter(|a| !a.trim().is_empty()),
                 })
             }
             _ => Err(ConfigError(problems)),
@@ -359,6 +406,39 @@ mod tests {
                 nproc: 512,
                 tmp_mb: 16
             }
+        );
+    }
+
+    #[test]
+    fn the_stop_grace_is_shorter_than_the_kill_timeout_and_the_alloc_comes_from_nomad() {
+        let env = env_of(&[
+            ("SWATH_WORKER_TOKEN", "t"),
+            ("NOMAD_ALLOC_ID", "5d6c1f2a-0000-4000-8000-000000000001"),
+        ]);
+        let cfg =
+            WorkerConfig::from_args(&parse(&["--job-id", "1", "--attempt", "1"]), &env).unwrap();
+        assert_eq!(cfg.stop_grace, Duration::from_secs(20), "30 s less 10 s");
+        assert_eq!(
+            cfg.nomad_alloc.as_deref(),
+            Some("5d6c1f2a-0000-4000-8000-000000000001")
+        );
+        let short = parse(&[
+            "--job-id",
+            "1",
+            "--attempt",
+            "1",
+            "--kill-timeout-secs",
+            "6",
+        ]);
+        let cfg = WorkerConfig::from_args(&short, &env).unwrap();
+        assert_eq!(cfg.stop_grace, Duration::from_secs(3), "at least half");
+        let too_long = parse(&["--job-id", "1", "--attempt", "1", "--stop-grace-secs", "30"]);
+        let err = WorkerConfig::from_args(&too_long, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stop grace 30 s") && err.contains("kill timeout 30 s"),
+            "{err}"
         );
     }
 

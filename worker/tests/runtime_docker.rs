@@ -6,7 +6,10 @@ mod runtime_support;
 use std::time::{Duration, Instant};
 
 use runtime_support::*;
-use swath_worker::runtime::{ContainerLimits, DockerRuntime, RunOutcome, Runtime, RuntimeError};
+use swath_worker::runtime::{
+    ContainerLimits, DockerRuntime, ProcessIdentity, RunOutcome, Runtime, RuntimeError,
+    ALLOC_LABEL, OWNER_LABEL, RUN_LABEL,
+};
 use tokio_util::sync::CancellationToken;
 
 fn standin(name: &str, work: &Work, env: &[(&str, &str)]) -> swath_worker::runtime::RunSpec {
@@ -551,4 +554,125 @@ async fn a_container_filling_its_work_directory_past_the_disk_limit_is_stopped()
         work.log(&name)
     );
     assert_no_container(&name).await;
+}
+
+#[tokio::test]
+async fn a_stopped_attempt_gives_its_code_the_stop_grace_before_sigkill() {
+    // The default runtime: a stop grace of 20 s, below Nomad's default kill timeout cap of 30 s.
+    let docker = docker_runtime()
+        .await
+        .with_nomad_alloc(Some("5d6c1f2a-0000-4000-8000-00000000a110".into()));
+    let work = Work::with_inputs();
+    let name = unique_name("grace");
+    let script = "trap 'echo graceful > /work/stopped; exit 0' TERM; echo ready; \
+                  while true; do sleep 1; done";
+    let spec = shell(&name, &work, script);
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { docker.run(&spec, cancel).await }
+    });
+    poll_until("the code is ready", Duration::from_secs(30), || {
+        work.log(&name).contains("[stdout] ready")
+    })
+    .await;
+    // The container carries its run, its owner (this process) and its allocation.
+    let labels = client()
+        .inspect_container(&name, None)
+        .await
+        .unwrap()
+        .config
+        .unwrap()
+        .labels
+        .unwrap();
+    assert_eq!(labels.get(RUN_LABEL), Some(&name));
+    assert_eq!(
+        labels.get(ALLOC_LABEL).map(String::as_str),
+        Some("5d6c1f2a-0000-4000-8000-00000000a110")
+    );
+    let owner = ProcessIdentity::parse(&labels[OWNER_LABEL]).unwrap();
+    assert_eq!(owner, ProcessIdentity::current().unwrap());
+
+    cancel.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, RunOutcome::Cancelled);
+    let stopped = std::fs::read_to_string(work.dir.join("stopped")).unwrap_or_else(|e| {
+        panic!(
+            "the code got no SIGTERM before being killed ({e}): {}",
+            work.log(&name)
+        )
+    });
+    assert_eq!(stopped, "graceful\n");
+    assert_no_container(&name).await;
+}
+
+/// Creates and starts a container of run `name` owned by `owner`, as a worker would leave it.
+async fn leftover_container(name: &str, owner: &ProcessIdentity) -> String {
+    let body = bollard::models::ContainerCreateBody {
+        image: Some(STANDIN_IMAGE.to_string()),
+        cmd: Some(vec!["sleep".into(), "300".into()]),
+        labels: Some(
+            [
+                (RUN_LABEL.to_string(), name.to_string()),
+                (OWNER_LABEL.to_string(), owner.to_string()),
+            ]
+            .into(),
+        ),
+        host_config: Some(bollard::models::HostConfig {
+            network_mode: Some("none".into()),
+            init: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = bollard::query_parameters::CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    let id = client()
+        .create_container(Some(options), body)
+        .await
+        .unwrap()
+        .id;
+    client().start_container(&id, None).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn containers_of_dead_workers_are_removed_before_a_run_and_live_ones_kept() {
+    let docker = docker_runtime().await;
+    // A worker that was SIGKILLed: a process of this boot, dead and reaped.
+    let mut worker = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let dead = ProcessIdentity::of(worker.id()).unwrap().unwrap();
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    let orphan = unique_name("orphan");
+    leftover_container(&orphan, &dead).await;
+    // A live worker's container (this process owns it): never touched.
+    let alive = unique_name("alive");
+    let alive_id = leftover_container(&alive, &ProcessIdentity::current().unwrap()).await;
+
+    let work = Work::with_inputs();
+    let name = unique_name("after-orphans");
+    shell_exits_0(&docker, &name, &work, "true").await;
+    assert_no_container(&orphan).await;
+    assert_eq!(
+        containers_named(&alive).await.len(),
+        1,
+        "a live worker's container is kept"
+    );
+    // (Which run removed the orphan, this one or a test's running beside it, is not asserted.)
+    client()
+        .remove_container(
+            &alive_id,
+            Some(bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
 }

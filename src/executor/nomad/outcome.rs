@@ -78,17 +78,49 @@ fn complete(alloc: &AllocListStub) -> AttemptOutcome {
     }
 }
 
+/// The signal that ended the task of a `Terminated` event, if one did: `Details.signal`, which
+/// Nomad always sets (`SetSignal`, `nomad/structs/structs.go`), as a number or, for some drivers,
+/// a signal name (`SetSignalText`); `0` or empty means none.
+fn signal_of(event: &TaskEvent) -> Option<&str> {
+    event
+        .detail("signal")
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "0")
+}
+
+/// Whether a `Terminated` event says the task was killed for its memory: `Details.oom_killed`
+/// (set by drivers that know, like docker; raw_exec's universal executor never sets it,
+/// `drivers/shared/executor/executor.go`), or exit code 137 (SIGKILL) with an exit message that
+/// names the OOM killer (docker's `OOM Killed`, `drivers/docker/handle.go`).
+fn oom_killed(event: &TaskEvent, code: i32) -> bool {
+    if event.detail("oom_killed") == Some("true") {
+        return true;
+    }
+    let names_oom = |text: &str| {
+        let text = text.to_ascii_lowercase();
+        text.contains("oom") || text.contains("out of memory")
+    };
+    code == 137
+        && (event.detail("exit_message").is_some_and(names_oom)
+            || names_oom(&event.display_message))
+}
+
 fn failed(alloc: &AllocListStub) -> AttemptOutcome {
     if let Some(event) = last_terminated(alloc) {
         let code = exit_code(event);
-        let signal = event.detail("signal").unwrap_or("0");
-        if event.detail("oom_killed") == Some("true") {
+        if oom_killed(event, code) {
             return AttemptOutcome::Failed(format!(
                 "killed for exceeding its memory (exit code {code})"
             ));
         }
-        if code == 0 && signal != "0" {
-            return AttemptOutcome::Failed(format!("killed by signal {signal}"));
+        // A task killed by a signal (the OOM killer, a node's shutdown, an operator's `kill`)
+        // did not fail by itself: raw_exec reports it as exit code `128 + signal` with `Signal`
+        // set (`UniversalExecutor.wait`, `drivers/shared/executor/executor.go`), which is no exit
+        // code of the worker's. It is an external failure, worth a retry.
+        if let Some(signal) = signal_of(event) {
+            return AttemptOutcome::Failed(format!(
+                "killed by signal {signal} (reported as exit code {code})"
+            ));
         }
         return AttemptOutcome::Exited(code);
     }
@@ -232,6 +264,66 @@ mod tests {
                 outcome_of_allocations(&[a]),
                 Some(AttemptOutcome::Failed(_))
             ));
+        }
+    }
+
+    /// raw_exec's report of a worker killed by SIGKILL, exactly as `UniversalExecutor.wait` and
+    /// `emitExitResultEvent` build it.
+    fn raw_exec_killed(signal: i32) -> serde_json::Value {
+        let code = 128 + signal;
+        let mut e = event(
+            "Terminated",
+            serde_json::json!({"exit_code": code.to_string(), "signal": signal.to_string(), "oom_killed": "false"}),
+        );
+        e["ExitCode"] = code.into();
+        e["DisplayMessage"] = format!("Exit Code: {code}, Signal: {signal}").into();
+        e
+    }
+
+    #[test]
+    fn a_raw_exec_kill_is_a_failure_not_the_exit_code_128_plus_signal() {
+        for signal in [9, 15, 2] {
+            let a = with_events(
+                "failed",
+                "run",
+                vec![
+                    raw_exec_killed(signal),
+                    event("Not Restarting", serde_json::json!({})),
+                ],
+            );
+            match outcome_of_allocations(&[a]) {
+                Some(AttemptOutcome::Failed(m)) => {
+                    assert!(m.contains(&format!("signal {signal}")), "{m}")
+                }
+                other => panic!("signal {signal}: {other:?}"),
+            }
+        }
+        // A worker that exits 137 by itself (no signal) keeps its exit code.
+        let exited = with_events(
+            "failed",
+            "run",
+            vec![event(
+                "Terminated",
+                serde_json::json!({"exit_code": "137", "signal": "0", "oom_killed": "false"}),
+            )],
+        );
+        assert_eq!(
+            outcome_of_allocations(&[exited]),
+            Some(AttemptOutcome::Exited(137))
+        );
+    }
+
+    #[test]
+    fn an_oom_is_recognised_from_exit_137_and_the_exit_message() {
+        let mut e = event(
+            "Terminated",
+            serde_json::json!({"exit_code": "137", "signal": "0", "exit_message": "OOM Killed"}),
+        );
+        e["DisplayMessage"] = "Exit Code: 137, Exit Message: \"OOM Killed\"".into();
+        let a = with_events("failed", "run", vec![e]);
+        match outcome_of_allocations(&[a]) {
+            Some(AttemptOutcome::Failed(m)) => assert!(m.contains("memory"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -26,6 +26,15 @@ pub enum Outcome {
         /// How long the task runs (at least one lifecycle step).
         after: Duration,
     },
+    /// Runs for `after`, then its process is killed by `signal` (the OOM killer, an operator's
+    /// `kill`): raw_exec reports exit code `128 + signal` with `Signal` set, and the task fails
+    /// through `Not Restarting`.
+    Signalled {
+        /// The signal number (9 for SIGKILL).
+        signal: i32,
+        /// How long the task runs (at least one lifecycle step).
+        after: Duration,
+    },
     /// The driver cannot start the task: `Driver Failure` then `Not Restarting`, no `Terminated`
     /// event, no exit code, allocation `failed`.
     SetupFailure {
@@ -120,6 +129,11 @@ enum OutcomeJson {
     SetupFailure {
         message: String,
     },
+    Signalled {
+        signal: i32,
+        #[serde(default)]
+        after_ms: u64,
+    },
     NeverPlaced,
     Lost {
         #[serde(default)]
@@ -136,6 +150,10 @@ impl From<OutcomeJson> for Outcome {
                 after: Duration::from_millis(after_ms),
             },
             OutcomeJson::SetupFailure { message } => Outcome::SetupFailure { message },
+            OutcomeJson::Signalled { signal, after_ms } => Outcome::Signalled {
+                signal,
+                after: Duration::from_millis(after_ms),
+            },
             OutcomeJson::NeverPlaced => Outcome::NeverPlaced,
             OutcomeJson::Lost { after_ms } => Outcome::Lost {
                 after: Duration::from_millis(after_ms),
@@ -160,7 +178,7 @@ struct UnavailableRequest {
 
 /// Serves `/_emulator/<action>`:
 /// * `POST script` `{"parent", "meta": {..}, "outcome": {"type": "exit", "code", "after_ms"} |
-///   {"type": "setup_failure", "message"} | {"type": "never_placed"} | {"type": "lost", "after_ms"} |
+///   {"type": "setup_failure", "message"} | {"type": "signalled", "signal", "after_ms"} | {"type": "never_placed"} | {"type": "lost", "after_ms"} |
 ///   {"type": "run_until_stopped"}}`;
 /// * `GET dispatches`, `GET requests`, `GET openapi-problems`;
 /// * `POST gc`; `POST unavailable` `{"down": bool}`; `POST race-next-dispatch`.

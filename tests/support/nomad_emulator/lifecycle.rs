@@ -19,8 +19,16 @@ use super::wire::now_nanos;
 const NO_RESTARTS: &str = "Policy allows no restarts";
 /// The restart reason for an error the task runner cannot recover from.
 const UNRECOVERABLE: &str = "Error was unrecoverable";
-/// The kill signal (SIGINT, Nomad's default) and the exit code a killed task reports.
+/// The kill signal (SIGINT, Nomad's default); a task killed by it reports `128 + 2`.
 const KILL_SIGNAL: i64 = 2;
+/// The client's `max_kill_timeout` (Nomad's default, `command/agent/config.go`): a task's
+/// `kill_timeout` above it is cut to it (`NewDriverHandle`,
+/// `client/allocrunner/taskrunner/driver_handle.go`, and `TaskEvent.SetKillTimeout`,
+/// `nomad/structs/structs.go`, which reports the cut value in `Killing`).
+pub(crate) const MAX_KILL_TIMEOUT_NANOS: i64 = 30_000_000_000;
+/// raw_exec's exit code of a signalled process is this plus the signal (bash's encoding,
+/// `exitSignalBase` in `drivers/shared/executor/executor.go`).
+const EXIT_SIGNAL_BASE: i64 = 128;
 
 /// Why a wait ended.
 enum Wake {
@@ -56,7 +64,9 @@ async fn drive(shared: &Arc<Shared>, alloc_id: &str, outcome: Outcome) {
         return play(shared, alloc_id).await;
     }
     let run_for = match outcome {
-        Outcome::Exit { after, .. } | Outcome::Lost { after } => Some(after.max(step)),
+        Outcome::Exit { after, .. }
+        | Outcome::Signalled { after, .. }
+        | Outcome::Lost { after } => Some(after.max(step)),
         _ => None,
     };
     match wait(shared, alloc_id, run_for).await {
@@ -66,6 +76,9 @@ async fn drive(shared: &Arc<Shared>, alloc_id: &str, outcome: Outcome) {
     }
     match outcome {
         Outcome::Exit { code, .. } => shared.write(|txn| exit(txn, alloc_id, code.into())),
+        Outcome::Signalled { signal, .. } => {
+            shared.write(|txn| signalled(txn, alloc_id, signal.into()))
+        }
         Outcome::Lost { .. } => scheduler::lose_node(shared, alloc_id).await,
         _ => {}
     }
@@ -194,6 +207,22 @@ fn exit(txn: &mut Txn, alloc_id: &str, code: i64) {
     }
 }
 
+/// The task's process was killed by `signal`: raw_exec's universal executor reports exit code
+/// `128 + signal` and the signal, never `OOMKilled` (`UniversalExecutor.wait`,
+/// `drivers/shared/executor/executor.go`); the task runner emits them in `Terminated`
+/// (`emitExitResultEvent`, `client/allocrunner/taskrunner/task_runner.go`), and a non-zero exit
+/// fails the task.
+fn signalled(txn: &mut Txn, alloc_id: &str, signal: i64) {
+    let update = |_: &AllocRecord, _: &str, state: &mut TaskState| {
+        state
+            .events
+            .push(TaskEvent::terminated(EXIT_SIGNAL_BASE + signal, signal));
+        state.events.push(TaskEvent::not_restarting(NO_RESTARTS));
+        finish(state, true);
+    };
+    client_update(txn, alloc_id, update, "failed", "Failed tasks");
+}
+
 fn fail_setup(txn: &mut Txn, alloc_id: &str, message: &str) {
     let update = |_: &AllocRecord, _: &str, state: &mut TaskState| {
         state.events.push(TaskEvent::driver_failure(message));
@@ -218,15 +247,18 @@ async fn kill(shared: &Shared, alloc_id: &str) {
             .iter()
             .find(|t| t.name == name)
             .map_or(5_000_000_000, |t| t.kill_timeout);
-        state.events.push(TaskEvent::killing(timeout));
+        state
+            .events
+            .push(TaskEvent::killing(timeout.min(MAX_KILL_TIMEOUT_NANOS)));
     };
     shared.write(|txn| client_update(txn, alloc_id, killing, &status, &description));
     shared.step().await;
     let killed = |_: &AllocRecord, _: &str, state: &mut TaskState| {
         if state.started_at.is_some() {
-            state
-                .events
-                .push(TaskEvent::terminated(128 + KILL_SIGNAL, KILL_SIGNAL));
+            state.events.push(TaskEvent::terminated(
+                EXIT_SIGNAL_BASE + KILL_SIGNAL,
+                KILL_SIGNAL,
+            ));
         }
         state.events.push(TaskEvent::killed());
         finish(state, false);

@@ -14,10 +14,26 @@
 //! counted by its pids cgroup: a fork bomb stops there) and `nofile`/`nproc` resource limits. Its
 //! output is attached before it starts, so no line is lost. A container whose state says
 //! `OOMKilled` (any of its processes was killed by the memory limit) ends `OutOfMemory`, whatever its
-//! exit code. At the deadline, past the spec's disk limit (its work directory measured every few
-//! seconds: Nomad does not enforce a flavor's disk) or on cancellation it is killed (SIGKILL: the work directory is thrown
-//! away anyway). It is force-removed on every path, errors and a dropped run future included, and a
+//! exit code. The engine sets that flag from the OOM-kill events of the container's memory cgroup
+//! (cgroup v2: the `oom_kill` counter of `memory.events`, watched by containerd; v1:
+//! `memory.oom_control`), the counter the worker would read itself, and keeps it after the container
+//! stops, when its cgroup (and that file) is already gone: the flag is read, not the file. At the deadline or past the spec's disk limit (its work directory measured every few
+//! seconds: Nomad does not enforce a flavor's disk) it is killed (SIGKILL: the work directory is
+//! thrown away anyway). On cancellation (the worker's SIGTERM: Nomad stopping the attempt) it is
+//! stopped like `docker stop` with the runtime's stop grace: SIGTERM, then SIGKILL after the grace,
+//! which is shorter than the task's kill timeout, so the container is gone before Nomad SIGKILLs the
+//! worker. It is force-removed on every path, errors and a dropped run future included, and a
 //! container left with the same name by an earlier crash is removed first.
+//!
+//! Orphans: a worker killed outright (SIGKILL at Nomad's kill timeout, the OOM killer) leaves its
+//! container running outside the task's cgroup, where it would keep the node busy. Every container
+//! is labelled with its owner worker process ([`OWNER_LABEL`], a [`ProcessIdentity`]) and, under
+//! Nomad, its allocation ([`ALLOC_LABEL`], `NOMAD_ALLOC_ID`); before starting its own, the runtime
+//! removes every container of swath ([`RUN_LABEL`]) whose owner is known dead on this host. The
+//! owner's liveness is the test, not the allocation's status in Nomad: asking Nomad would need the
+//! agent's address and an ACL token that a raw_exec task does not have, while a worker removes its
+//! container on every path it survives, so a container whose worker is dead is an orphan by
+//! definition, and a live worker's container is never touched.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -28,7 +44,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, ResourcesUlimits};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateContainerOptions, RemoveContainerOptions,
+    AttachContainerOptions, CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{Stream as FuturesStream, StreamExt};
@@ -36,6 +53,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::disk;
 use super::logs::{LineSender, LineSplitter, LogSink, Stream};
+use super::owner::ProcessIdentity;
 use super::user::{prepare_work_dir, RunUser};
 use super::{RunOutcome, RunReport, RunSpec, Runtime, RuntimeError, CONTAINER_WORK_DIR, WORK_ENV};
 
@@ -47,6 +65,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_DRAIN: Duration = Duration::from_secs(5);
 /// Label put on every container of the worker, with the run's name as value.
 pub const RUN_LABEL: &str = "swath.run";
+/// Label with the Nomad allocation the worker runs in (`NOMAD_ALLOC_ID`), when it runs under Nomad.
+pub const ALLOC_LABEL: &str = "swath.nomad.alloc";
+/// Label with the worker process that owns the container (a [`ProcessIdentity`]:
+/// `<boot id>/<pid namespace>/<pid>/<start ticks>`).
+pub const OWNER_LABEL: &str = "swath.owner";
+/// Default stop grace: Nomad's default `max_kill_timeout` (30 s, the most a task's kill timeout can
+/// be) less 10 s for the worker to remove the container and report.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(20);
 
 /// Where a container may write besides `/work`.
 const TMP_DIR: &str = "/tmp";
@@ -92,6 +118,13 @@ pub struct DockerRuntime {
     docker: Docker,
     cpus: Option<f64>,
     limits: ContainerLimits,
+    /// How long a cancelled container gets between SIGTERM and SIGKILL.
+    stop_grace: Duration,
+    /// This worker process, the owner of its containers (`None` if `/proc` is unreadable: the
+    /// containers then carry no owner and are never judged orphans).
+    owner: Option<ProcessIdentity>,
+    /// The Nomad allocation the worker runs in.
+    nomad_alloc: Option<String>,
 }
 
 /// An image found on the engine.
@@ -131,10 +164,16 @@ impl DockerRuntime {
             Ok(Ok(info)) => info.ncpu.filter(|n| *n > 0).map(|n| n as f64),
             _ => None,
         };
+        let owner = ProcessIdentity::current()
+            .map_err(|e| tracing::warn!(error = %e, "cannot tell this process's identity: containers carry no owner"))
+            .ok();
         Ok(DockerRuntime {
             docker,
             cpus,
             limits: ContainerLimits::default(),
+            stop_grace: DEFAULT_STOP_GRACE,
+            owner,
+            nomad_alloc: None,
         })
     }
 
@@ -142,6 +181,61 @@ impl DockerRuntime {
     pub fn with_limits(mut self, limits: ContainerLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The same runtime, giving a cancelled container `grace` between SIGTERM and SIGKILL (whole
+    /// seconds, as `docker stop`; keep it below the task's kill timeout).
+    pub fn with_stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = grace;
+        self
+    }
+
+    /// The same runtime, labelling its containers with the Nomad allocation `alloc_id`.
+    pub fn with_nomad_alloc(mut self, alloc_id: Option<String>) -> Self {
+        self.nomad_alloc = alloc_id.filter(|a| !a.is_empty());
+        self
+    }
+
+    /// Removes the containers of swath whose owner worker is known dead on this host (see the
+    /// module's documentation), running or not, and returns their names.
+    pub async fn remove_orphans(&self) -> Result<Vec<String>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![RUN_LABEL.to_string()],
+            )])),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| RuntimeError::from_docker("list the containers", e))?;
+        let mut removed = Vec::new();
+        for container in containers {
+            let labels = container.labels.unwrap_or_default();
+            let Some(owner) = labels
+                .get(OWNER_LABEL)
+                .and_then(|l| ProcessIdentity::parse(l))
+            else {
+                continue;
+            };
+            match owner.is_known_dead() {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell whether a container's owner lives");
+                    continue;
+                }
+            }
+            let Some(id) = container.id else { continue };
+            let name = labels.get(RUN_LABEL).cloned().unwrap_or_else(|| id.clone());
+            tracing::warn!(container = %id, run = %name, owner = %owner, alloc = labels.get(ALLOC_LABEL).map(String::as_str).unwrap_or(""), "removing the container of a dead worker");
+            Self::remove(&self.docker, &id).await?;
+            removed.push(name);
+        }
+        Ok(removed)
     }
 
     /// Whether the engine holds `image` (never pulled).
@@ -240,13 +334,25 @@ impl DockerRuntime {
             env: Some(env),
             user: Some(user.docker_user()),
             working_dir: Some(CONTAINER_WORK_DIR.to_string()),
-            labels: Some(HashMap::from([(RUN_LABEL.to_string(), spec.name.clone())])),
+            labels: Some(self.labels(spec)),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
             host_config: Some(self.host_config(spec, mounts, memory, cpus)),
             ..Default::default()
         })
+    }
+
+    /// The run's name, its owner and its allocation.
+    fn labels(&self, spec: &RunSpec) -> HashMap<String, String> {
+        let mut labels = HashMap::from([(RUN_LABEL.to_string(), spec.name.clone())]);
+        if let Some(owner) = &self.owner {
+            labels.insert(OWNER_LABEL.to_string(), owner.to_string());
+        }
+        if let Some(alloc) = &self.nomad_alloc {
+            labels.insert(ALLOC_LABEL.to_string(), alloc.clone());
+        }
+        labels
     }
 
     /// Where the container may write, what it may use, and what it may not do.
@@ -342,7 +448,10 @@ impl DockerRuntime {
                 self.exit_state(id).await?
             }
             Stop::Cancelled | Stop::Deadline | Stop::Disk(_) => {
-                self.kill(id).await?;
+                match stop {
+                    Stop::Cancelled => self.stop(id).await?,
+                    _ => self.kill(id).await?,
+                }
                 if tokio::time::timeout(STOP_TIMEOUT, wait.next())
                     .await
                     .is_err()
@@ -393,6 +502,26 @@ impl DockerRuntime {
         Ok(RunOutcome::Exited {
             code: state.exit_code.unwrap_or(-1),
         })
+    }
+
+    /// `docker stop`: SIGTERM (forwarded by the init to the code), SIGKILL after the stop grace;
+    /// returns once the container is stopped. One already stopped or gone is not an error.
+    async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+        let options = StopContainerOptions {
+            t: Some(i32::try_from(self.stop_grace.as_secs()).unwrap_or(i32::MAX)),
+            signal: None,
+        };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "docker stop failed: killing the container");
+                self.kill(id).await
+            }
+        }
     }
 
     /// SIGKILL; a container already stopped or gone is not an error.
@@ -536,6 +665,17 @@ impl Runtime for DockerRuntime {
         ))
         .await;
 
+        // Containers of dead workers would keep this node busy: they go before this one starts.
+        match self.remove_orphans().await {
+            Ok(removed) if !removed.is_empty() => {
+                sink.note(&format!(
+                    "removed the containers of dead workers: {removed:?}"
+                ))
+                .await
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot remove the containers of dead workers"),
+        }
         // A container of the same name can only be a leftover of a crashed run of this attempt.
         Self::remove(&self.docker, &spec.name).await?;
         let created = self

@@ -15,6 +15,7 @@ mod disk;
 mod docker;
 mod error;
 mod logs;
+mod owner;
 mod process;
 mod user;
 
@@ -24,8 +25,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use docker::{ContainerLimits, DockerRuntime, RUN_LABEL};
+pub use docker::{
+    ContainerLimits, DockerRuntime, ALLOC_LABEL, DEFAULT_STOP_GRACE, OWNER_LABEL, RUN_LABEL,
+};
 pub use error::RuntimeError;
+pub use owner::ProcessIdentity;
 pub use process::ProcessRuntime;
 /// The token that cancels a run ([`Runtime::run`]).
 pub use tokio_util::sync::CancellationToken;
@@ -111,11 +115,11 @@ pub trait Runtime: Send + Sync {
     ) -> Result<RunReport, RuntimeError>;
 }
 
-/// Docker (with `limits` on each container) when an engine answers a ping (local socket or
-/// `DOCKER_HOST`, within a few seconds), else the process runtime.
-pub async fn detect(limits: ContainerLimits) -> Box<dyn Runtime> {
+/// Docker (set up by `configure`: limits, stop grace, allocation) when an engine answers a ping
+/// (local socket or `DOCKER_HOST`, within a few seconds), else the process runtime.
+pub async fn detect(configure: impl FnOnce(DockerRuntime) -> DockerRuntime) -> Box<dyn Runtime> {
     match DockerRuntime::connect().await {
-        Ok(docker) => Box::new(docker.with_limits(limits)),
+        Ok(docker) => Box::new(configure(docker)),
         Err(e) => {
             tracing::info!(error = %e, "no Docker engine: the code will run as a plain process");
             Box::new(ProcessRuntime::new())
