@@ -121,9 +121,13 @@ fn the_service_job_registers_the_service_its_workers_look_up() {
                 let data = template["EmbeddedTmpl"].as_str().unwrap();
                 let lookup = format!("nomadService {:?}", service["Name"].as_str().unwrap());
                 assert!(data.contains(&lookup), "{data}");
-                assert!(data.contains("SWATH_WORKER_ORCHESTRATOR_URL=http://{{ .Address }}:{{ .Port }}"));
+                assert!(data
+                    .contains("SWATH_WORKER_ORCHESTRATOR_URL=http://{{ .Address }}:{{ .Port }}"));
                 assert!(task["Env"].get("SWATH_WORKER_ORCHESTRATOR_URL").is_none());
-                assert!(!text.contains(".service.consul") && !worker.to_string().contains(".service.consul"));
+                assert!(
+                    !text.contains(".service.consul")
+                        && !worker.to_string().contains(".service.consul")
+                );
             }
             ServiceProvider::Consul => {
                 assert_eq!(service["Provider"], "consul");

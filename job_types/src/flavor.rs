@@ -163,7 +163,10 @@ pub fn validate_flavors(flavors: &[WorkerFlavor]) -> Result<(), FlavorError> {
             Some("cpu_mhz must be at least 1 (or unset to reserve `cpus` whole cores)".to_string())
         } else if f.memory_mb < 10 {
             // Nomad's minimum (`MeetsMinResources`).
-            Some(format!("memory_mb must be at least 10, not {}", f.memory_mb))
+            Some(format!(
+                "memory_mb must be at least 10, not {}",
+                f.memory_mb
+            ))
         } else if attribute_name.is_none() {
             Some(format!(
                 "placement_attribute {:?} is not a Nomad node attribute like \"${{attr.platform.aws.instance-type}}\"",
@@ -236,7 +239,10 @@ mod tests {
         let mut tiny = default_flavors();
         tiny[2].memory_mb = 5;
         let err = validate_flavors(&tiny).unwrap_err().to_string();
-        assert!(err.contains("memory_mb must be at least 10, not 5"), "{err}");
+        assert!(
+            err.contains("memory_mb must be at least 10, not 5"),
+            "{err}"
+        );
     }
 
     #[test]

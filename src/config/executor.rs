@@ -342,7 +342,9 @@ mod tests {
             orchestrator_url: "https://swath.example".into(),
             ..consul
         };
-        assert!(matches!(balanced.nomad_discovery(), Discovery::Consul { url, .. } if url == "https://swath.example"));
+        assert!(
+            matches!(balanced.nomad_discovery(), Discovery::Consul { url, .. } if url == "https://swath.example")
+        );
         let bad = Settings {
             nomad_service_name: "swath.api".into(),
             ..Settings::default()

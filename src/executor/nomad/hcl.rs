@@ -117,7 +117,11 @@ pub fn worker_job_hcl(settings: &WorkerJobSettings, flavor: &WorkerFlavor) -> St
         let _ = writeln!(w, "        destination = {}", quote(DISCOVERY_FILE));
         let _ = writeln!(w, "        env         = true");
         let _ = writeln!(w, "        change_mode = \"noop\"");
-        let _ = writeln!(w, "        data        = {}", heredoc(&template, "        "));
+        let _ = writeln!(
+            w,
+            "        data        = {}",
+            heredoc(&template, "        ")
+        );
         let _ = writeln!(w, "      }}\n");
     }
     let _ = writeln!(w, "      env {{");

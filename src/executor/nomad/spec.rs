@@ -271,7 +271,10 @@ mod tests {
             service: "swath".into(),
             url: "http://swath.service.consul:8080".into(),
         });
-        assert_eq!(consul["Env"][URL_VARIABLE], "http://swath.service.consul:8080");
+        assert_eq!(
+            consul["Env"][URL_VARIABLE],
+            "http://swath.service.consul:8080"
+        );
         assert!(consul.get("Templates").is_none());
     }
 }

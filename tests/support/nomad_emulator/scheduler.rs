@@ -130,7 +130,12 @@ fn place(
 /// them under it and completes it, as Nomad's blocked-evaluation tracker re-runs a blocked
 /// evaluation when capacity frees up (`nomad/blocked_evals.go`). A scripted
 /// [`Outcome::NeverPlaced`] never fits.
-async fn unblock_when_it_fits(shared: &Arc<Shared>, key: JobKey, blocked: String, outcome: Outcome) {
+async fn unblock_when_it_fits(
+    shared: &Arc<Shared>,
+    key: JobKey,
+    blocked: String,
+    outcome: Outcome,
+) {
     if outcome == Outcome::NeverPlaced {
         return;
     }
@@ -294,7 +299,13 @@ fn fit_in<'n>(
     }
     let nodes_filtered = filtered.values().sum();
     let nodes_exhausted = exhausted.values().sum();
-    let as_map = |m: Value| if m.as_object().is_some_and(|o| o.is_empty()) { Value::Null } else { m };
+    let as_map = |m: Value| {
+        if m.as_object().is_some_and(|o| o.is_empty()) {
+            Value::Null
+        } else {
+            m
+        }
+    };
     let mut metric = models::alloc_metric(
         evaluated,
         nodes_filtered,
