@@ -23,7 +23,9 @@ use swath_job_types::flavor::{default_flavors, WorkerFlavor};
 use swath_job_types::{Job, JobPriority, JobStatus, NewJob};
 
 use support::jobspec::job_from_hcl;
-use support::nomad_emulator::{original_vms, EmulatorOptions, NomadEmulator};
+use support::nomad_emulator::{
+    original_vms, EmulatedNode, EmulatorOptions, NomadEmulator, Outcome,
+};
 
 /// How long a child may take to be placed (the emulator places within a few steps).
 const PLACEMENT_DEADLINE: Duration = Duration::from_secs(20);
@@ -133,6 +135,82 @@ async fn every_flavor_of_the_written_job_files_runs_on_its_own_vm_kind() {
         .map(|f| (f.name.clone(), f.name.clone()))
         .collect();
     assert_eq!(placements, expected, "each flavor on its own kind of VM");
+    let problems = emulator.openapi_problems().await;
+    assert!(problems.is_empty(), "OpenAPI problems: {problems:#?}");
+}
+
+/// Dispatches one child of `parent` for `job_id`; returns its ID.
+async fn dispatch_child(emulator: &NomadEmulator, parent: &str, job_id: &str) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode("secret");
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        format!("{}/v1/job/{parent}/dispatch", emulator.url()),
+        Some(json!({
+            "Meta": {"job_id": job_id, "attempt": "1", "job_type": "test_job"},
+            "Payload": payload,
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "dispatching {parent}: {answer}");
+    answer["DispatchedJobID"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_child_waits_blocked_for_room_on_its_vm_kind_and_is_placed_once_it_frees() {
+    // One eo1.xsmall: room for one 500 MiB attempt at a time.
+    let emulator = NomadEmulator::start(EmulatorOptions {
+        nodes: vec![EmulatedNode::vm("only", "eo1.xsmall", 1, 1, 8)],
+        ..EmulatorOptions::default()
+    })
+    .await;
+    let settings = Settings::default();
+    let jobs = settings.nomad_config().unwrap().jobs;
+    let flavor = &settings.flavors[0];
+    let (status, answer) = send(
+        reqwest::Method::PUT,
+        format!("{}/v1/jobs", emulator.url()),
+        Some(json!({ "Job": swath::executor::nomad::spec::worker_job(&jobs, flavor) })),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let parent = format!("swath-worker-{}", flavor.name);
+    emulator
+        .script(&parent, &[("job_id", "1")], Outcome::RunUntilStopped)
+        .await;
+    let first = dispatch_child(&emulator, &parent, "1").await;
+    assert_eq!(placed_on(&emulator, &first).await, "only");
+    let second = dispatch_child(&emulator, &parent, "2").await;
+    let encoded = |id: &str| {
+        percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let evals_url = format!("{}/v1/job/{}/evaluations", emulator.url(), encoded(&second));
+    let deadline = Instant::now() + PLACEMENT_DEADLINE;
+    let failed = loop {
+        let (_, evals) = send(reqwest::Method::GET, evals_url.clone(), None).await;
+        let blocked = evals
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["Status"] == "blocked");
+        if let Some(blocked) = blocked {
+            break blocked["FailedTGAllocs"]["attempt"].clone();
+        }
+        assert!(Instant::now() < deadline, "never blocked: {evals}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        failed["DimensionExhausted"],
+        json!({"memory": 1}),
+        "{failed}"
+    );
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        format!("{}/v1/job/{}", emulator.url(), encoded(&first)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(placed_on(&emulator, &second).await, "only");
     let problems = emulator.openapi_problems().await;
     assert!(problems.is_empty(), "OpenAPI problems: {problems:#?}");
 }

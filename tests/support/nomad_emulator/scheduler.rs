@@ -140,55 +140,83 @@ async fn unblock_when_it_fits(
         return;
     }
     let nodes = shared.nodes.clone();
-    let ready = |store: &Store| {
-        let Some(eval) = store.evals.get(&blocked) else {
-            return true;
+    loop {
+        let ready = |store: &Store| {
+            let Some(eval) = store.evals.get(&blocked) else {
+                return true;
+            };
+            let Some(job) = store.jobs.get(&key) else {
+                return true;
+            };
+            eval.status != "blocked"
+                || job.stop
+                || job
+                    .groups()
+                    .iter()
+                    .all(|g| fit_in(store, &nodes, job, g, None).is_ok())
         };
-        let Some(job) = store.jobs.get(&key) else {
-            return true;
-        };
-        eval.status != "blocked"
-            || job.stop
-            || job
-                .groups()
-                .iter()
-                .all(|g| fit_in(store, &nodes, job, g, None).is_ok())
-    };
-    if !shared.wait_until(ready, None).await {
-        return;
-    }
-    let placed = shared.write(|txn| {
-        let still_blocked = txn
-            .store
-            .evals
-            .get(&blocked)
-            .is_some_and(|e| e.status == "blocked");
-        let job = txn.store.jobs.get(&key).filter(|j| !j.stop).cloned();
-        let (true, Some(job)) = (still_blocked, job) else {
-            return Vec::new();
-        };
-        let rendered = models::job(&job);
-        let mut placed = Vec::new();
-        let mut queued = BTreeMap::new();
-        for group in job.groups() {
-            let pending = job.summary.groups.get(&group.name).map_or(0, |s| s.queued);
-            for n in 0..pending {
-                if let Ok(node) = fit(txn, &nodes, &job, &group, None) {
-                    let alloc = new_alloc(&job, &rendered, &group, n, &blocked, node, "");
-                    placed.push(alloc.id.clone());
-                    txn.insert_alloc(alloc);
-                }
-            }
-            txn.update_group_summary(&key, &group.name, |s| s.queued = 0);
-            queued.insert(group.name.clone(), 0);
+        if !shared.wait_until(ready, None).await {
+            return;
         }
-        complete(txn, &blocked, queued);
-        txn.refresh_job_status(&key);
-        placed
-    });
-    for alloc_id in placed {
-        lifecycle::run(shared, alloc_id, outcome.clone());
+        // Several blocked evaluations may wake for the same freed room: each places only if all
+        // its allocations still fit, else waits again.
+        let placed = shared.write(|txn| place_blocked(txn, &nodes, &key, &blocked));
+        match placed {
+            Some(placed) => {
+                for alloc_id in placed {
+                    lifecycle::run(shared, alloc_id, outcome.clone());
+                }
+                return;
+            }
+            None => continue,
+        }
     }
+}
+
+/// Places the queued allocations of a blocked evaluation and completes it, if they all fit now
+/// (`Some(nothing)` when the evaluation or its job is gone); `None` if they do not yet.
+fn place_blocked(
+    txn: &mut Txn,
+    nodes: &[Node],
+    key: &JobKey,
+    blocked: &str,
+) -> Option<Vec<String>> {
+    let still_blocked = txn
+        .store
+        .evals
+        .get(blocked)
+        .is_some_and(|e| e.status == "blocked");
+    let job = txn.store.jobs.get(key).filter(|j| !j.stop).cloned();
+    let (true, Some(job)) = (still_blocked, job) else {
+        return Some(Vec::new());
+    };
+    let groups = job.groups();
+    let pending = |group: &GroupSpec| job.summary.groups.get(&group.name).map_or(0, |s| s.queued);
+    let fits = groups
+        .iter()
+        .filter(|g| pending(g) > 0)
+        .all(|g| fit(txn, nodes, &job, g, None).is_ok());
+    if !fits {
+        return None;
+    }
+    let rendered = models::job(&job);
+    let mut placed = Vec::new();
+    let mut queued = BTreeMap::new();
+    for group in &groups {
+        for n in 0..pending(group) {
+            // Our groups have one allocation; a later one that no longer fits stays unplaced.
+            if let Ok(node) = fit(txn, nodes, &job, group, None) {
+                let alloc = new_alloc(&job, &rendered, group, n, blocked, node, "");
+                placed.push(alloc.id.clone());
+                txn.insert_alloc(alloc);
+            }
+        }
+        txn.update_group_summary(key, &group.name, |s| s.queued = 0);
+        queued.insert(group.name.clone(), 0);
+    }
+    complete(txn, blocked, queued);
+    txn.refresh_job_status(key);
+    Some(placed)
 }
 
 fn complete(txn: &mut Txn, eval_id: &str, queued: BTreeMap<String, u64>) {
@@ -280,6 +308,7 @@ fn fit_in<'n>(
     let mut filtered: BTreeMap<String, u64> = BTreeMap::new();
     let mut exhausted: BTreeMap<&str, u64> = BTreeMap::new();
     let mut evaluated = 0;
+    let used = usage(store, nodes);
     for node in nodes.iter().filter(|n| Some(n.id.as_str()) != except) {
         let spec = &node.spec;
         let in_dc = datacenters.iter().any(|dc| glob(dc, &spec.datacenter));
@@ -292,7 +321,8 @@ fn fit_in<'n>(
             *filtered.entry(failed.to_string()).or_default() += 1;
             continue;
         }
-        match exhausted_dimension(store, node, group) {
+        let taken = used.get(&node.id).copied().unwrap_or_default();
+        match exhausted_dimension(node, taken, group) {
             None => return Ok(node),
             Some(dimension) => *exhausted.entry(dimension).or_default() += 1,
         }
@@ -400,39 +430,47 @@ fn glob(pattern: &str, value: &str) -> bool {
     }
 }
 
-/// The first dimension in which `node` lacks room for one allocation of `group`, if any.
-fn exhausted_dimension(store: &Store, node: &Node, group: &GroupSpec) -> Option<&'static str> {
-    let spec = &node.spec;
-    let cpu_of = |t: &TaskSpec| t.cpu + t.cores * spec.mhz_per_core;
-    let mut used = (0, 0, 0, 0);
-    for alloc in store
-        .allocs
-        .values()
-        .filter(|a| a.node_id == node.id && !a.is_terminal())
-    {
+/// What the non-terminal allocations use on each node: CPU MHz, cores, memory MiB, disk MiB.
+fn usage(store: &Store, nodes: &[Node]) -> BTreeMap<String, [i64; 4]> {
+    let mhz: BTreeMap<&str, i64> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.spec.mhz_per_core))
+        .collect();
+    let mut used: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+    for alloc in store.allocs.values().filter(|a| !a.is_terminal()) {
+        let per_core = mhz.get(alloc.node_id.as_str()).copied().unwrap_or(0);
+        let entry = used.entry(alloc.node_id.clone()).or_default();
         for task in &alloc.tasks {
-            used.0 += cpu_of(task);
-            used.1 += task.cores;
-            used.2 += task.memory_mb;
+            entry[0] += task.cpu + task.cores * per_core;
+            entry[1] += task.cores;
+            entry[2] += task.memory_mb;
         }
-        used.3 += alloc.allocated_resources["Shared"]["DiskMB"]
+        entry[3] += alloc.allocated_resources["Shared"]["DiskMB"]
             .as_i64()
             .unwrap_or(0);
     }
+    used
+}
+
+/// The first dimension in which `node`, with `used` taken, lacks room for one allocation of
+/// `group`, if any.
+fn exhausted_dimension(node: &Node, used: [i64; 4], group: &GroupSpec) -> Option<&'static str> {
+    let spec = &node.spec;
+    let cpu_of = |t: &TaskSpec| t.cpu + t.cores * spec.mhz_per_core;
     let asked = (
         group.tasks.iter().map(cpu_of).sum::<i64>(),
         group.tasks.iter().map(|t| t.cores).sum::<i64>(),
         group.tasks.iter().map(|t| t.memory_mb).sum::<i64>(),
         group.disk_mb,
     );
-    let free_cpu = spec.cores * spec.mhz_per_core - spec.reserved.cpu_mhz - used.0;
+    let free_cpu = spec.cores * spec.mhz_per_core - spec.reserved.cpu_mhz - used[0];
     if free_cpu < asked.0 {
         Some("cpu")
-    } else if spec.cores - used.1 < asked.1 {
+    } else if spec.cores - used[1] < asked.1 {
         Some("cores")
-    } else if spec.memory_mb - spec.reserved.memory_mb - used.2 < asked.2 {
+    } else if spec.memory_mb - spec.reserved.memory_mb - used[2] < asked.2 {
         Some("memory")
-    } else if spec.disk_mb - spec.reserved.disk_mb - used.3 < asked.3 {
+    } else if spec.disk_mb - spec.reserved.disk_mb - used[3] < asked.3 {
         Some("disk")
     } else {
         None
