@@ -17,10 +17,11 @@ job "swath-worker-eo2.medium" {
     swath_flavor = "eo2.medium"
   }
 
+  # The kind of VM this flavor's request is sized for.
   constraint {
-    attribute = "${node.class}"
+    attribute = "${attr.platform.aws.instance-type}"
     operator  = "="
-    value     = "worker"
+    value     = "eo2.medium"
   }
 
   group "attempt" {
@@ -37,7 +38,7 @@ job "swath-worker-eo2.medium" {
     }
 
     ephemeral_disk {
-      size = 16384
+      size = 10240
     }
 
     task "worker" {
@@ -48,10 +49,21 @@ job "swath-worker-eo2.medium" {
         args    = ["run"]
       }
 
+      # The orchestrator's address, from the Nomad service it registers.
+      template {
+        destination = "secrets/orchestrator.env"
+        env         = true
+        change_mode = "noop"
+        data        = <<-EOT
+          {{ range nomadService "swath" }}
+          SWATH_WORKER_ORCHESTRATOR_URL=http://{{ .Address }}:{{ .Port }}
+          {{ end }}
+        EOT
+      }
+
       env {
-        SWATH_WORKER_ORCHESTRATOR_URL = "http://swath.service.consul:8080"
-        SWATH_WORKER_WORK_ROOT        = "/work"
-        SWATH_WORKER_TOKEN_FILE       = "${NOMAD_TASK_DIR}/attempt-token"
+        SWATH_WORKER_WORK_ROOT  = "/work"
+        SWATH_WORKER_TOKEN_FILE = "${NOMAD_TASK_DIR}/attempt-token"
       }
 
       dispatch_payload {
@@ -59,8 +71,8 @@ job "swath-worker-eo2.medium" {
       }
 
       resources {
-        cores  = 1
-        memory = 4096
+        cpu    = 50
+        memory = 3000
       }
 
       kill_timeout = "30s"

@@ -17,10 +17,11 @@ job "swath-worker-hm.large" {
     swath_flavor = "hm.large"
   }
 
+  # The kind of VM this flavor's request is sized for.
   constraint {
-    attribute = "${node.class}"
+    attribute = "${attr.platform.aws.instance-type}"
     operator  = "="
-    value     = "worker"
+    value     = "hm.large"
   }
 
   group "attempt" {
@@ -37,7 +38,7 @@ job "swath-worker-hm.large" {
     }
 
     ephemeral_disk {
-      size = 131072
+      size = 102400
     }
 
     task "worker" {
@@ -48,10 +49,21 @@ job "swath-worker-hm.large" {
         args    = ["run"]
       }
 
+      # The orchestrator's address, from the Nomad service it registers.
+      template {
+        destination = "secrets/orchestrator.env"
+        env         = true
+        change_mode = "noop"
+        data        = <<-EOT
+          {{ range nomadService "swath" }}
+          SWATH_WORKER_ORCHESTRATOR_URL=http://{{ .Address }}:{{ .Port }}
+          {{ end }}
+        EOT
+      }
+
       env {
-        SWATH_WORKER_ORCHESTRATOR_URL = "http://swath.service.consul:8080"
-        SWATH_WORKER_WORK_ROOT        = "/work"
-        SWATH_WORKER_TOKEN_FILE       = "${NOMAD_TASK_DIR}/attempt-token"
+        SWATH_WORKER_WORK_ROOT  = "/work"
+        SWATH_WORKER_TOKEN_FILE = "${NOMAD_TASK_DIR}/attempt-token"
       }
 
       dispatch_payload {
@@ -59,8 +71,8 @@ job "swath-worker-hm.large" {
       }
 
       resources {
-        cores  = 4
-        memory = 32768
+        cpu    = 50
+        memory = 25000
       }
 
       kill_timeout = "30s"

@@ -17,10 +17,11 @@ job "swath-worker-hm.xlarge" {
     swath_flavor = "hm.xlarge"
   }
 
+  # The kind of VM this flavor's request is sized for.
   constraint {
-    attribute = "${node.class}"
+    attribute = "${attr.platform.aws.instance-type}"
     operator  = "="
-    value     = "worker"
+    value     = "hm.xlarge"
   }
 
   group "attempt" {
@@ -37,7 +38,7 @@ job "swath-worker-hm.xlarge" {
     }
 
     ephemeral_disk {
-      size = 262144
+      size = 204800
     }
 
     task "worker" {
@@ -48,10 +49,21 @@ job "swath-worker-hm.xlarge" {
         args    = ["run"]
       }
 
+      # The orchestrator's address, from the Nomad service it registers.
+      template {
+        destination = "secrets/orchestrator.env"
+        env         = true
+        change_mode = "noop"
+        data        = <<-EOT
+          {{ range nomadService "swath" }}
+          SWATH_WORKER_ORCHESTRATOR_URL=http://{{ .Address }}:{{ .Port }}
+          {{ end }}
+        EOT
+      }
+
       env {
-        SWATH_WORKER_ORCHESTRATOR_URL = "http://swath.service.consul:8080"
-        SWATH_WORKER_WORK_ROOT        = "/work"
-        SWATH_WORKER_TOKEN_FILE       = "${NOMAD_TASK_DIR}/attempt-token"
+        SWATH_WORKER_WORK_ROOT  = "/work"
+        SWATH_WORKER_TOKEN_FILE = "${NOMAD_TASK_DIR}/attempt-token"
       }
 
       dispatch_payload {
@@ -59,8 +71,8 @@ job "swath-worker-hm.xlarge" {
       }
 
       resources {
-        cores  = 8
-        memory = 65536
+        cpu    = 50
+        memory = 60000
       }
 
       kill_timeout = "30s"

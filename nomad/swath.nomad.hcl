@@ -1,6 +1,8 @@
-# The orchestrator as a Nomad service job: `swath serve` with the Nomad executor, registering and
-# dispatching the worker jobs of the other files in this directory. Secrets (database URL, Nomad
-# token) come from the Nomad variable `nomad/jobs/swath`, never from this file.
+# The orchestrator as a Nomad service job, written by `swath nomad hcl` with the worker jobs:
+# `swath serve` with the Nomad executor, registering and dispatching the worker jobs of the
+# other files in this directory, which find it as the nomad service "swath".
+# Secrets (database URL, Nomad token) come from the Nomad variable `nomad/jobs/swath`, never
+# from this file.
 job "swath" {
   type        = "service"
   namespace   = "default"
@@ -42,13 +44,14 @@ job "swath" {
       }
 
       env {
-        SWATH_EXECUTOR         = "nomad"
-        SWATH_LISTEN           = "0.0.0.0:8080"
-        SWATH_ORCHESTRATOR_URL = "http://swath.service.consul:8080"
-        SWATH_NOMAD_ADDR       = "http://${attr.unique.network.ip-address}:4646"
-        SWATH_NOMAD_NAMESPACE  = "default"
-        SWATH_NOMAD_JOB_PREFIX = "swath-worker"
-        SWATH_LOG_FORMAT       = "json"
+        SWATH_EXECUTOR               = "nomad"
+        SWATH_LISTEN                 = "0.0.0.0:8080"
+        SWATH_NOMAD_SERVICE_PROVIDER = "nomad"
+        SWATH_NOMAD_SERVICE_NAME     = "swath"
+        SWATH_NOMAD_ADDR             = "http://${attr.unique.network.ip-address}:4646"
+        SWATH_NOMAD_NAMESPACE        = "default"
+        SWATH_NOMAD_JOB_PREFIX       = "swath-worker"
+        SWATH_LOG_FORMAT             = "json"
       }
 
       resources {

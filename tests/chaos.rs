@@ -24,7 +24,7 @@ use swath::config::DatabaseUrl;
 use swath_job_types::NewJob;
 
 use support::fleet::{stand_in, Fleet, Problems};
-use support::nomad_emulator::{EmulatorOptions, NomadEmulator, Outcome};
+use support::nomad_emulator::{EmulatedNode, EmulatorOptions, NomadEmulator, Outcome};
 use support::private_pg::{free_port, PrivatePg};
 
 /// The two tests take the machine's two cores each: one at a time.
@@ -116,6 +116,10 @@ async fn run(url: &str, plan: Plan<'_>) {
     let problems = Problems::default();
     let emulator = NomadEmulator::start(EmulatorOptions {
         runner: Some(stand_in(ports.clone(), problems.clone())),
+        // One VM of the test job's kind per attempt in flight: placement is never the bottleneck.
+        nodes: (1..=100)
+            .map(|n| EmulatedNode::vm(&format!("worker-{n}"), "eo1.xsmall", 1, 1, 8))
+            .collect(),
         ..EmulatorOptions::default()
     })
     .await;

@@ -259,8 +259,8 @@ mod dispatching {
             cpus: 1,
             memory_mb: 1024,
             disk_gb: 8,
-            node_class: "worker".into(),
             local_slots: slots,
+            ..WorkerFlavor::default()
         }]
     }
 
@@ -506,8 +506,8 @@ mod batched_round {
             cpus: 1,
             memory_mb: 1024,
             disk_gb: 8,
-            node_class: "worker".into(),
             local_slots: 10,
+            ..WorkerFlavor::default()
         }]
     }
 
@@ -626,8 +626,8 @@ mod tracking {
             cpus: 1,
             memory_mb: 1024,
             disk_gb: 8,
-            node_class: "worker".into(),
             local_slots: 8,
+            ..WorkerFlavor::default()
         }]
     }
 

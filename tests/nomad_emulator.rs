@@ -159,7 +159,7 @@ fn parent_job(id: &str) -> Value {
         "ID": id, "Name": id, "Type": "batch", "Datacenters": ["*"],
         "ParameterizedJob": {"Payload": "optional", "MetaRequired": ["task_id"], "MetaOptional": ["attempt"]},
         "Meta": {"app": "orchestrator"},
-        "Constraints": [{"LTarget": "${node.class}", "Operand": "=", "RTarget": "small"}],
+        "Constraints": [{"LTarget": "${node.class}", "Operand": "=", "RTarget": "worker"}],
         "TaskGroups": [{
             "Name": "run", "Count": 1,
             "RestartPolicy": {"Attempts": 0, "Mode": "fail"},
@@ -683,7 +683,7 @@ async fn never_placed_child_stays_pending_with_a_blocked_eval() {
     assert_eq!(first["BlockedEval"], blocked["ID"]);
     assert_eq!(
         first["FailedTGAllocs"]["run"]["ConstraintFiltered"],
-        json!({"${node.class} = small": 2})
+        json!({"${node.class} = worker": 2})
     );
     assert_eq!(blocked["PreviousEval"], first["ID"]);
     let job = api.get(&job_path(&child, "")).await.json();

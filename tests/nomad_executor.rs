@@ -37,8 +37,11 @@ fn flavor() -> WorkerFlavor {
         cpus: 1,
         memory_mb: 64,
         disk_gb: 1,
-        node_class: "worker".into(),
+        // Sized and pinned for the emulator's smallest VM.
+        cpu_mhz: Some(50),
+        placement_value: Some("eo1.xsmall".into()),
         local_slots: 1,
+        ..WorkerFlavor::default()
     }
 }
 

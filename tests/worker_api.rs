@@ -47,7 +47,7 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
     assert_eq!(task["flavor"], "eo1.xsmall");
     assert_eq!(
         (task["cpus"].as_u64(), task["memory_mb"].as_u64()),
-        (Some(1), Some(1024))
+        (Some(1), Some(500))
     );
     assert_eq!(task["uid"], job.uid.to_string());
     assert!(task["exit_codes"]["rules"].as_array().unwrap().len() >= 4);

@@ -252,8 +252,8 @@ pub async fn bench_pipeline(
         cpus: 1,
         memory_mb: 1,
         disk_gb: 0,
-        node_class: "bench".into(),
         local_slots: 1000,
+        ..WorkerFlavor::default()
     }];
     let claimant = Claimant {
         service_id: Uuid::new_v4(),

@@ -1,5 +1,5 @@
-//! `swath nomad hcl` and `swath nomad register`: the worker jobs as HCL files, or registered
-//! directly, from the effective settings.
+//! `swath nomad hcl` and `swath nomad register`: the worker jobs and the orchestrator's service
+//! job as HCL files, or the worker jobs registered directly, from the effective settings.
 
 use std::path::PathBuf;
 
@@ -7,15 +7,18 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use crate::config::Settings;
-use crate::executor::nomad::hcl::{worker_job_file_name, worker_job_hcl};
+use crate::executor::nomad::hcl::{
+    service_job_hcl, worker_job_file_name, worker_job_hcl, SERVICE_JOB_FILE,
+};
 use crate::executor::nomad::NomadExecutor;
 
 /// `swath nomad ...`
 #[derive(Debug, Subcommand)]
 pub enum NomadCommand {
-    /// Write the HCL of the worker job of every flavor into a directory.
+    /// Write the HCL of the worker job of every flavor, and of the orchestrator's service job
+    /// (registering the service the workers look up), into a directory.
     Hcl {
-        /// Directory to write `<prefix>-<flavor>.nomad.hcl` files into.
+        /// Directory to write `<prefix>-<flavor>.nomad.hcl` and `swath.nomad.hcl` into.
         #[arg(long, default_value = "nomad")]
         out: PathBuf,
     },
@@ -35,6 +38,10 @@ pub async fn run(settings: &Settings, command: NomadCommand) -> anyhow::Result<(
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!("{}", path.display());
             }
+            let path = out.join(SERVICE_JOB_FILE);
+            std::fs::write(&path, service_job_hcl(&config.jobs, settings.listen_port()))
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("{}", path.display());
         }
         NomadCommand::Register => {
             let executor = NomadExecutor::new(config, settings.flavors.clone());

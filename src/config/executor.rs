@@ -10,7 +10,7 @@ use swath_job_types::JobStatus;
 
 use super::Settings;
 use crate::executor::local::WorkerCommand;
-use crate::executor::nomad::spec::WorkerJobSettings;
+use crate::executor::nomad::spec::{Discovery, WorkerJobSettings};
 use crate::executor::nomad::NomadConfig;
 use crate::pipeline::retry::StatusTimeouts;
 
@@ -23,6 +23,17 @@ pub enum ExecutorKind {
     Local,
     /// Dispatches of parameterized jobs on a Nomad cluster.
     Nomad,
+}
+
+/// Where the orchestrator's service is registered, and so how the workers find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceProvider {
+    /// Nomad's own service catalogue (`provider = "nomad"`): no Consul needed.
+    #[default]
+    Nomad,
+    /// Consul (`provider = "consul"`), reached through Consul DNS.
+    Consul,
 }
 
 /// A secret setting: never printed, serialized as `***`.
@@ -123,6 +134,30 @@ impl Settings {
         ])
     }
 
+    /// How the Nomad workers find the orchestrator (`SWATH_NOMAD_SERVICE_PROVIDER`).
+    pub fn nomad_discovery(&self) -> Discovery {
+        let service = self.nomad_service_name.clone();
+        match self.nomad_service_provider {
+            ServiceProvider::Nomad => Discovery::NomadService { service },
+            ServiceProvider::Consul => {
+                let url = if self.orchestrator_url.is_empty() {
+                    format!("http://{service}.service.consul:{}", self.listen_port())
+                } else {
+                    self.orchestrator_url.clone()
+                };
+                Discovery::Consul { service, url }
+            }
+        }
+    }
+
+    /// The port of `listen` (8080 when it cannot be read; `listen` is validated on its own).
+    pub fn listen_port(&self) -> u16 {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.port())
+            .unwrap_or(8080)
+    }
+
     /// The Nomad executor's configuration.
     pub fn nomad_config(&self) -> Result<NomadConfig, String> {
         let address = url::Url::parse(&self.nomad_addr)
@@ -144,7 +179,7 @@ impl Settings {
                 datacenters: self.nomad_datacenters.clone(),
                 node_pool: self.nomad_node_pool.clone(),
                 worker_command: self.nomad_worker_command.clone(),
-                orchestrator_url: self.orchestrator_url(),
+                discovery: self.nomad_discovery(),
                 work_root: self.nomad_work_root.clone(),
                 kill_timeout: Duration::from_secs(self.nomad_kill_timeout_secs),
             },
@@ -210,6 +245,20 @@ impl Settings {
             problems.push(format!(
                 "SWATH_NOMAD_JOB_PREFIX: {:?} cannot start a Nomad job ID (empty, or has a space, NUL or /)",
                 self.nomad_job_prefix
+            ));
+        }
+        let service_name = &self.nomad_service_name;
+        // Nomad's service names: RFC 1123 labels (`nomad/structs/services.go`), as DNS needs.
+        let label = service_name.len() <= 63
+            && !service_name.starts_with('-')
+            && !service_name.ends_with('-')
+            && !service_name.is_empty()
+            && service_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !label {
+            problems.push(format!(
+                "SWATH_NOMAD_SERVICE_NAME: {service_name:?} is not a service name (letters, digits and inner dashes, at most 63)"
             ));
         }
         if self.nomad_namespace.is_empty() {
@@ -300,12 +349,50 @@ mod tests {
     }
 
     #[test]
-    fn workers_report_to_the_listen_address_by_default() {
+    fn local_workers_report_to_the_listen_address_by_default() {
         let settings = Settings::default();
         assert_eq!(settings.orchestrator_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn nomad_workers_find_the_service_the_orchestrator_registers() {
+        let settings = Settings::default();
         assert_eq!(
-            settings.nomad_config().unwrap().jobs.orchestrator_url,
-            "http://127.0.0.1:8080"
+            settings.nomad_config().unwrap().jobs.discovery,
+            Discovery::NomadService {
+                service: "swath".into()
+            }
+        );
+        let consul = Settings {
+            nomad_service_provider: ServiceProvider::Consul,
+            listen: "0.0.0.0:9090".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            consul.nomad_discovery(),
+            Discovery::Consul {
+                service: "swath".into(),
+                url: "http://swath.service.consul:9090".into()
+            }
+        );
+        let balanced = Settings {
+            orchestrator_url: "https://swath.example".into(),
+            ..consul
+        };
+        assert!(
+            matches!(balanced.nomad_discovery(), Discovery::Consul { url, .. } if url == "https://swath.example")
+        );
+        let bad = Settings {
+            nomad_service_name: "swath.api".into(),
+            ..Settings::default()
+        };
+        let mut problems = Vec::new();
+        bad.validate_executor(&mut problems);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("SWATH_NOMAD_SERVICE_NAME: \"swath.api\"")),
+            "{problems:?}"
         );
     }
 }

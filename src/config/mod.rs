@@ -22,7 +22,7 @@ mod publication;
 mod redact;
 mod storage;
 
-pub use executor::{ExecutorKind, Secret};
+pub use executor::{ExecutorKind, Secret, ServiceProvider};
 pub use publication::PublisherKind;
 pub use redact::redact_url;
 
@@ -236,6 +236,12 @@ pub struct Settings {
     pub nomad_datacenters: Vec<String>,
     /// Node pool of the worker nodes.
     pub nomad_node_pool: String,
+    /// How the orchestrator registers its API and the workers find it: `nomad` (Nomad's service
+    /// catalogue, read by the workers' `nomadService` template) or `consul` (the workers call
+    /// `SWATH_ORCHESTRATOR_URL`, by default `http://<service>.service.consul:<listen port>`).
+    pub nomad_service_provider: ServiceProvider,
+    /// Name of the orchestrator's service.
+    pub nomad_service_name: String,
     /// Prefix of the worker job IDs (`<prefix>-<flavor>`).
     pub nomad_job_prefix: String,
     /// Path of `swath-worker` on the worker nodes (run with the `raw_exec` driver).
@@ -361,6 +367,8 @@ impl Default for Settings {
             nomad_region: String::new(),
             nomad_datacenters: vec!["*".into()],
             nomad_node_pool: "default".into(),
+            nomad_service_provider: ServiceProvider::Nomad,
+            nomad_service_name: "swath".into(),
             nomad_job_prefix: "swath-worker".into(),
             nomad_worker_command: "/usr/local/bin/swath-worker".into(),
             nomad_work_root: "/work".into(),
@@ -663,11 +671,13 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env(
                 "SWATH_FLAVORS",
-                r#"[{name="hm.medium",cpus=2,memory_mb=8000,node_class="big"},{name="hm.large",cpus=4,memory_mb=9000,node_class="big"},{name="eo1.xsmall",cpus=1,memory_mb=500,node_class="small",local_slots=3}]"#,
+                r#"[{name="hm.medium",cpus=2,memory_mb=8000},{name="hm.large",cpus=4,cpu_mhz=100,memory_mb=9000,placement_attribute="${node.class}",placement_value="big"},{name="eo1.xsmall",cpus=1,memory_mb=500,local_slots=3}]"#,
             );
             let s = load_in(jail, None).unwrap();
             assert_eq!(s.flavors.len(), 3);
             assert_eq!(s.flavors[2].local_slots, 3);
+            assert_eq!(s.flavors[1].placement_value(), "big");
+            assert_eq!(s.flavors[0].placement_value(), "hm.medium");
             Ok(())
         });
     }

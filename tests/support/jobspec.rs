@@ -97,6 +97,7 @@ const TEMPLATE: BlockMap = BlockMap {
     attributes: &[
         ("destination", "DestPath"),
         ("env", "Envvars"),
+        ("change_mode", "ChangeMode"),
         ("data", "EmbeddedTmpl"),
     ],
     blocks: &[],
@@ -225,7 +226,7 @@ fn value(expr: &Expression) -> Value {
     }
 }
 
-/// An indented heredoc (`<<-`) without its common indentation.
+/// An indented heredoc (`<<-`) without its common indentation (its final newline kept).
 fn dedent(text: &str) -> String {
     let indent = text
         .lines()
@@ -233,10 +234,15 @@ fn dedent(text: &str) -> String {
         .map(|l| l.len() - l.trim_start().len())
         .min()
         .unwrap_or(0);
-    text.lines()
+    let mut out = text
+        .lines()
         .map(|l| l.get(indent..).unwrap_or(""))
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }
 
 /// Nomad's duration strings (`30s`, `5m`, `1h`) in nanoseconds.

@@ -30,8 +30,11 @@ pub fn tiny_flavor() -> swath_job_types::flavor::WorkerFlavor {
         cpus: 1,
         memory_mb: 64,
         disk_gb: 0,
-        node_class: "worker".into(),
+        // Sized and pinned for the emulator's smallest VM.
+        cpu_mhz: Some(50),
+        placement_value: Some("eo1.xsmall".into()),
         local_slots: 1,
+        ..swath_job_types::flavor::WorkerFlavor::default()
     }
 }
 

@@ -65,8 +65,8 @@ pub struct NomadConfig {
 
 impl std::fmt::Debug for NomadConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut jobs = self.jobs.clone();
-        jobs.orchestrator_url = crate::config::redact_url(&jobs.orchestrator_url);
+        // `Discovery`'s `Debug` hides any credential in the workers' URL.
+        let jobs = &self.jobs;
         f.debug_struct("NomadConfig")
             .field("address", &crate::config::redact_url(self.address.as_str()))
             .field("token", &self.token.as_ref().map(|_| "***"))

@@ -94,10 +94,18 @@ fn canonicalize_group(
     for task in tasks.iter_mut().filter_map(Value::as_object_mut) {
         let task_restart = merged(restart.clone(), &[task.get("RestartPolicy")]);
         task.insert("RestartPolicy".into(), task_restart);
-        let resources = merged(
-            json!({"CPU": 100, "MemoryMB": 300}),
-            &[task.get("Resources")],
-        );
+        // `api/resources.go` `Canonicalize`: the default CPU only when neither cpu nor cores is
+        // given; a task asking for cores gets `CPU: 0`.
+        let asks_cores = task
+            .get("Resources")
+            .and_then(|r| r.get("Cores"))
+            .is_some_and(|c| !c.is_null());
+        let defaults = if asks_cores {
+            json!({"CPU": 0, "Cores": 0, "MemoryMB": 300})
+        } else {
+            json!({"CPU": 100, "Cores": 0, "MemoryMB": 300})
+        };
+        let resources = merged(defaults, &[task.get("Resources")]);
         task.insert("Resources".into(), resources);
         default(task, "KillTimeout", json!(5 * SECOND));
         let logs = merged(
@@ -267,6 +275,10 @@ fn task_errors(task: &Value) -> Vec<String> {
     errors.extend(constraint_errors(task.get("Constraints")));
     let cpu = task["Resources"]["CPU"].as_i64().unwrap_or(0);
     let cores = task["Resources"]["Cores"].as_i64().unwrap_or(0);
+    // `nomad/structs/structs.go` `Resources.Validate`.
+    if cores > 0 && cpu > 0 {
+        errors.push("Task can only ask for 'cpu' or 'cores' resource, not both.".to_string());
+    }
     if cpu < 1 && cores == 0 {
         errors.push(format!("minimum CPU value is 1; got {cpu}"));
     }

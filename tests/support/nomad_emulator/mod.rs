@@ -1,6 +1,7 @@
 //! An emulator of the Nomad HTTP API for the tests (`reference/nomad-api.md` §7): parameterized
-//! batch jobs, dispatch, the child lifecycle with scripted outcomes, blocking queries, stop, purge
-//! and GC, served on a random loopback port.
+//! batch jobs, dispatch, placement on a pool of client nodes by feasibility (the original's VMs by
+//! default), the child lifecycle with scripted outcomes, blocking queries, stop, purge and GC,
+//! served on a random loopback port.
 //!
 //! Every `/v1` request and response is checked against Nomad's OpenAPI description; the problems
 //! are collected in [`NomadEmulator::openapi_problems`]. The test controls are also served over
@@ -15,6 +16,7 @@ mod http;
 mod job_spec;
 mod lifecycle;
 mod models;
+mod nodes;
 mod reads;
 mod records;
 mod register;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use control::Outcome;
+pub use nodes::{original_vms, EmulatedNode};
 use shared::Shared;
 
 /// How the emulator behaves.
@@ -45,6 +48,9 @@ pub struct EmulatorOptions {
     pub step: Duration,
     /// What plays the task of a child scripted [`Outcome::Worker`].
     pub runner: Option<WorkerRunner>,
+    /// The client nodes allocations are placed on, by feasibility (constraints, then free CPU,
+    /// memory and disk); by default [`original_vms`].
+    pub nodes: Vec<EmulatedNode>,
 }
 
 impl Default for EmulatorOptions {
@@ -53,6 +59,7 @@ impl Default for EmulatorOptions {
             acl_token: None,
             step: Duration::from_millis(10),
             runner: None,
+            nodes: original_vms(),
         }
     }
 }

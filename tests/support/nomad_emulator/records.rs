@@ -92,6 +92,8 @@ impl Children {
 pub(crate) struct GroupSpec {
     pub name: String,
     pub count: u64,
+    /// `EphemeralDisk.SizeMB`: the group's disk, counted against the node's.
+    pub disk_mb: i64,
     pub tasks: Vec<TaskSpec>,
 }
 
@@ -101,7 +103,10 @@ pub(crate) struct TaskSpec {
     pub name: String,
     pub driver: String,
     pub kill_timeout: i64,
+    /// `Resources.CPU` in MHz (0 when the task asks for cores).
     pub cpu: i64,
+    /// `Resources.Cores`: whole cores reserved for the task alone.
+    pub cores: i64,
     pub memory_mb: i64,
 }
 
@@ -136,6 +141,7 @@ impl JobRecord {
             .map(|group| GroupSpec {
                 name: str_field(group, "Name"),
                 count: group["Count"].as_u64().unwrap_or(1),
+                disk_mb: group["EphemeralDisk"]["SizeMB"].as_i64().unwrap_or(300),
                 tasks: group["Tasks"]
                     .as_array()
                     .into_iter()
@@ -145,6 +151,7 @@ impl JobRecord {
                         driver: str_field(task, "Driver"),
                         kill_timeout: task["KillTimeout"].as_i64().unwrap_or(5_000_000_000),
                         cpu: task["Resources"]["CPU"].as_i64().unwrap_or(100),
+                        cores: task["Resources"]["Cores"].as_i64().unwrap_or(0),
                         memory_mb: task["Resources"]["MemoryMB"].as_i64().unwrap_or(300),
                     })
                     .collect(),

@@ -11,14 +11,16 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::control::Control;
+use super::nodes::EmulatedNode;
 use super::state::{Store, Txn};
 use super::EmulatorOptions;
 
-/// An emulated client node.
+/// An emulated client node: its ID and what it reports.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub id: String,
     pub name: String,
+    pub spec: EmulatedNode,
 }
 
 /// The emulator's shared state.
@@ -29,18 +31,23 @@ pub(crate) struct Shared {
     shutdown: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
     pub options: EmulatorOptions,
-    /// Two nodes: allocations are placed on the first, lost-node replacements on the second.
-    pub nodes: [Node; 2],
+    /// The client nodes, in the order the scheduler tries them.
+    pub nodes: Vec<Node>,
 }
 
 impl Shared {
     /// A new, empty emulator state.
     pub fn new(options: EmulatorOptions) -> Self {
         let store = Store::new();
-        let node = |n: usize| Node {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: format!("emulator-node-{n}"),
-        };
+        let nodes = options
+            .nodes
+            .iter()
+            .map(|spec| Node {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: spec.name.clone(),
+                spec: spec.clone(),
+            })
+            .collect();
         Shared {
             index: watch::channel(store.index).0,
             store: Mutex::new(store),
@@ -48,7 +55,7 @@ impl Shared {
             shutdown: watch::channel(false).0,
             tasks: Mutex::new(JoinSet::new()),
             options,
-            nodes: [node(1), node(2)],
+            nodes,
         }
     }
 

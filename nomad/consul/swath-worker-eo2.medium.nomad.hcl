@@ -1,0 +1,70 @@
+# Worker job of flavor eo2.medium: written by `swath nomad hcl`; swath registers the same job
+# itself at start-up. Dispatched once per job attempt; the worker token arrives as the payload.
+job "swath-worker-eo2.medium" {
+  type        = "batch"
+  namespace   = "default"
+  datacenters = ["*"]
+  node_pool   = "default"
+  priority    = 50
+
+  parameterized {
+    payload       = "required"
+    meta_required = ["job_id", "attempt", "job_type"]
+    meta_optional = []
+  }
+
+  meta {
+    swath_flavor = "eo2.medium"
+  }
+
+  # The kind of VM this flavor's request is sized for.
+  constraint {
+    attribute = "${attr.platform.aws.instance-type}"
+    operator  = "="
+    value     = "eo2.medium"
+  }
+
+  group "attempt" {
+    count = 1
+
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+
+    ephemeral_disk {
+      size = 10240
+    }
+
+    task "worker" {
+      driver = "raw_exec"
+
+      config {
+        command = "/usr/local/bin/swath-worker"
+        args    = ["run"]
+      }
+
+      env {
+        SWATH_WORKER_ORCHESTRATOR_URL = "http://swath.service.consul:8080"
+        SWATH_WORKER_WORK_ROOT  = "/work"
+        SWATH_WORKER_TOKEN_FILE = "${NOMAD_TASK_DIR}/attempt-token"
+      }
+
+      dispatch_payload {
+        file = "attempt-token"
+      }
+
+      resources {
+        cpu    = 50
+        memory = 3000
+      }
+
+      kill_timeout = "30s"
+    }
+  }
+}
