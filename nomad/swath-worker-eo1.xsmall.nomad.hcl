@@ -62,8 +62,9 @@ job "swath-worker-eo1.xsmall" {
       }
 
       env {
-        SWATH_WORKER_WORK_ROOT  = "/work"
-        SWATH_WORKER_TOKEN_FILE = "${NOMAD_TASK_DIR}/attempt-token"
+        SWATH_WORKER_WORK_ROOT         = "/work"
+        SWATH_WORKER_KILL_TIMEOUT_SECS = "30"
+        SWATH_WORKER_TOKEN_FILE        = "${NOMAD_TASK_DIR}/attempt-token"
       }
 
       dispatch_payload {

@@ -50,9 +50,10 @@ job "swath-worker-hm.large" {
       }
 
       env {
-        SWATH_WORKER_ORCHESTRATOR_URL = "http://swath.service.consul:8080"
-        SWATH_WORKER_WORK_ROOT  = "/work"
-        SWATH_WORKER_TOKEN_FILE = "${NOMAD_TASK_DIR}/attempt-token"
+        SWATH_WORKER_ORCHESTRATOR_URL  = "http://swath.service.consul:8080"
+        SWATH_WORKER_WORK_ROOT         = "/work"
+        SWATH_WORKER_KILL_TIMEOUT_SECS = "30"
+        SWATH_WORKER_TOKEN_FILE        = "${NOMAD_TASK_DIR}/attempt-token"
       }
 
       dispatch_payload {

@@ -126,16 +126,22 @@ pub fn worker_job_hcl(settings: &WorkerJobSettings, flavor: &WorkerFlavor) -> St
     }
     let _ = writeln!(w, "      env {{");
     if let Discovery::Consul { url, .. } = &settings.discovery {
-        let _ = writeln!(w, "        {URL_VARIABLE} = {}", quote(url));
+        let _ = writeln!(w, "        {URL_VARIABLE:<30} = {}", quote(url));
     }
     let _ = writeln!(
         w,
-        "        SWATH_WORKER_WORK_ROOT  = {}",
+        "        SWATH_WORKER_WORK_ROOT         = {}",
         quote(&settings.work_root)
+    );
+    // The worker stops its container within the kill timeout, before Nomad's SIGKILL.
+    let _ = writeln!(
+        w,
+        "        SWATH_WORKER_KILL_TIMEOUT_SECS = \"{}\"",
+        settings.kill_timeout.as_secs()
     );
     let _ = writeln!(
         w,
-        "        SWATH_WORKER_TOKEN_FILE = \"${{NOMAD_TASK_DIR}}/{TOKEN_FILE}\""
+        "        SWATH_WORKER_TOKEN_FILE        = \"${{NOMAD_TASK_DIR}}/{TOKEN_FILE}\""
     );
     let _ = writeln!(w, "      }}\n");
     let _ = writeln!(

@@ -158,6 +158,11 @@ pub fn worker_job(settings: &WorkerJobSettings, flavor: &WorkerFlavor) -> Value 
         env.insert(URL_VARIABLE.into(), json!(url));
     }
     env.insert("SWATH_WORKER_WORK_ROOT".into(), json!(settings.work_root));
+    // The worker stops its container within the kill timeout, before Nomad's SIGKILL.
+    env.insert(
+        "SWATH_WORKER_KILL_TIMEOUT_SECS".into(),
+        json!(settings.kill_timeout.as_secs().to_string()),
+    );
     env.insert(
         "SWATH_WORKER_TOKEN_FILE".into(),
         json!(format!("${{NOMAD_TASK_DIR}}/{TOKEN_FILE}")),
