@@ -203,8 +203,11 @@ impl<'a> Txn<'a> {
         let index = self.index();
         self.store.tables.jobs = index;
         self.store.tables.job_summary = index;
-        if !job.parent_id.is_empty() {
-            self.move_child(&(job.namespace, job.parent_id), &job.status, "");
+        // A deleted child counts as dead in its parent's summary for good: a pending or running
+        // one moves to `Dead`, a dead one stays counted there (nomad/state/state_store.go
+        // `DeleteJobTxn`), so garbage collection never lowers `Children.Dead`.
+        if !job.parent_id.is_empty() && job.status != "dead" {
+            self.move_child(&(job.namespace, job.parent_id), &job.status, "dead");
         }
     }
 
