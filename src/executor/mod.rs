@@ -95,6 +95,13 @@ pub trait Executor: Send + Sync {
     /// Stops the attempt behind `reference` (a no-op if it already ended).
     async fn stop(&self, reference: &str) -> Result<(), ExecutorError>;
 
+    /// Why the attempt behind `reference` is still waiting, if the executor can tell (Nomad: the
+    /// placement failures of its evaluations); named in the error of an attempt that timed out
+    /// waiting. The default knows nothing.
+    async fn pending_reason(&self, _reference: &str) -> Option<String> {
+        None
+    }
+
     /// Resolves when attempts may have changed (an executor that can watch its attempts, like
     /// Nomad's blocking queries); the default never resolves, and callers look at their own pace.
     async fn changed(&self) {

@@ -176,13 +176,21 @@ pub async fn track_round_in(
                 .unwrap_or_default();
             if let Some(limit) = limit.filter(|l| age > *l) {
                 timed_out = true;
+                let mut message = format!(
+                    "no progress in {} for more than {} s",
+                    job.status,
+                    limit.as_secs()
+                );
+                // Still waiting for a place to run: say why, when the executor knows.
+                if outcome == AttemptOutcome::Pending {
+                    if let Some(reason) = executor.pending_reason(&reference).await {
+                        message.push_str(": ");
+                        message.push_str(&reason);
+                    }
+                }
                 failure = Some(Failure::External {
                     subtype: "timeout".into(),
-                    message: format!(
-                        "no progress in {} for more than {} s",
-                        job.status,
-                        limit.as_secs()
-                    ),
+                    message,
                 });
             }
         }

@@ -324,6 +324,16 @@ impl NomadClient {
             .unwrap_or_default())
     }
 
+    /// A job's evaluations, as Nomad's JSON (empty if Nomad does not know the job).
+    pub async fn evaluations(&self, id: &str) -> Result<Vec<serde_json::Value>, NomadError> {
+        let path = Self::job_path(id, "/evaluations");
+        Ok(self
+            .json(Method::GET, &path, &[], None, None)
+            .await?
+            .0
+            .unwrap_or_default())
+    }
+
     /// Stops a job (and removes it when `purge`); stopping an unknown job is not an error.
     pub async fn stop(&self, id: &str, purge: bool) -> Result<(), NomadError> {
         let path = Self::job_path(id, "");

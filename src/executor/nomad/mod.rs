@@ -294,6 +294,17 @@ impl Executor for NomadExecutor {
         "nomad"
     }
 
+    async fn pending_reason(&self, reference: &str) -> Option<String> {
+        let child = self.resolve(reference.strip_prefix(REFERENCE_PREFIX)?);
+        match self.client.evaluations(&child).await {
+            Ok(evals) => outcome::placement_failure(&evals),
+            Err(e) => {
+                tracing::debug!(child, error = %e, "cannot read the evaluations of a waiting child");
+                None
+            }
+        }
+    }
+
     async fn capacity(&self) -> Result<BTreeMap<String, usize>, ExecutorError> {
         let mut free = BTreeMap::new();
         for flavor in &self.flavors {

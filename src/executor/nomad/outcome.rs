@@ -136,6 +136,60 @@ fn failed(alloc: &AllocListStub) -> AttemptOutcome {
     })
 }
 
+/// Why a child waits to be placed, read from its evaluations as Nomad's JSON: the latest
+/// evaluation with `FailedTGAllocs` (the one the scheduler completed, or the `blocked` one that
+/// took its place) names per task group how many nodes were evaluated, filtered out by a
+/// constraint or exhausted on a resource (`nomad/structs/structs.go` `AllocMetric`). `None` when
+/// no evaluation says a placement failed.
+pub fn placement_failure(evals: &[serde_json::Value]) -> Option<String> {
+    use serde_json::Value;
+    let counts = |value: &Value| -> String {
+        value
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}: {}", v.as_u64().unwrap_or(0)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let failed = evals
+        .iter()
+        .filter(|e| {
+            e["FailedTGAllocs"]
+                .as_object()
+                .is_some_and(|groups| !groups.is_empty())
+        })
+        .max_by_key(|e| e["ModifyIndex"].as_u64().unwrap_or(0))?;
+    let groups = failed["FailedTGAllocs"].as_object()?;
+    let mut parts = Vec::new();
+    for (group, metric) in groups {
+        let mut part = format!(
+            "group {group}: {} nodes evaluated",
+            metric["NodesEvaluated"].as_u64().unwrap_or(0)
+        );
+        let filtered = metric["NodesFiltered"].as_u64().unwrap_or(0);
+        if filtered > 0 {
+            part.push_str(&format!(", {filtered} filtered"));
+            let by = counts(&metric["ConstraintFiltered"]);
+            if !by.is_empty() {
+                part.push_str(&format!(" by constraint ({by})"));
+            }
+        }
+        let exhausted = metric["NodesExhausted"].as_u64().unwrap_or(0);
+        if exhausted > 0 {
+            part.push_str(&format!(", {exhausted} exhausted"));
+            let by = counts(&metric["DimensionExhausted"]);
+            if !by.is_empty() {
+                part.push_str(&format!(" ({by})"));
+            }
+        }
+        parts.push(part);
+    }
+    Some(format!("Nomad cannot place it: {}", parts.join("; ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +411,29 @@ mod tests {
             outcome_without_allocations(Some("dead")),
             AttemptOutcome::Failed(_)
         ));
+    }
+
+    #[test]
+    fn a_placement_failure_names_the_filtered_and_exhausted_nodes() {
+        let evals = vec![
+            serde_json::json!({"ModifyIndex": 5, "Status": "complete", "FailedTGAllocs": null}),
+            serde_json::json!({
+                "ModifyIndex": 9,
+                "Status": "blocked",
+                "FailedTGAllocs": {"worker": {
+                    "NodesEvaluated": 10,
+                    "NodesFiltered": 8,
+                    "ConstraintFiltered": {"${attr.platform.aws.instance-type} = hm.xlarge": 8},
+                    "NodesExhausted": 2,
+                    "DimensionExhausted": {"memory": 2}
+                }}
+            }),
+        ];
+        assert_eq!(
+            placement_failure(&evals).unwrap(),
+            "Nomad cannot place it: group worker: 10 nodes evaluated, 8 filtered by constraint \
+             (${attr.platform.aws.instance-type} = hm.xlarge: 8), 2 exhausted (memory: 2)"
+        );
+        assert_eq!(placement_failure(&evals[..1]), None);
     }
 }
