@@ -82,3 +82,31 @@ pub struct ReportAnswer {
     /// The job's attempt now (higher than the reported one after a retry was scheduled).
     pub attempt: i32,
 }
+
+/// The path of a store URL inside its bucket or root: `s3://bucket/a/b/` gives `a/b/`,
+/// `file:///data/out/` gives `data/out/`. Workers report each product's `path` this way, and the
+/// orchestrator checks it against the task's output prefixes read the same way.
+pub fn path_in_store(url: &str) -> String {
+    match url.split_once("://") {
+        Some(("s3", rest)) => rest.split_once('/').map_or("", |(_, p)| p).to_string(),
+        Some((_, rest)) => rest.trim_start_matches('/').to_string(),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_relative_to_the_bucket_or_root() {
+        assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/x"), "CLMS/FSC/x");
+        assert_eq!(path_in_store("file:///data/out/FSC/x"), "data/out/FSC/x");
+    }
+
+    #[test]
+    fn product_paths_are_relative_to_the_bucket_or_the_file_system_root() {
+        assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/"), "CLMS/FSC/");
+        assert_eq!(path_in_store("file:///data/out/test/"), "data/out/test/");
+    }
+}

@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use swath_job_types::exit_codes::ExitClass;
 use swath_job_types::job::JobResults;
-use swath_job_types::protocol::AttemptTask;
+use swath_job_types::protocol::{path_in_store, AttemptTask};
 use swath_job_types::template::JobTypeError;
 use swath_job_types::Job;
 use swath_job_types::JobStatus;
@@ -490,16 +490,6 @@ async fn refused_products(
     Ok(None)
 }
 
-/// The path inside its bucket or root of a store URL, as workers report product paths:
-/// `s3://bucket/a/b/` gives `a/b/`, `file:///data/out/` gives `data/out/`.
-fn path_in_store(url: &str) -> String {
-    match url.split_once("://") {
-        Some(("s3", rest)) => rest.split_once('/').map_or("", |(_, p)| p).to_string(),
-        Some((_, rest)) => rest.trim_start_matches('/').to_string(),
-        None => url.to_string(),
-    }
-}
-
 /// Checks that `path` (a product's path in its store) lies strictly under `prefix`, comparing whole
 /// segments (so that `FSC_x` is not under `FS`): `path` must be relative, without empty, `.` or
 /// `..` segments, backslashes or control characters, so that no normalisation can move it.
@@ -700,11 +690,5 @@ mod tests {
         );
         assert!(under_prefix("FS/1", "FS").is_ok());
         assert!(under_prefix("a/../b/1", "a/../b/").is_err());
-    }
-
-    #[test]
-    fn product_paths_are_relative_to_the_bucket_or_the_file_system_root() {
-        assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/"), "CLMS/FSC/");
-        assert_eq!(path_in_store("file:///data/out/test/"), "data/out/test/");
     }
 }

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use swath_job_types::job::OutputProduct;
+use swath_job_types::protocol::path_in_store;
 use swath_job_types::template::TaskOutput;
 use uuid::Uuid;
 
@@ -128,15 +129,6 @@ fn read_metadata(work: &Path, source: &SourceFile) -> Result<serde_json::Value, 
         .read_to_string(&mut text)
         .map_err(|e| fail(format!("cannot read it: {e}")))?;
     serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))
-}
-
-/// The path of `url` inside its bucket or root: `s3://bucket/a/b` gives `a/b`.
-pub(crate) fn path_in_store(url: &str) -> String {
-    match url.split_once("://") {
-        Some(("s3", rest)) => rest.split_once('/').map_or("", |(_, p)| p).to_string(),
-        Some((_, rest)) => rest.trim_start_matches('/').to_string(),
-        None => url.to_string(),
-    }
 }
 
 /// The tag of job `uid` in staging keys: the first 16 hex digits of its uid.
@@ -308,12 +300,6 @@ fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_are_relative_to_the_bucket_or_root() {
-        assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/x"), "CLMS/FSC/x");
-        assert_eq!(path_in_store("file:///data/out/FSC/x"), "data/out/FSC/x");
-    }
 
     #[test]
     fn products_need_their_metadata() {

@@ -11,9 +11,10 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use swath_job_types::protocol::path_in_store;
 use swath_job_types::template::TaskOutput;
 
-use super::{path_in_store, ProductFile, STAGING_DIR};
+use super::{ProductFile, STAGING_DIR};
 use crate::outcome::WorkerError;
 use crate::storage::local_file_kind as file_kind;
 use crate::storage::SourceFile;
