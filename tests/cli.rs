@@ -1,7 +1,5 @@
 //! The `swath` command line, run as a real process: products inspect, jobs list/show, migrate, demo.
 
-mod support;
-
 use serde_json::Value;
 use sqlx::PgPool;
 use swath_job_types::JobStatus;
@@ -274,6 +272,9 @@ async fn migrate_creates_the_database_and_jobs_commands_ask_for_it(pool: PgPool)
 
 #[sqlx::test]
 async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: PgPool) {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let (url, name) = scratch_database_url("swath_demo_test");
     let demo_db = format!("{name}_demo");
     let tmp = tempfile::tempdir().unwrap();

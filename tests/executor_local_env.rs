@@ -8,8 +8,6 @@
 //! the worker run as `nobody` when the tests run as root, as a local deployment runs as one user:
 //! the code can then read its parent's environment, which is what the attack needs.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -3,8 +3,6 @@
 //! and on S3); two instances racing for ticks fire each once; a tick missed while every instance was
 //! down fires once on recovery.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -380,7 +378,7 @@ async fn a_dump_is_readable_and_complete(pool: PgPool) {
 
 #[sqlx::test(migrations = "./sql")]
 async fn a_dump_goes_to_s3_too(pool: PgPool) {
-    use swath_worker::storage::testing::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
+    use swath_s3_test_server::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
     inventory(&pool, 300).await;
     let root = tempfile::tempdir().unwrap();
     let server = TestServer::start(root.path()).await.unwrap();

@@ -222,7 +222,7 @@ mod tests {
 
     fn sample() -> Value {
         serde_json::from_str(include_str!(
-            "../../tests/data/odata/s2_l1c_sample_page.json"
+            "../../testing/data/odata/s2_l1c_sample_page.json"
         ))
         .unwrap()
     }

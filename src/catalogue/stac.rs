@@ -227,7 +227,7 @@ mod tests {
     use super::*;
 
     fn item() -> Value {
-        serde_json::from_str(include_str!("../../tests/data/stac/s2_l1c_item.json")).unwrap()
+        serde_json::from_str(include_str!("../../testing/data/stac/s2_l1c_item.json")).unwrap()
     }
 
     #[test]

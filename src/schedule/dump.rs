@@ -19,7 +19,7 @@ use flate2::Compression;
 use futures_util::StreamExt;
 use sqlx::PgPool;
 use swath_job_types::Job;
-use swath_worker::storage::{object_url, open_store, StorageError};
+use swath_storage::{object_url, open_store, StorageError};
 
 use crate::db::jobs::{job_from_row, JOB_COLUMNS};
 use crate::db::DbError;

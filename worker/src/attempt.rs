@@ -31,8 +31,8 @@ use crate::orchestrator::{Orchestrator, ProtocolError};
 use crate::outcome::{Outcome, WorkerError};
 use crate::products::{find_products, upload_products};
 use crate::runtime::{RunOutcome, RunSpec, Runtime, CONTAINER_WORK_DIR};
-use crate::storage::stage;
 use crate::workdir::WorkDir;
+use swath_storage::stage;
 
 /// Parallel downloads and uploads per attempt.
 pub const TRANSFER_PARALLELISM: usize = 8;

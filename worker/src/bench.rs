@@ -1,9 +1,9 @@
 //! `swath-worker bench stage`: staging throughput against `rclone copy` on the same S3 server.
 //!
-//! The bench starts the in-process S3 server ([`crate::storage::testing`]) on 127.0.0.1, fills a
+//! The bench starts the in-process S3 server ([`swath_s3_test_server`]) on 127.0.0.1, fills a
 //! bucket with a generated object set, then downloads the whole set with `rclone copy` (configured
 //! through `RCLONE_CONFIG_<NAME>_*` variables, path style, the server's endpoint) and with
-//! [`crate::storage::stage_from`], with the same parallelism. Both copies are checked against the
+//! [`swath_storage::stage_from`], with the same parallelism. Both copies are checked against the
 //! generated files before their throughputs and ratio are printed.
 
 use std::path::{Path, PathBuf};
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 
-use crate::storage::testing::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
-use crate::storage::{stage_from, upload_dir_to, Store};
+use swath_s3_test_server::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
+use swath_storage::{stage_from, upload_dir_to, Store};
 
 /// The bucket and prefix the object set is uploaded to.
 const BUCKET: &str = "bench";

@@ -11,5 +11,4 @@ pub mod orchestrator;
 pub mod outcome;
 pub mod products;
 pub mod runtime;
-pub mod storage;
 pub mod workdir;

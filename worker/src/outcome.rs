@@ -74,6 +74,17 @@ impl Outcome {
     }
 }
 
+impl From<swath_storage::StorageError> for WorkerError {
+    /// Transient storage errors ask for a retry (external), the others are final (internal).
+    fn from(e: swath_storage::StorageError) -> Self {
+        if e.is_transient() {
+            WorkerError::external("storage", e.to_string())
+        } else {
+            WorkerError::internal("storage", e.to_string())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

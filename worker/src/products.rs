@@ -21,7 +21,7 @@
 //! system, and is named by tag and index rather than by uid and product id so that staged keys are
 //! no longer than the final ones (keys are bounded). Each product is then verified (every object
 //! listed with the uploaded size, and checksum where the store gives one), then committed into
-//! `<destination prefix>/<product id>/` (see [`crate::storage::Store::commit`]). A product is
+//! `<destination prefix>/<product id>/` (see [`swath_storage::Store::commit`]). A product is
 //! reported only after its commit. Staging leftovers of earlier attempts of the job (killed during
 //! an upload) are deleted before the next attempt uploads.
 
@@ -38,7 +38,7 @@ use swath_job_types::template::TaskOutput;
 use uuid::Uuid;
 
 use crate::outcome::WorkerError;
-use crate::storage::{open_store, upload_files, ObjectInfo, SourceFile, Store};
+use swath_storage::{open_store, upload_files, ObjectInfo, SourceFile, Store};
 
 pub use self::walk::{check_name, MAX_KEY_BYTES, MAX_NAME_BYTES};
 
@@ -251,7 +251,7 @@ async fn upload_product(
         .await
         .map_err(WorkerError::from)?;
     verify(&store.url(), staged, &uploaded, &target, &committed)?;
-    tracing::info!(url = %crate::storage::object_url(&store.url(), &target), objects = committed.len(), "product committed");
+    tracing::info!(url = %swath_storage::object_url(&store.url(), &target), objects = committed.len(), "product committed");
     Ok(committed)
 }
 
@@ -269,7 +269,7 @@ fn verify(
         .map(|o| (format!("{prefix}{}", &o.key[staged.len()..]), o))
         .collect();
     let found: BTreeMap<&str, &ObjectInfo> = listed.iter().map(|o| (o.key.as_str(), o)).collect();
-    let location = crate::storage::object_url(url, prefix);
+    let location = swath_storage::object_url(url, prefix);
     let mismatch = |what: String| {
         WorkerError::external(
             "storage",

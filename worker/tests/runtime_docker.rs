@@ -39,6 +39,9 @@ async fn shell_exits_0(docker: &DockerRuntime, name: &str, work: &Work, script: 
 
 #[tokio::test]
 async fn runs_the_standin_on_its_inputs_and_writes_products() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     assert_eq!(docker.name(), "docker");
     let work = Work::with_inputs();
@@ -71,6 +74,9 @@ async fn runs_the_standin_on_its_inputs_and_writes_products() {
 
 #[tokio::test]
 async fn reports_each_class_of_exit_code() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     for code in [0, 203, 42, 142] {
         let work = Work::with_inputs();
@@ -112,6 +118,9 @@ async fn reports_each_class_of_exit_code() {
 
 #[tokio::test]
 async fn kills_and_removes_a_container_past_its_deadline() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("deadline");
@@ -133,6 +142,9 @@ async fn kills_and_removes_a_container_past_its_deadline() {
 
 #[tokio::test]
 async fn reports_out_of_memory_when_the_limit_is_hit() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("oom");
@@ -150,6 +162,9 @@ async fn reports_out_of_memory_when_the_limit_is_hit() {
 
 #[tokio::test]
 async fn within_its_memory_limit_the_code_allocates_for_real() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("mem-ok");
@@ -163,6 +178,9 @@ async fn within_its_memory_limit_the_code_allocates_for_real() {
 
 #[tokio::test]
 async fn cancellation_stops_and_removes_the_container_midway() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("cancel");
@@ -195,6 +213,9 @@ async fn cancellation_stops_and_removes_the_container_midway() {
 
 #[tokio::test]
 async fn dropping_a_run_midway_still_removes_its_container() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("dropped");
@@ -214,6 +235,9 @@ async fn dropping_a_run_midway_still_removes_its_container() {
 
 #[tokio::test]
 async fn inputs_are_read_only_and_outputs_writable() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("readonly");
@@ -231,6 +255,9 @@ async fn inputs_are_read_only_and_outputs_writable() {
 
 #[tokio::test]
 async fn the_code_never_runs_as_root() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("user");
@@ -271,6 +298,9 @@ async fn the_code_never_runs_as_root() {
 
 #[tokio::test]
 async fn no_network_and_the_flavor_limits_inside_the_container() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("limits");
@@ -309,6 +339,9 @@ async fn no_network_and_the_flavor_limits_inside_the_container() {
 
 #[tokio::test]
 async fn a_missing_image_is_an_internal_error_naming_it() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("noimage");
@@ -328,6 +361,9 @@ async fn a_missing_image_is_an_internal_error_naming_it() {
 
 #[tokio::test]
 async fn a_program_missing_from_the_image_fails_and_leaves_no_container() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("noprogram");
@@ -349,6 +385,9 @@ async fn a_program_missing_from_the_image_fails_and_leaves_no_container() {
 
 #[tokio::test]
 async fn a_leftover_container_of_the_same_name_is_replaced() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("leftover");
@@ -378,6 +417,9 @@ async fn a_leftover_container_of_the_same_name_is_replaced() {
 
 #[tokio::test]
 async fn an_unreachable_engine_is_a_transient_error() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let err = DockerRuntime::connect_to("unix:///nonexistent/docker.sock")
         .await
         .unwrap_err();
@@ -407,6 +449,9 @@ async fn limited_runtime() -> DockerRuntime {
 
 #[tokio::test]
 async fn a_container_cannot_have_more_processes_than_its_pids_limit() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = limited_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("pids");
@@ -442,6 +487,9 @@ async fn a_container_cannot_have_more_processes_than_its_pids_limit() {
 
 #[tokio::test]
 async fn a_fork_bomb_is_held_at_the_pids_limit_until_its_deadline() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = limited_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("forkbomb");
@@ -485,6 +533,9 @@ async fn a_fork_bomb_is_held_at_the_pids_limit_until_its_deadline() {
 
 #[tokio::test]
 async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = limited_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("rootfs");
@@ -525,6 +576,9 @@ async fn the_root_filesystem_is_read_only_and_tmp_a_bounded_tmpfs() {
 
 #[tokio::test]
 async fn a_container_filling_its_work_directory_past_the_disk_limit_is_stopped() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = limited_runtime().await;
     let work = Work::with_inputs();
     let name = unique_name("disk");
@@ -558,6 +612,9 @@ async fn a_container_filling_its_work_directory_past_the_disk_limit_is_stopped()
 
 #[tokio::test]
 async fn a_stopped_attempt_gives_its_code_the_stop_grace_before_sigkill() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     // The default runtime: a stop grace of 20 s, below Nomad's default kill timeout cap of 30 s.
     let docker = docker_runtime()
         .await
@@ -640,6 +697,9 @@ async fn leftover_container(name: &str, owner: &ProcessIdentity) -> String {
 
 #[tokio::test]
 async fn containers_of_dead_workers_are_removed_before_a_run_and_live_ones_kept() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Docker) {
+        return;
+    }
     let docker = docker_runtime().await;
     // A worker that was SIGKILLed: a process of this boot, dead and reaped.
     let mut worker = std::process::Command::new("sleep")

@@ -7,6 +7,9 @@ use swath_worker::bench::{measure_stage_bench, StageBenchArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stage_bench_compares_with_rclone_on_the_same_objects() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Clients) {
+        return;
+    }
     let rclone = support::require_tool("/usr/bin/rclone", "rclone");
     let args = StageBenchArgs {
         objects: 6,

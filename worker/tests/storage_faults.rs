@@ -9,7 +9,7 @@ use std::sync::Arc;
 use support::{
     assert_permanent, assert_transient, read_tree, within, write_tree, S3Fixture, BUCKET,
 };
-use swath_worker::storage::{stage_from, upload_dir_to, S3Store, StorageError, Store};
+use swath_storage::{stage_from, upload_dir_to, S3Store, StorageError, Store};
 
 const MIB: usize = 1024 * 1024;
 

@@ -5,7 +5,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use support::{assert_permanent, read_tree, write_tree};
-use swath_worker::storage::{open_store, stage, upload_dir, StorageError, PARTIAL_SUFFIX};
+use swath_storage::{open_store, stage, upload_dir, StorageError, PARTIAL_SUFFIX};
 
 fn file_url(path: &std::path::Path) -> String {
     format!("file://{}", path.display())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use support::{read_tree, require_tool, write_tree, S3Fixture, BUCKET};
-use swath_worker::storage::{
+use swath_storage::{
     stage_from, upload_dir_to, ObjectInfo, S3Store, StorageError, Store, PARTIAL_SUFFIX,
 };
 
@@ -194,6 +194,9 @@ async fn uploads_a_directory_with_a_large_file_in_parallel_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_outputs_are_read_back_by_the_aws_cli() {
+    if !swath_test_tiers::enabled(swath_test_tiers::Tier::Clients) {
+        return;
+    }
     let aws = require_tool("/usr/bin/aws", "awscli");
     let s3 = S3Fixture::start().await;
     let src = s3.local_dir("outputs");
@@ -221,13 +224,10 @@ async fn uploaded_outputs_are_read_back_by_the_aws_cli() {
             .env("HOME", &home)
             .env("AWS_CONFIG_FILE", home.join("config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-            .env(
-                "AWS_ACCESS_KEY_ID",
-                swath_worker::storage::testing::TEST_ACCESS_KEY,
-            )
+            .env("AWS_ACCESS_KEY_ID", swath_s3_test_server::TEST_ACCESS_KEY)
             .env(
                 "AWS_SECRET_ACCESS_KEY",
-                swath_worker::storage::testing::TEST_SECRET_KEY,
+                swath_s3_test_server::TEST_SECRET_KEY,
             )
             .env("AWS_DEFAULT_REGION", "us-east-1");
         command

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use support::{read_tree, within, S3Fixture, BUCKET};
 use swath_job_types::template::TaskOutput;
+use swath_storage::{FileStore, S3Store, Store};
 use swath_worker::products::{find_products, upload_products_to, FoundProduct};
-use swath_worker::storage::{FileStore, S3Store, Store};
 use uuid::Uuid;
 
 const MIB: usize = 1024 * 1024;

@@ -16,8 +16,8 @@ use swath_job_types::template::TaskOutput;
 
 use super::{ProductFile, STAGING_DIR};
 use crate::outcome::WorkerError;
-use crate::storage::local_file_kind as file_kind;
-use crate::storage::SourceFile;
+use swath_storage::local_file_kind as file_kind;
+use swath_storage::SourceFile;
 
 /// The longest name of a product directory or file, in bytes (Linux's `NAME_MAX`).
 pub const MAX_NAME_BYTES: usize = 255;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use swath_worker::storage::testing::TestServer;
-use swath_worker::storage::{S3Store, StorageError};
+use swath_s3_test_server::TestServer;
+use swath_storage::{S3Store, StorageError};
 use tempfile::TempDir;
 
 /// The bucket every test server starts with.

@@ -1,0 +1,10 @@
+//! The HTTP API: the jobs and retries API, its OpenAPI description (checked by a fuzzer and a validator), the worker endpoint, metrics and the dashboard in a real browser.
+//!
+//! One test program per area: the modules below share `swath-test-support` (the `support` crate).
+
+mod api_fuzz;
+mod api_jobs;
+mod dashboard_browser;
+mod metrics;
+mod openapi_validator;
+mod worker_api;

@@ -1,0 +1,16 @@
+//! The pipeline against a real PostgreSQL: ingestion from catalogues, configuration, dispatch and tracking, retries, the state machine, chaining and publication.
+//!
+//! One test program per area: the modules below share `swath-test-support` (the `support` crate).
+
+mod catalogue_ingest;
+mod chaining;
+mod configure;
+mod dispatch;
+mod executor_local;
+mod ingest;
+mod input_sources;
+mod publication;
+mod publication_rabbitmq;
+mod retry;
+mod state_machine;
+mod status_batch;
