@@ -18,8 +18,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 
-use super::Instance;
 use crate::db::leases::{adopt, orphaned_jobs, release};
+use crate::db::services::Instance;
 use crate::db::DbError;
 use crate::executor::{local, AttemptOutcome, Executor};
 use crate::pipeline::retry::{record_failure, AttemptBackoff, Failure};

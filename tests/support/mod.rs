@@ -20,7 +20,8 @@ use std::process::{Command, Output};
 
 use sqlx::PgPool;
 use swath::db::jobs::{get_job, insert_jobs};
-use swath::db::status::{change_status_on, StatusChange};
+use swath::db::status::StatusChange;
+use swath::pipeline::transitions::change_status_on;
 use swath_job_types::{Job, JobStatus, NewJob};
 
 /// A one-slot flavor of one CPU and 64 MB, with no disk, for the executor tests.
