@@ -30,6 +30,8 @@ pub mod services;
 pub mod snapshot;
 pub mod status;
 pub mod status_batch;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tokens;
 
 /// The schema migrations in `sql/`, embedded in the binary.
