@@ -20,11 +20,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::JobStatus;
 
+use crate::db::gauges;
 use crate::db::jobs::count_by_type_and_status;
+use crate::db::status::Transition;
 use crate::db::DbError;
 
 /// Label pairs of one series.
@@ -54,22 +56,27 @@ static COUNTED: LazyLock<Counted> = LazyLock::new(|| Counted {
     publication_latency: Family::new_with_constructor(latency_histogram),
 });
 
-/// Counts a status change this instance applied. A change that starts a new attempt counts as an
-/// automatic retry.
-pub fn record_transition(from: JobStatus, to: JobStatus, new_attempt: bool) {
+/// Counts a status change this instance applied and committed (never one that may still be rolled
+/// back). A change that starts a new attempt counts as an automatic retry.
+pub fn record_transition(transition: Transition) {
     COUNTED
         .transitions
         .get_or_create(&vec![
-            ("from".into(), from.name().into()),
-            ("to".into(), to.name().into()),
+            ("from".into(), transition.from.name().into()),
+            ("to".into(), transition.to.name().into()),
         ])
         .inc();
-    if new_attempt {
+    if transition.new_attempt {
         COUNTED
             .retries
             .get_or_create(&vec![("kind".into(), "automatic".into())])
             .inc();
     }
+}
+
+/// Counts every transition of `transitions` (see [`record_transition`]).
+pub fn record_transitions(transitions: impl IntoIterator<Item = Transition>) {
+    transitions.into_iter().for_each(record_transition);
 }
 
 /// Records a dispatched attempt of `job_type` that waited `waited` in `ready`.
@@ -177,16 +184,9 @@ async fn register_state(
     );
 
     let lag = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-    for row in sqlx::query(
-        "SELECT job_type, extract(epoch FROM now() - max(input_published_at))::float8 AS lag
-         FROM jobs WHERE input_published_at IS NOT NULL GROUP BY 1",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let job_type: String = row.try_get("job_type")?;
+    for (job_type, seconds) in gauges::catalogue_lag(pool).await? {
         lag.get_or_create(&vec![("job_type".into(), job_type)])
-            .set(row.try_get::<f64, _>("lag")?.max(0.0));
+            .set(seconds.max(0.0));
     }
     metrics.register(
         "catalogue_lag_seconds",
@@ -201,26 +201,18 @@ async fn register_state(
             .get_or_create(&vec![("state".into(), state.into())])
             .set(0);
     }
-    for row in sqlx::query(
-        "SELECT id::text AS id, host, name, state,
-                extract(epoch FROM now() - heartbeat_at)::float8 AS age
-         FROM services WHERE state = 'alive' OR ended_at > now() - interval '1 day'",
-    )
-    .fetch_all(pool)
-    .await?
-    {
-        let state: String = row.try_get("state")?;
+    for instance in gauges::recent_instances(pool).await? {
         instances
-            .get_or_create(&vec![("state".into(), state.clone())])
+            .get_or_create(&vec![("state".into(), instance.state.clone())])
             .inc();
-        if state == "alive" {
+        if instance.state == "alive" {
             heartbeats
                 .get_or_create(&vec![
-                    ("service_id".into(), row.try_get("id")?),
-                    ("host".into(), row.try_get("host")?),
-                    ("name".into(), row.try_get("name")?),
+                    ("service_id".into(), instance.id),
+                    ("host".into(), instance.host),
+                    ("name".into(), instance.name),
                 ])
-                .set(row.try_get::<f64, _>("age")?.max(0.0));
+                .set(instance.heartbeat_age.max(0.0));
         }
     }
     metrics.register(
@@ -234,9 +226,7 @@ async fn register_state(
         instances,
     );
 
-    let manual: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE retry_of IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
+    let manual = gauges::manual_retries(pool).await?;
     let manual_retries = Gauge::<i64>::default();
     manual_retries.set(manual);
     metrics.register(
@@ -245,4 +235,85 @@ async fn register_state(
         manual_retries,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+    use swath_job_types::{JobStatus, NewJob};
+
+    use super::*;
+    use crate::db::jobs::{get_job, insert_jobs};
+    use crate::db::status::{change_status, StatusChange, StatusTransaction};
+    use crate::db::status_batch::ChangeChain;
+    use crate::pipeline::transitions;
+
+    /// The count of `from -> to` transitions so far (tests share the process: compare before and
+    /// after, on a transition no other test of this binary counts).
+    fn counted(from: JobStatus, to: JobStatus) -> u64 {
+        COUNTED
+            .transitions
+            .get_or_create(&vec![
+                ("from".into(), from.name().into()),
+                ("to".into(), to.name().into()),
+            ])
+            .get()
+    }
+
+    #[sqlx::test(migrations = "./sql")]
+    async fn a_rolled_back_status_change_is_not_counted(pool: PgPool) {
+        use JobStatus::*;
+        let inserted = insert_jobs(&pool, &[NewJob::new("test_job", "rolled_back", 3)])
+            .await
+            .unwrap();
+        let job = get_job(&pool, inserted[0].id).await.unwrap();
+        let before = counted(Initialized, Configured);
+
+        // Applied in a transaction that is then rolled back.
+        let mut tx = pool.begin().await.unwrap();
+        change_status(&mut tx, &StatusChange::of(&job, Configured))
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            counted(Initialized, Configured),
+            before,
+            "transaction rolled back"
+        );
+
+        // Applied in a status transaction dropped without a commit.
+        let mut tx = StatusTransaction::begin(&pool).await.unwrap();
+        tx.change(&StatusChange::of(&job, Configured))
+            .await
+            .unwrap();
+        drop(tx);
+        assert_eq!(
+            counted(Initialized, Configured),
+            before,
+            "transaction dropped"
+        );
+
+        // The first change of a chain whose second change the state machine refuses.
+        let chain = ChangeChain::new(StatusChange::of(&job, Configured)).then(StatusChange::new(
+            job.id,
+            Configured,
+            job.attempt,
+            Processing,
+        ));
+        let outcomes = transitions::apply_chains(&pool, &[chain]).await;
+        assert!(
+            matches!(outcomes[0], Err(DbError::InvalidTransition { .. })),
+            "{outcomes:?}"
+        );
+        assert_eq!(get_job(&pool, job.id).await.unwrap().status, Initialized);
+        assert_eq!(counted(Initialized, Configured), before, "chain refused");
+
+        // Committed, the change counts.
+        let mut tx = StatusTransaction::begin(&pool).await.unwrap();
+        tx.change(&StatusChange::of(&job, Configured))
+            .await
+            .unwrap();
+        transitions::commit(tx).await.unwrap();
+        assert_eq!(counted(Initialized, Configured), before + 1, "committed");
+    }
 }

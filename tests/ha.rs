@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use swath::cluster::leader::{duties, Leader};
-use swath::cluster::{ClusterSettings, Health, Instance};
+use swath::cluster::{ClusterSettings, Health};
 use swath::config::{ExecutorKind, Settings};
 use swath::db::claim::{claim_ready_jobs, Claimant};
 use swath::db::jobs::{get_job, insert_jobs};
+use swath::db::services::Instance;
 use swath::db::services::{list_services, register};
 use swath::executor::nomad::spec::WorkerJobSettings;
 use swath::executor::nomad::{NomadConfig, NomadExecutor};

@@ -12,13 +12,13 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
 use swath::catalogue;
-use swath::cluster::Instance;
 use swath::config::{Secret, Settings};
+use swath::db::schedules::ScheduleKind;
 use swath::db::schedules::{runs, schedule, RunRow};
 use swath::db::services::register;
+use swath::db::services::Instance;
 use swath::schedule::dump::{read_dump, write_dump};
 use swath::schedule::runner::{prepare, scheduler_loop, Scheduler};
-use swath::schedule::ScheduleKind;
 use swath_job_types::{JobStatus, NewJob};
 use tokio::sync::watch;
 

@@ -10,9 +10,10 @@ use super::batcher::{BatchFailed, Batcher};
 use super::known::KnownAttempts;
 use super::ApiError;
 use crate::db::jobs::JobHead;
-use crate::db::status_batch::{apply_chains, ChangeChain, JobState};
+use crate::db::status_batch::{ChangeChain, JobState};
 use crate::db::tokens::{heads_for_tokens, PresentedToken, TokenCheck};
 use crate::db::DbError;
+use crate::pipeline::transitions::apply_chains;
 
 type Checked = Result<(TokenCheck, Option<JobHead>), DbError>;
 

@@ -16,6 +16,7 @@ use super::auth::WriteAccess;
 use super::input::{ApiJson, ApiPath};
 use super::{ApiContext, ApiError};
 use crate::db::retries::{retry_job, Retried, RetryError};
+use crate::metrics::record_transitions;
 
 /// Most ids in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -67,6 +68,7 @@ async fn retry_one(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let retried = retry_job(&ctx.state.pool, id, ctx.operator.retry_cap).await?;
+    record_transitions(retried.transitions.iter().copied());
     tracing::info!(job_id = id, job_type = %retried.job.job_type, retry = retried.job.id, "job retried");
     let location = format!("/api/v1/jobs/{}", retried.job.id);
     Ok((
@@ -149,6 +151,7 @@ async fn retry_many(
     for &id in &request.ids {
         let item = match retry_job(&ctx.state.pool, id, ctx.operator.retry_cap).await {
             Ok(retried) => {
+                record_transitions(retried.transitions.iter().copied());
                 tracing::info!(job_id = id, retry = retried.job.id, "job retried");
                 BatchItem {
                     id,

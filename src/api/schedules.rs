@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 
 use super::auth::{ReadAccess, WriteAccess};
 use super::{ApiContext, ApiError};
-use crate::db::schedules::{delete_runs, request, runs, schedule, Requested};
-use crate::schedule::ScheduleKind;
+use crate::db::schedules::{delete_runs, request, runs, schedule, Requested, ScheduleKind};
 
 /// The routes, relative to the API prefix.
 pub fn routes() -> Router<ApiContext> {

@@ -18,12 +18,8 @@ use swath_job_types::JobTemplate;
 use async_trait::async_trait;
 
 use crate::catalogue::{Catalogue, CatalogueError, CataloguePage, CatalogueQuery, PageCursor};
+use crate::db;
 use crate::pipeline::poller::{poll, PollWindow};
-
-/// The columns copied by the baseline (every column of `jobs` that ingestion sets or defaults).
-const COPY_COLUMNS: &str =
-    "id, uid, job_type, name, product_id, tile_id, input_path, measured_at, input_published_at, \
-    priority, status, status_changed_at, status_message, params, attempt, max_attempts, created_at";
 
 /// `n` distinct L1C products over the EEA39 tiles, one per tile and day, published two hours after
 /// sensing, in publication order.
@@ -77,7 +73,7 @@ pub fn generate_products(n: usize) -> Vec<CatalogueProduct> {
 /// Flushes dirty pages before a timed phase, so that a checkpoint caused by the previous phase
 /// does not land in this one (untimed; skipped with a warning without the privilege).
 async fn checkpoint(pool: &PgPool) {
-    if let Err(e) = sqlx::query("CHECKPOINT").execute(pool).await {
+    if let Err(e) = db::bench::checkpoint(pool).await {
         tracing::warn!(error = %e, "CHECKPOINT failed: figures may include a checkpoint");
     }
 }
@@ -178,37 +174,15 @@ pub async fn bench_ingest(
         "ingestion created {} jobs for {count} products",
         report.ingest.created
     );
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
-        .fetch_one(pool)
-        .await?;
+    let jobs = db::bench::count_jobs(pool).await?;
 
     // The same rows, exported (not timed), then loaded with COPY into a table shaped like `jobs`.
-    sqlx::query("DROP TABLE IF EXISTS bench_jobs_copy")
-        .execute(pool)
-        .await?;
-    sqlx::query("CREATE TABLE bench_jobs_copy (LIKE jobs INCLUDING ALL)")
-        .execute(pool)
-        .await?;
+    db::bench::create_copy_table(pool).await?;
     let mut conn = pool.acquire().await?;
-    let mut rows = Vec::new();
-    {
-        let mut out = conn
-            .copy_out_raw(&format!(
-                "COPY (SELECT {COPY_COLUMNS} FROM jobs ORDER BY id) TO STDOUT"
-            ))
-            .await?;
-        use futures_util::TryStreamExt;
-        while let Some(chunk) = out.try_next().await? {
-            rows.extend_from_slice(&chunk);
-        }
-    }
+    let rows = db::bench::export_jobs(&mut conn).await?;
     checkpoint(pool).await;
     let started = Instant::now();
-    let mut copy = conn
-        .copy_in_raw(&format!("COPY bench_jobs_copy ({COPY_COLUMNS}) FROM STDIN"))
-        .await?;
-    copy.send(rows).await?;
-    let copied = copy.finish().await?;
+    let copied = db::bench::load_copy_table(&mut conn, rows).await?;
     let copy = started.elapsed();
     anyhow::ensure!(
         copied as i64 == jobs,

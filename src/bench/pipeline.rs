@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::api::{router, ApiState};
+use crate::db::bench::{count_in_status, set_status_of_type};
 use crate::db::claim::Claimant;
 use crate::db::jobs::insert_jobs;
 use crate::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
@@ -94,10 +95,7 @@ async fn ready_jobs(pool: &PgPool, n: usize) -> anyhow::Result<()> {
         insert_jobs(pool, &jobs).await?;
     }
     for status in [JobStatus::Configured, JobStatus::Ready] {
-        sqlx::query("UPDATE jobs SET status = $1, status_changed_at = clock_timestamp() WHERE job_type = 'test_job'")
-            .bind(status.id())
-            .execute(pool)
-            .await?;
+        set_status_of_type(pool, "test_job", status).await?;
     }
     Ok(())
 }
@@ -295,9 +293,7 @@ pub async fn bench_pipeline(
     let elapsed = started.elapsed();
     server.abort();
     anyhow::ensure!(reported == jobs, "{reported} of {jobs} jobs reported");
-    let processed: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 9")
-        .fetch_one(pool)
-        .await?;
+    let processed = count_in_status(pool, JobStatus::Processed).await?;
     anyhow::ensure!(
         processed as usize == jobs,
         "{processed} of {jobs} jobs processed"

@@ -246,10 +246,7 @@ async fn print_summary(
 
     let outputs = root.join("outputs");
     let (files, bytes) = tree_size(&outputs)?;
-    let published: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM publications WHERE confirmed_at IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let published = db::publications::count_confirmed(pool).await?;
     let publication_file = PathBuf::from(&settings.publication_file);
     let lines = match std::fs::read_to_string(&publication_file) {
         Ok(text) => text.lines().count(),

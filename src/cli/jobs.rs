@@ -179,6 +179,7 @@ async fn retry(pool: &PgPool, settings: &Settings, ids: &[i64]) -> anyhow::Resul
     for &id in ids {
         match retry_job(pool, id, settings.retry_cap).await {
             Ok(retried) => {
+                crate::metrics::record_transitions(retried.transitions.iter().copied());
                 let resumed = retried
                     .resumed_parent
                     .map(|p| format!("; its parent {p} waits for it again"))

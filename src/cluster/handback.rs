@@ -18,8 +18,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 
-use super::Instance;
 use crate::db::leases::{adopt, orphaned_jobs, release};
+use crate::db::services::Instance;
 use crate::db::DbError;
 use crate::executor::{local, AttemptOutcome, Executor};
 use crate::pipeline::retry::{record_failure, AttemptBackoff, Failure};
@@ -163,6 +163,7 @@ mod tests {
     use super::*;
     use crate::db::jobs::{get_job, insert_jobs};
     use crate::db::services::{declare_dead, register, renew_leases};
+    use crate::db::testing;
     use crate::executor::{DispatchRequest, ExecutorError};
 
     /// An executor whose attempts outlive instances, answering from a table.
@@ -213,24 +214,9 @@ mod tests {
             JobStatus::Started,
         ];
         for s in path.iter().take_while(|s| s.id() <= status.id()) {
-            sqlx::query("UPDATE jobs SET status = $2 WHERE id = $1")
-                .bind(id)
-                .bind(s.id())
-                .execute(pool)
-                .await
-                .unwrap();
+            testing::set_status(pool, id, *s).await;
         }
-        sqlx::query(
-            "UPDATE jobs SET service_id = $2, executor_ref = $3,
-                 lease_expires_at = clock_timestamp() + make_interval(secs => $4) WHERE id = $1",
-        )
-        .bind(id)
-        .bind(owner)
-        .bind(reference)
-        .bind(lease_secs)
-        .execute(pool)
-        .await
-        .unwrap();
+        testing::set_owner(pool, id, owner, reference, lease_secs).await;
         get_job(pool, id).await.unwrap()
     }
 
@@ -310,11 +296,7 @@ mod tests {
         assert!(after.lease_expires_at > running.lease_expires_at);
 
         // Gone: declared dead; its renewed leases still hold until they run out.
-        sqlx::query("UPDATE services SET heartbeat_at = clock_timestamp() - interval '1 hour' WHERE id = $1")
-            .bind(gone.service_id)
-            .execute(&pool)
-            .await
-            .unwrap();
+        testing::age_heartbeat(&pool, gone.service_id).await;
         declare_dead(&pool, Duration::from_secs(10)).await.unwrap();
         let round = hand_back(&pool, &remote, &me, lease, backoff(), 100)
             .await
@@ -324,11 +306,7 @@ mod tests {
             (1, 1),
             "only the claim's lease ran out: {round:?}"
         );
-        sqlx::query("UPDATE jobs SET lease_expires_at = clock_timestamp() - interval '1 s' WHERE id <> $1 AND service_id IS NOT NULL")
-            .bind(alive_lease.id)
-            .execute(&pool)
-            .await
-            .unwrap();
+        testing::expire_leases_except(&pool, alive_lease.id).await;
         let round = hand_back(&pool, &remote, &me, lease, backoff(), 100)
             .await
             .unwrap();

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use super::{ClusterSettings, Health, Instance};
+use super::{ClusterSettings, Health};
+use crate::db::services::Instance;
 use crate::db::services::{heartbeat, renew_leases, Heartbeat};
 
 /// Heartbeats until `stop` resolves.

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use super::handback::hand_back;
-use super::{ClusterSettings, Health, Instance};
+use super::{ClusterSettings, Health};
 use crate::db::retention::{prune_ended, prune_history};
 use crate::db::schedules::{abandon, Abandon};
+use crate::db::services::Instance;
 use crate::db::services::{declare_dead, resign, try_lead};
 use crate::db::DbError;
 use crate::executor::Executor;

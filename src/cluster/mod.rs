@@ -17,48 +17,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
 pub mod handback;
 pub mod heartbeat;
 pub mod leader;
-
-/// One orchestrator instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Instance {
-    /// Its unique id (new at every start).
-    pub service_id: Uuid,
-    /// The machine it runs on.
-    pub host: String,
-    /// Its configured name.
-    pub name: String,
-}
-
-impl Instance {
-    /// A new instance called `name` on this machine.
-    pub fn new(name: &str) -> Instance {
-        Instance {
-            service_id: Uuid::new_v4(),
-            host: hostname(),
-            name: name.to_string(),
-        }
-    }
-
-    /// The tag stamped on the jobs it owns: `{"host", "name"}`.
-    pub fn tag(&self) -> serde_json::Value {
-        serde_json::json!({ "host": self.host, "name": self.name })
-    }
-}
-
-/// This machine's name.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
 
 /// How instances heartbeat, lease and hand over.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,6 +87,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::services::Instance;
 
     #[test]
     fn health_restarts_its_clock_after_a_failure() {

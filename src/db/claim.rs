@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use sqlx::PgExecutor;
-use swath_job_types::Job;
+use swath_job_types::{Job, JobStatus};
 use uuid::Uuid;
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
-use super::DbError;
+use super::{status_is, DbError};
 
 /// Who claims.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +40,7 @@ pub async fn claim_ready_jobs<'e>(
     let rows = sqlx::query(&format!(
         "WITH claimable AS (
              SELECT id FROM jobs
-             WHERE status = 3 AND job_type = ANY ($1)
+             WHERE {ready} AND job_type = ANY ($1)
                AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
                AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp() OR service_id = $3)
              ORDER BY priority, input_published_at NULLS LAST, id
@@ -55,7 +55,8 @@ pub async fn claim_ready_jobs<'e>(
              RETURNING j.*
          )
          SELECT {JOB_COLUMNS} FROM claimed
-         ORDER BY claimed.priority, claimed.input_published_at NULLS LAST, claimed.id"
+         ORDER BY claimed.priority, claimed.input_published_at NULLS LAST, claimed.id",
+        ready = status_is("status", JobStatus::Ready)
     ))
     .bind(job_types)
     .bind(limit)

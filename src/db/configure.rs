@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgExecutor};
 use swath_job_types::{Job, JobStatus};
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
-use super::DbError;
+use super::{status_is, DbError};
 
 /// Statuses in which a job no longer changes what the jobs waiting for it need; reaching one wakes
 /// them up (the `jobs_wake_dependents` trigger lists the same ids).
@@ -25,8 +25,9 @@ pub async fn new_jobs<'e>(
     limit: i64,
 ) -> Result<Vec<Job>, DbError> {
     let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE job_type = $1 AND status = 1
-         ORDER BY measured_at NULLS LAST, id LIMIT $2"
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE job_type = $1 AND {initialized}
+         ORDER BY measured_at NULLS LAST, id LIMIT $2",
+        initialized = status_is("status", JobStatus::Initialized)
     ))
     .bind(job_type)
     .bind(limit)
@@ -44,8 +45,9 @@ pub async fn due_waiting_jobs<'e>(
 ) -> Result<Vec<Job>, DbError> {
     let rows = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs
-         WHERE job_type = $1 AND status = 2 AND (recheck_at IS NULL OR recheck_at <= clock_timestamp())
-         ORDER BY recheck_at NULLS FIRST, measured_at, id LIMIT $2"
+         WHERE job_type = $1 AND {configured} AND (recheck_at IS NULL OR recheck_at <= clock_timestamp())
+         ORDER BY recheck_at NULLS FIRST, measured_at, id LIMIT $2",
+        configured = status_is("status", JobStatus::Configured)
     ))
     .bind(job_type)
     .bind(limit)
@@ -80,7 +82,7 @@ pub async fn set_waiting(
                 recheck_at = CASE WHEN (SELECT d.status FROM jobs d WHERE d.id = $3) = ANY ($4)
                                   THEN clock_timestamp() ELSE $5 END,
                 params = coalesce($6, params)
-         WHERE id = $1 AND status = 2 AND attempt = $2",
+         WHERE id = $1 AND status = $7 AND attempt = $2",
     )
     .bind(job_id)
     .bind(attempt)
@@ -88,6 +90,7 @@ pub async fn set_waiting(
     .bind(&settled)
     .bind(recheck_at)
     .bind(params)
+    .bind(JobStatus::Configured.id())
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -1,9 +1,66 @@
-//! Ingestion state: the cursor per (job type, source) and the quarantine of unusable products.
+//! Ingestion state: the cursor per (job type, source) and the quarantine of unusable products, and
+//! the transaction that commits one ingested page.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use swath_job_types::NewJob;
 
+use super::jobs::{insert_jobs, InsertedJob};
+use super::status::{StatusChange, StatusTransaction, Transition};
 use super::DbError;
+
+/// What [`commit_page`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedPage {
+    /// The jobs created (not those that existed already).
+    pub inserted: Vec<InsertedJob>,
+    /// The cancellations that applied (the other jobs had moved on meanwhile, and keep running).
+    pub superseded: usize,
+    /// The status changes committed, for the caller to count.
+    pub transitions: Vec<Transition>,
+}
+
+/// Commits one ingested page of `job_type` from `source` in one transaction: the new `jobs`, the
+/// `cancellations` of the jobs they supersede (one whose job moved on meanwhile is skipped), the
+/// `quarantined` products, and the cursor moved to `newest`. Nothing is kept if one step fails.
+pub async fn commit_page(
+    pool: &PgPool,
+    job_type: &str,
+    source: &str,
+    jobs: &[NewJob],
+    cancellations: &[StatusChange],
+    quarantined: &[Quarantined],
+    newest: Option<DateTime<Utc>>,
+) -> Result<CommittedPage, DbError> {
+    let mut tx = StatusTransaction::begin(pool).await?;
+    // Safe without waiting for the WAL flush: the cursor moves in this same transaction, so a crash
+    // that loses this commit also loses the cursor advance, and the page is listed again.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(tx.conn())
+        .await?;
+    let inserted = insert_jobs(tx.conn(), jobs).await?;
+    let mut superseded = 0;
+    for change in cancellations {
+        match tx.change(change).await {
+            Ok(_) => superseded += 1,
+            // It moved on meanwhile (e.g. it was dispatched): it keeps running, the new job exists too.
+            Err(DbError::LostRace { actual, .. }) => {
+                tracing::info!(job_id = change.job_id, job_type, status = %actual, "superseded job already moved on; kept");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    quarantine(tx.conn(), job_type, source, quarantined).await?;
+    if let Some(newest) = newest {
+        advance_cursor(tx.conn(), job_type, source, newest).await?;
+    }
+    let transitions = tx.commit().await?;
+    Ok(CommittedPage {
+        inserted,
+        superseded,
+        transitions,
+    })
+}
 
 /// The newest publication time fully ingested for `job_type` from `source`.
 pub async fn cursor<'e>(

@@ -5,21 +5,23 @@
 use std::time::Duration;
 
 use sqlx::PgExecutor;
-use swath_job_types::Job;
+use swath_job_types::{Job, JobStatus};
 use uuid::Uuid;
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
-use super::DbError;
+use super::{status_between, status_in_flight, status_is, DbError};
 
 /// Up to `limit` claimed or dispatched jobs (ready to post-processing) whose owner is not an alive
 /// instance and whose lease ran out, oldest first.
 pub async fn orphaned_jobs<'e>(db: impl PgExecutor<'e>, limit: i64) -> Result<Vec<Job>, DbError> {
     let rows = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs j
-         WHERE j.service_id IS NOT NULL AND j.status BETWEEN 3 AND 8
+         WHERE j.service_id IS NOT NULL AND {claimed_or_in_flight}
            AND (j.lease_expires_at IS NULL OR j.lease_expires_at < clock_timestamp())
            AND NOT EXISTS (SELECT 1 FROM services s WHERE s.id = j.service_id AND s.state = 'alive')
-         ORDER BY j.id LIMIT $1"
+         ORDER BY j.id LIMIT $1",
+        claimed_or_in_flight =
+            status_between("j.status", JobStatus::Ready, JobStatus::PostProcessing)
     ))
     .bind(limit)
     .fetch_all(db)
@@ -86,19 +88,21 @@ pub async fn release_all<'e>(
     db: impl PgExecutor<'e>,
     service_id: Uuid,
 ) -> Result<Released, DbError> {
-    let (claims, dispatched): (i64, i64) = sqlx::query_as(
+    let (claims, dispatched): (i64, i64) = sqlx::query_as(&format!(
         "WITH claims AS (
              UPDATE jobs SET service_id = NULL, tag = NULL, lease_expires_at = NULL
-             WHERE service_id = $1 AND status = 3
+             WHERE service_id = $1 AND {ready}
              RETURNING 1
          ),
          dispatched AS (
              UPDATE jobs SET lease_expires_at = clock_timestamp()
-             WHERE service_id = $1 AND status BETWEEN 4 AND 8
+             WHERE service_id = $1 AND {in_flight}
              RETURNING 1
          )
          SELECT (SELECT count(*) FROM claims), (SELECT count(*) FROM dispatched)",
-    )
+        ready = status_is("status", JobStatus::Ready),
+        in_flight = status_in_flight("status")
+    ))
     .bind(service_id)
     .fetch_one(db)
     .await?;
@@ -113,9 +117,10 @@ pub async fn owned_in_flight<'e>(
     db: impl PgExecutor<'e>,
     service_id: Uuid,
 ) -> Result<i64, DbError> {
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM jobs WHERE service_id = $1 AND status BETWEEN 4 AND 8",
-    )
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM jobs WHERE service_id = $1 AND {in_flight}",
+        in_flight = status_in_flight("status")
+    ))
     .bind(service_id)
     .fetch_one(db)
     .await?)

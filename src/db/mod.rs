@@ -8,12 +8,14 @@ use swath_job_types::JobStatus;
 
 use crate::config::DatabaseUrl;
 
+pub mod bench;
 pub mod chaining;
 pub mod claim;
 pub mod configure;
 pub mod context;
 pub mod dashboard;
 pub mod dispatch;
+pub mod gauges;
 pub mod history;
 pub mod ingestion;
 pub mod jobs;
@@ -25,8 +27,11 @@ pub mod retention;
 pub mod retries;
 pub mod schedules;
 pub mod services;
+pub mod snapshot;
 pub mod status;
 pub mod status_batch;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tokens;
 
 /// The schema migrations in `sql/`, embedded in the binary.
@@ -90,6 +95,35 @@ pub enum DbError {
 /// PostgreSQL would otherwise plan every statement anew, and planning a statement on `jobs` (and its
 /// many indexes) costs more than running it.
 pub(crate) const GENERIC_PLANS: &str = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// `column = <id of status>`, written into a statement's text rather than bound. Only for predicates
+/// that a partial index of `jobs` matches (see `sql/`): PostgreSQL uses a partial index only when it
+/// can prove the index's predicate when it plans, which it cannot from a parameter of a generic plan.
+/// Any other status predicate binds its ids as parameters.
+pub(crate) fn status_is(column: &str, status: JobStatus) -> String {
+    format!("{column} = {}", status.id())
+}
+
+/// `column BETWEEN <id of first> AND <id of last>`, written into a statement's text for the same
+/// reason as [`status_is`] (the partial index `jobs_in_flight` covers `queued` to `post_processing`).
+pub(crate) fn status_between(column: &str, first: JobStatus, last: JobStatus) -> String {
+    format!("{column} BETWEEN {} AND {}", first.id(), last.id())
+}
+
+/// [`status_between`] over the statuses of a dispatched attempt, `queued` to `post_processing`.
+pub(crate) fn status_in_flight(column: &str) -> String {
+    status_between(column, JobStatus::Queued, JobStatus::PostProcessing)
+}
+
+/// The ids of the statuses in which a job stays until an operator or a retry moves it
+/// ([`JobStatus::is_terminal`]), to bind.
+pub(crate) fn terminal_status_ids() -> Vec<i16> {
+    swath_job_types::status::ALL_STATUSES
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| s.id())
+        .collect()
+}
 
 /// The SQLSTATE raised by the transition trigger for a forbidden transition.
 pub const SQLSTATE_INVALID_TRANSITION: &str = "SW001";
@@ -192,4 +226,68 @@ pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
         anyhow::bail!("the database schema is not up to date (run `swath migrate` first)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swath_job_types::status::ALL_STATUSES;
+
+    #[test]
+    fn the_in_flight_range_is_a_dispatched_attempt() {
+        let (queued, last) = (JobStatus::Queued.id(), JobStatus::PostProcessing.id());
+        for status in ALL_STATUSES {
+            assert_eq!(
+                (queued..=last).contains(&status.id()),
+                status == JobStatus::Queued || status.is_running(),
+                "{status}"
+            );
+        }
+        let terminal: Vec<i16> = [
+            JobStatus::Done,
+            JobStatus::InternalError,
+            JobStatus::Cancelled,
+        ]
+        .iter()
+        .map(|s| s.id())
+        .collect();
+        assert_eq!(terminal_status_ids(), terminal);
+    }
+
+    /// The predicates written into statements are those of the partial indexes they must match.
+    #[test]
+    fn status_predicates_match_the_partial_indexes() {
+        let migrations = [
+            include_str!("../../sql/20261122000001_job_model.sql"),
+            include_str!("../../sql/20261122000005_configuration.sql"),
+            include_str!("../../sql/20261122000006_in_flight.sql"),
+            include_str!("../../sql/20261122000012_chaining_and_retries.sql"),
+        ]
+        .concat();
+        for (index, predicate) in [
+            ("jobs_ready_queue", status_is("status", JobStatus::Ready)),
+            ("jobs_new", status_is("status", JobStatus::Initialized)),
+            (
+                "jobs_waiting_recheck",
+                status_is("status", JobStatus::Configured),
+            ),
+            ("jobs_in_flight", status_in_flight("status")),
+            (
+                "jobs_processed",
+                format!(
+                    "{} AND NOT awaiting_children",
+                    status_is("status", JobStatus::Processed)
+                ),
+            ),
+        ] {
+            let definition = migrations
+                .lines()
+                .find(|l| l.starts_with(&format!("CREATE INDEX {index} ")))
+                .unwrap_or_else(|| panic!("index {index} is defined"));
+            assert!(
+                definition.ends_with(&format!("WHERE {predicate};")),
+                "{definition}"
+            );
+        }
+    }
 }

@@ -10,8 +10,8 @@ use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::{Job, JobStatus};
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
-use super::status::{change_status, StatusChange};
-use super::DbError;
+use super::status::{StatusChange, StatusTransaction, Transition};
+use super::{status_is, DbError};
 
 /// One message waiting for its confirmation.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +35,7 @@ pub struct Outgoing {
 }
 
 /// What one round of [`start_publications`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartReport {
     /// Jobs whose messages were written (now `start_publication`).
     pub started: usize,
@@ -43,6 +43,8 @@ pub struct StartReport {
     pub done: usize,
     /// Jobs whose messages could not be built (now `internal_error`).
     pub failed: usize,
+    /// The status changes committed, for the caller to count.
+    pub transitions: Vec<Transition>,
 }
 
 /// Moves up to `limit` processed jobs on: those with products to `start_publication` with their
@@ -56,14 +58,15 @@ pub async fn start_publications(
     limit: i64,
 ) -> Result<StartReport, DbError> {
     let mut report = StartReport::default();
-    let mut tx = pool.begin().await?;
+    let mut tx = StatusTransaction::begin(pool).await?;
     let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE status = 9 AND NOT awaiting_children
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE {processed} AND NOT awaiting_children
          ORDER BY status_changed_at, id LIMIT $1
-         FOR UPDATE SKIP LOCKED"
+         FOR UPDATE SKIP LOCKED",
+        processed = status_is("status", JobStatus::Processed)
     ))
     .bind(limit)
-    .fetch_all(&mut *tx)
+    .fetch_all(tx.conn())
     .await?;
     for row in &rows {
         let job = job_from_row(row)?;
@@ -71,11 +74,8 @@ pub async fn start_publications(
             continue;
         };
         if !job_type.generated_a_product(&job) {
-            change_status(
-                &mut tx,
-                &StatusChange::of(&job, JobStatus::Done).message("no product to publish"),
-            )
-            .await?;
+            tx.change(&StatusChange::of(&job, JobStatus::Done).message("no product to publish"))
+                .await?;
             report.done += 1;
             continue;
         }
@@ -93,9 +93,8 @@ pub async fn start_publications(
             });
         match built {
             Ok(messages) => {
-                insert_messages(&mut tx, &job, &messages).await?;
-                change_status(
-                    &mut tx,
+                insert_messages(tx.conn(), &job, &messages).await?;
+                tx.change(
                     &StatusChange::of(&job, JobStatus::StartPublication)
                         .message(format!("{} publication message(s) queued", messages.len())),
                 )
@@ -103,8 +102,7 @@ pub async fn start_publications(
                 report.started += 1;
             }
             Err(e) => {
-                change_status(
-                    &mut tx,
+                tx.change(
                     &StatusChange::of(&job, JobStatus::InternalError).error("publication", e),
                 )
                 .await?;
@@ -112,7 +110,7 @@ pub async fn start_publications(
             }
         }
     }
-    tx.commit().await?;
+    report.transitions = tx.commit().await?;
     Ok(report)
 }
 
@@ -164,6 +162,15 @@ pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbE
         .collect()
 }
 
+/// How many messages the publisher confirmed.
+pub async fn count_confirmed(pool: &PgPool) -> Result<i64, DbError> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM publications WHERE confirmed_at IS NOT NULL")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
 /// Records that messages `sent` were sent (confirmed or not) and `failed` with an error.
 pub async fn record_attempts(
     pool: &PgPool,
@@ -186,22 +193,31 @@ pub async fn record_attempts(
     Ok(())
 }
 
+/// What [`confirm`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmed {
+    /// The jobs that became `done`.
+    pub done: Vec<i64>,
+    /// The status changes committed, for the caller to count.
+    pub transitions: Vec<Transition>,
+}
+
 /// Marks messages `ids` confirmed at `at`; each job whose messages are now all confirmed gets its
 /// products' publication dates and becomes `published`, then `done`, in the same transaction (or
 /// stays `published` until its attached children are done: see [`super::chaining`]). Returns the
-/// jobs that became `done`.
-pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Vec<i64>, DbError> {
+/// jobs that became `done` and the status changes committed.
+pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Confirmed, DbError> {
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Confirmed::default());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = StatusTransaction::begin(pool).await?;
     let jobs: Vec<i64> = sqlx::query_scalar(
         "UPDATE publications SET confirmed_at = $2, last_error = NULL
          WHERE id = ANY ($1) AND confirmed_at IS NULL RETURNING job_id",
     )
     .bind(ids)
     .bind(at)
-    .fetch_all(&mut *tx)
+    .fetch_all(tx.conn())
     .await?;
     let mut done = Vec::new();
     let mut jobs = jobs;
@@ -212,7 +228,7 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
             "SELECT NOT EXISTS (SELECT 1 FROM publications WHERE job_id = $1 AND confirmed_at IS NULL)",
         )
         .bind(job_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await?;
         if !complete {
             continue;
@@ -222,14 +238,14 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
         ))
         .bind(job_id)
         .bind(JobStatus::StartPublication as i16)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         let Some(row) = row else { continue };
         let mut job = job_from_row(&row)?;
         let published: Vec<(String, String)> =
             sqlx::query_as("SELECT kind, product_id FROM publications WHERE job_id = $1")
                 .bind(job_id)
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn())
                 .await?;
         // Each product gets the date its own message was confirmed with.
         for product in job.results.iter_mut().flat_map(|r| r.products.iter_mut()) {
@@ -248,22 +264,24 @@ pub async fn confirm(pool: &PgPool, ids: &[i64], at: DateTime<Utc>) -> Result<Ve
         sqlx::query("UPDATE jobs SET output_published_at = $2 WHERE id = $1")
             .bind(job_id)
             .bind(at)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
-        let published = change_status(
-            &mut tx,
-            &StatusChange::of(&job, JobStatus::Published)
-                .results(results, None)
-                .message(format!("{} message(s) confirmed", published.len())),
-        )
-        .await?;
-        let after = change_status(&mut tx, &StatusChange::of(&published, JobStatus::Done)).await?;
+        let published = tx
+            .change(
+                &StatusChange::of(&job, JobStatus::Published)
+                    .results(results, None)
+                    .message(format!("{} message(s) confirmed", published.len())),
+            )
+            .await?;
+        let after = tx
+            .change(&StatusChange::of(&published, JobStatus::Done))
+            .await?;
         if after.status == JobStatus::Done {
             done.push(job_id);
         }
     }
-    tx.commit().await?;
-    Ok(done)
+    let transitions = tx.commit().await?;
+    Ok(Confirmed { done, transitions })
 }
 
 /// What a failure acknowledgement from the catalogue did.
@@ -289,6 +307,25 @@ pub enum Republish {
     Unknown,
 }
 
+impl Republish {
+    /// The status changes it made (committed), for the caller to count.
+    pub fn transitions(&self) -> Vec<Transition> {
+        use JobStatus::*;
+        let path: &[JobStatus] = match self {
+            Republish::Queued { .. } => &[Done, ExternalError, ErrorChecked, StartPublication],
+            Republish::GaveUp { .. } => &[Done, InternalError],
+            Republish::Unknown => &[],
+        };
+        path.windows(2)
+            .map(|pair| Transition {
+                from: pair[0],
+                to: pair[1],
+                new_attempt: false,
+            })
+            .collect()
+    }
+}
+
 /// Handles the catalogue's refusal of product `message_id` (`reason`): its message is sent again,
 /// at most `cap` times, and the job's history tells the story: `done -> external_error` (the
 /// refusal) `-> error_checked -> start_publication` (the republication), then `published -> done`
@@ -299,7 +336,7 @@ pub async fn republish(
     reason: &str,
     cap: i32,
 ) -> Result<Republish, DbError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = StatusTransaction::begin(pool).await?;
     let row: Option<(i64, i64, i32)> = sqlx::query_as(
         "SELECT p.id, p.job_id, p.republish_count FROM publications p JOIN jobs j ON j.id = p.job_id
          WHERE p.product_id = $1 AND p.confirmed_at IS NOT NULL AND j.status = $2
@@ -307,26 +344,25 @@ pub async fn republish(
     )
     .bind(message_id)
     .bind(JobStatus::Done as i16)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(tx.conn())
     .await?;
     let Some((id, job_id, count)) = row else {
         return Ok(Republish::Unknown);
     };
-    let job = super::jobs::get_job(&mut *tx, job_id).await?;
+    let job = super::jobs::get_job(tx.conn(), job_id).await?;
     if count >= cap {
-        change_status(
-            &mut tx,
-            &StatusChange::of(&job, JobStatus::InternalError).error(
-                "publication refused",
-                format!("the catalogue refused {message_id} after {cap} republications: {reason}"),
-            ),
-        )
+        tx.change(&StatusChange::of(&job, JobStatus::InternalError).error(
+            "publication refused",
+            format!("the catalogue refused {message_id} after {cap} republications: {reason}"),
+        ))
         .await?;
-        tx.commit().await?;
-        return Ok(Republish::GaveUp {
+        let outcome = Republish::GaveUp {
             job_id,
             job_type: job.job_type,
-        });
+        };
+        let transitions = tx.commit().await?;
+        debug_assert_eq!(transitions, outcome.transitions());
+        return Ok(outcome);
     }
     let n = count + 1;
     sqlx::query(
@@ -335,32 +371,31 @@ pub async fn republish(
     .bind(id)
     .bind(n)
     .bind(reason)
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
-    let refused = change_status(
-        &mut tx,
-        &StatusChange::of(&job, JobStatus::ExternalError).error(
+    let refused = tx
+        .change(&StatusChange::of(&job, JobStatus::ExternalError).error(
             "publication refused",
             format!("the catalogue refused {message_id}: {reason}"),
-        ),
-    )
-    .await?;
-    let checked = change_status(
-        &mut tx,
-        &StatusChange::of(&refused, JobStatus::ErrorChecked)
-            .message(format!("republication {n} of at most {cap}")),
-    )
-    .await?;
-    change_status(
-        &mut tx,
+        ))
+        .await?;
+    let checked = tx
+        .change(
+            &StatusChange::of(&refused, JobStatus::ErrorChecked)
+                .message(format!("republication {n} of at most {cap}")),
+        )
+        .await?;
+    tx.change(
         &StatusChange::of(&checked, JobStatus::StartPublication)
             .message(format!("{message_id} sent again")),
     )
     .await?;
-    tx.commit().await?;
-    Ok(Republish::Queued {
+    let outcome = Republish::Queued {
         job_id,
         job_type: job.job_type,
         n,
-    })
+    };
+    let transitions = tx.commit().await?;
+    debug_assert_eq!(transitions, outcome.transitions());
+    Ok(outcome)
 }

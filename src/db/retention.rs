@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgExecutor;
 
-use super::DbError;
+use super::{terminal_status_ids, DbError};
 
 /// Deletes up to `batch` history rows older than `older_than` of jobs in a final status, never the
 /// last change of a job. Returns how many went.
@@ -20,7 +20,7 @@ pub async fn prune_history<'e>(
              SELECT h.id FROM job_status_changes h
              JOIN jobs j ON j.id = h.job_id
              WHERE h.time < clock_timestamp() - make_interval(secs => $1)
-               AND j.status IN (12, 13, 16)
+               AND j.status = ANY ($3)
                AND EXISTS (SELECT 1 FROM job_status_changes later
                            WHERE later.job_id = h.job_id AND later.id > h.id)
              LIMIT $2
@@ -29,6 +29,7 @@ pub async fn prune_history<'e>(
     )
     .bind(older_than.as_secs_f64())
     .bind(batch)
+    .bind(terminal_status_ids())
     .execute(db)
     .await?
     .rows_affected();
@@ -88,8 +89,9 @@ mod tests {
                 .await
                 .unwrap();
         }
-        sqlx::query("UPDATE jobs SET status = 2 WHERE id = $1")
+        sqlx::query("UPDATE jobs SET status = $2 WHERE id = $1")
             .bind(waiting)
+            .bind(JobStatus::Configured.id())
             .execute(&pool)
             .await
             .unwrap();

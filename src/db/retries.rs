@@ -11,12 +11,12 @@
 //! that child, once its own work was complete, waits again (`internal_error -> error_checked ->` the
 //! status it waited in) and completes when the retry is done.
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgPool, Row};
 use swath_job_types::{Job, JobStatus, NewJob};
 
 use super::chaining::{blocking_child, refused_child};
 use super::jobs::{get_job, insert_jobs, job_from_row, JOB_COLUMNS};
-use super::status::{change_status, StatusChange};
+use super::status::{StatusChange, StatusTransaction, Transition};
 use super::DbError;
 
 /// Subtype of a parent's error when one of its attached children failed (set by the database).
@@ -89,6 +89,8 @@ pub struct Retried {
     pub n: i64,
     /// The parent that waits again for this child (it had failed because of it).
     pub resumed_parent: Option<i64>,
+    /// The status changes committed (the resumed parent's), for the caller to count.
+    pub transitions: Vec<Transition>,
 }
 
 /// Whether a job in `status` may be retried.
@@ -98,11 +100,11 @@ pub fn retryable(status: JobStatus) -> bool {
 
 /// Retries job `id` (in one transaction), allowing at most `cap` retries per original.
 pub async fn retry_job(pool: &PgPool, id: i64, cap: u32) -> Result<Retried, RetryError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = StatusTransaction::begin(pool).await?;
     let retry_of: Option<Option<i64>> =
         sqlx::query_scalar("SELECT retry_of FROM jobs WHERE id = $1")
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn())
             .await?;
     let original_id = match retry_of {
         None => return Err(RetryError::NotFound(id)),
@@ -113,13 +115,13 @@ pub async fn retry_job(pool: &PgPool, id: i64, cap: u32) -> Result<Retried, Retr
         "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
     ))
     .bind(original_id)
-    .fetch_one(&mut *tx)
+    .fetch_one(tx.conn())
     .await?;
     let original = job_from_row(&row)?;
     let asked = if id == original_id {
         original.clone()
     } else {
-        get_job(&mut *tx, id).await?
+        get_job(tx.conn(), id).await?
     };
     if !retryable(asked.status) {
         return Err(RetryError::NotRetryable {
@@ -131,7 +133,7 @@ pub async fn retry_job(pool: &PgPool, id: i64, cap: u32) -> Result<Retried, Retr
         "SELECT id, status, software_version FROM jobs WHERE id = $1 OR retry_of = $1 ORDER BY id",
     )
     .bind(original_id)
-    .fetch_all(&mut *tx)
+    .fetch_all(tx.conn())
     .await?;
     let latest = chain.last().expect("the chain holds its original");
     let (latest_id, latest_status): (i64, i16) = (latest.try_get("id")?, latest.try_get("status")?);
@@ -163,7 +165,7 @@ pub async fn retry_job(pool: &PgPool, id: i64, cap: u32) -> Result<Retried, Retr
     }
     let n = retries + 1;
     let new = retry_of_job(&original, id, n, pinned);
-    let inserted = insert_jobs(&mut *tx, std::slice::from_ref(&new))
+    let inserted = insert_jobs(tx.conn(), std::slice::from_ref(&new))
         .await
         .map_err(|e| match refused_child(&e) {
             Some(message) => RetryError::ParentRefused(format!(
@@ -177,17 +179,18 @@ pub async fn retry_job(pool: &PgPool, id: i64, cap: u32) -> Result<Retried, Retr
             name: new.name,
         });
     };
-    let job = get_job(&mut *tx, created.id).await?;
+    let job = get_job(tx.conn(), created.id).await?;
     let resumed_parent = match original.parent_id {
         Some(parent) => resume_parent(&mut tx, parent, &job).await?,
         None => None,
     };
-    tx.commit().await?;
+    let transitions = tx.commit().await?;
     Ok(Retried {
         job,
         original: original_id,
         n,
         resumed_parent,
+        transitions,
     })
 }
 
@@ -220,7 +223,7 @@ fn retry_of_job(original: &Job, asked: i64, n: i64, software_version: Option<Str
 /// Puts `parent` back to waiting when it had failed because of the child that `retry` replaces and
 /// no other attached child has failed; returns it if it did.
 async fn resume_parent(
-    tx: &mut PgConnection,
+    tx: &mut StatusTransaction<'_>,
     parent: i64,
     retry: &Job,
 ) -> Result<Option<i64>, DbError> {
@@ -228,7 +231,7 @@ async fn resume_parent(
         "SELECT {JOB_COLUMNS}, awaiting_children AS awaiting FROM jobs WHERE id = $1 FOR UPDATE"
     ))
     .bind(parent)
-    .fetch_one(&mut *tx)
+    .fetch_one(tx.conn())
     .await?;
     let awaiting: bool = row.try_get("awaiting")?;
     let parent = job_from_row(&row)?;
@@ -238,7 +241,7 @@ async fn resume_parent(
     if !failed_by_child {
         return Ok(None);
     }
-    if blocking_child(&mut *tx, parent.id)
+    if blocking_child(tx.conn(), parent.id)
         .await?
         .is_some_and(|b| retryable(b.status))
     {
@@ -249,23 +252,22 @@ async fn resume_parent(
         "SELECT previous_status FROM job_status_changes WHERE job_id = $1 ORDER BY id DESC LIMIT 1",
     )
     .bind(parent.id)
-    .fetch_one(&mut *tx)
+    .fetch_one(tx.conn())
     .await?;
     let waited_in = match previous.map(JobStatus::from_id) {
         Some(Ok(s @ (JobStatus::Processed | JobStatus::Published))) => s,
         _ => return Ok(None),
     };
-    let checked = change_status(
-        tx,
-        &StatusChange::of(&parent, JobStatus::ErrorChecked).message(format!(
-            "retry {} replaces the failed attached child {}",
-            retry.id,
-            retry.retry_of.unwrap_or_default()
-        )),
-    )
-    .await?;
-    change_status(
-        tx,
+    let checked = tx
+        .change(
+            &StatusChange::of(&parent, JobStatus::ErrorChecked).message(format!(
+                "retry {} replaces the failed attached child {}",
+                retry.id,
+                retry.retry_of.unwrap_or_default()
+            )),
+        )
+        .await?;
+    tx.change(
         &StatusChange::of(&checked, waited_in)
             .message(format!("waiting for attached child {} again", retry.id)),
     )

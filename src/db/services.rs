@@ -7,8 +7,44 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
-use super::DbError;
-use crate::cluster::Instance;
+use super::{status_in_flight, DbError};
+
+/// One orchestrator instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Its unique id (new at every start).
+    pub service_id: Uuid,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its configured name.
+    pub name: String,
+}
+
+impl Instance {
+    /// A new instance called `name` on this machine.
+    pub fn new(name: &str) -> Instance {
+        Instance {
+            service_id: Uuid::new_v4(),
+            host: hostname(),
+            name: name.to_string(),
+        }
+    }
+
+    /// The tag stamped on the jobs it owns: `{"host", "name"}`.
+    pub fn tag(&self) -> serde_json::Value {
+        serde_json::json!({ "host": self.host, "name": self.name })
+    }
+}
+
+/// This machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
 
 /// What a heartbeat found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +112,12 @@ pub async fn renew_leases<'e>(
     id: Uuid,
     lease: Duration,
 ) -> Result<u64, DbError> {
-    let renewed = sqlx::query(
+    let renewed = sqlx::query(&format!(
         "UPDATE jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => $2)
-         WHERE service_id = $1 AND status BETWEEN 4 AND 8
+         WHERE service_id = $1 AND {in_flight}
            AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp() + make_interval(secs => $2 / 2))",
-    )
+        in_flight = status_in_flight("status")
+    ))
     .bind(id)
     .bind(lease.as_secs_f64())
     .execute(db)

@@ -3,14 +3,30 @@
 //! The database trigger validates the transition against `job_status_transitions` and appends the
 //! history row in the same transaction, so a change and its history can never be separated. A change
 //! that finds another status or attempt than expected is reported as [`DbError::LostRace`].
+//!
+//! Nothing here counts what it applied: a change may still be rolled back with its transaction. The
+//! callers count the [`Transition`]s of the changes once they are committed
+//! ([`StatusTransaction::commit`] hands them back).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use swath_job_types::{Job, JobStatus, NewJob};
 use uuid::Uuid;
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
 use super::DbError;
+
+/// What a status change did, as it is counted: from which status to which, and whether it started a
+/// new attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// The status left.
+    pub from: JobStatus,
+    /// The status entered.
+    pub to: JobStatus,
+    /// The change started a new attempt (an automatic retry).
+    pub new_attempt: bool,
+}
 
 /// A requested status change.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,16 +154,62 @@ impl StatusChange {
         self.params = Some(params);
         self
     }
+
+    /// The transition this change makes once applied.
+    pub fn transition(&self) -> Transition {
+        Transition {
+            from: self.from,
+            to: self.to,
+            new_attempt: self.next_attempt.is_some(),
+        }
+    }
 }
 
-/// Applies `change` atomically and returns the job as it is afterwards.
+/// A transaction that applies status changes and, once committed, hands back their transitions: the
+/// only way to learn what it applied is to commit it, so that nothing rolled back is ever counted.
+pub struct StatusTransaction<'c> {
+    tx: Transaction<'c, Postgres>,
+    applied: Vec<Transition>,
+}
+
+impl StatusTransaction<'static> {
+    /// Begins a transaction on a connection of `pool`.
+    pub async fn begin(pool: &PgPool) -> Result<Self, DbError> {
+        Ok(StatusTransaction {
+            tx: pool.begin().await?,
+            applied: Vec::new(),
+        })
+    }
+}
+
+impl StatusTransaction<'_> {
+    /// Applies `change` in the transaction (see [`change_status`]).
+    pub async fn change(&mut self, change: &StatusChange) -> Result<Job, DbError> {
+        let job = change_status(&mut self.tx, change).await?;
+        self.applied.push(change.transition());
+        Ok(job)
+    }
+
+    /// The transaction's connection, for the other statements of the same transaction.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// Commits, and returns the transitions of the changes applied, in order.
+    pub async fn commit(self) -> Result<Vec<Transition>, DbError> {
+        self.tx.commit().await?;
+        Ok(self.applied)
+    }
+}
+
+/// Applies `change` atomically and returns the job as it is afterwards. The caller counts
+/// [`StatusChange::transition`] once the change is committed.
 ///
 /// Fails with [`DbError::LostRace`] when the job is no longer in `from` at `attempt`,
 /// [`DbError::InvalidTransition`] when the state machine forbids the change, and
 /// [`DbError::NotFound`] when the job does not exist. Works inside a transaction (`&mut *tx`), which
 /// a change that spawns jobs needs: they are inserted after it, on the same connection.
 pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Result<Job, DbError> {
-    let bump = change.next_attempt.is_some();
     let row = sqlx::query(&format!(
         "UPDATE jobs SET status = $4,
                 status_changed_at = clock_timestamp(),
@@ -175,7 +237,7 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     .bind(&change.error_subtype)
     .bind(&change.message)
     .bind(change.service_id)
-    .bind(bump)
+    .bind(change.next_attempt.is_some())
     .bind(change.next_attempt.flatten())
     .bind(&change.params)
     .bind(change.waiting.is_some())
@@ -192,7 +254,6 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
         if !change.spawn.is_empty() {
             super::jobs::insert_jobs(&mut *conn, &change.spawn).await?;
         }
-        crate::metrics::record_transition(change.from, change.to, bump);
         return job_from_row(&row);
     }
     let id = change.job_id;
@@ -214,7 +275,7 @@ pub async fn change_status(conn: &mut PgConnection, change: &StatusChange) -> Re
     })
 }
 
-/// [`change_status`] on a connection taken from `pool`.
+/// [`change_status`] on a connection taken from `pool`, committed when it returns `Ok`.
 pub async fn change_status_on(pool: &PgPool, change: &StatusChange) -> Result<Job, DbError> {
     if !change.spawn.is_empty() {
         let mut tx = pool.begin().await?;

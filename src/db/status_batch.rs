@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgPool, Row};
 use swath_job_types::JobStatus;
 
-use super::status::{change_status, change_status_on, StatusChange};
+use super::status::{change_status, change_status_on, StatusChange, Transition};
 use super::DbError;
 
 /// One or more changes of one job, applied all or none. Each change after the first must start from
@@ -79,7 +79,8 @@ pub struct JobState {
 
 /// Applies every chain of `chains` and returns one outcome per chain, in the same order: the job's
 /// state after its last change, or the error [`change_status`] would have given (`LostRace`,
-/// `InvalidTransition`, `NotFound`...). A chain that fails changes nothing.
+/// `InvalidTransition`, `NotFound`...). A chain that fails changes nothing; every change of a chain
+/// whose outcome is `Ok` is committed (see [`applied_transitions`]).
 pub async fn apply_chains(pool: &PgPool, chains: &[ChangeChain]) -> Vec<Result<JobState, DbError>> {
     let mut outcomes: Vec<Option<Result<JobState, DbError>>> =
         std::iter::repeat_with(|| None).take(chains.len()).collect();
@@ -105,6 +106,18 @@ pub async fn apply_chains(pool: &PgPool, chains: &[ChangeChain]) -> Vec<Result<J
         .into_iter()
         .map(|o| o.expect("every chain belongs to one wave"))
         .collect()
+}
+
+/// The transitions of the chains whose outcome (from [`apply_chains`]) is `Ok`: what was committed.
+pub fn applied_transitions<'a>(
+    chains: &'a [ChangeChain],
+    outcomes: &'a [Result<JobState, DbError>],
+) -> impl Iterator<Item = Transition> + 'a {
+    chains
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .flat_map(|(chain, _)| chain.changes().iter().map(StatusChange::transition))
 }
 
 /// Splits `chains` (by index) into waves in which every job appears once, keeping each job's order.
@@ -201,17 +214,6 @@ async fn apply_wave(
     }
     let mut found = current_states(&mut tx, &missed(&first, &applied)).await?;
     tx.commit().await?;
-    for &i in members {
-        if last.contains_key(&chains[i].job_id()) {
-            for change in chains[i].changes() {
-                crate::metrics::record_transition(
-                    change.from,
-                    change.to,
-                    change.next_attempt.is_some(),
-                );
-            }
-        }
-    }
     Ok(members
         .iter()
         .zip(&first)

@@ -62,7 +62,7 @@ pub async fn issue_bootstrap_tokens<'e>(
          held AS (
              UPDATE jobs SET lease_expires_at = clock_timestamp() + make_interval(secs => $5)
              FROM wanted w
-             WHERE jobs.id = w.id AND jobs.attempt = w.attempt AND jobs.status = 3 AND jobs.service_id = $4
+             WHERE jobs.id = w.id AND jobs.attempt = w.attempt AND jobs.status = $6 AND jobs.service_id = $4
                AND jobs.lease_expires_at > clock_timestamp()
              RETURNING jobs.id, jobs.attempt
          )
@@ -75,6 +75,7 @@ pub async fn issue_bootstrap_tokens<'e>(
     .bind(order.iter().map(|&i| digest(&tokens[i])).collect::<Vec<_>>())
     .bind(owner)
     .bind(lease.as_secs_f64())
+    .bind(JobStatus::Ready.id())
     .fetch_all(db)
     .await?;
     let issued: std::collections::HashSet<i64> = issued.into_iter().collect();

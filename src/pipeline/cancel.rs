@@ -10,9 +10,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 
+use super::transitions::change_status_on;
 use crate::db::chaining::awaiting_children;
 use crate::db::jobs::get_job;
-use crate::db::status::{change_status_on, StatusChange};
+use crate::db::status::StatusChange;
 use crate::db::DbError;
 use crate::executor::Executor;
 

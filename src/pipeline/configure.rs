@@ -13,10 +13,11 @@ use sqlx::PgPool;
 use swath_job_types::template::{Configuration, ConfigureOutcome, JobTypeError};
 use swath_job_types::{Job, JobStatus, JobTemplate};
 
+use super::transitions;
 use crate::db::configure::{due_waiting_jobs, new_jobs, set_waiting};
 use crate::db::context::PgJobContext;
 use crate::db::notifications::Notifications;
-use crate::db::status::{change_status, StatusChange};
+use crate::db::status::{StatusChange, StatusTransaction};
 use crate::db::DbError;
 
 /// How the configuration loop works.
@@ -156,7 +157,7 @@ async fn apply(
     outcome: ConfigureOutcome,
     settings: ConfigureSettings,
 ) -> Result<Option<JobStatus>, DbError> {
-    let mut tx = pool.begin().await?;
+    let mut tx = StatusTransaction::begin(pool).await?;
     let mut current = job.clone();
     let params = outcome.params;
     let step = |job: &Job, to: JobStatus| StatusChange::of(job, to);
@@ -164,29 +165,26 @@ async fn apply(
         match outcome.decision {
             Configuration::Ready => {
                 if current.status == JobStatus::Initialized {
-                    current =
-                        change_status(&mut tx, &step(&current, JobStatus::Configured)).await?;
+                    current = tx.change(&step(&current, JobStatus::Configured)).await?;
                 }
                 let mut change = step(&current, JobStatus::Ready).waiting(None, None);
                 if let Some(p) = &params {
                     change = change.params(p.clone());
                 }
-                change_status(&mut tx, &change).await?;
+                tx.change(&change).await?;
                 Ok(Some(JobStatus::Ready))
             }
             Configuration::Wait { reason, on } => {
                 if current.status == JobStatus::Initialized {
-                    current = change_status(
-                        &mut tx,
-                        &step(&current, JobStatus::Configured).message(reason),
-                    )
-                    .await?;
+                    current = tx
+                        .change(&step(&current, JobStatus::Configured).message(reason))
+                        .await?;
                 }
                 let recheck = Utc::now()
                     + chrono::TimeDelta::from_std(settings.recheck_after)
                         .unwrap_or(chrono::TimeDelta::minutes(10));
                 let recorded = set_waiting(
-                    &mut tx,
+                    tx.conn(),
                     current.id,
                     current.attempt,
                     on,
@@ -197,8 +195,7 @@ async fn apply(
                 Ok(recorded.then_some(JobStatus::Configured))
             }
             Configuration::Cancel { reason } => {
-                change_status(
-                    &mut tx,
+                tx.change(
                     &step(&current, JobStatus::Cancelled)
                         .message(reason)
                         .waiting(None, None),
@@ -207,8 +204,7 @@ async fn apply(
                 Ok(Some(JobStatus::Cancelled))
             }
             Configuration::Error { reason } => {
-                change_status(
-                    &mut tx,
+                tx.change(
                     &step(&current, JobStatus::InternalError)
                         .error("configuration", reason)
                         .waiting(None, None),
@@ -221,7 +217,7 @@ async fn apply(
     .await;
     match result {
         Ok(Some(status)) => {
-            tx.commit().await?;
+            transitions::commit(tx).await?;
             tracing::debug!(job_id = job.id, job_type = %job.job_type, %status, "configured");
             Ok(Some(status))
         }

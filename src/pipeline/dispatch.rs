@@ -22,10 +22,11 @@ use super::retry::{record_failure, AttemptBackoff, Failure};
 use crate::db::claim::{claim_ready_jobs, Claimant};
 use crate::db::dispatch::record_references;
 use crate::db::status::StatusChange;
-use crate::db::status_batch::{apply_chains, ChangeChain};
+use crate::db::status_batch::ChangeChain;
 use crate::db::tokens::issue_bootstrap_tokens;
 use crate::db::DbError;
 use crate::executor::{DispatchRequest, Executor, ExecutorError};
+use crate::pipeline::transitions::apply_chains;
 
 /// What one dispatch round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -14,10 +14,10 @@ use swath_job_types::{JobStatus, JobTemplate};
 
 use crate::catalogue::CataloguePage;
 use crate::db::context::PgJobContext;
-use crate::db::ingestion::{advance_cursor, quarantine, Quarantined};
-use crate::db::jobs::insert_jobs;
-use crate::db::status::{change_status, StatusChange};
+use crate::db::ingestion::{commit_page as commit_page_rows, Quarantined};
+use crate::db::status::StatusChange;
 use crate::db::DbError;
+use crate::metrics::record_transitions;
 
 /// Products quarantined by this process since it started (for metrics and reports).
 pub static QUARANTINED_PRODUCTS: AtomicU64 = AtomicU64::new(0);
@@ -150,33 +150,28 @@ pub async fn commit_page(
     plan: PagePlan,
 ) -> Result<IngestReport, IngestError> {
     let name = job_type.spec().name.as_str();
-    let mut tx = pool.begin().await?;
-    // Safe without waiting for the WAL flush: the cursor moves in this same transaction, so a crash
-    // that loses this commit also loses the cursor advance, and the page is listed again.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    let inserted = insert_jobs(&mut *tx, &plan.plan.jobs).await?;
-    let mut superseded = 0;
-    for old in &plan.plan.superseded {
-        let change =
+    let cancellations: Vec<StatusChange> = plan
+        .plan
+        .superseded
+        .iter()
+        .map(|old| {
             StatusChange::new(old.job_id, old.status, old.attempt, JobStatus::Cancelled).message(
                 format!("superseded by a newer version of its input: {}", old.by),
-            );
-        match change_status(&mut tx, &change).await {
-            Ok(_) => superseded += 1,
-            // It moved on meanwhile (e.g. it was dispatched): it keeps running, the new job exists too.
-            Err(DbError::LostRace { actual, .. }) => {
-                tracing::info!(job_id = old.job_id, job_type = name, status = %actual, "superseded job already moved on; kept");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    quarantine(&mut tx, name, source, &plan.quarantined).await?;
-    if let Some(newest) = plan.newest {
-        advance_cursor(&mut tx, name, source, newest).await?;
-    }
-    tx.commit().await?;
+            )
+        })
+        .collect();
+    let committed = commit_page_rows(
+        pool,
+        name,
+        source,
+        &plan.plan.jobs,
+        &cancellations,
+        &plan.quarantined,
+        plan.newest,
+    )
+    .await?;
+    record_transitions(committed.transitions);
+    let (inserted, superseded) = (committed.inserted, committed.superseded);
 
     for q in &plan.quarantined {
         tracing::warn!(job_type = name, %source, product = %q.name, reason = %q.reason, "product quarantined");

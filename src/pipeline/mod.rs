@@ -1,5 +1,6 @@
 //! The flow of jobs: ingest (catalogue products -> jobs), configure, dispatch and track (the
-//! loops of `execution`), the children processed jobs create (`spawn`), and cancellation.
+//! loops of `execution`), the children processed jobs create (`spawn`), and cancellation. Status
+//! changes are applied through `transitions`, which counts them once committed.
 
 pub mod cancel;
 pub mod configure;
@@ -10,3 +11,4 @@ pub mod poller;
 pub mod retry;
 pub mod spawn;
 pub mod track;
+pub mod transitions;

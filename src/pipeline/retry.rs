@@ -15,8 +15,9 @@ use sqlx::PgPool;
 use swath_job_types::{Job, JobStatus};
 use uuid::Uuid;
 
+use super::transitions;
 use crate::db::jobs::JobHead;
-use crate::db::status::{change_status, StatusChange};
+use crate::db::status::{StatusChange, StatusTransaction};
 use crate::db::status_batch::ChangeChain;
 use crate::db::DbError;
 
@@ -81,12 +82,12 @@ pub async fn record_failure(
     service_id: Option<Uuid>,
 ) -> Result<(Job, FailureOutcome), DbError> {
     let (chain, outcome) = failure_chain(&JobHead::from(job), failure, backoff, service_id);
-    let mut tx = pool.begin().await?;
+    let mut tx = StatusTransaction::begin(pool).await?;
     let mut job = job.clone();
     for change in chain.changes() {
-        job = change_status(&mut tx, change).await?;
+        job = tx.change(change).await?;
     }
-    tx.commit().await?;
+    transitions::commit(tx).await?;
     Ok((job, outcome))
 }
 

@@ -13,8 +13,14 @@ use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::PgPool;
 
-use crate::db::publications::{confirm, record_attempts, unconfirmed, Outgoing};
+use swath_job_types::publication::PublicationTarget;
+use swath_job_types::registry::JobTypeRegistry;
+
+use crate::db::publications::{
+    self, confirm, record_attempts, unconfirmed, Outgoing, Republish, StartReport,
+};
 use crate::db::DbError;
+use crate::metrics::record_transitions;
 
 /// How a message body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -94,10 +100,37 @@ pub async fn publish_round(
         }
     }
     record_attempts(pool, &confirmed, &failed).await?;
-    let done = confirm(pool, &confirmed, now).await?;
+    let confirmation = confirm(pool, &confirmed, now).await?;
+    record_transitions(confirmation.transitions);
     Ok(PublishReport {
         confirmed: confirmed.len(),
         failed: failed.len(),
-        done: done.len(),
+        done: confirmation.done.len(),
     })
+}
+
+/// Moves up to `limit` processed jobs on towards publication (see
+/// [`publications::start_publications`]) and counts their status changes.
+pub async fn start_publications(
+    pool: &PgPool,
+    registry: &JobTypeRegistry,
+    target: &PublicationTarget,
+    limit: i64,
+) -> Result<StartReport, DbError> {
+    let report = publications::start_publications(pool, registry, target, limit).await?;
+    record_transitions(report.transitions.iter().copied());
+    Ok(report)
+}
+
+/// Handles the catalogue's refusal of product `message_id` (see [`publications::republish`]) and
+/// counts the status changes it made.
+pub async fn republish(
+    pool: &PgPool,
+    message_id: &str,
+    reason: &str,
+    cap: i32,
+) -> Result<Republish, DbError> {
+    let outcome = publications::republish(pool, message_id, reason, cap).await?;
+    record_transitions(outcome.transitions());
+    Ok(outcome)
 }

@@ -10,9 +10,9 @@ use sqlx::PgPool;
 use swath_job_types::publication::PublicationTarget;
 use swath_job_types::registry::JobTypeRegistry;
 
+use super::start_publications;
 use super::{publish_round, Publisher};
 use crate::db::notifications::Notifications;
-use crate::db::publications::start_publications;
 
 /// Jobs and messages handled per round.
 const ROUND: i64 = 500;
@@ -86,7 +86,8 @@ pub async fn failures_loop(
     interval: Duration,
     stop: impl Future<Output = ()>,
 ) {
-    use crate::db::publications::{republish, Republish};
+    use super::republish;
+    use crate::db::publications::Republish;
     tokio::pin!(stop);
     loop {
         match publisher.next_failures(&queue, 100).await {

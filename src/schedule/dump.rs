@@ -16,12 +16,11 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use futures_util::StreamExt;
 use sqlx::PgPool;
 use swath_job_types::Job;
 use swath_storage::{object_url, open_store, StorageError};
 
-use crate::db::jobs::{job_from_row, JOB_COLUMNS};
+use crate::db::snapshot::fold_jobs;
 use crate::db::DbError;
 
 /// Jobs encoded per blocking step.
@@ -50,12 +49,6 @@ pub enum DumpError {
     /// Storing it failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
-}
-
-impl From<sqlx::Error> for DumpError {
-    fn from(e: sqlx::Error) -> Self {
-        DumpError::Db(e.into())
-    }
 }
 
 /// Removes a temporary file when dropped.
@@ -105,35 +98,20 @@ pub async fn write_dump(pool: &PgPool, url: &str, key: &str) -> Result<DumpRepor
         .create_new(true)
         .mode(0o600)
         .open(&temp.0)?;
-    let mut encoder = GzEncoder::new(BufWriter::new(file), Compression::default());
-    let mut jobs = 0u64;
-    {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let query = format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id");
-        let mut rows = sqlx::query(&query).fetch(&mut *tx);
-        let mut chunk = Vec::with_capacity(CHUNK);
-        loop {
-            let row = rows.next().await.transpose()?;
-            if let Some(row) = &row {
-                chunk.push(job_from_row(row)?);
-            }
-            if chunk.len() == CHUNK || (row.is_none() && !chunk.is_empty()) {
-                jobs += chunk.len() as u64;
-                let batch = std::mem::take(&mut chunk);
-                encoder = tokio::task::spawn_blocking(move || encode(encoder, &batch))
-                    .await
-                    .map_err(std::io::Error::other)??;
-            }
-            if row.is_none() {
-                break;
-            }
-        }
-        drop(rows);
-        tx.commit().await?;
-    }
+    let encoder = GzEncoder::new(BufWriter::new(file), Compression::default());
+    let (encoder, jobs) = fold_jobs(
+        pool,
+        CHUNK,
+        (encoder, 0u64),
+        |(encoder, jobs), batch| async move {
+            let encoded = batch.len() as u64;
+            let encoder = tokio::task::spawn_blocking(move || encode(encoder, &batch))
+                .await
+                .map_err(std::io::Error::other)??;
+            Ok::<_, DumpError>((encoder, jobs + encoded))
+        },
+    )
+    .await?;
     let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         let mut writer = encoder.finish()?;
         writer.flush()?;

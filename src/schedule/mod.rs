@@ -20,64 +20,7 @@ pub mod runner;
 pub mod scan;
 
 use self::cron::CronSchedule;
-
-/// The three background jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ScheduleKind {
-    /// The backfill that runs once.
-    InitialSync,
-    /// The periodic re-scan.
-    Healing,
-    /// The periodic snapshot.
-    Dump,
-}
-
-/// Every kind, in the order they are listed.
-pub const ALL_KINDS: [ScheduleKind; 3] = [
-    ScheduleKind::InitialSync,
-    ScheduleKind::Healing,
-    ScheduleKind::Dump,
-];
-
-impl ScheduleKind {
-    /// The id of its `schedules` row.
-    pub fn id(self) -> &'static str {
-        match self {
-            ScheduleKind::InitialSync => "initial_sync",
-            ScheduleKind::Healing => "healing",
-            ScheduleKind::Dump => "dump",
-        }
-    }
-
-    /// The kind with that `schedules` id.
-    pub fn from_id(id: &str) -> Option<ScheduleKind> {
-        ALL_KINDS.into_iter().find(|k| k.id() == id)
-    }
-
-    /// What it is called in messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            ScheduleKind::InitialSync => "initial sync",
-            ScheduleKind::Healing => "healing",
-            ScheduleKind::Dump => "dump",
-        }
-    }
-
-    /// The setting that enables it.
-    pub fn switch(self) -> &'static str {
-        match self {
-            ScheduleKind::InitialSync => "SWATH_START_INITIAL_SYNC",
-            ScheduleKind::Healing => "SWATH_ENABLE_HEALING_JOB_OPERATION",
-            ScheduleKind::Dump => "SWATH_ENABLE_DUMP_FILE_CREATION",
-        }
-    }
-}
-
-impl std::fmt::Display for ScheduleKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+use crate::db::schedules::ScheduleKind;
 
 /// How the background jobs are configured (validated settings).
 #[derive(Debug, Clone, PartialEq)]

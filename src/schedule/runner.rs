@@ -20,14 +20,14 @@ use tokio::task::JoinSet;
 use super::cron::CronSchedule;
 use super::dump::write_dump;
 use super::scan::{healing_targets, initial_sync_targets, scan};
-use super::{ScheduleKind, ScheduleSettings, ALL_KINDS};
+use super::ScheduleSettings;
 use crate::catalogue::Catalogue;
-use crate::cluster::Instance;
 use crate::db::notifications::Notifications;
 use crate::db::schedules::{
     abandon, configure, finish, fire, request_initial_sync_if_needed, schedules, Abandon, Fired,
-    RunEnd, Trigger,
+    RunEnd, ScheduleKind, Trigger, ALL_KINDS,
 };
+use crate::db::services::Instance;
 use crate::db::DbError;
 
 /// The longest sleep between two looks at the schedules.

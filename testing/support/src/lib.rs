@@ -34,7 +34,8 @@ use std::process::{Command, Output};
 
 use sqlx::PgPool;
 use swath::db::jobs::{get_job, insert_jobs};
-use swath::db::status::{change_status_on, StatusChange};
+use swath::db::status::StatusChange;
+use swath::pipeline::transitions::change_status_on;
 use swath_job_types::{Job, JobStatus, NewJob};
 
 /// The `swath` binary cargo built beside the test program (`target/<profile>/swath`; test programs
