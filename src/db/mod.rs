@@ -6,8 +6,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use swath_job_types::JobStatus;
 
-use crate::config::DatabaseUrl;
-
 pub mod chaining;
 pub mod claim;
 pub mod configure;
@@ -28,6 +26,9 @@ pub mod services;
 pub mod status;
 pub mod status_batch;
 pub mod tokens;
+mod url;
+
+pub use self::url::DatabaseUrl;
 
 /// The schema migrations in `sql/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");
