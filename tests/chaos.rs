@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use swath::config::DatabaseUrl;
+use swath::db::DatabaseUrl;
 use swath_job_types::NewJob;
 
 use support::fleet::{stand_in, Fleet, Problems};

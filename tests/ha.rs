@@ -17,9 +17,9 @@ use swath::db::services::{list_services, register};
 use swath::executor::nomad::spec::WorkerJobSettings;
 use swath::executor::nomad::{NomadConfig, NomadExecutor};
 use swath::executor::{AttemptOutcome, Executor};
-use swath::orchestrator::{self, Options};
 use swath::pipeline::dispatch::dispatch_round;
 use swath::pipeline::retry::AttemptBackoff;
+use swath::startup::{self as orchestrator, Options};
 use swath_job_types::flavor::WorkerFlavor;
 use swath_job_types::{Job, JobStatus, NewJob};
 

@@ -64,8 +64,7 @@ pub struct OperatorApi {
     pub executor: Option<Arc<dyn Executor>>,
 }
 
-/// Retries an original job may have when nothing else is configured.
-pub const DEFAULT_RETRY_CAP: u32 = 3;
+pub use crate::config::DEFAULT_RETRY_CAP;
 
 impl Default for OperatorApi {
     fn default() -> Self {

@@ -115,6 +115,6 @@ async fn run_pipeline(settings: &Settings, jobs: usize, workers: usize) -> anyho
     );
     pool.close().await;
     db::drop_database_if_exists(&url).await?;
-    db::drop_database_if_exists(&crate::config::DatabaseUrl::new(pgbench_url.to_string())).await?;
+    db::drop_database_if_exists(&db::DatabaseUrl::new(pgbench_url.to_string())).await?;
     Ok(())
 }

@@ -22,8 +22,8 @@ use super::table;
 use crate::catalogue;
 use crate::config::{ExecutorKind, PublisherKind, Settings};
 use crate::db;
-use crate::orchestrator::{self, Options};
 use crate::pipeline::poller::{poll, PollWindow};
+use crate::startup::{self, Options};
 
 /// The stand-in science, written out for the process runtime (the image holds the same script).
 const STAND_IN_SCRIPT: &str = include_str!("../../worker/standin/run.sh");
@@ -59,7 +59,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
         worker_log_dir: Some(root.join("logs")),
         ..Options::default()
     };
-    let running = orchestrator::start(&pool, &settings, listener, options).await?;
+    let running = startup::start(&pool, &settings, listener, options).await?;
     println!(
         "orchestrator: API on http://{}, workers' logs in {}",
         running.api_addr,

@@ -4,14 +4,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
 
 use super::table;
 use crate::catalogue;
-use crate::config::Settings;
+use crate::config::{parse_date, Settings};
 use crate::pipeline::poller::{poll, PollReport, PollWindow};
 
 /// `swath ingest ...`
@@ -30,18 +30,6 @@ pub struct IngestArgs {
     /// End of the publication window (exclusive; default now).
     #[arg(long, value_parser = parse_date, requires = "from")]
     pub to: Option<DateTime<Utc>>,
-}
-
-/// An RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))
 }
 
 /// The per-job-type summary printed after ingestion.

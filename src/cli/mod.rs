@@ -9,12 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sqlx::PgPool;
 
-use crate::config::Settings;
+use crate::config::{SecretUrl, Settings};
 use crate::db;
 
 mod bench;
 mod demo;
-pub mod ingest;
+mod ingest;
 mod jobs;
 mod nomad;
 mod products;
@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => Cli { command, ..cli },
     };
-    let settings = Settings::load(cli.config.as_deref())?;
+    let settings = crate::startup::load_settings(cli.config.as_deref())?;
     // The demo shows its own progress: the loops' routine logs would drown it.
     let log = if matches!(cli.command, Command::Demo) && settings.log == Settings::default().log {
         "warn"
@@ -96,10 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let pool = open_database(&settings, true).await?;
             db::migrate(&pool).await.context("applying migrations")?;
-            println!(
-                "database {} is up to date",
-                settings.database_url.redacted()
-            );
+            println!("database {} is up to date", settings.database().redacted());
         }
         Command::Jobs(cmd) => {
             let pool = open_database(&settings, false).await?;
@@ -136,13 +133,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn fresh_database(
     settings: &Settings,
     suffix: &str,
-) -> anyhow::Result<(crate::config::DatabaseUrl, PgPool)> {
-    let base = settings
-        .database_url
-        .database_name()
-        .unwrap_or_else(|| "swath".into());
-    let url = settings
-        .database_url
+) -> anyhow::Result<(db::DatabaseUrl, PgPool)> {
+    let configured = settings.database();
+    let base = configured.database_name().unwrap_or_else(|| "swath".into());
+    let url = configured
         .with_database(&format!("{base}_{suffix}"))
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("naming the {suffix} database"))?;
@@ -154,7 +148,7 @@ async fn fresh_database(
         .with_context(|| format!("creating the {suffix} database"))?;
     let pool = open_database(
         &Settings {
-            database_url: url.clone(),
+            database_url: SecretUrl::new(url.expose()),
             ..settings.clone()
         },
         false,
@@ -166,7 +160,7 @@ async fn fresh_database(
 
 /// Connects to the configured database, creating it first when `create` is set.
 async fn open_database(settings: &Settings, create: bool) -> anyhow::Result<PgPool> {
-    let url = &settings.database_url;
+    let url = &settings.database();
     if create
         && db::create_database_if_missing(url)
             .await

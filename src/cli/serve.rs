@@ -1,4 +1,4 @@
-//! `swath serve`: the running orchestrator ([`crate::orchestrator`]) until SIGINT or SIGTERM. It
+//! `swath serve`: the running orchestrator ([`crate::startup`]) until SIGINT or SIGTERM. It
 //! ingests continuously, configures, dispatches to the configured executor (local or Nomad) and
 //! tracks, publishes processed products (a JSON-lines file or RabbitMQ) and serves the HTTP API.
 //! Committed work stays committed when it stops; a step in progress rolls back and is done again.
@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Settings;
-use crate::orchestrator::{self, Options};
+use crate::startup::{self, Options};
 
 /// Runs until a stop signal.
 pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
@@ -21,7 +21,7 @@ pub async fn run(pool: &PgPool, settings: &Settings) -> anyhow::Result<()> {
         background_jobs: true,
         ..Options::default()
     };
-    let running = orchestrator::start(pool, settings, listener, options).await?;
+    let running = startup::start(pool, settings, listener, options).await?;
     tracing::info!(service_id = %running.service_id, "swath serve: running");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use super::{ClusterSettings, Health};
 use crate::db::services::Instance;
 use crate::db::services::{heartbeat, renew_leases, Heartbeat};
+use crate::service::{CancellationToken, Service};
 
 /// Heartbeats until `stop` resolves.
 pub async fn heartbeat_loop(
@@ -60,4 +61,34 @@ pub async fn beat(
         tracing::debug!(renewed, "leases renewed");
     }
     Ok(())
+}
+
+/// The heartbeat loop as a service of a running instance.
+pub struct HeartbeatService {
+    /// The database.
+    pub pool: PgPool,
+    /// This instance.
+    pub instance: Instance,
+    /// Heartbeats and leases.
+    pub settings: ClusterSettings,
+    /// Where it records whether its heartbeats go through.
+    pub health: Arc<Health>,
+}
+
+#[async_trait::async_trait]
+impl Service for HeartbeatService {
+    fn name(&self) -> &'static str {
+        "heartbeat"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        heartbeat_loop(
+            &self.pool,
+            &self.instance,
+            self.settings,
+            self.health,
+            shutdown.cancelled_owned(),
+        )
+        .await;
+    }
 }

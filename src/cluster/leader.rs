@@ -27,6 +27,7 @@ use crate::db::services::{declare_dead, resign, try_lead};
 use crate::db::DbError;
 use crate::executor::Executor;
 use crate::pipeline::retry::AttemptBackoff;
+use crate::service::{CancellationToken, Service};
 
 /// Orphaned jobs handed back per round.
 const HAND_BACK_BATCH: i64 = 500;
@@ -151,4 +152,15 @@ pub async fn duties(leader: &Leader, last_prune: &mut Option<Instant>) -> Result
         }
     }
     Ok(())
+}
+
+#[async_trait::async_trait]
+impl Service for Leader {
+    fn name(&self) -> &'static str {
+        "leader"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        leader_loop(*self, shutdown.cancelled_owned()).await;
+    }
 }

@@ -11,7 +11,7 @@
 //!   settled like the tracking loop would; a local attempt, which died with its instance, counts as
 //!   a failed attempt), abandons their background runs, and prunes old history. A lease row rather
 //!   than an advisory lock: it survives a restart of the database and the loss of one connection.
-//! - **Graceful stop** (`orchestrator::Running::stop`): stop claiming, let the steps in flight end
+//! - **Graceful stop** (`startup::Running::stop`): stop claiming, let the steps in flight end
 //!   (up to a timeout), release the claims, resign, and record the instance as stopped.
 
 use std::sync::Mutex;
@@ -21,39 +21,7 @@ pub mod handback;
 pub mod heartbeat;
 pub mod leader;
 
-/// How instances heartbeat, lease and hand over.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClusterSettings {
-    /// Time between two heartbeats.
-    pub heartbeat_interval: Duration,
-    /// Heartbeats missed before an instance is declared dead.
-    pub missed_heartbeats: u32,
-    /// How long a claim or a dispatched job's lease holds without renewal.
-    pub lease: Duration,
-    /// History of finished jobs older than this is pruned; `None` keeps it.
-    pub history_retention: Option<Duration>,
-    /// Longest wait of a graceful stop for the steps in flight.
-    pub shutdown_timeout: Duration,
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            heartbeat_interval: Duration::from_secs(5),
-            missed_heartbeats: 3,
-            lease: Duration::from_secs(60),
-            history_retention: Some(Duration::from_secs(365 * 86_400)),
-            shutdown_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl ClusterSettings {
-    /// Silence after which an instance is declared dead (and the leader lease's length).
-    pub fn dead_after(&self) -> Duration {
-        self.heartbeat_interval * self.missed_heartbeats.max(1)
-    }
-}
+pub use crate::config::ClusterSettings;
 
 /// Whether this instance's own heartbeats get through, and since when without a break. A leader
 /// judges others only after its own heartbeats have gone through for a whole `dead_after`: after an

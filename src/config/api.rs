@@ -1,14 +1,12 @@
 //! The API settings: its bearer tokens and the retry cap, and the job types an instance runs.
 
-use std::sync::Arc;
-
 use super::Settings;
-use crate::api::auth::ApiTokens;
-use crate::api::OperatorApi;
-use crate::executor::Executor;
 
 /// Shortest token accepted: shorter ones can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Manual retries an original job may have unless configured otherwise (`SWATH_RETRY_CAP`).
+pub const DEFAULT_RETRY_CAP: u32 = 3;
 
 impl Settings {
     pub(super) fn validate_api(&self, problems: &mut Vec<String>) {
@@ -33,21 +31,6 @@ impl Settings {
                         .into(),
                 );
             }
-        }
-    }
-
-    /// The operator API's settings, stopping cancelled attempts through `executor`.
-    pub fn operator_api(&self, executor: Option<Arc<dyn Executor>>) -> OperatorApi {
-        if self.api_write_token.is_none() {
-            tracing::warn!("the API refuses every write: SWATH_API_WRITE_TOKEN is not set");
-        }
-        OperatorApi {
-            tokens: ApiTokens::new(
-                self.api_write_token.as_ref().map(|t| t.expose()),
-                self.api_read_token.as_ref().map(|t| t.expose()),
-            ),
-            retry_cap: self.retry_cap,
-            executor,
         }
     }
 

@@ -3,13 +3,76 @@
 
 use std::time::Duration;
 
-use super::Settings;
+use chrono::{DateTime, Utc};
+
+use super::cron::CronSchedule;
+use super::{parse_date, Settings};
 
 /// Name of the default dump directory, in the system's temporary directory.
 pub const DEFAULT_DUMP_DIRECTORY: &str = "swath-dumps";
-use crate::cluster::ClusterSettings;
-use crate::schedule::cron::CronSchedule;
-use crate::schedule::ScheduleSettings;
+
+/// How instances heartbeat, lease and hand over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClusterSettings {
+    /// Time between two heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Heartbeats missed before an instance is declared dead.
+    pub missed_heartbeats: u32,
+    /// How long a claim or a dispatched job's lease holds without renewal.
+    pub lease: Duration,
+    /// History of finished jobs older than this is pruned; `None` keeps it.
+    pub history_retention: Option<Duration>,
+    /// Longest wait of a graceful stop for the steps in flight.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            heartbeat_interval: Duration::from_secs(5),
+            missed_heartbeats: 3,
+            lease: Duration::from_secs(60),
+            history_retention: Some(Duration::from_secs(365 * 86_400)),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Silence after which an instance is declared dead (and the leader lease's length).
+    pub fn dead_after(&self) -> Duration {
+        self.heartbeat_interval * self.missed_heartbeats.max(1)
+    }
+}
+
+/// How the background jobs are configured (validated settings; what each kind of job reads from
+/// them is in the `schedule` module).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSettings {
+    /// The initial sync may run (at start-up if none succeeded, and on request).
+    pub initial_sync: bool,
+    /// Its window's start; `None`: each job type's processing start date, else `default_lookback`
+    /// before the run.
+    pub initial_sync_from: Option<DateTime<Utc>>,
+    /// Its window's end; `None`: the time it runs.
+    pub initial_sync_to: Option<DateTime<Utc>>,
+    /// How far back a window without a start goes for a job type without a processing start date.
+    pub default_lookback: Duration,
+    /// Healing runs on its pattern and on request.
+    pub healing_enabled: bool,
+    /// Healing's pattern.
+    pub healing: CronSchedule,
+    /// Healing refuses before an initial sync has succeeded.
+    pub heal_must_wait_for_initial_sync: bool,
+    /// How far back healing re-scans.
+    pub healing_window: Duration,
+    /// Dumps are written on their pattern and on request.
+    pub dump_enabled: bool,
+    /// The dump's pattern.
+    pub dump: CronSchedule,
+    /// Where dumps go (`file:///dir` or `s3://bucket/prefix`).
+    pub dump_url: String,
+}
 
 impl Settings {
     /// How this instance takes part in the cluster.
@@ -58,7 +121,7 @@ impl Settings {
             if text.trim().is_empty() {
                 return None;
             }
-            match crate::cli::ingest::parse_date(text.trim()) {
+            match parse_date(text.trim()) {
                 Ok(t) => Some(t),
                 Err(e) => {
                     problems.push(format!("{name}: {e}"));

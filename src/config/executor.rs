@@ -3,16 +3,10 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use swath_job_types::JobStatus;
 
 use super::Settings;
-use crate::executor::local::WorkerCommand;
-use crate::executor::nomad::spec::{Discovery, WorkerJobSettings};
-use crate::executor::nomad::NomadConfig;
-use crate::pipeline::retry::StatusTimeouts;
 
 /// Where attempts run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -75,78 +69,12 @@ impl Settings {
         }
     }
 
-    /// The worker command of the local executor: the configured program with `run`, else
-    /// `swath-worker run` beside this program, else this program's own `worker run`.
-    pub fn local_worker_command(&self) -> anyhow::Result<WorkerCommand> {
-        if !self.local_worker_command.is_empty() {
-            return Ok(WorkerCommand {
-                program: PathBuf::from(&self.local_worker_command),
-                args: vec!["run".into()],
-            });
-        }
-        let this = std::env::current_exe()?;
-        let beside = this.with_file_name("swath-worker");
-        Ok(if beside.is_file() {
-            WorkerCommand {
-                program: beside,
-                args: vec!["run".into()],
-            }
-        } else {
-            WorkerCommand {
-                program: this,
-                args: vec!["worker".into(), "run".into()],
-            }
-        })
-    }
-
     /// Where local workers create their work directories.
     pub fn local_work_root(&self) -> PathBuf {
         if self.local_work_root.is_empty() {
             std::env::temp_dir().join("swath-work")
         } else {
             PathBuf::from(&self.local_work_root)
-        }
-    }
-
-    /// How long each in-flight status may last.
-    pub fn status_timeouts(&self) -> StatusTimeouts {
-        StatusTimeouts(vec![
-            (
-                JobStatus::Queued,
-                Duration::from_secs(self.timeout_queued_secs),
-            ),
-            (
-                JobStatus::Started,
-                Duration::from_secs(self.timeout_started_secs),
-            ),
-            (
-                JobStatus::PreProcessing,
-                Duration::from_secs(self.timeout_pre_processing_secs),
-            ),
-            (
-                JobStatus::Processing,
-                Duration::from_secs(self.timeout_processing_secs),
-            ),
-            (
-                JobStatus::PostProcessing,
-                Duration::from_secs(self.timeout_post_processing_secs),
-            ),
-        ])
-    }
-
-    /// How the Nomad workers find the orchestrator (`SWATH_NOMAD_SERVICE_PROVIDER`).
-    pub fn nomad_discovery(&self) -> Discovery {
-        let service = self.nomad_service_name.clone();
-        match self.nomad_service_provider {
-            ServiceProvider::Nomad => Discovery::NomadService { service },
-            ServiceProvider::Consul => {
-                let url = if self.orchestrator_url.is_empty() {
-                    format!("http://{service}.service.consul:{}", self.listen_port())
-                } else {
-                    self.orchestrator_url.clone()
-                };
-                Discovery::Consul { service, url }
-            }
         }
     }
 
@@ -158,9 +86,9 @@ impl Settings {
             .unwrap_or(8080)
     }
 
-    /// The Nomad executor's configuration.
-    pub fn nomad_config(&self) -> Result<NomadConfig, String> {
-        let address = url::Url::parse(&self.nomad_addr)
+    /// The Nomad agent's address (`SWATH_NOMAD_ADDR`), an http(s) URL.
+    pub fn nomad_address(&self) -> Result<url::Url, String> {
+        url::Url::parse(&self.nomad_addr)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| {
@@ -168,26 +96,7 @@ impl Settings {
                     "SWATH_NOMAD_ADDR: {:?} is not an http(s) URL",
                     self.nomad_addr
                 )
-            })?;
-        Ok(NomadConfig {
-            address,
-            token: self.nomad_token.as_ref().map(|t| t.expose().to_string()),
-            region: (!self.nomad_region.is_empty()).then(|| self.nomad_region.clone()),
-            jobs: WorkerJobSettings {
-                job_prefix: self.nomad_job_prefix.clone(),
-                namespace: self.nomad_namespace.clone(),
-                datacenters: self.nomad_datacenters.clone(),
-                node_pool: self.nomad_node_pool.clone(),
-                worker_command: self.nomad_worker_command.clone(),
-                discovery: self.nomad_discovery(),
-                work_root: self.nomad_work_root.clone(),
-                kill_timeout: Duration::from_secs(self.nomad_kill_timeout_secs),
-            },
-            max_in_flight: self.nomad_max_in_flight,
-            purge_on_stop: self.nomad_purge_on_stop,
-            request_timeout: Duration::from_secs(30),
-            watch_wait: Duration::from_secs(self.nomad_watch_wait_secs),
-        })
+            })
     }
 
     pub(super) fn validate_executor(&self, problems: &mut Vec<String>) {
@@ -237,7 +146,7 @@ impl Settings {
             problems
                 .push("SWATH_NOMAD_WATCH_WAIT_SECS: must be from 1 to 300 (Nomad's cap)".into());
         }
-        if let Err(e) = self.nomad_config() {
+        if let Err(e) = self.nomad_address() {
             problems.push(e);
         }
         let id_part = |s: &str| !s.is_empty() && !s.contains([' ', '\0', '/']);
@@ -274,24 +183,6 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_local_worker_is_the_configured_one_else_beside_else_this_program() {
-        let configured = Settings {
-            local_worker_command: "/opt/swath/bin/swath-worker".into(),
-            ..Settings::default()
-        };
-        let command = configured.local_worker_command().unwrap();
-        assert_eq!(
-            command.program,
-            PathBuf::from("/opt/swath/bin/swath-worker")
-        );
-        assert_eq!(command.args, vec!["run"]);
-        // A unit test runs from `deps/`, where no `swath-worker` lies: this program's `worker run`.
-        let command = Settings::default().local_worker_command().unwrap();
-        assert_eq!(command.program, std::env::current_exe().unwrap());
-        assert_eq!(command.args, vec!["worker", "run"]);
-    }
 
     #[test]
     fn secrets_never_print() {
@@ -355,33 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn nomad_workers_find_the_service_the_orchestrator_registers() {
-        let settings = Settings::default();
-        assert_eq!(
-            settings.nomad_config().unwrap().jobs.discovery,
-            Discovery::NomadService {
-                service: "swath".into()
-            }
-        );
-        let consul = Settings {
-            nomad_service_provider: ServiceProvider::Consul,
-            listen: "0.0.0.0:9090".into(),
-            ..Settings::default()
-        };
-        assert_eq!(
-            consul.nomad_discovery(),
-            Discovery::Consul {
-                service: "swath".into(),
-                url: "http://swath.service.consul:9090".into()
-            }
-        );
-        let balanced = Settings {
-            orchestrator_url: "https://swath.example".into(),
-            ..consul
-        };
-        assert!(
-            matches!(balanced.nomad_discovery(), Discovery::Consul { url, .. } if url == "https://swath.example")
-        );
+    fn the_service_name_must_be_a_dns_label() {
         let bad = Settings {
             nomad_service_name: "swath.api".into(),
             ..Settings::default()

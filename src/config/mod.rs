@@ -3,6 +3,12 @@
 //! Everything is validated at start-up and every problem is reported at once, naming the setting.
 //! Secrets (the database password, tokens, credentials in any URL setting) never appear in `Debug`
 //! output or logs (see [`redact`]).
+//!
+//! Settings are leaf data: this module imports nothing of the engine, only the domain. Each file
+//! is one section (the API, the executors, storage, publication, the cluster and its background
+//! jobs) with its typed views and its validation; what the engine builds from them (the executor,
+//! the publisher, the loops, the catalogue) is built by the `startup` module, which also checks
+//! what only opening it can tell (the catalogue).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,18 +18,24 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use swath_job_types::flavor::{default_flavors, validate_flavors, WorkerFlavor};
+use swath_job_types::redact::redact_password;
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::types::{builtin_job_types, JobTypeOverrides};
 
 mod api;
 mod cluster;
+pub mod cron;
+mod dates;
 mod executor;
 mod publication;
 mod redact;
 mod storage;
 
+pub use api::DEFAULT_RETRY_CAP;
+pub use cluster::{ClusterSettings, ScheduleSettings};
+pub use dates::parse_date;
 pub use executor::{ExecutorKind, Secret, ServiceProvider};
-pub use publication::PublisherKind;
+pub use publication::{Encoding, PublisherKind};
 pub use redact::redact_url;
 
 /// Prefix of every environment variable swath reads.
@@ -31,18 +43,20 @@ pub const ENV_PREFIX: &str = "SWATH_";
 /// Environment variable naming the optional TOML file.
 pub const CONFIG_FILE_ENV: &str = "SWATH_CONFIG";
 
-/// Longest database name PostgreSQL keeps; longer names are silently truncated by the server.
+/// Longest database name PostgreSQL keeps; longer names are silently truncated by the server (the
+/// same bound as the `db` module's, which cannot be imported here: settings are leaf data).
 pub const MAX_DATABASE_NAME_LEN: usize = 63;
 
-/// A PostgreSQL URL whose password is never printed.
+/// A URL that may carry a password (the database's): kept as given, printed with its password and
+/// secret query parameters hidden. The `db` module turns it into its `DatabaseUrl` to connect.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct DatabaseUrl(String);
+pub struct SecretUrl(String);
 
-impl DatabaseUrl {
+impl SecretUrl {
     /// Wraps a URL.
     pub fn new(url: impl Into<String>) -> Self {
-        DatabaseUrl(url.into())
+        SecretUrl(url.into())
     }
 
     /// The full URL, password included: only for connecting.
@@ -50,44 +64,15 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// The URL with its password replaced by `***`, in the user info and in a `?password=` query
-    /// parameter (and any other secret parameter, see [`redact_url`]).
+    /// The URL with its password and secret query parameters replaced by `***`.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut url) => {
-                if url.password().is_some() {
-                    let _ = url.set_password(Some("***"));
-                }
-                redact::redact_query(&mut url);
-                url.to_string()
-            }
-            Err(_) => "(unparsable URL)".to_string(),
-        }
-    }
-
-    /// The same server with another database name (at most [`MAX_DATABASE_NAME_LEN`] bytes).
-    pub fn with_database(&self, name: &str) -> Result<DatabaseUrl, String> {
-        if name.is_empty() || name.len() > MAX_DATABASE_NAME_LEN {
-            return Err(format!(
-                "database name {name:?} must have 1 to {MAX_DATABASE_NAME_LEN} bytes"
-            ));
-        }
-        let mut url = url::Url::parse(&self.0).map_err(|e| e.to_string())?;
-        url.set_path(&format!("/{name}"));
-        Ok(DatabaseUrl(url.to_string()))
-    }
-
-    /// The database name in the URL.
-    pub fn database_name(&self) -> Option<String> {
-        let url = url::Url::parse(&self.0).ok()?;
-        let name = url.path().trim_start_matches('/');
-        (!name.is_empty()).then(|| name.to_string())
+        redact_password(&self.0)
     }
 }
 
-impl fmt::Debug for DatabaseUrl {
+impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({})", self.redacted())
+        write!(f, "SecretUrl({})", self.redacted())
     }
 }
 
@@ -108,7 +93,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// PostgreSQL URL; the database is created if it does not exist.
-    pub database_url: DatabaseUrl,
+    pub database_url: SecretUrl,
     /// Size of the connection pool.
     pub database_max_connections: u32,
     /// Seconds to wait for a connection before failing.
@@ -205,7 +190,7 @@ pub struct Settings {
     pub publication_file: String,
     /// Message bodies: `json` (the feature as a JSON object) or `double_encoded` (a JSON string
     /// holding it, as the original sent it).
-    pub publication_encoding: crate::publish::Encoding,
+    pub publication_encoding: Encoding,
     /// Republications of a product the catalogue refused, before its job fails.
     pub publication_max_republish: i32,
     /// Fields of the publication messages: collection, organisation, S3 host, bucket, eodata root.
@@ -306,7 +291,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            database_url: DatabaseUrl::new("postgres://postgres@127.0.0.1:5432/swath"),
+            database_url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/swath"),
             database_max_connections: 10,
             database_connect_timeout_secs: 10,
             log_format: LogFormat::Human,
@@ -334,7 +319,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             api_write_token: None,
             api_read_token: None,
-            retry_cap: crate::api::DEFAULT_RETRY_CAP,
+            retry_cap: DEFAULT_RETRY_CAP,
             retry_base_secs: 60,
             retry_max_secs: 3600,
             executor: ExecutorKind::Local,
@@ -352,7 +337,7 @@ impl Default for Settings {
             input_extra_roots: Vec::new(),
             publisher: PublisherKind::File,
             publication_file: String::new(),
-            publication_encoding: crate::publish::Encoding::Json,
+            publication_encoding: Encoding::Json,
             publication_max_republish: 3,
             publication_target: swath_job_types::publication::PublicationTarget::default(),
             timeliness_target_hours: 3.0,
@@ -412,14 +397,29 @@ impl Settings {
     /// Loads defaults, then the TOML file (`file`, or `SWATH_CONFIG`), then `SWATH_*` variables,
     /// and validates the result.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let settings = Self::read(file)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads defaults, then the TOML file (`file`, or `SWATH_CONFIG`), then `SWATH_*` variables,
+    /// without validating the values (see [`Settings::problems`]).
+    pub fn read(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let env_file = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
-        Self::load_from(
+        Self::read_from(
             file.map(Path::to_path_buf).or(env_file),
             Env::prefixed(ENV_PREFIX),
         )
     }
 
+    #[cfg(test)]
     fn load_from(file: Option<PathBuf>, env: Env) -> Result<Settings, ConfigError> {
+        let settings = Self::read_from(file, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn read_from(file: Option<PathBuf>, env: Env) -> Result<Settings, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(file) = file {
             if !file.is_file() {
@@ -430,22 +430,31 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        // SWATH_CONFIG names the file; SWATH_WORKER_* belong to the worker binary.
+        // SWATH_CONFIG names the file; SWATH_WORKER_* belong to the worker binary; SWATH_TEST_*
+        // turn on the test suite's heavy tiers (set by scripts/test, seen by every process it starts).
         let env = env.filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            key != "config" && !key.starts_with("worker_")
+            key != "config" && !key.starts_with("worker_") && !key.starts_with("test_")
         });
-        let settings: Settings = figment.merge(env).extract().map_err(Box::new)?;
-        settings.validate()?;
-        Ok(settings)
+        Ok(figment.merge(env).extract().map_err(Box::new)?)
     }
 
     /// Checks every value and reports all problems together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every problem of the values, each naming its setting (empty when they are valid).
+    pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         match url::Url::parse(self.database_url.expose()) {
             Ok(url) if matches!(url.scheme(), "postgres" | "postgresql") => {
-                match self.database_url.database_name() {
+                match Some(url.path().trim_start_matches('/')).filter(|n| !n.is_empty()) {
                     None => problems.push("SWATH_DATABASE_URL: the URL names no database".to_string()),
                     Some(name) if name.len() > MAX_DATABASE_NAME_LEN => problems.push(format!(
                         "SWATH_DATABASE_URL: database name {name:?} is longer than {MAX_DATABASE_NAME_LEN} bytes (PostgreSQL would truncate it)"
@@ -503,9 +512,6 @@ impl Settings {
                 .push("SWATH_TIMELINESS_TARGET_HOURS: must be a number of hours above 0".into());
         }
         self.validate_cluster(&mut problems);
-        if let Err(e) = crate::catalogue::open(&self.catalogue, &self.catalogue_options()) {
-            problems.push(format!("SWATH_CATALOGUE: {e}"));
-        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             problems.push(format!("SWATH_LOG: {e}"));
         }
@@ -528,58 +534,12 @@ impl Settings {
             }
             Err(e) => problems.push(format!("SWATH_JOB_TYPE_SETTINGS: {e}")),
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
+        problems
     }
 
     fn registry_unchecked(&self) -> Result<JobTypeRegistry, String> {
         let types = builtin_job_types(&self.job_type_settings).map_err(|e| e.to_string())?;
         JobTypeRegistry::new(types, &self.flavors).map_err(|e| e.to_string())
-    }
-
-    /// How catalogue adapters make their requests.
-    pub fn catalogue_options(&self) -> crate::catalogue::CatalogueOptions {
-        use std::time::Duration;
-        crate::catalogue::CatalogueOptions {
-            timeout: Duration::from_secs(self.catalogue_timeout_secs),
-            retry: crate::catalogue::http::RetryPolicy {
-                max_attempts: self.catalogue_max_attempts,
-                base_delay: Duration::from_millis(self.catalogue_retry_base_ms),
-                max_delay: Duration::from_secs(self.catalogue_retry_max_secs),
-            },
-            page_size: self.catalogue_page_size,
-            stac_sensing_lookback: Duration::from_secs(self.stac_sensing_lookback_days * 86_400),
-            max_body_bytes: self.catalogue_max_body_mb.saturating_mul(1024 * 1024),
-            input_roots: self.input_roots(),
-        }
-    }
-
-    /// The continuous polling window.
-    pub fn continuous_window(&self) -> crate::pipeline::poller::PollWindow {
-        use std::time::Duration;
-        crate::pipeline::poller::PollWindow::Continuous {
-            overlap: Duration::from_secs(self.ingest_overlap_secs),
-            initial_lookback: Duration::from_secs(self.ingest_initial_lookback_days * 86_400),
-        }
-    }
-
-    /// Backoff between attempts of a job.
-    pub fn attempt_backoff(&self) -> crate::pipeline::retry::AttemptBackoff {
-        crate::pipeline::retry::AttemptBackoff {
-            base: std::time::Duration::from_secs(self.retry_base_secs),
-            max: std::time::Duration::from_secs(self.retry_max_secs),
-        }
-    }
-
-    /// How the configuration loop works.
-    pub fn configure_settings(&self) -> crate::pipeline::configure::ConfigureSettings {
-        crate::pipeline::configure::ConfigureSettings {
-            batch: i64::from(self.configure_batch),
-            recheck_after: std::time::Duration::from_secs(self.configure_recheck_secs),
-        }
     }
 
     /// Every shipped job type with this configuration's overrides.
@@ -607,7 +567,10 @@ mod tests {
     fn defaults_are_valid_and_embedded() {
         let s = Settings::default();
         s.validate().unwrap();
-        assert_eq!(s.database_url.database_name().as_deref(), Some("swath"));
+        assert_eq!(
+            url::Url::parse(s.database_url.expose()).unwrap().path(),
+            "/swath"
+        );
         assert!(s.catalogue.starts_with("dir:") && s.catalogue.ends_with("samples/catalogue"));
     }
 
@@ -617,6 +580,7 @@ mod tests {
             jail.set_env("SWATH_DATABASE_MAX_CONNECTIONS", "4");
             jail.set_env("SWATH_JOB_TYPES", "[fsc_rlie, test_job]");
             jail.set_env("SWATH_WORKER_JOB_ID", "12");
+            jail.set_env("SWATH_TEST_DOCKER", "1");
             let s = load_in(
                 jail,
                 Some(
@@ -749,25 +713,22 @@ mod tests {
 
     #[test]
     fn password_is_never_printed() {
-        let url = DatabaseUrl::new("postgres://swath:s3cret@db:5432/swath");
+        let url = SecretUrl::new("postgres://swath:s3cret@db:5432/swath");
         assert_eq!(url.redacted(), "postgres://swath:***@db:5432/swath");
-        let query = DatabaseUrl::new("postgres://swath@db/swath?sslmode=require&password=s3cret");
+        let query = SecretUrl::new("postgres://swath@db/swath?sslmode=require&password=s3cret");
         assert_eq!(
             query.redacted(),
             "postgres://swath@db/swath?sslmode=require&password=***"
         );
         assert_eq!(
             format!("{query:?}"),
-            "DatabaseUrl(postgres://swath@db/swath?sslmode=require&password=***)"
+            "SecretUrl(postgres://swath@db/swath?sslmode=require&password=***)"
         );
         let s = Settings {
             database_url: url.clone(),
             ..Settings::default()
         };
         assert!(!format!("{s:?}").contains("s3cret"));
-        assert_eq!(
-            url.with_database("other").unwrap().expose(),
-            "postgres://swath:s3cret@db:5432/other"
-        );
+        assert_eq!(url.expose(), "postgres://swath:s3cret@db:5432/swath");
     }
 }

@@ -17,6 +17,28 @@ pub enum PublisherKind {
     Rabbitmq,
 }
 
+/// How a publication message body is written (`SWATH_PUBLICATION_ENCODING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// The feature as a JSON object (swath's default).
+    #[default]
+    Json,
+    /// The feature as a JSON string holding the JSON (the original's format).
+    DoubleEncoded,
+}
+
+impl Encoding {
+    /// The body of `message`.
+    pub fn body(self, message: &serde_json::Value) -> Vec<u8> {
+        let json = message.to_string();
+        match self {
+            Encoding::Json => json.into_bytes(),
+            Encoding::DoubleEncoded => serde_json::Value::String(json).to_string().into_bytes(),
+        }
+    }
+}
+
 /// The broker when `rabbitmq_url` is unset.
 pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

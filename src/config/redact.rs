@@ -5,73 +5,9 @@
 
 use std::fmt;
 
+pub use swath_job_types::redact::redact_url;
+
 use super::Settings;
-
-/// What stands for a hidden value.
-const HIDDEN: &str = "***";
-
-/// Whether a query parameter named `key` carries a secret (`password`, `token`, `secret`, `key`,
-/// `signature`, `credential`, `auth`, `sig`, in any case and inside longer names such as
-/// `X-Amz-Signature` or `access_token`).
-fn secret_parameter(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    key == "sig"
-        || [
-            "password",
-            "passwd",
-            "pwd",
-            "secret",
-            "token",
-            "key",
-            "signature",
-            "credential",
-            "auth",
-        ]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
-/// `url` with the values of its secret query parameters replaced by `***`.
-pub(super) fn redact_query(url: &mut url::Url) {
-    if !url.query_pairs().any(|(k, _)| secret_parameter(&k)) {
-        return;
-    }
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if secret_parameter(&k) {
-                HIDDEN.to_string()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    url.query_pairs_mut().clear().extend_pairs(pairs);
-}
-
-/// `text` with the credentials of a URL hidden: its user name and password become `***`, and so do
-/// its secret query parameters. Text that is not a URL is kept; a URL-like text that does not parse
-/// is hidden whole when it holds an `@` (it may carry user info).
-pub fn redact_url(text: &str) -> String {
-    if !text.contains("://") {
-        return text.to_string();
-    }
-    match url::Url::parse(text) {
-        Ok(mut url) => {
-            if !url.username().is_empty() {
-                let _ = url.set_username(HIDDEN);
-            }
-            if url.password().is_some() {
-                let _ = url.set_password(Some(HIDDEN));
-            }
-            redact_query(&mut url);
-            url.to_string()
-        }
-        Err(_) if text.contains('@') => "(unparsable URL, hidden)".to_string(),
-        Err(_) => text.to_string(),
-    }
-}
 
 /// Every text in `value` through [`redact_url`].
 fn redact_value(value: &mut serde_json::Value) {
@@ -89,7 +25,7 @@ impl Settings {
     /// serialize as `***`.
     pub fn redacted(&self) -> Settings {
         let mut shown = self.clone();
-        shown.database_url = super::DatabaseUrl::new(self.database_url.redacted());
+        shown.database_url = super::SecretUrl::new(self.database_url.redacted());
         for url in [
             &mut shown.catalogue,
             &mut shown.eodata_url,
@@ -130,25 +66,7 @@ impl fmt::Debug for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DatabaseUrl, Secret};
-
-    #[test]
-    fn urls_lose_user_info_and_secret_parameters() {
-        assert_eq!(
-            redact_url("https://user:pw@host:8443/p?a=1&token=t&X-Amz-Signature=s"),
-            "https://***:***@host:8443/p?a=1&token=***&X-Amz-Signature=***"
-        );
-        assert_eq!(
-            redact_url("s3://AKIA:SECRET@bucket/x"),
-            "s3://***:***@bucket/x"
-        );
-        assert_eq!(redact_url("file:///data/x"), "file:///data/x");
-        assert_eq!(redact_url("dir:/data/catalogue"), "dir:/data/catalogue");
-        assert_eq!(
-            redact_url("https://x.example/odata/v1"),
-            "https://x.example/odata/v1"
-        );
-    }
+    use crate::config::{Secret, SecretUrl};
 
     #[test]
     fn no_credential_of_any_setting_is_printed() {
@@ -171,7 +89,7 @@ mod tests {
             "hostpass16",
         ];
         let settings = Settings {
-            database_url: DatabaseUrl::new(
+            database_url: SecretUrl::new(
                 "postgres://swath:dbpass1@db:5432/swath?sslmode=require&password=dbquery2",
             ),
             rabbitmq_url: Some(Secret::new("amqp://swath:amqp3@broker:5672/%2f")),

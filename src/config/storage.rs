@@ -1,8 +1,9 @@
 //! Where workers read inputs and write products: the storage URLs given to them in each task, and
-//! the roots inputs may be read from (see [`crate::catalogue::input_roots`]).
+//! the roots inputs may be read from (see [`InputRoots`]).
+
+use swath_job_types::input_roots::InputRoots;
 
 use super::Settings;
-use crate::catalogue::input_roots::InputRoots;
 
 /// Schemes workers can read and write.
 const SCHEMES: [&str; 2] = ["s3://", "file:///"];
@@ -29,22 +30,6 @@ impl Settings {
             &self.input_extra_roots,
         )
         .0
-    }
-
-    /// Where workers read and write, with the flavor table. Inputs are allowed under
-    /// [`Settings::input_roots`] and, when the catalogue is a local directory, under it.
-    pub fn task_locations(&self) -> crate::api::tasks::TaskLocations {
-        let mut inputs = self.input_roots();
-        if let Some(dir) = crate::catalogue::local_directory(&self.catalogue) {
-            // A directory that cannot be a root was reported when the catalogue was opened.
-            let _ = inputs.allow_directory(std::path::Path::new(dir));
-        }
-        crate::api::tasks::TaskLocations {
-            eodata_url: self.eodata_url.clone(),
-            output_url: self.output_url(),
-            inputs,
-            flavors: self.flavors.clone(),
-        }
     }
 
     pub(super) fn validate_storage(&self, problems: &mut Vec<String>) {

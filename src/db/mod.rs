@@ -6,8 +6,6 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use swath_job_types::JobStatus;
 
-use crate::config::DatabaseUrl;
-
 pub mod bench;
 pub mod chaining;
 pub mod claim;
@@ -33,6 +31,9 @@ pub mod status_batch;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tokens;
+mod url;
+
+pub use self::url::DatabaseUrl;
 
 /// The schema migrations in `sql/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");

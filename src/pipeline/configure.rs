@@ -19,6 +19,7 @@ use crate::db::context::PgJobContext;
 use crate::db::notifications::Notifications;
 use crate::db::status::{StatusChange, StatusTransaction};
 use crate::db::DbError;
+use crate::service::{CancellationToken, Service};
 
 /// How the configuration loop works.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -224,5 +225,35 @@ async fn apply(
         // Another actor changed the job first: nothing of this decision is kept.
         Ok(None) | Err(DbError::LostRace { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// The configuration loop as a service of a running instance.
+pub struct ConfigureService {
+    /// The database.
+    pub pool: PgPool,
+    /// The job types it configures.
+    pub job_types: Vec<std::sync::Arc<dyn JobTemplate>>,
+    /// How it works.
+    pub settings: ConfigureSettings,
+    /// Longest sleep between wake-ups.
+    pub idle: Duration,
+}
+
+#[async_trait::async_trait]
+impl Service for ConfigureService {
+    fn name(&self) -> &'static str {
+        "configuration"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        configure_loop(
+            &self.pool,
+            &self.job_types,
+            self.settings,
+            self.idle,
+            shutdown.cancelled_owned(),
+        )
+        .await;
     }
 }

@@ -20,6 +20,7 @@ use super::track::{track_round_in, TrackScope};
 use crate::db::claim::Claimant;
 use crate::db::notifications::Notifications;
 use crate::executor::Executor;
+use crate::service::{CancellationToken, Service};
 
 /// What the dispatch loop dispatches, and how.
 #[derive(Clone)]
@@ -133,5 +134,43 @@ pub async fn track_loop(pool: &PgPool, config: TrackLoop, stop: impl Future<Outp
             _ = tokio::time::sleep(config.interval) => {}
             _ = &mut stop => return,
         }
+    }
+}
+
+/// The dispatch loop as a service of a running instance.
+pub struct DispatchService {
+    /// The database.
+    pub pool: PgPool,
+    /// What it dispatches, and how.
+    pub config: DispatchLoop,
+}
+
+#[async_trait::async_trait]
+impl Service for DispatchService {
+    fn name(&self) -> &'static str {
+        "dispatch"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        dispatch_loop(&self.pool, self.config, shutdown.cancelled_owned()).await;
+    }
+}
+
+/// The tracking loop as a service of a running instance.
+pub struct TrackService {
+    /// The database.
+    pub pool: PgPool,
+    /// What it follows.
+    pub config: TrackLoop,
+}
+
+#[async_trait::async_trait]
+impl Service for TrackService {
+    fn name(&self) -> &'static str {
+        "tracking"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        track_loop(&self.pool, self.config, shutdown.cancelled_owned()).await;
     }
 }

@@ -22,27 +22,7 @@ use crate::db::publications::{
 use crate::db::DbError;
 use crate::metrics::record_transitions;
 
-/// How a message body is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Encoding {
-    /// The feature as a JSON object (swath's default).
-    #[default]
-    Json,
-    /// The feature as a JSON string holding the JSON (the original's format).
-    DoubleEncoded,
-}
-
-impl Encoding {
-    /// The body of `message`.
-    pub fn body(self, message: &serde_json::Value) -> Vec<u8> {
-        let json = message.to_string();
-        match self {
-            Encoding::Json => json.into_bytes(),
-            Encoding::DoubleEncoded => serde_json::Value::String(json).to_string().into_bytes(),
-        }
-    }
-}
+pub use crate::config::Encoding;
 
 /// A message could not be sent or was not confirmed.
 #[derive(Debug, Clone, thiserror::Error)]

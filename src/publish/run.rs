@@ -13,6 +13,7 @@ use swath_job_types::registry::JobTypeRegistry;
 use super::start_publications;
 use super::{publish_round, Publisher};
 use crate::db::notifications::Notifications;
+use crate::service::{CancellationToken, Service};
 
 /// Jobs and messages handled per round.
 const ROUND: i64 = 500;
@@ -131,5 +132,64 @@ pub async fn failures_loop(
             _ = tokio::time::sleep(interval) => {}
             _ = &mut stop => return,
         }
+    }
+}
+
+/// The publication loop as a service of a running instance.
+pub struct PublishService {
+    /// The database.
+    pub pool: PgPool,
+    /// What it needs.
+    pub config: PublishLoop,
+}
+
+#[async_trait::async_trait]
+impl Service for PublishService {
+    fn name(&self) -> &'static str {
+        "publication"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        publish_loop(&self.pool, self.config, shutdown.cancelled_owned()).await;
+    }
+}
+
+/// The loop of the catalogue's failure acknowledgements (RabbitMQ) as a service.
+pub struct FailuresService {
+    /// The database.
+    pub pool: PgPool,
+    /// The broker connection it reads from.
+    pub publisher: Arc<super::rabbitmq::RabbitPublisher>,
+    /// The queue of failure acknowledgements.
+    pub queue: String,
+    /// Republications of a product before its job fails.
+    pub cap: i32,
+    /// Time between two reads.
+    pub interval: Duration,
+}
+
+#[async_trait::async_trait]
+impl Service for FailuresService {
+    fn name(&self) -> &'static str {
+        "publication failures"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        let FailuresService {
+            pool,
+            publisher,
+            queue,
+            cap,
+            interval,
+        } = *self;
+        failures_loop(
+            &pool,
+            publisher,
+            queue,
+            cap,
+            interval,
+            shutdown.cancelled_owned(),
+        )
+        .await;
     }
 }

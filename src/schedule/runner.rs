@@ -29,6 +29,7 @@ use crate::db::schedules::{
 };
 use crate::db::services::Instance;
 use crate::db::DbError;
+use crate::service::{CancellationToken, Service};
 
 /// The longest sleep between two looks at the schedules.
 const IDLE: Duration = Duration::from_secs(30);
@@ -305,6 +306,17 @@ async fn run(scheduler: &Scheduler, kind: ScheduleKind, fired: Fired) {
                 tracing::error!(run = fired.run_id, error = %e, "the end of a background run could not be recorded")
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Scheduler {
+    fn name(&self) -> &'static str {
+        "background jobs"
+    }
+
+    async fn run(self: Box<Self>, shutdown: CancellationToken) {
+        scheduler_loop(Arc::new(*self), shutdown.cancelled_owned()).await;
     }
 }
 
