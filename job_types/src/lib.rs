@@ -9,6 +9,7 @@ pub mod context;
 pub mod exit_codes;
 pub mod flavor;
 pub mod job;
+pub mod job_type;
 pub mod listing;
 pub mod product;
 pub mod protocol;
@@ -23,5 +24,6 @@ pub mod types;
 pub(crate) mod testing;
 
 pub use job::{Job, JobPriority, NewJob};
+pub use job_type::JobType;
 pub use status::JobStatus;
 pub use template::{JobTemplate, JobTypeSpec};
