@@ -10,6 +10,7 @@ pub mod exit_codes;
 pub mod flavor;
 pub mod input_roots;
 pub mod job;
+pub mod job_type;
 pub mod listing;
 pub mod product;
 pub mod protocol;
@@ -25,5 +26,6 @@ pub mod types;
 pub(crate) mod testing;
 
 pub use job::{Job, JobPriority, NewJob};
+pub use job_type::JobType;
 pub use status::JobStatus;
 pub use template::{JobTemplate, JobTypeSpec};

@@ -1,6 +1,9 @@
-//! The `JobTemplate` trait: everything that differs between job types.
+//! The `JobTemplate` trait: a job type as the orchestrator sees it, with its parameters erased to
+//! JSON, and the data that crosses it (spec, created jobs, configuration outcomes, worker tasks).
 //!
-//! The method names are the original system's (`get_jobs_to_create`, `configure_single_job`,
+//! Job types do not implement `JobTemplate` themselves: they implement the typed
+//! [`crate::job_type::JobType`], and its one adapter implements `JobTemplate` for them. The method
+//! names are the original system's (`get_jobs_to_create`, `configure_single_job`,
 //! `generated_a_product`...), so that someone who knows it finds them. Constants that the original kept
 //! on the class live in one [`JobTypeSpec`] value, which keeps the trait usable as `dyn`.
 //!
@@ -250,7 +253,9 @@ impl JobTypeError {
     }
 }
 
-/// The behaviour of one job type.
+/// The behaviour of one job type, with its parameters as JSON: what the registry holds (as
+/// `Arc<dyn JobTemplate>`) and the orchestrator calls. It is implemented once, for every
+/// [`crate::job_type::JobType`], by the adapter in [`crate::job_type`].
 #[async_trait]
 pub trait JobTemplate: Send + Sync + Debug {
     /// Descriptive data (name, input family, Nomad job, flavor, outputs...).
@@ -261,9 +266,7 @@ pub trait JobTemplate: Send + Sync + Debug {
 
     /// The longitude/latitude box `[west, south, east, north]` of the job type's area of interest,
     /// used to narrow catalogue queries (exact filtering happens in `get_jobs_to_create`).
-    fn area_of_interest_bbox(&self) -> Option<[f64; 4]> {
-        None
-    }
+    fn area_of_interest_bbox(&self) -> Option<[f64; 4]>;
 
     /// The new jobs for one page of catalogue products, after filtering and dedup against the
     /// database and within the page.
@@ -278,26 +281,18 @@ pub trait JobTemplate: Send + Sync + Debug {
 
     /// Whether jobs of this type come from catalogue listings. Types whose jobs are only created by
     /// other jobs (children) answer `false`, and the poller never lists a catalogue for them.
-    fn ingests(&self) -> bool {
-        true
-    }
+    fn ingests(&self) -> bool;
 
     /// Checks `params` given for a new job of this type (e.g. through the API), naming what is wrong.
-    fn check_params(&self, _params: &serde_json::Value) -> Result<(), String> {
-        Ok(())
-    }
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String>;
 
     /// The job types of the children [`JobTemplate::children_when_processed`] may create. They must
     /// be registered, and they run wherever this type runs.
-    fn child_job_types(&self) -> Vec<String> {
-        Vec::new()
-    }
+    fn child_job_types(&self) -> Vec<String>;
 
     /// The children to create when `job` (with its results, entering `processed`) is processed.
     /// They are stored in the same transaction as the job's move to `processed`, so none is lost.
-    fn children_when_processed(&self, _job: &Job) -> Result<Vec<ChildJob>, JobTypeError> {
-        Ok(Vec::new())
-    }
+    fn children_when_processed(&self, job: &Job) -> Result<Vec<ChildJob>, JobTypeError>;
 
     /// Batch enrichment of newly created jobs before they are configured one by one.
     async fn configure_batch_jobs(
@@ -319,9 +314,7 @@ pub trait JobTemplate: Send + Sync + Debug {
     fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError>;
 
     /// Whether the job produced something to publish.
-    fn generated_a_product(&self, job: &Job) -> bool {
-        job.results.as_ref().is_some_and(|r| !r.products.is_empty())
-    }
+    fn generated_a_product(&self, job: &Job) -> bool;
 
     /// One publication message per output product.
     fn get_products_publication_jsons(

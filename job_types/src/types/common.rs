@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 
 use crate::context::JobContext;
 use crate::job::{Job, JobPriority, NewJob};
+use crate::job_type::JobType;
 use crate::listing::CatalogueProduct;
 use crate::product::{ProductName, S2Level, TileId};
 use crate::status::JobStatus;
-use crate::template::{JobTemplate, JobTypeError, JobsToCreate, RejectedProduct};
+use crate::template::{JobTypeError, JobsToCreate, RejectedProduct};
 
 /// The products of a page that a job type may turn into jobs, each with what the job type parsed
 /// from it (`T`), after dropping those that already have a job. Skipped and rejected products are
@@ -124,16 +125,6 @@ pub(crate) fn check_tile(field: &str, value: &str) -> Result<TileId, String> {
     Ok(tile)
 }
 
-/// Decodes `params` as `T` and checks them with `check`, naming the field that is wrong.
-pub(crate) fn params_checked<T: serde::de::DeserializeOwned>(
-    params: &serde_json::Value,
-    check: impl FnOnce(&T) -> Result<(), String>,
-) -> Result<T, String> {
-    let decoded: T = serde_json::from_value(params.clone()).map_err(|e| format!("params: {e}"))?;
-    check(&decoded)?;
-    Ok(decoded)
-}
-
 /// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the
 /// product, any other `Err` rejects it), keeping the first of several listings of one product.
 pub(crate) fn build_candidates<'p, T>(
@@ -186,17 +177,17 @@ impl<T> Candidates<'_, T> {
 }
 
 /// Applies the processing start date and the job type's pre-insertion setup, then adds the job.
-pub(crate) fn finish(template: &dyn JobTemplate, out: &mut JobsToCreate, mut job: NewJob) {
-    let start = template.spec().processing_start_date;
+pub(crate) fn finish<T: JobType>(job_type: &T, out: &mut JobsToCreate, mut job: NewJob) {
+    let start = job_type.spec().processing_start_date;
     let reprocessed = matches!((job.measured_at, start), (Some(m), Some(s)) if m < s);
-    template.job_pre_insertion_setup(&mut job, reprocessed);
+    job_type.before_insertion(&mut job, reprocessed);
     out.jobs.push(job);
 }
 
 /// Builds the candidates, drops the products that already have a job (one lookup by product),
 /// then [`finish`]es each: for job types whose products are independent of each other.
-pub(crate) async fn jobs_from_products(
-    template: &dyn JobTemplate,
+pub(crate) async fn jobs_from_products<T: JobType>(
+    job_type: &T,
     ctx: &dyn JobContext,
     products: &[CatalogueProduct],
     build: impl Fn(&CatalogueProduct) -> Result<NewJob, String>,
@@ -207,11 +198,11 @@ pub(crate) async fn jobs_from_products(
         .iter()
         .filter_map(|(j, _, _)| j.product_id.clone())
         .collect();
-    let existing = ctx.jobs_with_products(&template.spec().name, &ids).await?;
+    let existing = ctx.jobs_with_products(&job_type.spec().name, &ids).await?;
     found.drop_known(&existing);
     let Candidates { mut out, jobs } = found;
     for (job, _, _) in jobs {
-        finish(template, &mut out, job);
+        finish(job_type, &mut out, job);
     }
     Ok(out)
 }
@@ -227,7 +218,8 @@ pub(crate) fn mark_cancelled(job: &mut NewJob, reason: String, context: &str) {
     }
 }
 
-/// Marks a job as reprocessed: it starts `cancelled` with the reason recorded.
+/// Marks a job as reprocessed: it starts `cancelled` with the reason recorded, and its params say
+/// why (`reprocessing_context`).
 pub(crate) fn mark_reprocessed(job: &mut NewJob, start: Option<DateTime<Utc>>) {
     job.priority = JobPriority::Reprocessing;
     job.initial_status = JobStatus::Cancelled;
@@ -238,4 +230,10 @@ pub(crate) fn mark_reprocessed(job: &mut NewJob, start: Option<DateTime<Utc>>) {
         ),
         None => "part of a reprocessing campaign".to_string(),
     });
+    if let Some(params) = job.params.as_object_mut() {
+        params.insert(
+            "reprocessing_context".into(),
+            "before_processing_start_date".into(),
+        );
+    }
 }

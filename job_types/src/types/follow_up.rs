@@ -23,11 +23,11 @@ use crate::children::{output_store_source, ChildJob, ChildKind};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, NewJob};
+use crate::job_type::{parse_params, JobType, TaskPlan};
 use crate::listing::CatalogueProduct;
-use crate::publication::{ProductPublication, PublicationError, PublicationTarget};
 use crate::template::{
-    Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
-    JobsToCreate, RejectedProduct, TaskInput, TaskOutput, WorkerTask,
+    InputProductType, JobTypeError, JobTypeSpec, JobsToCreate, RejectedProduct, TaskInput,
+    TaskOutput,
 };
 
 /// Name of the preview job type.
@@ -60,12 +60,14 @@ impl FollowUpParams {
     /// a kind and a path relative to the output store (not absolute, no `..`; its last segment
     /// names the input the worker stages).
     pub fn parse(value: &serde_json::Value) -> Result<FollowUpParams, String> {
-        let params: FollowUpParams =
-            serde_json::from_value(value.clone()).map_err(|e| format!("params: {e}"))?;
-        if params.products.is_empty() {
+        parse_params::<FollowUp>(value)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.products.is_empty() {
             return Err("params.products: at least one product is needed".into());
         }
-        for (i, p) in params.products.iter().enumerate() {
+        for (i, p) in self.products.iter().enumerate() {
             if p.kind.trim().is_empty() || p.kind.chars().any(char::is_control) {
                 return Err(format!(
                     "params.products[{i}].kind: {:?} is not a product kind",
@@ -78,7 +80,7 @@ impl FollowUpParams {
                 check_file_name(&field, segment)?;
             }
         }
-        Ok(params)
+        Ok(())
     }
 }
 
@@ -205,7 +207,11 @@ pub fn fsc_rlie_children(job: &Job) -> Vec<ChildJob> {
 }
 
 #[async_trait]
-impl JobTemplate for FollowUp {
+impl JobType for FollowUp {
+    type Params = FollowUpParams;
+
+    const INGESTS: bool = false;
+
     fn spec(&self) -> &JobTypeSpec {
         &self.spec
     }
@@ -214,8 +220,12 @@ impl JobTemplate for FollowUp {
         &self.exit_codes
     }
 
+    fn validate(params: &FollowUpParams) -> Result<(), String> {
+        params.check()
+    }
+
     /// Follow-ups are created by their source job, never from a catalogue: every product is skipped.
-    async fn get_jobs_to_create(
+    async fn jobs_to_create(
         &self,
         _ctx: &dyn JobContext,
         products: &[CatalogueProduct],
@@ -235,34 +245,7 @@ impl JobTemplate for FollowUp {
         })
     }
 
-    fn job_pre_insertion_setup(&self, _job: &mut NewJob, _reprocessed: bool) {}
-
-    fn ingests(&self) -> bool {
-        false
-    }
-
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        FollowUpParams::parse(params).map(|_| ())
-    }
-
-    async fn configure_single_job(
-        &self,
-        _ctx: &dyn JobContext,
-        job: &Job,
-    ) -> Result<ConfigureOutcome, JobTypeError> {
-        let decision = match FollowUpParams::parse(&job.params) {
-            Ok(_) => Configuration::Ready,
-            Err(reason) => Configuration::Error { reason },
-        };
-        Ok(ConfigureOutcome {
-            decision,
-            params: None,
-        })
-    }
-
-    fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
-        let params =
-            FollowUpParams::parse(&job.params).map_err(|e| JobTypeError::invalid(job, e))?;
+    fn task(&self, job: &Job, params: &FollowUpParams) -> Result<TaskPlan, JobTypeError> {
         let inputs = params
             .products
             .iter()
@@ -280,36 +263,18 @@ impl JobTemplate for FollowUp {
             .collect();
         let day = date_path(job.measured_at.unwrap_or(job.created_at));
         let kind = self.spec.output_products[0].clone();
-        Ok(WorkerTask {
-            job_id: job.id,
-            job_type: self.spec.name.clone(),
-            attempt: job.attempt,
-            image: self.spec.image.clone(),
-            command: self.spec.command.clone(),
+        Ok(TaskPlan::new(
             inputs,
-            outputs: vec![TaskOutput {
+            vec![TaskOutput {
                 kind,
                 destination_prefix: format!("{}/{day}/", self.destination),
             }],
-            flavor: self.spec.worker_flavor.clone(),
-            timeout_secs: self.spec.processing_timeout.as_secs(),
-            network: self.spec.network,
-            exit_codes: self.exit_codes.clone(),
-            parameters: serde_json::json!({ "job_type": self.spec.name, "params": params }),
-        })
+        ))
     }
 
     /// Follow-up outputs are stored beside the products they describe and not announced.
-    fn generated_a_product(&self, _job: &Job) -> bool {
+    fn publishes(&self, _kind: &str) -> bool {
         false
-    }
-
-    fn get_products_publication_jsons(
-        &self,
-        _job: &Job,
-        _target: &PublicationTarget,
-    ) -> Result<Vec<ProductPublication>, PublicationError> {
-        Ok(Vec::new())
     }
 }
 
@@ -317,6 +282,7 @@ impl JobTemplate for FollowUp {
 mod tests {
     use super::*;
     use crate::job::{JobResults, OutputProduct};
+    use crate::template::JobTemplate;
     use crate::testing::job_from_new;
 
     fn processed_fsc_rlie(products: &[(&str, &str)]) -> Job {

@@ -13,9 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
-use super::common::{
-    check_product_name, check_relative_path, check_tile, params_checked, ProductKind,
-};
+use super::common::{check_product_name, check_relative_path, check_tile, ProductKind};
 use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
 use super::{area_of_interest, follow_up, footprint_of, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
@@ -24,6 +22,7 @@ use crate::children::ChildJob;
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, JobPriority, NewJob};
+use crate::job_type::{input_path, parse_params, Configured, JobType, TaskPlan};
 use crate::listing::CatalogueProduct;
 use crate::product::{ProductName, S2AcquisitionKey, S2Level, S2ProductName};
 use crate::publication::{
@@ -32,9 +31,11 @@ use crate::publication::{
 use crate::status::JobStatus;
 use crate::template::Superseded;
 use crate::template::{
-    Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
-    JobsToCreate, TaskInput, TaskOutput, WorkerTask,
+    Configuration, InputProductType, JobTypeError, JobTypeSpec, JobsToCreate, TaskInput, TaskOutput,
 };
+// The tests call the job type through the adapter, as the orchestrator does.
+#[cfg(test)]
+use crate::template::JobTemplate;
 
 /// The job type's name.
 pub const NAME: &str = "fsc_rlie";
@@ -100,7 +101,7 @@ impl FscRlieParams {
     /// of a Sentinel-2 L1C product (the worker stages the input under it), and the L2A paths are
     /// `<tile>/L2A/<L1C name>` inside the output store.
     pub fn parse(value: &serde_json::Value) -> Result<FscRlieParams, String> {
-        params_checked(value, FscRlieParams::check)
+        parse_params::<FscRlie>(value)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -248,7 +249,9 @@ impl FscRlie {
 }
 
 #[async_trait]
-impl JobTemplate for FscRlie {
+impl JobType for FscRlie {
+    type Params = FscRlieParams;
+
     fn spec(&self) -> &JobTypeSpec {
         &self.spec
     }
@@ -257,7 +260,11 @@ impl JobTemplate for FscRlie {
         &self.exit_codes
     }
 
-    fn area_of_interest_bbox(&self) -> Option<[f64; 4]> {
+    fn validate(params: &FscRlieParams) -> Result<(), String> {
+        params.check()
+    }
+
+    fn catalogue_bbox(&self) -> Option<[f64; 4]> {
         self.tiles.bounding_box()
     }
 
@@ -266,7 +273,7 @@ impl JobTemplate for FscRlie {
     /// `cancelled`, and older versions that are still waiting are cancelled in its favour. A newer
     /// version of a product already being processed is processed again only within
     /// [`SUPERSEDE_GRACE`] of sensing.
-    async fn get_jobs_to_create(
+    async fn jobs_to_create(
         &self,
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
@@ -402,52 +409,35 @@ impl JobTemplate for FscRlie {
         Ok(out)
     }
 
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        FscRlieParams::parse(params).map(|_| ())
-    }
-
     /// A quicklook (best effort) and a product check (attached) of the products, once processed.
-    fn child_job_types(&self) -> Vec<String> {
+    fn child_types(&self) -> Vec<String> {
         vec![follow_up::QUICKLOOK.into(), follow_up::CHECK.into()]
     }
 
-    fn children_when_processed(&self, job: &Job) -> Result<Vec<ChildJob>, JobTypeError> {
+    fn children(&self, job: &Job) -> Result<Vec<ChildJob>, JobTypeError> {
         Ok(follow_up::fsc_rlie_children(job))
     }
 
-    fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
+    fn before_insertion(&self, job: &mut NewJob, reprocessed: bool) {
         if !reprocessed {
             return;
         }
         mark_reprocessed(job, self.spec.processing_start_date);
         if let Some(params) = job.params.as_object_mut() {
             params.insert("nrt".into(), false.into());
-            params.insert(
-                "reprocessing_context".into(),
-                "before_processing_start_date".into(),
-            );
         }
     }
 
-    async fn configure_single_job(
+    async fn configure(
         &self,
         ctx: &dyn JobContext,
         job: &Job,
-    ) -> Result<ConfigureOutcome, JobTypeError> {
-        let mut params: FscRlieParams = JobTypeError::decode_params(job)?;
-        if let Err(reason) = params.check() {
-            return Ok(ConfigureOutcome {
-                decision: Configuration::Error { reason },
-                params: None,
-            });
-        }
+        mut params: FscRlieParams,
+    ) -> Result<Configured<FscRlieParams>, JobTypeError> {
         let (Some(tile), Some(measured)) = (job.tile_id.as_deref(), job.measured_at) else {
-            return Ok(ConfigureOutcome {
-                decision: Configuration::Error {
-                    reason: "the job has no tile or no sensing time".into(),
-                },
-                params: None,
-            });
+            return Ok(Configured::decided(Configuration::Error {
+                reason: "the job has no tile or no sensing time".into(),
+            }));
         };
         let failed = [JobStatus::InternalError, JobStatus::Cancelled];
         let previous = ctx
@@ -456,16 +446,13 @@ impl JobTemplate for FscRlie {
         let mode = match &previous {
             None => MajaMode::Init,
             Some(prev) if !prev_is_processed(prev.status) => {
-                return Ok(ConfigureOutcome {
-                    decision: Configuration::Wait {
-                        reason: format!(
-                            "waiting for job {} ({}), the previous date of tile {tile}, to be processed",
-                            prev.id, prev.name
-                        ),
-                        on: Some(prev.id),
-                    },
-                    params: None,
-                });
+                return Ok(Configured::decided(Configuration::Wait {
+                    reason: format!(
+                        "waiting for job {} ({}), the previous date of tile {tile}, to be processed",
+                        prev.id, prev.name
+                    ),
+                    on: Some(prev.id),
+                }));
             }
             Some(prev) => {
                 let recent = prev
@@ -484,25 +471,14 @@ impl JobTemplate for FscRlie {
         params.maja_mode = Some(mode);
         params.previous_job_id = previous.map(|p| p.id);
         params.l2a_path_out = Some(format!("{tile}/L2A/{}", params.l1c_id));
-        Ok(ConfigureOutcome {
+        Ok(Configured {
             decision: Configuration::Ready,
-            params: Some(serde_json::to_value(params).map_err(|source| {
-                JobTypeError::InvalidParams {
-                    job_id: job.id,
-                    job_type: NAME.into(),
-                    source,
-                }
-            })?),
+            params: Some(params),
         })
     }
 
-    fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
-        let params: FscRlieParams = JobTypeError::decode_params(job)?;
-        params.check().map_err(|e| JobTypeError::invalid(job, e))?;
-        let source = job
-            .input_path
-            .clone()
-            .ok_or_else(|| JobTypeError::invalid(job, "no input path"))?;
+    fn task(&self, job: &Job, params: &FscRlieParams) -> Result<TaskPlan, JobTypeError> {
+        let source = input_path(job)?;
         let measured = job
             .measured_at
             .ok_or_else(|| JobTypeError::invalid(job, "no sensing time"))?;
@@ -524,51 +500,35 @@ impl JobTemplate for FscRlie {
             .as_deref()
             .ok_or_else(|| JobTypeError::invalid(job, "no tile"))?;
         check_tile("tile_id", tile).map_err(|e| JobTypeError::invalid(job, e))?;
-        Ok(WorkerTask {
-            job_id: job.id,
-            job_type: NAME.into(),
-            attempt: job.attempt,
-            image: self.spec.image.clone(),
-            command: self.spec.command.clone(),
-            inputs,
-            outputs: vec![
-                TaskOutput {
-                    kind: "fsc".into(),
-                    destination_prefix: format!(
-                        "CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/{day}/"
-                    ),
-                },
-                TaskOutput {
-                    kind: "rlie".into(),
-                    destination_prefix: format!(
-                        "CLMS/Pan-European/High_Resolution_Layers/Ice/RLIE/{day}/"
-                    ),
-                },
-                TaskOutput {
-                    kind: L2A_KIND.into(),
-                    destination_prefix: format!("{tile}/L2A/"),
-                },
-            ],
-            flavor: self.spec.worker_flavor.clone(),
-            timeout_secs: self.spec.processing_timeout.as_secs(),
-            network: self.spec.network,
-            exit_codes: self.exit_codes.clone(),
-            parameters: serde_json::json!({
-                "job_type": NAME,
-                "tile_id": job.tile_id,
-                "measured_at": measured,
-                "params": params,
-            }),
-        })
+        let outputs = vec![
+            TaskOutput {
+                kind: "fsc".into(),
+                destination_prefix: format!(
+                    "CLMS/Pan-European/High_Resolution_Layers/Snow/FSC/{day}/"
+                ),
+            },
+            TaskOutput {
+                kind: "rlie".into(),
+                destination_prefix: format!(
+                    "CLMS/Pan-European/High_Resolution_Layers/Ice/RLIE/{day}/"
+                ),
+            },
+            TaskOutput {
+                kind: L2A_KIND.into(),
+                destination_prefix: format!("{tile}/L2A/"),
+            },
+        ];
+        Ok(TaskPlan::new(inputs, outputs)
+            .with_parameter("tile_id", serde_json::json!(job.tile_id))
+            .with_parameter("measured_at", serde_json::json!(measured)))
     }
 
-    fn generated_a_product(&self, job: &Job) -> bool {
-        job.results
-            .as_ref()
-            .is_some_and(|r| r.products.iter().any(|p| p.kind != L2A_KIND))
+    /// The L2A is kept for the next date of the tile, not published.
+    fn publishes(&self, kind: &str) -> bool {
+        kind != L2A_KIND
     }
 
-    fn get_products_publication_jsons(
+    fn publications(
         &self,
         job: &Job,
         target: &PublicationTarget,
@@ -580,7 +540,7 @@ impl JobTemplate for FscRlie {
             .unwrap_or_default();
         products
             .iter()
-            .filter(|product| product.kind != L2A_KIND)
+            .filter(|product| self.publishes(&product.kind))
             .map(|product| {
                 let product_type = match product.kind.as_str() {
                     "fsc" => "FSC",

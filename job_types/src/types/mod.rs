@@ -4,6 +4,9 @@
 //! - [`rlie_s1`]: Sentinel-1 GRD -> RLIE-S1 products over the tiles its footprint covers.
 //! - [`test_job`]: a smoke-test type that accepts any product.
 //! - [`follow_up`]: `fsc_rlie_quicklook` and `fsc_rlie_check`, created by processed `fsc_rlie` jobs.
+//!
+//! Each implements [`crate::job_type::JobType`]. Adding a job type is one file here plus one line in
+//! `BUILTIN` (and its `mod` line).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -55,7 +58,7 @@ pub struct JobTypeOverrides {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
     /// Settings name a job type that does not exist.
-    #[error("settings name unknown job type {0:?} (known: fsc_rlie, fsc_rlie_check, fsc_rlie_quicklook, rlie_s1, test_job)")]
+    #[error("settings name unknown job type {0:?} (known: {known})", known = builtin_names().join(", "))]
     UnknownJobType(String),
     /// An area of interest names tiles outside the EEA39 grid.
     #[error("{job_type}: tiles {tiles:?} are not EEA39 Sentinel-2 tiles (ids like 32TLR, without the T)")]
@@ -123,28 +126,44 @@ impl JobTypeOverrides {
     }
 }
 
+/// Builds one shipped job type with its overrides.
+type Build = fn(&JobTypeOverrides) -> Result<Arc<dyn JobTemplate>, SettingsError>;
+
+/// The shipped job types: each name with how to build it. This is the one list of job types; the
+/// settings' known names and the registry's content come from it.
+const BUILTIN: &[(&str, Build)] = &[
+    (fsc_rlie::NAME, |o| Ok(Arc::new(fsc_rlie::FscRlie::new(o)?))),
+    (rlie_s1::NAME, |o| Ok(Arc::new(rlie_s1::RlieS1::new(o)?))),
+    (test_job::NAME, |o| Ok(Arc::new(test_job::TestJob::new(o)))),
+    (follow_up::QUICKLOOK, |o| {
+        Ok(Arc::new(follow_up::FollowUp::quicklook(o)))
+    }),
+    (follow_up::CHECK, |o| {
+        Ok(Arc::new(follow_up::FollowUp::check(o)))
+    }),
+];
+
+/// The names of the shipped job types, sorted.
+pub fn builtin_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = BUILTIN.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    names
+}
+
 /// The shipped job types, with `overrides` applied (keyed by job type name).
 pub fn builtin_job_types(
     overrides: &BTreeMap<String, JobTypeOverrides>,
 ) -> Result<Vec<Arc<dyn JobTemplate>>, SettingsError> {
-    let known = [
-        fsc_rlie::NAME,
-        rlie_s1::NAME,
-        test_job::NAME,
-        follow_up::QUICKLOOK,
-        follow_up::CHECK,
-    ];
-    if let Some(unknown) = overrides.keys().find(|k| !known.contains(&k.as_str())) {
+    if let Some(unknown) = overrides
+        .keys()
+        .find(|k| !BUILTIN.iter().any(|(name, _)| name == k))
+    {
         return Err(SettingsError::UnknownJobType(unknown.clone()));
     }
-    let get = |name: &str| overrides.get(name).cloned().unwrap_or_default();
-    Ok(vec![
-        Arc::new(fsc_rlie::FscRlie::new(&get(fsc_rlie::NAME))?),
-        Arc::new(rlie_s1::RlieS1::new(&get(rlie_s1::NAME))?),
-        Arc::new(test_job::TestJob::new(&get(test_job::NAME))),
-        Arc::new(follow_up::FollowUp::quicklook(&get(follow_up::QUICKLOOK))),
-        Arc::new(follow_up::FollowUp::check(&get(follow_up::CHECK))),
-    ])
+    BUILTIN
+        .iter()
+        .map(|(name, build)| build(&overrides.get(*name).cloned().unwrap_or_default()))
+        .collect()
 }
 
 /// `YYYY/MM/DD` of a date, as used in product paths.
@@ -179,6 +198,22 @@ mod tests {
                 "test_job"
             ]
         );
+    }
+
+    #[test]
+    fn each_listed_name_is_the_name_of_the_job_type_it_builds() {
+        let types = builtin_job_types(&BTreeMap::new()).unwrap();
+        let built: Vec<&str> = types.iter().map(|t| t.spec().name.as_str()).collect();
+        let listed: Vec<&str> = BUILTIN.iter().map(|(name, _)| *name).collect();
+        assert_eq!(built, listed);
+        let message = SettingsError::UnknownJobType("x".into()).to_string();
+        assert!(
+            message.starts_with("settings name unknown job type \"x\" (known: fsc_rlie, "),
+            "{message}"
+        );
+        for name in listed {
+            assert!(message.contains(name), "{message} lacks {name}");
+        }
     }
 
     #[test]

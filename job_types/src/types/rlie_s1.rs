@@ -11,21 +11,22 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_reprocessed, Candidates};
-use super::common::{check_product_name, check_tile, params_checked, ProductKind};
+use super::common::{check_product_name, check_tile, ProductKind};
 use super::{area_of_interest, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, NewJob};
+use crate::job_type::{input_path, parse_params, JobType, TaskPlan};
 use crate::listing::CatalogueProduct;
 use crate::product::{ProductName, Resolution, S1AcquisitionKey, S1Mode, S1ProductName};
 use crate::publication::{
     resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
 };
 use crate::template::{
-    Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
-    JobsToCreate, RejectedProduct, TaskInput, TaskOutput, WorkerTask,
+    InputProductType, JobTypeError, JobTypeSpec, JobsToCreate, RejectedProduct, TaskInput,
+    TaskOutput,
 };
 
 /// The job type's name.
@@ -59,7 +60,7 @@ impl RlieS1Params {
     /// of a Sentinel-1 GRD product (the worker stages the input under it) and `s2tile_ids` are tile
     /// ids.
     pub fn parse(value: &serde_json::Value) -> Result<RlieS1Params, String> {
-        params_checked(value, RlieS1Params::check)
+        parse_params::<RlieS1>(value)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -165,7 +166,9 @@ impl RlieS1 {
 }
 
 #[async_trait]
-impl JobTemplate for RlieS1 {
+impl JobType for RlieS1 {
+    type Params = RlieS1Params;
+
     fn spec(&self) -> &JobTypeSpec {
         &self.spec
     }
@@ -174,7 +177,11 @@ impl JobTemplate for RlieS1 {
         &self.exit_codes
     }
 
-    fn area_of_interest_bbox(&self) -> Option<[f64; 4]> {
+    fn validate(params: &RlieS1Params) -> Result<(), String> {
+        params.check()
+    }
+
+    fn catalogue_bbox(&self) -> Option<[f64; 4]> {
         self.tiles.bounding_box()
     }
 
@@ -182,7 +189,7 @@ impl JobTemplate for RlieS1 {
     /// one only in their CRC (a regenerated duplicate) or their `_COG` suffix are duplicates: the
     /// first one listed is kept. NRT-3h and Fast-24h products of one datatake are sliced
     /// differently, so they are different products and both are processed.
-    async fn get_jobs_to_create(
+    async fn jobs_to_create(
         &self,
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
@@ -216,74 +223,35 @@ impl JobTemplate for RlieS1 {
         Ok(out)
     }
 
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        RlieS1Params::parse(params).map(|_| ())
-    }
-
-    fn job_pre_insertion_setup(&self, job: &mut NewJob, reprocessed: bool) {
+    fn before_insertion(&self, job: &mut NewJob, reprocessed: bool) {
         if reprocessed {
             mark_reprocessed(job, self.spec.processing_start_date);
-            if let Some(params) = job.params.as_object_mut() {
-                params.insert(
-                    "reprocessing_context".into(),
-                    "before_processing_start_date".into(),
-                );
-            }
         }
     }
 
-    async fn configure_single_job(
-        &self,
-        _ctx: &dyn JobContext,
-        job: &Job,
-    ) -> Result<ConfigureOutcome, JobTypeError> {
-        let params: RlieS1Params = JobTypeError::decode_params(job)?;
-        Ok(ConfigureOutcome {
-            decision: match params.check() {
-                Ok(()) => Configuration::Ready,
-                Err(reason) => Configuration::Error { reason },
-            },
-            params: None,
-        })
-    }
-
-    fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
-        let params: RlieS1Params = JobTypeError::decode_params(job)?;
-        params.check().map_err(|e| JobTypeError::invalid(job, e))?;
-        let source = job
-            .input_path
-            .clone()
-            .ok_or_else(|| JobTypeError::invalid(job, "no input path"))?;
+    fn task(&self, job: &Job, params: &RlieS1Params) -> Result<TaskPlan, JobTypeError> {
+        let source = input_path(job)?;
         let measured = job
             .measured_at
             .ok_or_else(|| JobTypeError::invalid(job, "no sensing time"))?;
-        Ok(WorkerTask {
-            job_id: job.id,
-            job_type: NAME.into(),
-            attempt: job.attempt,
-            image: self.spec.image.clone(),
-            command: self.spec.command.clone(),
-            inputs: vec![TaskInput {
+        let plan = TaskPlan::new(
+            vec![TaskInput {
                 name: params.s1grd_id.clone(),
                 source,
                 required: true,
             }],
-            outputs: vec![TaskOutput {
+            vec![TaskOutput {
                 kind: "rlies1".into(),
                 destination_prefix: format!(
                     "CLMS/Pan-European/High_Resolution_Layers/Ice/RLIE_S1/{}/",
                     date_path(measured)
                 ),
             }],
-            flavor: self.spec.worker_flavor.clone(),
-            timeout_secs: self.spec.processing_timeout.as_secs(),
-            network: self.spec.network,
-            exit_codes: self.exit_codes.clone(),
-            parameters: serde_json::json!({ "job_type": NAME, "measured_at": measured, "params": params }),
-        })
+        );
+        Ok(plan.with_parameter("measured_at", serde_json::json!(measured)))
     }
 
-    fn get_products_publication_jsons(
+    fn publications(
         &self,
         job: &Job,
         target: &PublicationTarget,
@@ -308,6 +276,7 @@ impl JobTemplate for RlieS1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::JobTemplate;
     use crate::testing::{job_from_new, listed, MemoryContext};
 
     const GRD: &str = "S1A_IW_GRDH_1SDV_20210412T151111_20210412T151136_037419_046917_218A.SAFE";

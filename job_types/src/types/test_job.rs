@@ -9,19 +9,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::common::{check_file_name, jobs_from_products, params_checked};
+use super::common::{check_file_name, jobs_from_products};
 use super::{stand_in_command, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::context::JobContext;
 use crate::exit_codes::{ExitClass, ExitCodeTable};
 use crate::job::{Job, NewJob};
+use crate::job_type::{input_path, parse_params, JobType, TaskPlan};
 use crate::listing::CatalogueProduct;
 use crate::product::ProductName;
 use crate::publication::{
     resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
 };
 use crate::template::{
-    Configuration, ConfigureOutcome, InputProductType, JobTemplate, JobTypeError, JobTypeSpec,
-    JobsToCreate, TaskInput, TaskOutput, WorkerTask,
+    InputProductType, JobTypeError, JobTypeSpec, JobsToCreate, TaskInput, TaskOutput,
 };
 
 /// The job type's name.
@@ -41,7 +41,7 @@ impl TestJobParams {
     /// Decodes and checks `value`, naming the field that is wrong: `product` is one file name (the
     /// worker stages the input under it).
     pub fn parse(value: &serde_json::Value) -> Result<TestJobParams, String> {
-        params_checked(value, TestJobParams::check)
+        parse_params::<TestJob>(value)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -127,7 +127,9 @@ impl TestJob {
 }
 
 #[async_trait]
-impl JobTemplate for TestJob {
+impl JobType for TestJob {
+    type Params = TestJobParams;
+
     fn spec(&self) -> &JobTypeSpec {
         &self.spec
     }
@@ -136,7 +138,11 @@ impl JobTemplate for TestJob {
         &self.exit_codes
     }
 
-    async fn get_jobs_to_create(
+    fn validate(params: &TestJobParams) -> Result<(), String> {
+        params.check()
+    }
+
+    async fn jobs_to_create(
         &self,
         ctx: &dyn JobContext,
         products: &[CatalogueProduct],
@@ -144,58 +150,21 @@ impl JobTemplate for TestJob {
         jobs_from_products(self, ctx, products, |p| self.new_job(p)).await
     }
 
-    fn job_pre_insertion_setup(&self, _job: &mut NewJob, _reprocessed: bool) {}
-
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
-        TestJobParams::parse(params).map(|_| ())
-    }
-
-    async fn configure_single_job(
-        &self,
-        _ctx: &dyn JobContext,
-        job: &Job,
-    ) -> Result<ConfigureOutcome, JobTypeError> {
-        let params: TestJobParams = JobTypeError::decode_params(job)?;
-        Ok(ConfigureOutcome {
-            decision: match params.check() {
-                Ok(()) => Configuration::Ready,
-                Err(reason) => Configuration::Error { reason },
-            },
-            params: None,
-        })
-    }
-
-    fn worker_task(&self, job: &Job) -> Result<WorkerTask, JobTypeError> {
-        let params: TestJobParams = JobTypeError::decode_params(job)?;
-        params.check().map_err(|e| JobTypeError::invalid(job, e))?;
-        let source = job
-            .input_path
-            .clone()
-            .ok_or_else(|| JobTypeError::invalid(job, "no input path"))?;
-        Ok(WorkerTask {
-            job_id: job.id,
-            job_type: NAME.into(),
-            attempt: job.attempt,
-            image: self.spec.image.clone(),
-            command: self.spec.command.clone(),
-            inputs: vec![TaskInput {
+    fn task(&self, job: &Job, params: &TestJobParams) -> Result<TaskPlan, JobTypeError> {
+        Ok(TaskPlan::new(
+            vec![TaskInput {
                 name: params.product.clone(),
-                source,
+                source: input_path(job)?,
                 required: true,
             }],
-            outputs: vec![TaskOutput {
+            vec![TaskOutput {
                 kind: "test_product".into(),
                 destination_prefix: format!("test/{}/", job.uid),
             }],
-            flavor: self.spec.worker_flavor.clone(),
-            timeout_secs: self.spec.processing_timeout.as_secs(),
-            network: self.spec.network,
-            exit_codes: self.exit_codes.clone(),
-            parameters: serde_json::json!({ "job_type": NAME, "params": params }),
-        })
+        ))
     }
 
-    fn get_products_publication_jsons(
+    fn publications(
         &self,
         job: &Job,
         target: &PublicationTarget,
@@ -228,6 +197,7 @@ impl JobTemplate for TestJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::{Configuration, JobTemplate};
     use crate::testing::{job_from_new, listed, MemoryContext};
 
     #[tokio::test]
