@@ -28,6 +28,7 @@ pub mod services;
 pub mod status;
 pub mod status_batch;
 pub mod tokens;
+pub mod tracking;
 
 /// The schema migrations in `sql/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./sql");

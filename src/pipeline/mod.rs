@@ -1,5 +1,6 @@
 //! The flow of jobs: ingest (catalogue products -> jobs), configure, dispatch and track (the
-//! loops of `execution`), the children processed jobs create (`spawn`), and cancellation.
+//! loops of `execution`), recording failures (`retry`), and cancellation. How an attempt ends is
+//! decided in [`crate::attempt`].
 
 pub mod cancel;
 pub mod configure;
@@ -8,5 +9,4 @@ pub mod execution;
 pub mod ingest;
 pub mod poller;
 pub mod retry;
-pub mod spawn;
 pub mod track;
