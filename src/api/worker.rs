@@ -24,6 +24,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::exit_codes::ExitClass;
 use swath_job_types::protocol::AttemptTask;
 use swath_job_types::template::JobTypeError;
@@ -35,11 +36,10 @@ use super::tasks::TaskBuildError;
 use super::{ApiContext, ApiError};
 use crate::attempt::children::{spawns_children, with_children};
 use crate::attempt::report::{
-    check_status, plan_result, plan_status, refused_products, with_products_refused,
+    check_status, plan_no_task, plan_result, plan_status, refused_products, with_products_refused,
 };
 use crate::attempt::{Plan, Refusal, ResultPlan, ResultRules};
 use crate::db::jobs::{get_job, JobHead};
-use crate::db::status::StatusChange;
 use crate::db::status_batch::ChangeChain;
 use crate::db::tokens::{
     exchange_bootstrap_token, job_for_token, Exchange, PresentedToken, TokenCheck,
@@ -246,9 +246,12 @@ async fn refuse_task(
 ) -> ApiError {
     let message = format!("no task for job {}: {why}", job.id);
     tracing::warn!(job_id = job.id, %message, "task refused");
-    let failed = StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
-        .error(subtype, &message);
-    if let Err(e) = ctx.reports.apply(ChangeChain::new(failed)).await {
+    let failure = AttemptFailure::internal(subtype, &message);
+    if let Err(e) = ctx
+        .reports
+        .apply(plan_no_task(&JobHead::from(job), &failure))
+        .await
+    {
         return e;
     }
     ctx.reports.known.forget(job.id, attempt);

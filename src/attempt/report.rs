@@ -229,6 +229,16 @@ pub fn plan_result(
     })
 }
 
+/// The change that ends `job`'s attempt with `failure` when no task can ever be built for it
+/// (parameters that fail the job type's checks, an input outside the configured stores): straight
+/// to `internal_error`, whatever the retry policy, since no attempt can ever run.
+pub fn plan_no_task(job: &JobHead, failure: &AttemptFailure) -> ChangeChain {
+    ChangeChain::new(
+        StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
+            .error(failure.subtype(), failure.message()),
+    )
+}
+
 /// Why the products of a successful `report` are refused, if they are: each must be of a kind the
 /// attempt's task asked for (its `outputs`) and lie under the task's output prefix for that kind.
 /// The reason names the product and the expected prefix.
@@ -567,6 +577,22 @@ mod tests {
                 "job type test is not served by this instance".into()
             ))
         );
+    }
+
+    #[test]
+    fn a_job_without_a_task_ends_at_once() {
+        let chain = plan_no_task(
+            &head(JobStatus::Queued, 1),
+            &AttemptFailure::internal("params", "no task for job 7: bad"),
+        );
+        let change = &chain.changes()[0];
+        assert_eq!(chain.changes().len(), 1);
+        assert_eq!(
+            (change.from, change.to, change.error_subtype.as_deref()),
+            (JobStatus::Queued, JobStatus::InternalError, Some("params"))
+        );
+        assert_eq!(change.message.as_deref(), Some("no task for job 7: bad"));
+        assert!(!change.release, "as before: the job keeps its claim");
     }
 
     #[test]
