@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is thin: it parses the command line and hands over to [`cli`].
 
 pub mod api;
+pub mod attempt;
 pub mod backoff;
 pub mod bench;
 pub mod catalogue;

@@ -4,6 +4,7 @@
 //! only through the [`context::JobContext`] trait that the orchestrator implements.
 
 pub mod aoi;
+pub mod attempt;
 pub mod children;
 pub mod context;
 pub mod exit_codes;

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attempt::AttemptFailure;
 use crate::exit_codes::ExitClass;
 use crate::job::OutputProduct;
 use crate::template::WorkerTask;
@@ -44,34 +45,103 @@ pub struct StatusReport {
     pub message: Option<String>,
 }
 
-/// An error a worker reports with a failed result.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportedError {
-    /// Short class (`storage`, `docker`, `exit code 1`...).
-    pub subtype: String,
-    /// What happened.
-    pub message: String,
-}
-
 /// The result of an attempt.
+///
+/// On the wire, the failure is an `error` object with only its `subtype` and `message`: its class
+/// is the report's `outcome` (an `external_error` outcome makes an external failure, any other an
+/// internal one).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "wire::ResultReport", into = "wire::ResultReport")]
 pub struct ResultReport {
     /// How the attempt ended.
     pub outcome: ExitClass,
     /// Exit code of the scientific code, if it ran.
-    #[serde(default)]
     pub return_code: Option<i32>,
     /// Products written (success only).
-    #[serde(default)]
     pub products: Vec<OutputProduct>,
     /// What ran (image digest...).
-    #[serde(default)]
     pub software_version: Option<String>,
-    /// The error, for failed outcomes.
-    #[serde(default)]
-    pub error: Option<ReportedError>,
+    /// What went wrong, for failed outcomes; `None` when only the exit code tells.
+    pub failure: Option<AttemptFailure>,
+}
+
+impl ResultReport {
+    /// The report of an attempt that failed with `failure` (its outcome is the failure's class).
+    pub fn failed(failure: AttemptFailure) -> Self {
+        ResultReport {
+            outcome: failure.exit_class(),
+            return_code: None,
+            products: Vec::new(),
+            software_version: None,
+            failure: Some(failure),
+        }
+    }
+
+    /// Whether the attempt succeeded (with products or with nothing to produce).
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, ExitClass::Success | ExitClass::NoProduct)
+    }
+}
+
+/// The wire shape of a [`ResultReport`], which workers and orchestrators of every version share.
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    use crate::attempt::AttemptFailure;
+    use crate::exit_codes::ExitClass;
+    use crate::job::OutputProduct;
+
+    /// The result of an attempt, as sent.
+    #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ResultReport {
+        pub outcome: ExitClass,
+        #[serde(default)]
+        pub return_code: Option<i32>,
+        #[serde(default)]
+        pub products: Vec<OutputProduct>,
+        #[serde(default)]
+        pub software_version: Option<String>,
+        #[serde(default)]
+        pub error: Option<ReportedError>,
+    }
+
+    /// A failure as sent: its class is the report's outcome.
+    #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReportedError {
+        pub subtype: String,
+        pub message: String,
+    }
+
+    impl From<ResultReport> for super::ResultReport {
+        fn from(wire: ResultReport) -> Self {
+            super::ResultReport {
+                outcome: wire.outcome,
+                return_code: wire.return_code,
+                products: wire.products,
+                software_version: wire.software_version,
+                failure: wire
+                    .error
+                    .map(|e| AttemptFailure::of_class(wire.outcome, e.subtype, e.message)),
+            }
+        }
+    }
+
+    impl From<super::ResultReport> for ResultReport {
+        fn from(report: super::ResultReport) -> Self {
+            ResultReport {
+                outcome: report.outcome,
+                return_code: report.return_code,
+                products: report.products,
+                software_version: report.software_version,
+                error: report.failure.map(|f| ReportedError {
+                    subtype: f.subtype().to_string(),
+                    message: f.message().to_string(),
+                }),
+            }
+        }
+    }
 }
 
 /// The job's state after a report.
@@ -102,6 +172,67 @@ mod tests {
     fn paths_are_relative_to_the_bucket_or_root() {
         assert_eq!(path_in_store("s3://hrsi/CLMS/FSC/x"), "CLMS/FSC/x");
         assert_eq!(path_in_store("file:///data/out/FSC/x"), "data/out/FSC/x");
+    }
+
+    /// The JSON a report had before the failure became one type, byte for byte: workers and
+    /// orchestrators of both sides of that change still understand each other.
+    #[test]
+    fn result_reports_keep_their_wire_shape() {
+        let failed = ResultReport {
+            return_code: Some(2),
+            software_version: Some("img@sha256:ab".into()),
+            ..ResultReport::failed(AttemptFailure::external("storage", "S3 down"))
+        };
+        let ok = ResultReport {
+            outcome: ExitClass::Success,
+            return_code: Some(0),
+            products: vec![OutputProduct {
+                kind: "fsc".into(),
+                path: "CLMS/FSC/x".into(),
+                size_bytes: Some(12),
+                completed_at: None,
+                infos: serde_json::json!({"a": 1}),
+                published_at: None,
+            }],
+            software_version: None,
+            failure: None,
+        };
+        let bare = ResultReport {
+            outcome: ExitClass::InternalError,
+            return_code: None,
+            products: Vec::new(),
+            software_version: None,
+            failure: None,
+        };
+        let expected = [
+            r#"{"outcome":"external_error","return_code":2,"products":[],"software_version":"img@sha256:ab","error":{"subtype":"storage","message":"S3 down"}}"#,
+            r#"{"outcome":"success","return_code":0,"products":[{"kind":"fsc","path":"CLMS/FSC/x","size_bytes":12,"completed_at":null,"infos":{"a":1},"published_at":null}],"software_version":null,"error":null}"#,
+            r#"{"outcome":"internal_error","return_code":null,"products":[],"software_version":null,"error":null}"#,
+        ];
+        for (report, json) in [failed, ok, bare].into_iter().zip(expected) {
+            assert_eq!(serde_json::to_string(&report).unwrap(), json);
+            let back: ResultReport = serde_json::from_str(json).unwrap();
+            assert_eq!(back, report);
+        }
+    }
+
+    #[test]
+    fn a_reported_error_takes_its_class_from_the_outcome() {
+        let report: ResultReport = serde_json::from_str(
+            r#"{"outcome":"internal_error","error":{"subtype":"inputs","message":"bad"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            report.failure,
+            Some(AttemptFailure::internal("inputs", "bad"))
+        );
+        assert_eq!(report.return_code, None);
+        let unknown = serde_json::from_str::<ResultReport>(r#"{"outcome":"success","extra":1}"#);
+        assert!(unknown.unwrap_err().to_string().contains("unknown field"));
+        let unknown = serde_json::from_str::<ResultReport>(
+            r#"{"outcome":"external_error","error":{"subtype":"a","message":"b","class":"x"}}"#,
+        );
+        assert!(unknown.is_err());
     }
 
     #[test]

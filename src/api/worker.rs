@@ -24,9 +24,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::exit_codes::ExitClass;
-use swath_job_types::job::JobResults;
-use swath_job_types::protocol::{path_in_store, AttemptTask};
+use swath_job_types::protocol::AttemptTask;
 use swath_job_types::template::JobTypeError;
 use swath_job_types::Job;
 use swath_job_types::JobStatus;
@@ -34,14 +34,16 @@ use swath_job_types::JobStatus;
 use super::input::ApiPath;
 use super::tasks::TaskBuildError;
 use super::{ApiContext, ApiError};
+use crate::attempt::children::{spawns_children, with_children};
+use crate::attempt::report::{
+    check_status, plan_no_task, plan_result, plan_status, refused_products, with_products_refused,
+};
+use crate::attempt::{Plan, Refusal, ResultPlan, ResultRules};
 use crate::db::jobs::{get_job, JobHead};
-use crate::db::status::StatusChange;
 use crate::db::status_batch::ChangeChain;
 use crate::db::tokens::{
     exchange_bootstrap_token, job_for_token, Exchange, PresentedToken, TokenCheck,
 };
-use crate::pipeline::retry::{failure_chain, Failure};
-use crate::pipeline::spawn::{children_of, spawns_children};
 
 /// The worker routes, relative to the API prefix.
 pub fn routes() -> Router<ApiContext> {
@@ -52,7 +54,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
 }
 
-pub use swath_job_types::protocol::{ReportAnswer, ReportedError, ResultReport, StatusReport};
+pub use swath_job_types::protocol::{ReportAnswer, ResultReport, StatusReport};
 
 /// The bearer token of a request.
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -98,14 +100,13 @@ async fn authorize(
     checked(ctx.reports.check(presented).await?, id, attempt)
 }
 
-/// Refuses text with NUL characters (PostgreSQL cannot store them).
-fn no_nul<'a>(texts: impl Iterator<Item = &'a String>) -> Result<(), ApiError> {
-    let mut texts = texts;
-    match texts.find(|t| t.contains('\0')) {
-        Some(_) => Err(ApiError::BadRequest(
-            "text fields may not contain NUL characters".into(),
-        )),
-        None => Ok(()),
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(m) => ApiError::BadRequest(m),
+            Refusal::Conflict(m) => ApiError::Conflict(m),
+            Refusal::Internal(m) => ApiError::Internal(anyhow::anyhow!(m)),
+        }
     }
 }
 
@@ -245,9 +246,12 @@ async fn refuse_task(
 ) -> ApiError {
     let message = format!("no task for job {}: {why}", job.id);
     tracing::warn!(job_id = job.id, %message, "task refused");
-    let failed = StatusChange::new(job.id, job.status, job.attempt, JobStatus::InternalError)
-        .error(subtype, &message);
-    if let Err(e) = ctx.reports.apply(ChangeChain::new(failed)).await {
+    let failure = AttemptFailure::internal(subtype, &message);
+    if let Err(e) = ctx
+        .reports
+        .apply(plan_no_task(&JobHead::from(job), &failure))
+        .await
+    {
         return e;
     }
     ctx.reports.known.forget(job.id, attempt);
@@ -288,14 +292,6 @@ async fn status(
     apply_plan(&ctx, token, &job, plan_status(&job, &report))
         .await
         .map(Json)
-}
-
-/// What a report does to a job as it was read.
-enum Plan {
-    /// Nothing: the answer is the job as it is.
-    Unchanged(ReportAnswer),
-    /// These changes, applied together.
-    Change(ChangeChain),
 }
 
 /// The fast way of a report, for an attempt whose token this instance has checked: the change planned
@@ -345,44 +341,6 @@ async fn apply_plan(
     })
 }
 
-/// Refuses a status report that is not a worker's to make.
-fn check_status(report: &StatusReport) -> Result<(), ApiError> {
-    if !report.status.is_running() {
-        return Err(ApiError::BadRequest(format!(
-            "workers report started, pre_processing, processing or post_processing, not {}; results go to the result endpoint",
-            report.status
-        )));
-    }
-    no_nul(report.message.iter())
-}
-
-/// What a worker's status report does to `job` as it was read.
-fn plan_status(job: &JobHead, report: &StatusReport) -> Plan {
-    // The same report again (a retry after a lost answer) is acknowledged, not refused.
-    if job.status == report.status {
-        return Plan::Unchanged(ReportAnswer {
-            status: job.status,
-            attempt: job.attempt,
-        });
-    }
-    let mut change = StatusChange::new(job.id, job.status, job.attempt, report.status);
-    if let Some(message) = &report.message {
-        change = change.message(message.clone());
-    }
-    // A worker can start before its dispatcher has recorded the dispatch: its start proves that the
-    // dispatch happened, so both changes are recorded together (the dispatcher then only adds its
-    // reference).
-    if job.status == JobStatus::Ready && report.status == JobStatus::Started {
-        let queued = StatusChange::new(job.id, JobStatus::Ready, job.attempt, JobStatus::Queued)
-            .message("dispatch confirmed by the worker's start");
-        return Plan::Change(ChangeChain::new(queued).then(StatusChange {
-            from: JobStatus::Queued,
-            ..change
-        }));
-    }
-    Plan::Change(ChangeChain::new(change))
-}
-
 async fn result(
     State(ctx): State<ApiContext>,
     ApiPath((id, attempt)): ApiPath<(i64, i32)>,
@@ -391,52 +349,62 @@ async fn result(
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let report = body(payload)?;
     let token = bearer(&headers)?;
-    let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
     // A failure is planned from the job's attempts as read, and a success that creates children
     // from the whole job: both go the full way.
     // Products are checked against the attempt's task, which needs the whole job: a result with
     // products goes the full way too.
     let known = known_way(&ctx, id, attempt, token, |job| {
-        let fast = succeeded
+        let fast = report.succeeded()
             && report.products.is_empty()
             && !spawns_children(&ctx.state.registry, &job.job_type);
-        fast.then(|| plan_result(&ctx, job, &report).ok())?
+        fast.then(|| plan_report(&ctx, job, &report).ok())?
+            .map(|plan| plan.chain)
     });
     if let Some(answer) = known.await {
         return Ok(Json(answer));
     }
     let job = authorize(&ctx, token, id, attempt).await?;
-    let report = match refused_products(&ctx, &job, &report).await? {
+    let report = match check_products(&ctx, &job, &report).await? {
         None => report,
         Some(reason) => {
             tracing::warn!(job_id = id, attempt, %reason, "a worker reported products outside its task; the attempt fails");
-            ResultReport {
-                outcome: ExitClass::InternalError,
-                return_code: report.return_code,
-                software_version: report.software_version.clone(),
-                error: Some(ReportedError {
-                    subtype: "products".into(),
-                    message: reason,
-                }),
-                products: Vec::new(),
-            }
+            with_products_refused(&report, reason)
         }
     };
-    let succeeded = matches!(report.outcome, ExitClass::Success | ExitClass::NoProduct);
-    let mut chain = plan_result(&ctx, &job, &report)?;
-    if succeeded && spawns_children(&ctx.state.registry, &job.job_type) {
-        chain = with_children(&ctx, &job, chain).await?;
+    let ResultPlan {
+        mut chain,
+        processed,
+    } = plan_report(&ctx, &job, &report)?;
+    if let Some(results) = processed {
+        if spawns_children(&ctx.state.registry, &job.job_type) {
+            let full = get_job(&ctx.state.pool, job.id).await?;
+            chain = with_children(&ctx.state.registry, &full, &results, chain);
+        }
     }
     apply_plan(&ctx, token, &job, Plan::Change(chain))
         .await
         .map(Json)
 }
 
-/// Why the products of a successful `report` for `job` (in `post_processing`) are refused, if they
-/// are: each must be of a kind the attempt's task asked for and lie under the task's output prefix
-/// for that kind, rebuilt as the task endpoint builds it. The reason names the product and the
-/// expected prefix; the attempt then ends as an internal error and nothing is kept to publish.
-async fn refused_products(
+/// What `report` does to `job` as read, under its job type's rules and this instance's backoff.
+fn plan_report(
+    ctx: &ApiContext,
+    job: &JobHead,
+    report: &ResultReport,
+) -> Result<ResultPlan, Refusal> {
+    let job_type = ctx.state.registry.get(&job.job_type);
+    let rules = job_type.map(|t| ResultRules {
+        exit_codes: t.exit_codes(),
+        output_products: &t.spec().output_products,
+    });
+    plan_result(job, report, rules, ctx.state.backoff)
+}
+
+/// Why the products of a successful `report` for `head` (in `post_processing`) are refused, if they
+/// are: checked against the attempt's task, rebuilt as the task endpoint builds it (see
+/// [`refused_products`]). The attempt then ends as an internal error and nothing is kept to
+/// publish.
+async fn check_products(
     ctx: &ApiContext,
     head: &JobHead,
     report: &ResultReport,
@@ -461,234 +429,10 @@ async fn refused_products(
                 .attempt_task(&job, task)
                 .map_err(|e| e.to_string())
         });
-    let task = match task {
-        Ok(task) => task.task,
-        Err(e) => {
-            return Ok(Some(format!(
-                "the attempt's task cannot be rebuilt to check its products: {e}"
-            )))
-        }
-    };
-    for product in &report.products {
-        let Some(output) = task.outputs.iter().find(|o| o.kind == product.kind) else {
-            let kinds: Vec<&str> = task.outputs.iter().map(|o| o.kind.as_str()).collect();
-            return Ok(Some(format!(
-                "product {:?} is of kind {:?}, which the task did not ask for (it asked for {})",
-                product.path,
-                product.kind,
-                kinds.join(", ")
-            )));
-        };
-        let prefix = path_in_store(&output.destination_prefix);
-        if let Err(why) = under_prefix(&product.path, &prefix) {
-            return Ok(Some(format!(
-                "product {:?} ({}) is not under the task's output prefix {prefix:?}: {why}",
-                product.path, product.kind
-            )));
-        }
-    }
-    Ok(None)
-}
-
-/// Checks that `path` (a product's path in its store) lies strictly under `prefix`, comparing whole
-/// segments (so that `FSC_x` is not under `FS`): `path` must be relative, without empty, `.` or
-/// `..` segments, backslashes or control characters, so that no normalisation can move it.
-fn under_prefix(path: &str, prefix: &str) -> Result<(), &'static str> {
-    if path.starts_with('/') {
-        return Err("the path is absolute");
-    }
-    if path.contains('\\') || path.chars().any(char::is_control) {
-        return Err("the path holds a backslash or control characters");
-    }
-    let segments: Vec<&str> = path.split('/').collect();
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || *s == "." || *s == "..")
-    {
-        return Err("the path has an empty, `.` or `..` segment");
-    }
-    let wanted: Vec<&str> = prefix.split('/').filter(|s| !s.is_empty()).collect();
-    if wanted.iter().any(|s| *s == "." || *s == "..") {
-        return Err("the prefix itself has a `.` or `..` segment");
-    }
-    if segments.len() <= wanted.len() || segments[..wanted.len()] != wanted[..] {
-        return Err("the path does not start with the prefix's segments");
-    }
-    Ok(())
-}
-
-/// `chain` (the move to `processed`) with the children the job creates, stored in the same
-/// transaction; if they cannot be made, the job ends in `internal_error` with its results.
-async fn with_children(
-    ctx: &ApiContext,
-    job: &JobHead,
-    mut chain: ChangeChain,
-) -> Result<ChangeChain, ApiError> {
-    let processed = chain.last_mut();
-    let mut full = get_job(&ctx.state.pool, job.id).await?;
-    full.status = JobStatus::Processed;
-    full.results = processed
-        .results
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    match children_of(&ctx.state.registry, &full) {
-        Ok(children) => {
-            *processed = processed.clone().spawn(children);
-            Ok(chain)
-        }
-        Err(reason) => {
-            tracing::error!(job_id = job.id, %reason, "cannot create the children of a processed job");
-            let failed = StatusChange {
-                to: JobStatus::InternalError,
-                ..processed.clone()
-            }
-            .error("children", format!("cannot create its children: {reason}"));
-            Ok(ChangeChain::new(failed))
-        }
-    }
-}
-
-/// The changes a worker's result makes to `job` as it was read, or why it is refused.
-fn plan_result(
-    ctx: &ApiContext,
-    job: &JobHead,
-    report: &ResultReport,
-) -> Result<ChangeChain, ApiError> {
-    let id = job.id;
-    no_nul(
-        report
-            .error
-            .iter()
-            .flat_map(|e| [&e.subtype, &e.message])
-            .chain(report.software_version.iter()),
-    )?;
-    no_nul(report.products.iter().flat_map(|p| [&p.kind, &p.path]))?;
-    if report
-        .products
-        .iter()
-        .any(|p| p.infos.to_string().contains("\\u0000"))
-    {
-        return Err(ApiError::BadRequest(
-            "product infos may not contain NUL characters".into(),
-        ));
-    }
-    let job_type = ctx.state.registry.get(&job.job_type).ok_or_else(|| {
-        ApiError::Conflict(format!(
-            "job type {} is not served by this instance",
-            job.job_type
-        ))
-    })?;
-    let described = |fallback: &str| match &report.error {
-        Some(e) => (e.subtype.clone(), e.message.clone()),
-        None => (
-            report
-                .return_code
-                .map_or_else(|| fallback.to_string(), |c| format!("exit code {c}")),
-            report.return_code.map_or_else(
-                || "no details".to_string(),
-                |c| job_type.exit_codes().describe(c),
-            ),
-        ),
-    };
-    match report.outcome {
-        ExitClass::Success | ExitClass::NoProduct => {
-            if report.outcome == ExitClass::NoProduct && !report.products.is_empty() {
-                return Err(ApiError::BadRequest(
-                    "a no_product result lists no products".into(),
-                ));
-            }
-            let allowed = &job_type.spec().output_products;
-            if let Some(p) = report.products.iter().find(|p| !allowed.contains(&p.kind)) {
-                return Err(ApiError::BadRequest(format!(
-                    "product kind {:?} is not one of {}'s ({})",
-                    p.kind,
-                    job.job_type,
-                    allowed.join(", ")
-                )));
-            }
-            if job.status != JobStatus::PostProcessing {
-                return Err(ApiError::Conflict(format!(
-                    "job {id} is {}; a result is reported from post_processing",
-                    job.status
-                )));
-            }
-            let results = JobResults {
-                return_code: report.return_code,
-                outcome: Some(report.outcome),
-                products: report.products.clone(),
-            };
-            let results =
-                serde_json::to_value(results).map_err(|e| ApiError::Internal(e.into()))?;
-            Ok(ChangeChain::new(
-                StatusChange::new(job.id, job.status, job.attempt, JobStatus::Processed)
-                    .results(results, report.software_version.clone())
-                    .release(),
-            ))
-        }
-        ExitClass::ExternalError | ExitClass::InternalError
-            if !(job.status == JobStatus::Queued || job.status.is_running()) =>
-        {
-            Err(ApiError::Conflict(format!(
-                "job {id} is {}: a failure is reported while the attempt runs",
-                job.status
-            )))
-        }
-        ExitClass::ExternalError | ExitClass::InternalError => {
-            let external = report.outcome == ExitClass::ExternalError;
-            let (subtype, message) = described(if external {
-                "external error"
-            } else {
-                "internal error"
-            });
-            let failure = if external {
-                Failure::External { subtype, message }
-            } else {
-                Failure::Internal { subtype, message }
-            };
-            let mut chain = failure_chain(job, &failure, ctx.state.backoff, None).0;
-            // What ran is kept with the failure: a manual retry runs it again.
-            chain.first_mut().software_version = report.software_version.clone();
-            Ok(chain)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_product_is_under_a_prefix_by_whole_segments_only() {
-        let prefix = "hrsi/CLMS/FSC/2021/04/13/";
-        assert_eq!(
-            under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1", prefix),
-            Ok(())
-        );
-        assert_eq!(
-            under_prefix("hrsi/CLMS/FSC/2021/04/13/FSC_1/a.tif", prefix),
-            Ok(())
-        );
-        for path in [
-            "hrsi/CLMS/FSC/2021/04/13",
-            "hrsi/CLMS/FSC/2021/04/13/",
-            "hrsi/CLMS/FSC/2021/04/130/FSC_1",
-            "hrsi/CLMS/FS/2021/04/13/FSC_1",
-            "hrsi/CLMS/FSC/2021/04/13/../14/FSC_1",
-            "hrsi/CLMS/FSC/2021/04/13/./FSC_1",
-            "hrsi/CLMS/FSC/2021/04/13//FSC_1",
-            "/hrsi/CLMS/FSC/2021/04/13/FSC_1",
-            "hrsi/CLMS/FSC/2021/04/13/FSC\\..\\x",
-            "",
-        ] {
-            assert!(under_prefix(path, prefix).is_err(), "{path:?}");
-        }
-        assert!(
-            under_prefix("FSC_x/1", "FS").is_err(),
-            "not a segment prefix"
-        );
-        assert!(under_prefix("FS/1", "FS").is_ok());
-        assert!(under_prefix("a/../b/1", "a/../b/").is_err());
+    match task {
+        Ok(task) => Ok(refused_products(report, &task.task.outputs)),
+        Err(e) => Ok(Some(format!(
+            "the attempt's task cannot be rebuilt to check its products: {e}"
+        ))),
     }
 }

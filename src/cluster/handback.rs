@@ -16,14 +16,15 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::{Job, JobStatus};
 
+use crate::attempt::failure_of;
 use crate::db::leases::{adopt, orphaned_jobs, release};
 use crate::db::services::Instance;
 use crate::db::DbError;
 use crate::executor::{local, AttemptOutcome, Executor};
-use crate::pipeline::retry::{record_failure, AttemptBackoff, Failure};
-use crate::pipeline::track::failure_of;
+use crate::pipeline::retry::{record_failure, AttemptBackoff};
 
 /// What one hand-back round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,7 +71,7 @@ pub async fn hand_back(
                     done
                 }
                 Some(reference) if reference.starts_with(local::REFERENCE_PREFIX) => {
-                    let failure = Failure::External {
+                    let failure = AttemptFailure::External {
                         subtype: "instance lost".into(),
                         message: format!(
                             "the instance that ran this attempt locally ({}) stopped or died",
@@ -136,7 +137,7 @@ pub async fn hand_back(
 async fn settle(
     pool: &PgPool,
     job: &Job,
-    failure: &Failure,
+    failure: &AttemptFailure,
     backoff: AttemptBackoff,
     me: &Instance,
     report: &mut HandBack,

@@ -31,6 +31,7 @@ pub mod status_batch;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tokens;
+pub mod tracking;
 mod url;
 
 pub use self::url::DatabaseUrl;

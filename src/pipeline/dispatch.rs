@@ -13,12 +13,13 @@
 use std::sync::Arc;
 
 use sqlx::PgPool;
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::flavor::WorkerFlavor;
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::template::JobTemplate;
 use swath_job_types::{Job, JobStatus};
 
-use super::retry::{record_failure, AttemptBackoff, Failure};
+use super::retry::{record_failure, AttemptBackoff};
 use crate::db::claim::{claim_ready_jobs, Claimant};
 use crate::db::dispatch::record_references;
 use crate::db::status::StatusChange;
@@ -114,7 +115,7 @@ pub async fn dispatch_round(
                     break;
                 }
                 Err(ExecutorError::Refused(reason)) => {
-                    let failure = Failure::Internal {
+                    let failure = AttemptFailure::Internal {
                         subtype: "dispatch".into(),
                         message: reason,
                     };

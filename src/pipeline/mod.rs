@@ -1,6 +1,7 @@
 //! The flow of jobs: ingest (catalogue products -> jobs), configure, dispatch and track (the
-//! loops of `execution`), the children processed jobs create (`spawn`), and cancellation. Status
-//! changes are applied through `transitions`, which counts them once committed.
+//! loops of `execution`), recording failures (`retry`), and cancellation. How an attempt ends is
+//! decided in [`crate::attempt`]. Status changes are applied through `transitions`, which counts
+//! them once committed.
 
 pub mod cancel;
 pub mod configure;
@@ -9,6 +10,5 @@ pub mod execution;
 pub mod ingest;
 pub mod poller;
 pub mod retry;
-pub mod spawn;
 pub mod track;
 pub mod transitions;

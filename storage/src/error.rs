@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use swath_job_types::attempt::AttemptFailure;
+
 /// Why a storage operation failed.
 ///
 /// [`StorageError::is_transient`] tells whether the attempt may succeed when retried (the worker
@@ -167,5 +169,16 @@ mod tests {
         let e = StorageError::local("/x/y", std::io::Error::other("disk full"));
         assert!(!e.is_transient());
         assert!(e.to_string().contains("/x/y"), "{e}");
+    }
+}
+
+impl From<StorageError> for AttemptFailure {
+    /// Transient storage errors ask for a retry (external), the others are final (internal).
+    fn from(e: StorageError) -> Self {
+        if e.is_transient() {
+            AttemptFailure::external("storage", e.to_string())
+        } else {
+            AttemptFailure::internal("storage", e.to_string())
+        }
     }
 }

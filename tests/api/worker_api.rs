@@ -444,7 +444,7 @@ async fn concurrent_reports_are_applied_together_each_with_its_own_answer(pool: 
     let (retried, _) = swath::pipeline::retry::record_failure(
         &pool,
         &stale,
-        &swath::pipeline::retry::Failure::External {
+        &swath_job_types::attempt::AttemptFailure::External {
             subtype: "storage".into(),
             message: "unreachable".into(),
         },

@@ -6,9 +6,8 @@ use sqlx::PgPool;
 use swath::db::claim::{claim_ready_jobs, Claimant};
 use swath::db::history::job_history;
 use swath::db::jobs::{get_job, insert_jobs};
-use swath::pipeline::retry::{
-    record_failure, AttemptBackoff, Failure, FailureOutcome, StatusTimeouts,
-};
+use swath::pipeline::retry::{record_failure, AttemptBackoff, FailureOutcome, StatusTimeouts};
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::{Job, JobPriority, JobStatus, NewJob};
 use uuid::Uuid;
 
@@ -133,7 +132,7 @@ async fn external_errors_are_retried_with_backoff_then_fail_with_every_error_kep
     for attempt in 1..=3 {
         assert_eq!(job.attempt, attempt);
         // Claimed, dispatched and failing with exit code 2 (or, the first time, before it started).
-        let failure = Failure::External {
+        let failure = AttemptFailure::External {
             subtype: "exit code 2".into(),
             message: format!("storage unavailable (attempt {attempt})"),
         };
@@ -220,7 +219,7 @@ async fn other_failures_are_final_and_stale_reports_change_nothing(pool: PgPool)
         ],
     )
     .await;
-    let failure = Failure::Internal {
+    let failure = AttemptFailure::Internal {
         subtype: "exit code 1".into(),
         message: "SIP unrecoverable error".into(),
     };
@@ -781,7 +780,7 @@ mod tracking {
         let (after, _) = record_failure(
             &pool,
             &job,
-            &Failure::External {
+            &AttemptFailure::External {
                 subtype: "storage".into(),
                 message: "reported by the worker".into(),
             },

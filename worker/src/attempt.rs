@@ -20,15 +20,16 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path};
 use std::time::Duration;
 
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::exit_codes::ExitClass;
-use swath_job_types::protocol::{AttemptTask, ReportedError, ResultReport};
+use swath_job_types::protocol::{AttemptTask, ResultReport};
 use swath_job_types::template::TaskInput;
 use swath_job_types::JobStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::orchestrator::{Orchestrator, ProtocolError};
-use crate::outcome::{Outcome, WorkerError};
+use crate::outcome::Outcome;
 use crate::products::{find_products, upload_products};
 use crate::runtime::{RunOutcome, RunSpec, Runtime, CONTAINER_WORK_DIR};
 use crate::workdir::WorkDir;
@@ -44,13 +45,13 @@ struct Ran {
     class: ExitClass,
     return_code: Option<i32>,
     software_version: Option<String>,
-    error: Option<WorkerError>,
+    failure: Option<AttemptFailure>,
 }
 
-fn protocol_failure(e: ProtocolError) -> WorkerError {
+fn protocol_failure(e: ProtocolError) -> AttemptFailure {
     match e {
-        ProtocolError::Unavailable(m) => WorkerError::external("orchestrator", m),
-        other => WorkerError::internal("orchestrator", other.to_string()),
+        ProtocolError::Unavailable(m) => AttemptFailure::external("orchestrator", m),
+        other => AttemptFailure::internal("orchestrator", other.to_string()),
     }
 }
 
@@ -103,7 +104,7 @@ async fn prepare_and_run(
     work: &Path,
     runtime: &dyn Runtime,
     cancel: CancellationToken,
-) -> Result<Ran, WorkerError> {
+) -> Result<Ran, AttemptFailure> {
     check_input_names(&task.task.inputs)?;
     status(orchestrator, JobStatus::PreProcessing, "staging inputs").await?;
     let inputs = work.join("inputs");
@@ -111,18 +112,18 @@ async fn prepare_and_run(
         let dest = inputs.join(&input.name);
         let staged = stage(&input.source, &dest, TRANSFER_PARALLELISM, input.required)
             .await
-            .map_err(WorkerError::from)?;
+            .map_err(AttemptFailure::from)?;
         tracing::info!(input = %input.name, objects = staged.objects, bytes = staged.bytes, "input staged");
     }
     for dir in ["outputs", "logs"] {
         std::fs::create_dir_all(work.join(dir)).map_err(|e| {
-            WorkerError::internal("work directory", format!("cannot create {dir}: {e}"))
+            AttemptFailure::internal("work directory", format!("cannot create {dir}: {e}"))
         })?;
     }
     let parameters = serde_json::to_vec_pretty(&task.task.parameters)
-        .map_err(|e| WorkerError::internal("parameters", e.to_string()))?;
+        .map_err(|e| AttemptFailure::internal("parameters", e.to_string()))?;
     std::fs::write(work.join(PARAMETERS_FILE), parameters).map_err(|e| {
-        WorkerError::internal(
+        AttemptFailure::internal(
             "work directory",
             format!("cannot write the parameters: {e}"),
         )
@@ -172,13 +173,13 @@ async fn prepare_and_run(
     let report = runtime
         .run(&spec, cancel)
         .await
-        .map_err(WorkerError::from)?;
+        .map_err(AttemptFailure::from)?;
     let software_version = report.software_version.clone();
-    let ran = |class, return_code, error| Ran {
+    let ran = |class, return_code, failure| Ran {
         class,
         return_code,
         software_version: software_version.clone(),
-        error,
+        failure,
     };
     Ok(match report.outcome {
         RunOutcome::Exited { code } => {
@@ -188,7 +189,7 @@ async fn prepare_and_run(
         RunOutcome::DeadlineExceeded => ran(
             ExitClass::ExternalError,
             None,
-            Some(WorkerError::external(
+            Some(AttemptFailure::external(
                 "deadline",
                 format!("killed after its deadline of {} s", task.task.timeout_secs),
             )),
@@ -196,7 +197,7 @@ async fn prepare_and_run(
         RunOutcome::OutOfMemory => ran(
             ExitClass::InternalError,
             None,
-            Some(WorkerError::internal(
+            Some(AttemptFailure::internal(
                 "out of memory",
                 format!("killed for using more than {} MiB", task.memory_mb),
             )),
@@ -204,7 +205,7 @@ async fn prepare_and_run(
         RunOutcome::Cancelled => ran(
             ExitClass::ExternalError,
             None,
-            Some(WorkerError::external(
+            Some(AttemptFailure::external(
                 "cancelled",
                 "stopped by the executor (SIGTERM)",
             )),
@@ -215,7 +216,7 @@ async fn prepare_and_run(
 /// Refuses any input name that is not one plain directory name (empty, `.`, `..`, absolute, or
 /// more than one path component): inputs are staged into `inputs/<name>`, and a name must never
 /// reach outside it. Internal error `inputs`, naming the input.
-pub fn check_input_names(inputs: &[TaskInput]) -> Result<(), WorkerError> {
+pub fn check_input_names(inputs: &[TaskInput]) -> Result<(), AttemptFailure> {
     for input in inputs {
         let name = input.name.as_str();
         let path = Path::new(name);
@@ -235,7 +236,7 @@ pub fn check_input_names(inputs: &[TaskInput]) -> Result<(), WorkerError> {
         } else {
             continue;
         };
-        return Err(WorkerError::internal(
+        return Err(AttemptFailure::internal(
             "inputs",
             format!(
                 "input name {name:?} (from {}) {why}: an input is staged into inputs/<name>, one directory name",
@@ -256,7 +257,7 @@ async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ra
         return_code: ran.return_code,
         products: Vec::new(),
         software_version: ran.software_version,
-        error: ran.error.as_ref().map(reported),
+        failure: ran.failure,
     };
     if ran.class == ExitClass::Success {
         let uploaded = match find_products(work, &task.task.outputs) {
@@ -287,20 +288,11 @@ async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ra
     }
 }
 
-fn reported(e: &WorkerError) -> ReportedError {
-    let (subtype, message) = match e {
-        WorkerError::Internal { subtype, message } | WorkerError::External { subtype, message } => {
-            (subtype.clone(), message.clone())
-        }
-    };
-    ReportedError { subtype, message }
-}
-
 async fn status(
     orchestrator: &Orchestrator,
     to: JobStatus,
     message: impl Into<String>,
-) -> Result<(), WorkerError> {
+) -> Result<(), AttemptFailure> {
     orchestrator
         .status(to, message)
         .await
@@ -309,18 +301,8 @@ async fn status(
 }
 
 /// Reports `error` as the attempt's result; the outcome is the error's (retry for an external one).
-async fn report_failure(orchestrator: &Orchestrator, error: WorkerError) -> Outcome {
-    let class = match error {
-        WorkerError::External { .. } => ExitClass::ExternalError,
-        WorkerError::Internal { .. } => ExitClass::InternalError,
-    };
-    let report = ResultReport {
-        outcome: class,
-        return_code: None,
-        products: Vec::new(),
-        software_version: None,
-        error: Some(reported(&error)),
-    };
+async fn report_failure(orchestrator: &Orchestrator, error: AttemptFailure) -> Outcome {
+    let report = ResultReport::failed(error.clone());
     tracing::error!(error = %error, "attempt failed");
     match orchestrator.result(&report).await {
         Ok(_) | Err(ProtocolError::Conflict(_)) => {}
@@ -359,7 +341,7 @@ mod tests {
         ] {
             let inputs = [input("l1c"), input(name)];
             let error = check_input_names(&inputs).unwrap_err();
-            let WorkerError::Internal { subtype, message } = &error else {
+            let AttemptFailure::Internal { subtype, message } = &error else {
                 panic!("{error}");
             };
             assert_eq!(subtype, "inputs");

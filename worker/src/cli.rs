@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use swath_job_types::attempt::AttemptFailure;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::attempt::run_attempt;
 use crate::config::{WorkerArgs, WorkerConfig};
-use crate::outcome::{Outcome, WorkerError, EXIT_USAGE};
+use crate::outcome::{Outcome, EXIT_USAGE};
 use crate::runtime::{detect, DockerRuntime, ProcessRuntime, Runtime};
 
 /// swath-worker: runs one attempt of one swath job.
@@ -67,7 +68,7 @@ fn init_logs(json: bool) {
 }
 
 /// The runtime `config` names (`auto`, `docker` or `process`), with its container limits.
-async fn runtime(config: &WorkerConfig) -> Result<Box<dyn Runtime>, WorkerError> {
+async fn runtime(config: &WorkerConfig) -> Result<Box<dyn Runtime>, AttemptFailure> {
     let configure = |docker: DockerRuntime| {
         docker
             .with_limits(config.limits)
@@ -167,7 +168,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .await
         }
         (Err(e), _) => Outcome::Failed(e),
-        (_, Err(e)) => Outcome::Failed(WorkerError::internal("signals", e.to_string())),
+        (_, Err(e)) => Outcome::Failed(AttemptFailure::internal("signals", e.to_string())),
     };
     let _in_attempt = span.enter();
     match &outcome {

@@ -37,7 +37,7 @@ use swath_job_types::protocol::path_in_store;
 use swath_job_types::template::TaskOutput;
 use uuid::Uuid;
 
-use crate::outcome::WorkerError;
+use swath_job_types::attempt::AttemptFailure;
 use swath_storage::{open_store, upload_files, ObjectInfo, SourceFile, Store};
 
 pub use self::walk::{check_name, MAX_KEY_BYTES, MAX_NAME_BYTES};
@@ -76,7 +76,10 @@ pub struct ProductFile {
 /// The products under `<work>/outputs` for the task's output kinds; a kind may have none (the job
 /// type decides whether that is normal). A product without readable metadata, or anything the
 /// boundary refuses (see the module's documentation), is an internal error `outputs`.
-pub fn find_products(work: &Path, kinds: &[TaskOutput]) -> Result<Vec<FoundProduct>, WorkerError> {
+pub fn find_products(
+    work: &Path,
+    kinds: &[TaskOutput],
+) -> Result<Vec<FoundProduct>, AttemptFailure> {
     let mut found = Vec::new();
     for product in walk::checked_products(work, kinds)? {
         let meta = product
@@ -84,7 +87,7 @@ pub fn find_products(work: &Path, kinds: &[TaskOutput]) -> Result<Vec<FoundProdu
             .iter()
             .find(|f| f.key == METADATA_FILE)
             .ok_or_else(|| {
-                WorkerError::internal(
+                AttemptFailure::internal(
                     "outputs",
                     format!(
                         "product {} has no {METADATA_FILE} (in {})",
@@ -111,10 +114,10 @@ pub fn find_products(work: &Path, kinds: &[TaskOutput]) -> Result<Vec<FoundProdu
 }
 
 /// The metadata file's JSON, read through the checked file.
-fn read_metadata(work: &Path, source: &SourceFile) -> Result<serde_json::Value, WorkerError> {
+fn read_metadata(work: &Path, source: &SourceFile) -> Result<serde_json::Value, AttemptFailure> {
     use std::io::Read;
     let shown = walk::relative(work, &source.path);
-    let fail = |e: String| WorkerError::internal("outputs", format!("{shown}: {e}"));
+    let fail = |e: String| AttemptFailure::internal("outputs", format!("{shown}: {e}"));
     if source.size > MAX_METADATA_BYTES {
         return Err(fail(format!(
             "{} bytes, more than the {MAX_METADATA_BYTES} read from a metadata file",
@@ -160,12 +163,12 @@ pub async fn upload_products(
     uid: Uuid,
     attempt: i32,
     parallelism: usize,
-) -> Result<Vec<OutputProduct>, WorkerError> {
+) -> Result<Vec<OutputProduct>, AttemptFailure> {
     let mut stores: BTreeMap<String, Arc<dyn Store>> = BTreeMap::new();
     for destination in destinations {
         let root = destination.destination_prefix.trim_end_matches('/');
         if !stores.contains_key(root) {
-            let store = open_store(root).map_err(WorkerError::from)?;
+            let store = open_store(root).map_err(AttemptFailure::from)?;
             stores.insert(root.to_owned(), Arc::from(store));
         }
     }
@@ -181,20 +184,19 @@ pub async fn upload_products_to(
     uid: Uuid,
     attempt: i32,
     parallelism: usize,
-) -> Result<Vec<OutputProduct>, WorkerError> {
+) -> Result<Vec<OutputProduct>, AttemptFailure> {
     let store_of = |prefix: &str| {
         let root = prefix.trim_end_matches('/');
-        stores
-            .get(root)
-            .cloned()
-            .ok_or_else(|| WorkerError::internal("outputs", format!("no store open for `{root}`")))
+        stores.get(root).cloned().ok_or_else(|| {
+            AttemptFailure::internal("outputs", format!("no store open for `{root}`"))
+        })
     };
     // Leftovers of the job's earlier attempts go first, under every destination.
     for destination in destinations {
         store_of(&destination.destination_prefix)?
             .delete_prefix(&job_staging_prefix(uid))
             .await
-            .map_err(WorkerError::from)?;
+            .map_err(AttemptFailure::from)?;
     }
     let mut described = Vec::new();
     for (index, product) in products.iter().enumerate() {
@@ -202,7 +204,7 @@ pub async fn upload_products_to(
             .iter()
             .find(|d| d.kind == product.kind)
             .ok_or_else(|| {
-                WorkerError::internal("outputs", format!("no destination for {}", product.kind))
+                AttemptFailure::internal("outputs", format!("no destination for {}", product.kind))
             })?;
         let root = destination.destination_prefix.trim_end_matches('/');
         let store = store_of(root)?;
@@ -234,7 +236,7 @@ async fn upload_product(
     store: Arc<dyn Store>,
     staged: &str,
     parallelism: usize,
-) -> Result<Vec<ObjectInfo>, WorkerError> {
+) -> Result<Vec<ObjectInfo>, AttemptFailure> {
     let target = format!("{}/", product.id);
     let files = product
         .files
@@ -243,13 +245,13 @@ async fn upload_product(
         .collect();
     let uploaded = upload_files(files, Arc::clone(&store), parallelism)
         .await
-        .map_err(WorkerError::from)?;
-    let listed = store.list(staged).await.map_err(WorkerError::from)?;
+        .map_err(AttemptFailure::from)?;
+    let listed = store.list(staged).await.map_err(AttemptFailure::from)?;
     verify(&store.url(), staged, &uploaded, staged, &listed)?;
     let committed = store
         .commit(staged, &target)
         .await
-        .map_err(WorkerError::from)?;
+        .map_err(AttemptFailure::from)?;
     verify(&store.url(), staged, &uploaded, &target, &committed)?;
     tracing::info!(url = %swath_storage::object_url(&store.url(), &target), objects = committed.len(), "product committed");
     Ok(committed)
@@ -263,7 +265,7 @@ fn verify(
     uploaded: &[ObjectInfo],
     prefix: &str,
     listed: &[ObjectInfo],
-) -> Result<(), WorkerError> {
+) -> Result<(), AttemptFailure> {
     let expected: BTreeMap<String, &ObjectInfo> = uploaded
         .iter()
         .map(|o| (format!("{prefix}{}", &o.key[staged.len()..]), o))
@@ -271,7 +273,7 @@ fn verify(
     let found: BTreeMap<&str, &ObjectInfo> = listed.iter().map(|o| (o.key.as_str(), o)).collect();
     let location = swath_storage::object_url(url, prefix);
     let mismatch = |what: String| {
-        WorkerError::external(
+        AttemptFailure::external(
             "storage",
             format!("`{location}` failed verification: {what}"),
         )

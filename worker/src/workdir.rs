@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::outcome::WorkerError;
+use swath_job_types::attempt::AttemptFailure;
 
 /// A work directory that is removed when dropped, whatever happened in between.
 #[derive(Debug)]
@@ -14,10 +14,10 @@ pub struct WorkDir {
 
 impl WorkDir {
     /// Creates `<root>/<uid>` with `inputs/` and `outputs/`, removing leftovers of an interrupted run.
-    pub fn create(root: &Path, uid: Uuid) -> Result<WorkDir, WorkerError> {
+    pub fn create(root: &Path, uid: Uuid) -> Result<WorkDir, AttemptFailure> {
         let path = root.join(uid.to_string());
         let fail = |what: &str, e: std::io::Error| {
-            WorkerError::external("work directory", format!("{what} {}: {e}", path.display()))
+            AttemptFailure::external("work directory", format!("{what} {}: {e}", path.display()))
         };
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(|e| fail("cannot clean", e))?;
@@ -69,6 +69,6 @@ mod tests {
         let file = root.path().join("not-a-dir");
         std::fs::write(&file, "x").unwrap();
         let err = WorkDir::create(&file, Uuid::new_v4()).unwrap_err();
-        assert!(matches!(err, WorkerError::External { .. }), "{err}");
+        assert!(matches!(err, AttemptFailure::External { .. }), "{err}");
     }
 }

@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::read_tree;
+use swath_job_types::attempt::AttemptFailure;
 use swath_job_types::job::OutputProduct;
 use swath_job_types::template::TaskOutput;
-use swath_worker::outcome::WorkerError;
 use swath_worker::products::{find_products, upload_products};
 
 /// A work directory and a `file://` output store, both in one temporary directory, and a file
@@ -63,7 +63,7 @@ impl Attempt {
     }
 
     /// Finds and uploads the products as the worker does after a successful run.
-    async fn publish(&self) -> Result<Vec<OutputProduct>, WorkerError> {
+    async fn publish(&self) -> Result<Vec<OutputProduct>, AttemptFailure> {
         let kinds = self.kinds();
         let found = find_products(&self.work(), &kinds)?;
         upload_products(&found, &kinds, uuid::Uuid::nil(), 1, 2).await
@@ -73,7 +73,7 @@ impl Attempt {
     /// one of `words`, and that nothing reached the store.
     async fn assert_refused(&self, words: &[&str]) {
         let error = self.publish().await.unwrap_err();
-        let WorkerError::Internal { subtype, message } = &error else {
+        let AttemptFailure::Internal { subtype, message } = &error else {
             panic!("not an internal error: {error}");
         };
         assert_eq!(subtype, "outputs", "{error}");

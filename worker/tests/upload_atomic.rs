@@ -63,7 +63,7 @@ async fn publish(
     store: Arc<dyn Store>,
     uid: Uuid,
     attempt: i32,
-) -> Result<(), swath_worker::outcome::WorkerError> {
+) -> Result<(), swath_job_types::attempt::AttemptFailure> {
     let kinds = kinds(prefix);
     let found = find_products(work, &kinds)?;
     upload(&found, prefix, store, uid, attempt).await
@@ -75,7 +75,7 @@ async fn upload(
     store: Arc<dyn Store>,
     uid: Uuid,
     attempt: i32,
-) -> Result<(), swath_worker::outcome::WorkerError> {
+) -> Result<(), swath_job_types::attempt::AttemptFailure> {
     let products = upload_products_to(
         found,
         &kinds(prefix),

@@ -15,7 +15,7 @@ use swath_job_types::protocol::path_in_store;
 use swath_job_types::template::TaskOutput;
 
 use super::{ProductFile, STAGING_DIR};
-use crate::outcome::WorkerError;
+use swath_job_types::attempt::AttemptFailure;
 use swath_storage::local_file_kind as file_kind;
 use swath_storage::SourceFile;
 
@@ -79,12 +79,12 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn refuse(&self, path: &Path, what: impl std::fmt::Display) -> WorkerError {
-        WorkerError::internal("outputs", format!("`{}` {what}", relative(self.work, path)))
+    fn refuse(&self, path: &Path, what: impl std::fmt::Display) -> AttemptFailure {
+        AttemptFailure::internal("outputs", format!("`{}` {what}", relative(self.work, path)))
     }
 
     /// What is wrong with a path that is neither a directory nor a regular file.
-    fn refuse_kind(&self, path: &Path, meta: &std::fs::Metadata) -> WorkerError {
+    fn refuse_kind(&self, path: &Path, meta: &std::fs::Metadata) -> AttemptFailure {
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(path)
                 .map(|t| format!(" (to `{}`)", t.display()))
@@ -104,13 +104,13 @@ impl Walk<'_> {
         }
     }
 
-    fn metadata(&self, path: &Path) -> Result<std::fs::Metadata, WorkerError> {
+    fn metadata(&self, path: &Path) -> Result<std::fs::Metadata, AttemptFailure> {
         std::fs::symlink_metadata(path)
             .map_err(|e| self.refuse(path, format!("cannot be read: {e}")))
     }
 
     /// The entries of `dir` with their checked names, sorted.
-    fn entries(&self, dir: &Path) -> Result<Vec<(String, PathBuf)>, WorkerError> {
+    fn entries(&self, dir: &Path) -> Result<Vec<(String, PathBuf)>, AttemptFailure> {
         let mut entries = Vec::new();
         let listing = std::fs::read_dir(dir)
             .map_err(|e| self.refuse(dir, format!("cannot be listed: {e}")))?;
@@ -129,7 +129,7 @@ impl Walk<'_> {
     }
 
     /// Checks that `path`, resolved, is still under `outputs/`.
-    fn inside(&self, path: &Path) -> Result<(), WorkerError> {
+    fn inside(&self, path: &Path) -> Result<(), AttemptFailure> {
         let resolved = path
             .canonicalize()
             .map_err(|e| self.refuse(path, format!("cannot be resolved: {e}")))?;
@@ -150,7 +150,7 @@ impl Walk<'_> {
         dir: &Path,
         store_base: &str,
         id: &str,
-    ) -> Result<Vec<ProductFile>, WorkerError> {
+    ) -> Result<Vec<ProductFile>, AttemptFailure> {
         let mut files = Vec::new();
         let mut dirs = vec![(dir.to_path_buf(), String::new())];
         while let Some((current, prefix)) = dirs.pop() {
@@ -202,9 +202,9 @@ impl Walk<'_> {
 
 /// Directory entries per (device, inode) under `work`, for the regular files with more than one
 /// link; links are not followed.
-fn count_links(work: &Path) -> Result<HashMap<(u64, u64), u64>, WorkerError> {
+fn count_links(work: &Path) -> Result<HashMap<(u64, u64), u64>, AttemptFailure> {
     let fail = |path: &Path, e: std::io::Error| {
-        WorkerError::internal(
+        AttemptFailure::internal(
             "outputs",
             format!("cannot walk `{}`: {e}", relative(work, path)),
         )
@@ -229,7 +229,7 @@ fn count_links(work: &Path) -> Result<HashMap<(u64, u64), u64>, WorkerError> {
 pub(super) fn checked_products(
     work: &Path,
     kinds: &[TaskOutput],
-) -> Result<Vec<Walked>, WorkerError> {
+) -> Result<Vec<Walked>, AttemptFailure> {
     let outputs = work.join("outputs");
     let meta = match std::fs::symlink_metadata(&outputs) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use crate::outcome::WorkerError;
+use swath_job_types::attempt::AttemptFailure;
 
 /// A failure to run the scientific code (as opposed to the code failing, which is a
 /// [`RunOutcome`](super::RunOutcome)).
@@ -142,12 +142,12 @@ impl RuntimeError {
     }
 }
 
-impl From<RuntimeError> for WorkerError {
+impl From<RuntimeError> for AttemptFailure {
     fn from(e: RuntimeError) -> Self {
         if e.is_transient() {
-            WorkerError::external(e.subtype(), e.to_string())
+            AttemptFailure::external(e.subtype(), e.to_string())
         } else {
-            WorkerError::internal(e.subtype(), e.to_string())
+            AttemptFailure::internal(e.subtype(), e.to_string())
         }
     }
 }
@@ -179,10 +179,10 @@ mod tests {
 
     #[test]
     fn maps_to_worker_errors_by_transience() {
-        let e: WorkerError = RuntimeError::EngineUnavailable("gone".into()).into();
-        assert!(matches!(e, WorkerError::External { .. }));
-        let e: WorkerError = RuntimeError::InvalidSpec("root".into()).into();
-        assert!(matches!(e, WorkerError::Internal { .. }));
+        let e: AttemptFailure = RuntimeError::EngineUnavailable("gone".into()).into();
+        assert!(matches!(e, AttemptFailure::External { .. }));
+        let e: AttemptFailure = RuntimeError::InvalidSpec("root".into()).into();
+        assert!(matches!(e, AttemptFailure::Internal { .. }));
     }
 
     #[test]

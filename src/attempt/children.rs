@@ -1,10 +1,15 @@
 //! The children a job creates when it is processed (`JobTemplate::children_when_processed`), made
 //! ready to be stored with its move to `processed`: attached children get `parent_id`, best-effort
-//! children `spawned_by`, and each gets the attempts of its own job type.
+//! children `spawned_by`, and each gets the attempts of its own job type. A job whose children
+//! cannot be made ends in `internal_error` instead, with its results.
 
 use swath_job_types::children::ChildKind;
+use swath_job_types::job::JobResults;
 use swath_job_types::registry::JobTypeRegistry;
 use swath_job_types::{Job, JobStatus, NewJob};
+
+use crate::db::status::StatusChange;
+use crate::db::status_batch::ChangeChain;
 
 /// The children of `job`, as it enters `processed` with its results, or why they cannot be made.
 pub fn children_of(registry: &JobTypeRegistry, job: &Job) -> Result<Vec<NewJob>, String> {
@@ -46,4 +51,34 @@ pub fn spawns_children(registry: &JobTypeRegistry, job_type: &str) -> bool {
     registry
         .get(job_type)
         .is_some_and(|t| !t.child_job_types().is_empty())
+}
+
+/// `chain` (whose last change moves `job` to `processed` with `results`) with the children the job
+/// creates, stored in the same transaction; if they cannot be made, the job ends in
+/// `internal_error` with its results instead. `job` is the whole job as read.
+pub fn with_children(
+    registry: &JobTypeRegistry,
+    job: &Job,
+    results: &JobResults,
+    mut chain: ChangeChain,
+) -> ChangeChain {
+    let mut processed = job.clone();
+    processed.status = JobStatus::Processed;
+    processed.results = Some(results.clone());
+    let last = chain.last_mut();
+    match children_of(registry, &processed) {
+        Ok(children) => {
+            *last = last.clone().spawn(children);
+            chain
+        }
+        Err(reason) => {
+            tracing::error!(job_id = job.id, %reason, "cannot create the children of a processed job");
+            let failed = StatusChange {
+                to: JobStatus::InternalError,
+                ..last.clone()
+            }
+            .error("children", format!("cannot create its children: {reason}"));
+            ChangeChain::new(failed)
+        }
+    }
 }
