@@ -149,6 +149,17 @@ impl StorageError {
     }
 }
 
+impl From<StorageError> for AttemptFailure {
+    /// Transient storage errors ask for a retry (external), the others are final (internal).
+    fn from(e: StorageError) -> Self {
+        if e.is_transient() {
+            AttemptFailure::external("storage", e.to_string())
+        } else {
+            AttemptFailure::internal("storage", e.to_string())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,16 +180,5 @@ mod tests {
         let e = StorageError::local("/x/y", std::io::Error::other("disk full"));
         assert!(!e.is_transient());
         assert!(e.to_string().contains("/x/y"), "{e}");
-    }
-}
-
-impl From<StorageError> for AttemptFailure {
-    /// Transient storage errors ask for a retry (external), the others are final (internal).
-    fn from(e: StorageError) -> Self {
-        if e.is_transient() {
-            AttemptFailure::external("storage", e.to_string())
-        } else {
-            AttemptFailure::internal("storage", e.to_string())
-        }
     }
 }
