@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use swath_job_types::attempt::AttemptFailure;
+use swath_domain::attempt::AttemptFailure;
 
 /// Why a storage operation failed.
 ///

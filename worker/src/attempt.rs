@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path};
 use std::time::Duration;
 
-use swath_job_types::attempt::AttemptFailure;
-use swath_job_types::exit_codes::ExitClass;
-use swath_job_types::protocol::{AttemptTask, ResultReport};
-use swath_job_types::template::TaskInput;
-use swath_job_types::JobStatus;
+use swath_domain::attempt::AttemptFailure;
+use swath_domain::exit_codes::ExitClass;
+use swath_domain::protocol::{AttemptTask, ResultReport};
+use swath_domain::template::TaskInput;
+use swath_domain::JobStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;

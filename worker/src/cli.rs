@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use swath_job_types::attempt::AttemptFailure;
+use swath_domain::attempt::AttemptFailure;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;

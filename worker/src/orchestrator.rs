@@ -21,8 +21,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use swath_job_types::protocol::{AttemptTask, ReportAnswer, ResultReport, StatusReport};
-use swath_job_types::JobStatus;
+use swath_domain::protocol::{AttemptTask, ReportAnswer, ResultReport, StatusReport};
+use swath_domain::JobStatus;
 
 use crate::config::{Token, WorkerConfig};
 

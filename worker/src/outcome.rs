@@ -1,7 +1,7 @@
 //! How an attempt ends, and the process exit code that tells the executor what to do next.
 
-use swath_job_types::attempt::AttemptFailure;
-use swath_job_types::exit_codes::ExitClass;
+use swath_domain::attempt::AttemptFailure;
+use swath_domain::exit_codes::ExitClass;
 
 /// Exit code: the attempt is finished (succeeded, or failed terminally and was reported).
 pub const EXIT_FINISHED: u8 = 0;

@@ -32,12 +32,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::Utc;
-use swath_job_types::job::OutputProduct;
-use swath_job_types::protocol::path_in_store;
-use swath_job_types::template::TaskOutput;
+use swath_domain::job::OutputProduct;
+use swath_domain::protocol::path_in_store;
+use swath_domain::template::TaskOutput;
 use uuid::Uuid;
 
-use swath_job_types::attempt::AttemptFailure;
+use swath_domain::attempt::AttemptFailure;
 use swath_storage::{open_store, upload_files, ObjectInfo, SourceFile, Store};
 
 pub use self::walk::{check_name, MAX_KEY_BYTES, MAX_NAME_BYTES};

@@ -8,9 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::read_tree;
-use swath_job_types::attempt::AttemptFailure;
-use swath_job_types::job::OutputProduct;
-use swath_job_types::template::TaskOutput;
+use swath_domain::attempt::AttemptFailure;
+use swath_domain::job::OutputProduct;
+use swath_domain::template::TaskOutput;
 use swath_worker::products::{find_products, upload_products};
 
 /// A work directory and a `file://` output store, both in one temporary directory, and a file

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use support::{read_tree, within, S3Fixture, BUCKET};
-use swath_job_types::template::TaskOutput;
+use swath_domain::template::TaskOutput;
 use swath_storage::{FileStore, S3Store, Store};
 use swath_worker::products::{find_products, upload_products_to, FoundProduct};
 use uuid::Uuid;
@@ -63,7 +63,7 @@ async fn publish(
     store: Arc<dyn Store>,
     uid: Uuid,
     attempt: i32,
-) -> Result<(), swath_job_types::attempt::AttemptFailure> {
+) -> Result<(), swath_domain::attempt::AttemptFailure> {
     let kinds = kinds(prefix);
     let found = find_products(work, &kinds)?;
     upload(&found, prefix, store, uid, attempt).await
@@ -75,7 +75,7 @@ async fn upload(
     store: Arc<dyn Store>,
     uid: Uuid,
     attempt: i32,
-) -> Result<(), swath_job_types::attempt::AttemptFailure> {
+) -> Result<(), swath_domain::attempt::AttemptFailure> {
     let products = upload_products_to(
         found,
         &kinds(prefix),

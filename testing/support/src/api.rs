@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use swath::api::{router_with, ApiState};
-use swath::config::Settings;
-use swath::pipeline::retry::AttemptBackoff;
+use swath_engine::api::{router_with, ApiState};
+use swath_engine::config::Settings;
+use swath_engine::pipeline::retry::AttemptBackoff;
 
 /// A running API; stops when dropped.
 pub struct TestApi {
@@ -37,7 +37,7 @@ pub async fn spawn_api_with(pool: &PgPool, settings: &Settings) -> TestApi {
 pub async fn spawn_api_full(
     pool: &PgPool,
     settings: &Settings,
-    executor: Option<Arc<dyn swath::executor::Executor>>,
+    executor: Option<Arc<dyn swath_engine::executor::Executor>>,
 ) -> TestApi {
     let state = ApiState {
         pool: pool.clone(),

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use swath::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
-use swath_job_types::flavor::WorkerFlavor;
+use swath_domain::flavor::WorkerFlavor;
+use swath_engine::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
 
 /// A worker stand-in for the local executor: reads `<dir>/<job id>` ("N" to exit with code N, "run"
 /// to run until stopped) and counts its starts in `<dir>/<job id>.starts`.
@@ -16,8 +16,8 @@ case "$(cat "$dir/$SWATH_WORKER_JOB_ID")" in
 esac"#;
 
 /// The command that runs [`STAND_IN`] with its scripts in `dir`.
-pub fn stand_in_worker(dir: &std::path::Path) -> swath::executor::local::WorkerCommand {
-    swath::executor::local::WorkerCommand {
+pub fn stand_in_worker(dir: &std::path::Path) -> swath_engine::executor::local::WorkerCommand {
+    swath_engine::executor::local::WorkerCommand {
         program: "/bin/sh".into(),
         args: vec![
             "-c".into(),

@@ -13,7 +13,7 @@ pub mod openapi {
     pub fn swath() -> &'static OpenApi {
         static SWATH: OnceLock<OpenApi> = OnceLock::new();
         SWATH.get_or_init(|| {
-            OpenApi::from_json(swath::api::openapi::DOCUMENT, "/api/v1")
+            OpenApi::from_json(swath_engine::api::openapi::DOCUMENT, "/api/v1")
                 .unwrap_or_else(|e| panic!("parsing src/api/openapi.json: {e}"))
         })
     }
@@ -33,10 +33,19 @@ pub mod worker_world;
 use std::process::{Command, Output};
 
 use sqlx::PgPool;
-use swath::db::jobs::{get_job, insert_jobs};
-use swath::db::status::StatusChange;
-use swath::pipeline::transitions::change_status_on;
-use swath_job_types::{Job, JobStatus, NewJob};
+use swath_domain::{Job, JobStatus, NewJob};
+use swath_engine::db::jobs::{get_job, insert_jobs};
+use swath_engine::db::status::StatusChange;
+use swath_engine::pipeline::transitions::change_status_on;
+
+/// The workspace's root directory (where `samples/`, `nomad/` and `worker/` are).
+pub fn workspace_root() -> std::path::PathBuf {
+    // This crate sits at `testing/support` in the workspace.
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
 
 /// The `swath` binary cargo built beside the test program (`target/<profile>/swath`; test programs
 /// live in `target/<profile>/deps/`).
@@ -56,8 +65,8 @@ pub fn swath_binary() -> std::path::PathBuf {
 }
 
 /// A one-slot flavor of one CPU and 64 MB, with no disk, for the executor tests.
-pub fn tiny_flavor() -> swath_job_types::flavor::WorkerFlavor {
-    swath_job_types::flavor::WorkerFlavor {
+pub fn tiny_flavor() -> swath_domain::flavor::WorkerFlavor {
+    swath_domain::flavor::WorkerFlavor {
         name: "tiny".into(),
         cpus: 1,
         memory_mb: 64,
@@ -66,7 +75,7 @@ pub fn tiny_flavor() -> swath_job_types::flavor::WorkerFlavor {
         cpu_mhz: Some(50),
         placement_value: Some("eo1.xsmall".into()),
         local_slots: 1,
-        ..swath_job_types::flavor::WorkerFlavor::default()
+        ..swath_domain::flavor::WorkerFlavor::default()
     }
 }
 
@@ -185,7 +194,7 @@ pub async fn new_test_job(pool: &PgPool, name: &str) -> Job {
 /// status of the job).
 pub fn path_to(target: JobStatus) -> Vec<JobStatus> {
     use std::collections::{HashMap, VecDeque};
-    use swath_job_types::status::ALL_STATUSES;
+    use swath_domain::status::ALL_STATUSES;
     let mut previous: HashMap<JobStatus, Option<JobStatus>> = HashMap::new();
     let mut queue = VecDeque::new();
     for s in ALL_STATUSES {
@@ -215,12 +224,17 @@ pub fn path_to(target: JobStatus) -> Vec<JobStatus> {
 /// the worker does.
 pub async fn token_for_ready(pool: &PgPool, job: &Job) -> String {
     let bootstrap = bootstrap_for_ready(pool, job).await;
-    let token = swath::db::tokens::new_token();
-    let exchanged =
-        swath::db::tokens::exchange_bootstrap_token(pool, job.id, job.attempt, &bootstrap, &token)
-            .await
-            .expect("exchange");
-    assert_eq!(exchanged, swath::db::tokens::Exchange::Exchanged);
+    let token = swath_engine::db::tokens::new_token();
+    let exchanged = swath_engine::db::tokens::exchange_bootstrap_token(
+        pool,
+        job.id,
+        job.attempt,
+        &bootstrap,
+        &token,
+    )
+    .await
+    .expect("exchange");
+    assert_eq!(exchanged, swath_engine::db::tokens::Exchange::Exchanged);
     token
 }
 
@@ -234,7 +248,7 @@ pub async fn bootstrap_for_ready(pool: &PgPool, job: &Job) -> String {
         .execute(pool)
         .await
         .expect("claim");
-    swath::db::tokens::issue_bootstrap_token(
+    swath_engine::db::tokens::issue_bootstrap_token(
         pool,
         job.id,
         job.attempt,
@@ -268,8 +282,11 @@ pub async fn drive(pool: &PgPool, mut job: Job, statuses: &[JobStatus]) -> Job {
 }
 
 /// The last external error recorded in the history of job `id`.
-pub async fn last_external_error(pool: &PgPool, id: i64) -> swath::db::history::StatusChangeRecord {
-    swath::db::history::job_history(pool, id)
+pub async fn last_external_error(
+    pool: &PgPool,
+    id: i64,
+) -> swath_engine::db::history::StatusChangeRecord {
+    swath_engine::db::history::job_history(pool, id)
         .await
         .expect("history")
         .into_iter()
@@ -297,10 +314,10 @@ pub async fn processed(pool: &PgPool, name: &str, titles: &[String]) -> Job {
         PostProcessing,
     ];
     let job = drive(pool, job, &path).await;
-    let products: Vec<swath_job_types::job::OutputProduct> = titles
+    let products: Vec<swath_domain::job::OutputProduct> = titles
         .iter()
         .enumerate()
-        .map(|(i, title)| swath_job_types::job::OutputProduct {
+        .map(|(i, title)| swath_domain::job::OutputProduct {
             kind: "test_product".into(),
             path: format!("TEST/2021/04/13/{title}"),
             size_bytes: Some(1024 + i as u64),
@@ -309,7 +326,7 @@ pub async fn processed(pool: &PgPool, name: &str, titles: &[String]) -> Job {
             published_at: None,
         })
         .collect();
-    let results = swath_job_types::job::JobResults {
+    let results = swath_domain::job::JobResults {
         return_code: Some(0),
         outcome: None,
         products,

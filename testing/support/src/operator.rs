@@ -4,10 +4,10 @@
 use reqwest::Method;
 use serde_json::Value;
 use sqlx::PgPool;
-use swath::config::{Secret, Settings};
-use swath::db::jobs::{get_job, insert_jobs};
-use swath::db::status::{change_status_on, StatusChange};
-use swath_job_types::{Job, JobStatus, NewJob};
+use swath_domain::{Job, JobStatus, NewJob};
+use swath_engine::config::{Secret, Settings};
+use swath_engine::db::jobs::{get_job, insert_jobs};
+use swath_engine::db::status::{change_status_on, StatusChange};
 
 use super::api::{spawn_api_full, TestApi};
 
@@ -66,7 +66,7 @@ impl Operator {
     pub async fn start(
         pool: &PgPool,
         settings: &Settings,
-        executor: Option<std::sync::Arc<dyn swath::executor::Executor>>,
+        executor: Option<std::sync::Arc<dyn swath_engine::executor::Executor>>,
     ) -> Operator {
         Operator {
             api: spawn_api_full(pool, settings, executor).await,
@@ -217,7 +217,7 @@ pub async fn reload(pool: &PgPool, id: i64) -> Job {
 
 /// Whether job `id` waits for its children.
 pub async fn awaiting(pool: &PgPool, id: i64) -> bool {
-    swath::db::chaining::awaiting_children(pool, id)
+    swath_engine::db::chaining::awaiting_children(pool, id)
         .await
         .expect("the job exists")
 }

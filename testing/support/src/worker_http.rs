@@ -5,8 +5,8 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use swath::db::jobs::{get_job, insert_jobs};
-use swath_job_types::{Job, JobStatus, NewJob};
+use swath_domain::{Job, JobStatus, NewJob};
+use swath_engine::db::jobs::{get_job, insert_jobs};
 
 use super::{drive, token_for_ready};
 

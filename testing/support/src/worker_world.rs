@@ -9,15 +9,15 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
-use swath::config::Settings;
-use swath::db::claim::Claimant;
-use swath::db::jobs::{get_job, insert_jobs};
-use swath::executor::local::{LocalExecutor, WorkerCommand};
-use swath::executor::{AttemptOutcome, Executor};
-use swath::pipeline::dispatch::dispatch_round;
-use swath::pipeline::retry::{AttemptBackoff, StatusTimeouts};
-use swath::pipeline::track::track_round;
-use swath_job_types::{Job, JobPriority, JobStatus, NewJob};
+use swath_domain::{Job, JobPriority, JobStatus, NewJob};
+use swath_engine::config::Settings;
+use swath_engine::db::claim::Claimant;
+use swath_engine::db::jobs::{get_job, insert_jobs};
+use swath_engine::executor::local::{LocalExecutor, WorkerCommand};
+use swath_engine::executor::{AttemptOutcome, Executor};
+use swath_engine::pipeline::dispatch::dispatch_round;
+use swath_engine::pipeline::retry::{AttemptBackoff, StatusTimeouts};
+use swath_engine::pipeline::track::track_round;
 use swath_s3_test_server::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 
 use super::api::{spawn_api_with, TestApi};
@@ -81,7 +81,7 @@ pub async fn world(
     let s3 = TestServer::start(s3_root.path()).await.unwrap();
     s3.create_bucket("eodata").unwrap();
     s3.create_bucket("hrsi").unwrap();
-    let mut flavors = swath_job_types::flavor::default_flavors();
+    let mut flavors = swath_domain::flavor::default_flavors();
     if let Some(memory_mb) = xsmall_memory_mb {
         flavors[0].memory_mb = memory_mb;
     }

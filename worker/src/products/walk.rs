@@ -11,11 +11,11 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use swath_job_types::protocol::path_in_store;
-use swath_job_types::template::TaskOutput;
+use swath_domain::protocol::path_in_store;
+use swath_domain::template::TaskOutput;
 
 use super::{ProductFile, STAGING_DIR};
-use swath_job_types::attempt::AttemptFailure;
+use swath_domain::attempt::AttemptFailure;
 use swath_storage::local_file_kind as file_kind;
 use swath_storage::SourceFile;
 

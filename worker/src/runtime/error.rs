@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 
-use swath_job_types::attempt::AttemptFailure;
+use swath_domain::attempt::AttemptFailure;
 
 /// A failure to run the scientific code (as opposed to the code failing, which is a
 /// [`RunOutcome`](super::RunOutcome)).

@@ -1,0 +1,9 @@
+//! `swath bench`: performance measured as ratios against a baseline in the same run.
+//!
+//! - [`ingest`]: catalogue ingestion against a raw `COPY` of the same rows;
+//! - [`pipeline`]: the control plane (claim, dispatch, worker reports) against `pgbench -N`.
+
+pub mod ingest;
+pub mod pipeline;
+
+pub use ingest::{bench_ingest, generate_products};
