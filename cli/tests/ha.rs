@@ -21,7 +21,7 @@ use swath_engine::executor::nomad::{NomadConfig, NomadExecutor};
 use swath_engine::executor::{AttemptOutcome, Executor};
 use swath_engine::pipeline::dispatch::dispatch_round;
 use swath_engine::pipeline::retry::AttemptBackoff;
-use swath_engine::startup::{self as orchestrator, Options};
+use swath_engine::startup::{self, Options};
 
 use support::drive;
 use support::nomad_emulator::{EmulatorOptions, NomadEmulator, Outcome};
@@ -322,7 +322,7 @@ async fn a_stopping_instance_lets_go_and_the_other_adopts_its_dispatches(pool: P
         ready_job(&pool, "three").await,
     ];
     let listen = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
-    let a = orchestrator::start(&pool, &settings, listen().await, Options::default())
+    let a = startup::start(&pool, &settings, listen().await, Options::default())
         .await
         .unwrap();
     let owned_by = |owner: uuid::Uuid| {
@@ -344,7 +344,7 @@ async fn a_stopping_instance_lets_go_and_the_other_adopts_its_dispatches(pool: P
         }
     };
     eventually("A dispatched every job", owned_by(a.service_id)).await;
-    let b = orchestrator::start(&pool, &settings, listen().await, Options::default())
+    let b = startup::start(&pool, &settings, listen().await, Options::default())
         .await
         .unwrap();
     let a_id = a.service_id;

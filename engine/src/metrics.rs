@@ -237,83 +237,17 @@ async fn register_state(
     Ok(())
 }
 
+/// The count of `from -> to` status changes recorded so far in this process (for tests).
 #[cfg(test)]
-mod tests {
-    use sqlx::PgPool;
-    use swath_domain::{JobStatus, NewJob};
-
-    use super::*;
-    use crate::db::jobs::{get_job, insert_jobs};
-    use crate::db::status::{change_status, StatusChange, StatusTransaction};
-    use crate::db::status_batch::ChangeChain;
-    use crate::pipeline::transitions;
-
-    /// The count of `from -> to` transitions so far (tests share the process: compare before and
-    /// after, on a transition no other test of this binary counts).
-    fn counted(from: JobStatus, to: JobStatus) -> u64 {
-        COUNTED
-            .transitions
-            .get_or_create(&vec![
-                ("from".into(), from.name().into()),
-                ("to".into(), to.name().into()),
-            ])
-            .get()
-    }
-
-    #[sqlx::test(migrations = "../sql")]
-    async fn a_rolled_back_status_change_is_not_counted(pool: PgPool) {
-        use JobStatus::*;
-        let inserted = insert_jobs(&pool, &[NewJob::new("test_job", "rolled_back", 3)])
-            .await
-            .unwrap();
-        let job = get_job(&pool, inserted[0].id).await.unwrap();
-        let before = counted(Initialized, Configured);
-
-        // Applied in a transaction that is then rolled back.
-        let mut tx = pool.begin().await.unwrap();
-        change_status(&mut tx, &StatusChange::of(&job, Configured))
-            .await
-            .unwrap();
-        tx.rollback().await.unwrap();
-        assert_eq!(
-            counted(Initialized, Configured),
-            before,
-            "transaction rolled back"
-        );
-
-        // Applied in a status transaction dropped without a commit.
-        let mut tx = StatusTransaction::begin(&pool).await.unwrap();
-        tx.change(&StatusChange::of(&job, Configured))
-            .await
-            .unwrap();
-        drop(tx);
-        assert_eq!(
-            counted(Initialized, Configured),
-            before,
-            "transaction dropped"
-        );
-
-        // The first change of a chain whose second change the state machine refuses.
-        let chain = ChangeChain::new(StatusChange::of(&job, Configured)).then(StatusChange::new(
-            job.id,
-            Configured,
-            job.attempt,
-            Processing,
-        ));
-        let outcomes = transitions::apply_chains(&pool, &[chain]).await;
-        assert!(
-            matches!(outcomes[0], Err(DbError::InvalidTransition { .. })),
-            "{outcomes:?}"
-        );
-        assert_eq!(get_job(&pool, job.id).await.unwrap().status, Initialized);
-        assert_eq!(counted(Initialized, Configured), before, "chain refused");
-
-        // Committed, the change counts.
-        let mut tx = StatusTransaction::begin(&pool).await.unwrap();
-        tx.change(&StatusChange::of(&job, Configured))
-            .await
-            .unwrap();
-        transitions::commit(tx).await.unwrap();
-        assert_eq!(counted(Initialized, Configured), before + 1, "committed");
-    }
+pub(crate) fn counted_transitions(
+    from: swath_domain::JobStatus,
+    to: swath_domain::JobStatus,
+) -> u64 {
+    COUNTED
+        .transitions
+        .get_or_create(&vec![
+            ("from".into(), from.name().into()),
+            ("to".into(), to.name().into()),
+        ])
+        .get()
 }
