@@ -19,12 +19,12 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use swath_engine::api::{router, ApiState};
+use swath_engine::attempt::failure::AttemptBackoff;
 use swath_engine::db::bench::{count_in_status, set_status_of_type};
 use swath_engine::db::claim::Claimant;
 use swath_engine::db::jobs::insert_jobs;
 use swath_engine::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
 use swath_engine::pipeline::dispatch::dispatch_round;
-use swath_engine::pipeline::retry::AttemptBackoff;
 
 /// Status changes per job from `ready` to `processed`.
 pub const TRANSITIONS_PER_JOB: usize = 6;

@@ -9,14 +9,15 @@ use prometheus_parse::{Sample, Scrape, Value};
 use sqlx::PgPool;
 use swath_domain::publication::PublicationTarget;
 use swath_domain::JobStatus;
+use swath_engine::attempt::failure::AttemptBackoff;
+use swath_engine::config::Encoding;
 use swath_engine::config::Settings;
 use swath_engine::db::claim::Claimant;
 use swath_engine::db::publications::start_publications;
 use swath_engine::executor::local::{LocalExecutor, WorkerCommand};
 use swath_engine::pipeline::dispatch::dispatch_round;
-use swath_engine::pipeline::retry::AttemptBackoff;
 use swath_engine::publish::file::FilePublisher;
-use swath_engine::publish::{publish_round, Encoding};
+use swath_engine::publish::publish_round;
 
 use support::api::spawn_api;
 use support::{drive, new_test_job, path_to, processed};

@@ -448,7 +448,7 @@ async fn concurrent_reports_are_applied_together_each_with_its_own_answer(pool: 
             subtype: "storage".into(),
             message: "unreachable".into(),
         },
-        swath_engine::pipeline::retry::AttemptBackoff::default(),
+        swath_engine::attempt::failure::AttemptBackoff::default(),
         None,
     )
     .await

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use swath_domain::listing::CatalogueProduct;
 use swath_domain::JobStatus;
+use swath_engine::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use swath_engine::config::Settings;
 use swath_engine::db::claim::Claimant;
 use swath_engine::db::context::PgJobContext;
@@ -22,7 +23,6 @@ use swath_engine::db::publications::start_publications;
 use swath_engine::executor::local::{LocalExecutor, WorkerCommand};
 use swath_engine::pipeline::configure::configure_round;
 use swath_engine::pipeline::dispatch::dispatch_round;
-use swath_engine::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath_engine::pipeline::track::track_round;
 use swath_engine::publish::file::FilePublisher;
 use swath_engine::publish::publish_round;
@@ -110,7 +110,7 @@ async fn an_fsc_rlie_job_spawns_its_follow_ups_and_is_done_after_its_check(pool:
     let publisher = FilePublisher::new(
         publications.path().to_path_buf(),
         "resto".into(),
-        swath_engine::publish::Encoding::Json,
+        swath_engine::config::Encoding::Json,
     );
 
     // The job, as ingestion creates it.

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::PgPool;
 use swath_domain::flavor::WorkerFlavor;
 use swath_domain::{Job, JobPriority, JobStatus, NewJob};
+use swath_engine::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use swath_engine::config::Settings;
 use swath_engine::db::claim::{claim_ready_jobs, Claimant};
 use swath_engine::db::history::job_history;
@@ -20,7 +21,6 @@ use swath_engine::executor::nomad::spec::{worker_job, WorkerJobSettings};
 use swath_engine::executor::nomad::{NomadConfig, NomadExecutor};
 use swath_engine::executor::{AttemptOutcome, DispatchRequest, Executor, ExecutorError};
 use swath_engine::pipeline::dispatch::{dispatch_round, DispatchReport};
-use swath_engine::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath_engine::pipeline::track::track_round;
 
 use support::conformance::{run_conformance, Behaviour, Harness};
@@ -711,8 +711,8 @@ async fn changes_are_observed_with_blocking_queries_not_polling() {
 #[sqlx::test(migrations = "../sql")]
 async fn a_missing_parent_is_watched_with_blocking_queries_not_hammered(pool: PgPool) {
     use std::sync::Arc;
+    use swath_engine::db::tracking::TrackScope;
     use swath_engine::pipeline::execution::{dispatch_loop, track_loop, DispatchLoop, TrackLoop};
-    use swath_engine::pipeline::track::TrackScope;
 
     let emulator = emulator().await;
     let executor: Arc<dyn Executor> =

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use swath_domain::flavor::{default_flavors, WorkerFlavor};
 use swath_domain::{Job, JobPriority, JobStatus, NewJob};
+use swath_engine::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use swath_engine::config::Settings;
 use swath_engine::db::claim::Claimant;
 use swath_engine::db::jobs::{get_job, insert_jobs};
@@ -14,7 +15,6 @@ use swath_engine::executor::nomad::spec::WorkerJobSettings;
 use swath_engine::executor::nomad::{NomadConfig, NomadExecutor};
 use swath_engine::executor::{AttemptOutcome, DispatchRequest, Executor};
 use swath_engine::pipeline::dispatch::dispatch_round;
-use swath_engine::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath_engine::pipeline::track::track_round;
 
 use support::drive;

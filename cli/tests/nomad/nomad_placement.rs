@@ -11,13 +11,13 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 use swath_domain::flavor::{default_flavors, WorkerFlavor};
 use swath_domain::{Job, JobPriority, JobStatus, NewJob};
+use swath_engine::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use swath_engine::config::Settings;
 use swath_engine::db::claim::Claimant;
 use swath_engine::db::jobs::{get_job, insert_jobs};
 use swath_engine::executor::nomad::NomadExecutor;
 use swath_engine::executor::Executor;
 use swath_engine::pipeline::dispatch::dispatch_round;
-use swath_engine::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath_engine::pipeline::track::track_round;
 
 use support::jobspec::job_from_hcl;

@@ -5,12 +5,11 @@ use std::time::Duration;
 use sqlx::PgPool;
 use swath_domain::attempt::AttemptFailure;
 use swath_domain::{Job, JobPriority, JobStatus, NewJob};
+use swath_engine::attempt::failure::{AttemptBackoff, FailureOutcome, StatusTimeouts};
 use swath_engine::db::claim::{claim_ready_jobs, Claimant};
 use swath_engine::db::history::job_history;
 use swath_engine::db::jobs::{get_job, insert_jobs};
-use swath_engine::pipeline::retry::{
-    record_failure, AttemptBackoff, FailureOutcome, StatusTimeouts,
-};
+use swath_engine::pipeline::retry::record_failure;
 use uuid::Uuid;
 
 use support::drive;

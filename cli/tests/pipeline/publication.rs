@@ -5,11 +5,12 @@
 use sqlx::PgPool;
 use swath_domain::publication::PublicationTarget;
 use swath_domain::JobStatus;
+use swath_engine::config::Encoding;
 use swath_engine::config::Settings;
 use swath_engine::db::jobs::get_job;
 use swath_engine::db::publications::{start_publications, unconfirmed};
 use swath_engine::publish::file::FilePublisher;
-use swath_engine::publish::{publish_round, Encoding, PublishError, Publisher};
+use swath_engine::publish::{publish_round, PublishError, Publisher};
 
 use support::processed;
 

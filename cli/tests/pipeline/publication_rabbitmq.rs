@@ -16,11 +16,12 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use sqlx::PgPool;
 use swath_domain::publication::PublicationTarget;
 use swath_domain::JobStatus;
+use swath_engine::config::Encoding;
 use swath_engine::config::Settings;
 use swath_engine::db::jobs::get_job;
 use swath_engine::db::publications::{start_publications, unconfirmed, Outgoing};
 use swath_engine::publish::rabbitmq::{RabbitConfig, RabbitPublisher};
-use swath_engine::publish::{publish_round, Encoding, PublishError, Publisher};
+use swath_engine::publish::{publish_round, PublishError, Publisher};
 use tokio::time::Instant;
 
 use support::processed;

@@ -17,9 +17,10 @@ use axum::{Json, Router};
 use sqlx::PgPool;
 use swath_domain::registry::JobTypeRegistry;
 
+use crate::attempt::failure::AttemptBackoff;
+use crate::config::DEFAULT_RETRY_CAP;
 use crate::db::DbError;
 use crate::executor::Executor;
-use crate::pipeline::retry::AttemptBackoff;
 
 pub mod auth;
 pub mod batcher;
@@ -63,8 +64,6 @@ pub struct OperatorApi {
     /// Where attempts run, to stop the attempt of a cancelled job.
     pub executor: Option<Arc<dyn Executor>>,
 }
-
-pub use crate::config::DEFAULT_RETRY_CAP;
 
 impl Default for OperatorApi {
     fn default() -> Self {

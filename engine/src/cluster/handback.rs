@@ -19,12 +19,13 @@ use sqlx::PgPool;
 use swath_domain::attempt::AttemptFailure;
 use swath_domain::{Job, JobStatus};
 
+use crate::attempt::failure::AttemptBackoff;
 use crate::attempt::failure_of;
 use crate::db::leases::{adopt, orphaned_jobs, release};
 use crate::db::services::Instance;
 use crate::db::DbError;
 use crate::executor::{local, AttemptOutcome, Executor};
-use crate::pipeline::retry::{record_failure, AttemptBackoff};
+use crate::pipeline::retry::record_failure;
 
 /// What one hand-back round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
-use super::{ClusterSettings, Health};
+use super::Health;
+use crate::config::ClusterSettings;
 use crate::db::services::Instance;
 use crate::db::services::{heartbeat, renew_leases, Heartbeat};
 use crate::service::{CancellationToken, Service};

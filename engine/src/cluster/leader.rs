@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 
 use super::handback::hand_back;
-use super::{ClusterSettings, Health};
+use super::Health;
+use crate::attempt::failure::AttemptBackoff;
+use crate::config::ClusterSettings;
 use crate::db::retention::{prune_ended, prune_history};
 use crate::db::schedules::{abandon, Abandon};
 use crate::db::services::Instance;
 use crate::db::services::{declare_dead, resign, try_lead};
 use crate::db::DbError;
 use crate::executor::Executor;
-use crate::pipeline::retry::AttemptBackoff;
 use crate::service::{CancellationToken, Service};
 
 /// Orphaned jobs handed back per round.

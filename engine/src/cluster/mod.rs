@@ -21,8 +21,6 @@ pub mod handback;
 pub mod heartbeat;
 pub mod leader;
 
-pub use crate::config::ClusterSettings;
-
 /// Whether this instance's own heartbeats get through, and since when without a break. A leader
 /// judges others only after its own heartbeats have gone through for a whole `dead_after`: after an
 /// outage of the database, every instance's last heartbeat is old, and none of them is dead.
@@ -55,6 +53,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ClusterSettings;
     use crate::db::services::Instance;
 
     #[test]

@@ -19,7 +19,8 @@ use swath_domain::registry::JobTypeRegistry;
 use swath_domain::template::JobTemplate;
 use swath_domain::{Job, JobStatus};
 
-use super::retry::{record_failure, AttemptBackoff};
+use super::retry::record_failure;
+use crate::attempt::failure::AttemptBackoff;
 use crate::db::claim::{claim_ready_jobs, Claimant};
 use crate::db::dispatch::record_references;
 use crate::db::status::StatusChange;

@@ -15,10 +15,11 @@ use swath_domain::flavor::WorkerFlavor;
 use swath_domain::registry::JobTypeRegistry;
 
 use super::dispatch::dispatch_round;
-use super::retry::{AttemptBackoff, StatusTimeouts};
-use super::track::{track_round_in, TrackScope};
+use super::track::track_round_in;
+use crate::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use crate::db::claim::Claimant;
 use crate::db::notifications::Notifications;
+use crate::db::tracking::TrackScope;
 use crate::executor::Executor;
 use crate::service::{CancellationToken, Service};
 

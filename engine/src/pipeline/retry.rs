@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::transitions;
 use crate::attempt::failure::plan_failure;
-pub use crate::attempt::failure::{AttemptBackoff, FailureOutcome, StatusTimeouts};
+use crate::attempt::failure::{AttemptBackoff, FailureOutcome};
 use crate::db::jobs::JobHead;
 use crate::db::status::StatusTransaction;
 use crate::db::DbError;

@@ -12,7 +12,7 @@ use super::retry::record_failure;
 use crate::attempt::executor::{failure_of, overrun, stop_after, timeout_failure};
 use crate::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use crate::db::tracking::in_flight_jobs;
-pub use crate::db::tracking::TrackScope;
+use crate::db::tracking::TrackScope;
 use crate::db::DbError;
 use crate::executor::{AttemptOutcome, Executor};
 

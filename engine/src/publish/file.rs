@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::{Encoding, PublishError, Publisher};
+use super::{PublishError, Publisher};
+use crate::config::Encoding;
 use crate::db::publications::Outgoing;
 
 /// Appends messages to a file.

@@ -22,8 +22,6 @@ use crate::db::publications::{
 use crate::db::DbError;
 use crate::metrics::record_transitions;
 
-pub use crate::config::Encoding;
-
 /// A message could not be sent or was not confirmed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]

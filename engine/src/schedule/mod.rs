@@ -14,10 +14,8 @@ pub mod dump;
 pub mod runner;
 pub mod scan;
 
-pub use crate::config::cron;
-pub use crate::config::ScheduleSettings;
-
-use self::cron::CronSchedule;
+use crate::config::cron::CronSchedule;
+use crate::config::ScheduleSettings;
 use crate::db::schedules::ScheduleKind;
 
 /// What each background job takes from its settings (the settings themselves are leaf data in

@@ -17,11 +17,11 @@ use sqlx::PgPool;
 use swath_domain::JobTemplate;
 use tokio::task::JoinSet;
 
-use super::cron::CronSchedule;
 use super::dump::write_dump;
 use super::scan::{healing_targets, initial_sync_targets, scan};
-use super::ScheduleSettings;
 use crate::catalogue::Catalogue;
+use crate::config::cron::CronSchedule;
+use crate::config::ScheduleSettings;
 use crate::db::notifications::Notifications;
 use crate::db::schedules::{
     abandon, configure, finish, fire, request_initial_sync_if_needed, schedules, Abandon, Fired,

@@ -13,6 +13,7 @@ use swath_domain::JobStatus;
 use crate::api::auth::ApiTokens;
 use crate::api::tasks::TaskLocations;
 use crate::api::OperatorApi;
+use crate::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use crate::catalogue::http::RetryPolicy;
 use crate::catalogue::CatalogueOptions;
 use crate::config::{ConfigError, ServiceProvider, Settings};
@@ -23,7 +24,6 @@ use crate::executor::nomad::NomadConfig;
 use crate::executor::Executor;
 use crate::pipeline::configure::ConfigureSettings;
 use crate::pipeline::poller::PollWindow;
-use crate::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 
 /// Loads the settings (defaults, the TOML file `file` or `SWATH_CONFIG`, `SWATH_*` variables) and
 /// checks them, the catalogue included: every problem is reported at once.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use swath_engine::api::{router_with, ApiState};
+use swath_engine::attempt::failure::AttemptBackoff;
 use swath_engine::config::Settings;
-use swath_engine::pipeline::retry::AttemptBackoff;
 
 /// A running API; stops when dropped.
 pub struct TestApi {

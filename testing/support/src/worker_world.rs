@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use swath_domain::{Job, JobPriority, JobStatus, NewJob};
+use swath_engine::attempt::failure::{AttemptBackoff, StatusTimeouts};
 use swath_engine::config::Settings;
 use swath_engine::db::claim::Claimant;
 use swath_engine::db::jobs::{get_job, insert_jobs};
 use swath_engine::executor::local::{LocalExecutor, WorkerCommand};
 use swath_engine::executor::{AttemptOutcome, Executor};
 use swath_engine::pipeline::dispatch::dispatch_round;
-use swath_engine::pipeline::retry::{AttemptBackoff, StatusTimeouts};
 use swath_engine::pipeline::track::track_round;
 use swath_s3_test_server::{TestServer, TEST_ACCESS_KEY, TEST_SECRET_KEY};
 

@@ -24,8 +24,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::{Encoding, PublishError, Publisher};
+use super::{PublishError, Publisher};
 use crate::backoff::jittered;
+use crate::config::Encoding;
 use crate::db::publications::Outgoing;
 
 pub use failures::FailedProduct;
