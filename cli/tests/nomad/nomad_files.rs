@@ -179,7 +179,8 @@ fn service_job_settings_are_valid(job: &serde_json::Value, provider: ServiceProv
                 jail.set_env(name, value);
             }
         }
-        let settings = Settings::load(None).expect("the service job's settings are valid");
+        let settings = swath_engine::startup::load_settings(None)
+            .expect("the service job's settings are valid");
         assert_eq!(settings.executor, swath_engine::config::ExecutorKind::Nomad);
         assert_eq!(
             settings.nomad_discovery(),

@@ -65,6 +65,16 @@ impl Stage {
     }
 }
 
+impl Drop for Stage {
+    /// A stage dropped without being stopped (a [`Running`] dropped without [`Running::stop`]) asks
+    /// its services to stop and lets each finish its step on its own, as a stop signal does; it
+    /// never aborts a step halfway.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.tasks.detach_all();
+    }
+}
+
 /// A started orchestrator.
 pub struct Running {
     /// Where the HTTP API listens.
@@ -208,5 +218,22 @@ mod tests {
             started.elapsed() < Duration::from_secs(5),
             "the stuck one was aborted"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stage_dropped_without_a_stop_tells_its_services_to_stop_and_lets_them_end() {
+        let ended = Arc::new(AtomicBool::new(false));
+        let mut stage = Stage::new();
+        stage.spawn(Box::new(Obedient(Arc::clone(&ended))));
+        drop(stage);
+        // Detached, the service sees its token and ends on its own; aborted, it never would.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !ended.load(Ordering::SeqCst) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the service was aborted, or never told to stop"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
