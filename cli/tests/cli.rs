@@ -285,7 +285,7 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
     )
     .unwrap();
     let tmpdir = tmp.path().to_str().unwrap();
-    // Run 1 is a fresh machine's `cargo run -- demo`: the `swath` program alone (its own `worker`
+    // Run 1 is a fresh machine's `cargo run -p swath -- demo`: the `swath` program alone (its own `worker`
     // subcommand runs the attempts) and no Docker engine.
     let alone = tmp.path().join("bin").join("swath");
     std::fs::create_dir_all(alone.parent().unwrap()).unwrap();

@@ -73,7 +73,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     println!();
     print_summary(&pool, &settings, &root, started.elapsed()).await?;
     println!(
-        "look at the jobs:   SWATH_DATABASE_URL={} swath jobs list   (from the source tree: cargo run -- jobs list)",
+        "look at the jobs:   SWATH_DATABASE_URL={} swath jobs list   (from the source tree: cargo run -p swath -- jobs list)",
         url.redacted()
     );
     Ok(())
