@@ -395,14 +395,6 @@ pub enum ConfigError {
 
 impl Settings {
     /// Loads defaults, then the TOML file (`file`, or `SWATH_CONFIG`), then `SWATH_*` variables,
-    /// and validates the result.
-    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let settings = Self::read(file)?;
-        settings.validate()?;
-        Ok(settings)
-    }
-
-    /// Loads defaults, then the TOML file (`file`, or `SWATH_CONFIG`), then `SWATH_*` variables,
     /// without validating the values (see [`Settings::problems`]).
     pub fn read(file: Option<&Path>) -> Result<Settings, ConfigError> {
         let env_file = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);

@@ -47,21 +47,26 @@ pub fn workspace_root() -> std::path::PathBuf {
         .expect("the workspace root exists")
 }
 
-/// The `swath` binary cargo built beside the test program (`target/<profile>/swath`; test programs
-/// live in `target/<profile>/deps/`).
-pub fn swath_binary() -> std::path::PathBuf {
+/// The binary `name` of package `package` that cargo built beside the test program
+/// (`target/<profile>/<name>`; test programs live in `target/<profile>/deps/`).
+pub fn built_binary(name: &str, package: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("the test program knows its path");
     let path = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test programs live in target/<profile>/deps")
-        .join("swath");
+        .join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build it with `cargo build -p swath` (cargo test builds it for the integration tests)",
+        "{} is missing: build it with `cargo build -p {package}` (the test command builds the workspace)",
         path.display()
     );
     path
+}
+
+/// The `swath` binary cargo built beside the test program.
+pub fn swath_binary() -> std::path::PathBuf {
+    built_binary("swath", "swath")
 }
 
 /// A one-slot flavor of one CPU and 64 MB, with no disk, for the executor tests.

@@ -25,14 +25,7 @@ use super::drive;
 
 /// The `swath-worker` binary built beside the tests.
 pub fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("swath-worker");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build -p swath-worker` (the test command builds the workspace)",
-        path.display()
-    );
-    path
+    super::built_binary("swath-worker", "swath-worker")
 }
 
 /// Where the worker runs the code.
