@@ -106,6 +106,13 @@ pub trait JobType: Send + Sync + Debug {
         true
     }
 
+    /// The other jobs whose output products `job` replaces (at the same product identities) when
+    /// it writes its own: the jobs of an earlier, incomplete run of the same inputs. By default
+    /// none; a job may always replace its own products and those of jobs that ended in failure.
+    fn replaced_jobs(&self, _job: &Job, _params: &Self::Params) -> Vec<i64> {
+        Vec::new()
+    }
+
     /// One publication message per published product of `job`. By default there is none.
     fn publications(
         &self,
@@ -297,5 +304,10 @@ impl<T: JobType> JobTemplate for T {
         target: &PublicationTarget,
     ) -> Result<Vec<ProductPublication>, PublicationError> {
         self.publications(job, target)
+    }
+
+    fn replaced_jobs(&self, job: &Job) -> Result<Vec<i64>, JobTypeError> {
+        let params: T::Params = JobTypeError::decode_params(job)?;
+        Ok(JobType::replaced_jobs(self, job, &params))
     }
 }

@@ -323,6 +323,9 @@ pub trait JobTemplate: Send + Sync + Debug {
         target: &PublicationTarget,
     ) -> Result<Vec<ProductPublication>, PublicationError>;
 
+    /// The other jobs whose output products `job` may replace (see [`crate::job_type::JobType::replaced_jobs`]).
+    fn replaced_jobs(&self, job: &Job) -> Result<Vec<i64>, JobTypeError>;
+
     /// Records that `product` (a kind from `output_products`) was published at `at`.
     fn set_product_publication_date(
         &self,

@@ -523,6 +523,11 @@ impl JobType for FscRlie {
             .with_parameter("measured_at", serde_json::json!(measured)))
     }
 
+    /// The jobs of older versions or of an incomplete run of the same datatake (`supersedes`).
+    fn replaced_jobs(&self, _job: &Job, params: &FscRlieParams) -> Vec<i64> {
+        params.supersedes.clone()
+    }
+
     /// The L2A is kept for the next date of the tile, not published.
     fn publishes(&self, kind: &str) -> bool {
         kind != L2A_KIND
