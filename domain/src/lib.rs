@@ -9,6 +9,7 @@ pub mod children;
 pub mod context;
 pub mod exit_codes;
 pub mod flavor;
+pub mod identity;
 pub mod input_roots;
 pub mod job;
 pub mod job_type;

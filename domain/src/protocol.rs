@@ -3,8 +3,10 @@
 //!
 //! - `GET task` answers an [`AttemptTask`];
 //! - `POST status` takes a [`StatusReport`];
+//! - `POST products` takes a [`ProductReservation`] and answers a [`ReservedProducts`] (before any
+//!   product is uploaded: see [`ProductReservation`]);
 //! - `POST result` takes a [`ResultReport`];
-//! - both answer a [`ReportAnswer`].
+//! - status and result answer a [`ReportAnswer`].
 
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +144,48 @@ mod wire {
             }
         }
     }
+}
+
+/// The products a successful attempt is about to upload, sent before anything is uploaded. The
+/// orchestrator reserves each product's identity (its name without the quality flag, see
+/// [`crate::identity`]) for the job: a product that another live job holds is refused with 409, the
+/// job ends in `internal_error` naming the other job, and the worker uploads nothing. The same job
+/// reserving again (another attempt, a re-run that replaces an earlier run's products) is granted.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductReservation {
+    /// The products, each with the path it will be committed at.
+    pub products: Vec<PlannedProduct>,
+}
+
+/// One product about to be uploaded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannedProduct {
+    /// Its kind (one of the task's outputs).
+    pub kind: String,
+    /// Its path in its store, as the result will report it (see [`path_in_store`]).
+    pub path: String,
+}
+
+/// The answer to a [`ProductReservation`]: every product is reserved for the job.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ReservedProducts {
+    /// One entry per reserved product, in the order asked.
+    pub products: Vec<ReservedProduct>,
+}
+
+/// One reserved product.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ReservedProduct {
+    /// Its path.
+    pub path: String,
+    /// Its identity.
+    pub identity: String,
+    /// The path of the product it replaces, when that product is at another path (another quality
+    /// flag): the worker deletes it once the new one is committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// The job's state after a report.

@@ -127,6 +127,12 @@ impl JobStatus {
         )
     }
 
+    /// Statuses of a dispatched attempt, `queued` to `post_processing`: a worker may be writing
+    /// the job's products.
+    pub const fn is_in_flight(self) -> bool {
+        matches!(self, JobStatus::Queued) || self.is_running()
+    }
+
     /// Statuses during which a worker owns the attempt.
     pub const fn is_running(self) -> bool {
         matches!(

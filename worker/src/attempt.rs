@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use swath_domain::attempt::AttemptFailure;
 use swath_domain::exit_codes::ExitClass;
+use swath_domain::job::OutputProduct;
 use swath_domain::protocol::{AttemptTask, ResultReport};
 use swath_domain::template::TaskInput;
 use swath_domain::JobStatus;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::orchestrator::{Orchestrator, ProtocolError};
 use crate::outcome::Outcome;
-use crate::products::{find_products, upload_products};
+use crate::products::{delete_replaced, find_products, planned_products, upload_products};
 use crate::runtime::{RunOutcome, RunSpec, Runtime, CONTAINER_WORK_DIR};
 use crate::workdir::WorkDir;
 use swath_storage::stage;
@@ -260,22 +261,10 @@ async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ra
         failure: ran.failure,
     };
     if ran.class == ExitClass::Success {
-        let uploaded = match find_products(work, &task.task.outputs) {
-            Ok(found) => {
-                upload_products(
-                    &found,
-                    &task.task.outputs,
-                    task.uid,
-                    task.task.attempt,
-                    TRANSFER_PARALLELISM,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        match uploaded {
+        match upload(orchestrator, task, work).await {
             Ok(products) => report.products = products,
-            Err(e) => return report_failure(orchestrator, e).await,
+            Err(Stop::Failed(e)) => return report_failure(orchestrator, e).await,
+            Err(Stop::Refused(m)) => return Outcome::Superseded(m),
         }
     }
     match orchestrator.result(&report).await {
@@ -286,6 +275,55 @@ async fn finish(orchestrator: &Orchestrator, task: &AttemptTask, work: &Path, ra
         Err(ProtocolError::Conflict(m)) => Outcome::Superseded(m),
         Err(e) => Outcome::Failed(protocol_failure(e)),
     }
+}
+
+/// Why the upload of a successful run's products stopped.
+enum Stop {
+    /// The attempt failed: it is reported.
+    Failed(AttemptFailure),
+    /// The orchestrator refused the products (another job holds one: the job has failed): nothing
+    /// was uploaded and nothing more is reported.
+    Refused(String),
+}
+
+/// Checks the products the code wrote, reserves them with the orchestrator (nothing is uploaded
+/// before every product is the job's), uploads and commits them, then deletes the products they
+/// replaced at another path.
+async fn upload(
+    orchestrator: &Orchestrator,
+    task: &AttemptTask,
+    work: &Path,
+) -> Result<Vec<OutputProduct>, Stop> {
+    let outputs = &task.task.outputs;
+    let found = find_products(work, outputs).map_err(Stop::Failed)?;
+    let planned = planned_products(&found, outputs).map_err(Stop::Failed)?;
+    let reserved = if planned.is_empty() {
+        Vec::new()
+    } else {
+        match orchestrator.reserve_products(planned).await {
+            Ok(answer) => answer.products,
+            Err(ProtocolError::Conflict(m)) => {
+                tracing::error!(reason = %m, "the orchestrator refused the products; nothing is uploaded");
+                return Err(Stop::Refused(m));
+            }
+            Err(e) => return Err(Stop::Failed(protocol_failure(e))),
+        }
+    };
+    let products = upload_products(
+        &found,
+        outputs,
+        task.uid,
+        task.task.attempt,
+        TRANSFER_PARALLELISM,
+    )
+    .await
+    .map_err(Stop::Failed)?;
+    let replaced: Vec<(String, String)> = reserved
+        .into_iter()
+        .filter_map(|r| r.replaces.map(|old| (r.path, old)))
+        .collect();
+    delete_replaced(&replaced, outputs).await;
+    Ok(products)
 }
 
 async fn status(

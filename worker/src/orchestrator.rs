@@ -21,7 +21,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use swath_domain::protocol::{AttemptTask, ReportAnswer, ResultReport, StatusReport};
+use swath_domain::protocol::{
+    AttemptTask, PlannedProduct, ProductReservation, ReportAnswer, ReservedProducts, ResultReport,
+    StatusReport,
+};
 use swath_domain::JobStatus;
 
 use crate::config::{Token, WorkerConfig};
@@ -215,6 +218,20 @@ impl Orchestrator {
             message: Some(message.into()),
         };
         self.call(Method::POST, "status", Some(&report)).await
+    }
+
+    /// Reserves the products about to be uploaded (a 409 when another job holds one: the job has
+    /// then failed and the worker must upload nothing).
+    pub async fn reserve_products(
+        &self,
+        products: Vec<PlannedProduct>,
+    ) -> Result<ReservedProducts, ProtocolError> {
+        self.call(
+            Method::POST,
+            "products",
+            Some(&ProductReservation { products }),
+        )
+        .await
     }
 
     /// Reports the attempt's result.

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use swath_domain::job::OutputProduct;
-use swath_domain::protocol::path_in_store;
+use swath_domain::protocol::{path_in_store, PlannedProduct};
 use swath_domain::template::TaskOutput;
 use uuid::Uuid;
 
@@ -150,6 +150,71 @@ pub fn product_staging_prefix(uid: Uuid, attempt: i32, index: usize) -> String {
     format!("{STAGING_DIR}/{}/{attempt}-{index}/", job_tag(uid))
 }
 
+/// The products as the orchestrator reserves them before their upload: kind and path in the store
+/// (the path the result reports, see [`upload_products_to`]).
+pub fn planned_products(
+    products: &[FoundProduct],
+    destinations: &[TaskOutput],
+) -> Result<Vec<PlannedProduct>, AttemptFailure> {
+    products
+        .iter()
+        .map(|product| {
+            let destination = destination_of(product, destinations)?;
+            Ok(PlannedProduct {
+                kind: product.kind.clone(),
+                path: product_path(destination, &product.id),
+            })
+        })
+        .collect()
+}
+
+/// The destination of `product`'s kind among the task's outputs.
+fn destination_of<'d>(
+    product: &FoundProduct,
+    destinations: &'d [TaskOutput],
+) -> Result<&'d TaskOutput, AttemptFailure> {
+    destinations
+        .iter()
+        .find(|d| d.kind == product.kind)
+        .ok_or_else(|| {
+            AttemptFailure::internal("outputs", format!("no destination for {}", product.kind))
+        })
+}
+
+/// The path in its store of product `id` committed under `destination`.
+fn product_path(destination: &TaskOutput, id: &str) -> String {
+    let root = destination.destination_prefix.trim_end_matches('/');
+    path_in_store(&format!("{root}/{id}"))
+}
+
+/// Deletes the products that the committed ones replaced at another path (the same product with
+/// another quality flag, see `swath_domain::identity`): each `(new path, old path)` where both are
+/// under one destination prefix. Failures are logged, not fatal: the replacement is committed and
+/// announced, and the old path is no longer the product's.
+pub async fn delete_replaced(replaced: &[(String, String)], destinations: &[TaskOutput]) {
+    for (new, old) in replaced {
+        let parent = |path: &str| path.rsplit_once('/').map(|(p, _)| p.to_owned());
+        let destination = destinations.iter().find(|d| {
+            let prefix = path_in_store(d.destination_prefix.trim_end_matches('/'));
+            parent(new).as_deref() == Some(prefix.as_str())
+                && parent(old).as_deref() == Some(prefix.as_str())
+        });
+        let (Some(destination), Some((_, old_id))) = (destination, old.rsplit_once('/')) else {
+            tracing::warn!(%new, %old, "the replaced product is not beside its replacement; it is left in place");
+            continue;
+        };
+        let root = destination.destination_prefix.trim_end_matches('/');
+        let deleted = match open_store(root) {
+            Ok(store) => store.delete_prefix(&format!("{old_id}/")).await,
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => tracing::info!(%new, %old, "replaced product deleted"),
+            Err(e) => tracing::warn!(%new, %old, error = %e, "cannot delete the replaced product"),
+        }
+    }
+}
+
 /// Uploads every product (without its metadata file), each committed into place only when all of
 /// its objects are uploaded and verified, and describes them; nothing is described unless every
 /// product was committed.
@@ -200,19 +265,14 @@ pub async fn upload_products_to(
     }
     let mut described = Vec::new();
     for (index, product) in products.iter().enumerate() {
-        let destination = destinations
-            .iter()
-            .find(|d| d.kind == product.kind)
-            .ok_or_else(|| {
-                AttemptFailure::internal("outputs", format!("no destination for {}", product.kind))
-            })?;
+        let destination = destination_of(product, destinations)?;
         let root = destination.destination_prefix.trim_end_matches('/');
         let store = store_of(root)?;
         let staged = product_staging_prefix(uid, attempt, index);
         let committed = upload_product(product, store, &staged, parallelism).await?;
         described.push(OutputProduct {
             kind: product.kind.clone(),
-            path: path_in_store(&format!("{root}/{}", product.id)),
+            path: product_path(destination, &product.id),
             size_bytes: Some(committed.iter().map(|o| o.size).sum()),
             completed_at: Some(Utc::now()),
             infos: product.infos.clone(),

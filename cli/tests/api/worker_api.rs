@@ -11,7 +11,8 @@ use swath_engine::db::jobs::{get_job, insert_jobs};
 
 use support::api::spawn_api;
 use support::worker_http::{
-    self, assert_error, get_task, post, ready_test_job, report, report_steps, url, ALL_STEPS,
+    self, assert_error, get_task, post, ready_test_job, report, report_steps, reserve, url,
+    ALL_STEPS,
     STEPS_AFTER_START,
 };
 use support::{bootstrap_for_ready, drive, token_for_ready};
@@ -67,6 +68,17 @@ async fn a_worker_fetches_its_task_and_reports_a_whole_attempt(pool: PgPool) {
         "products": [{"kind": "test_product", "path": product, "size_bytes": 1024,
                       "completed_at": "2024-03-01T13:00:00Z", "infos": {"wkt": "POLYGON ((0 0, 1 0, 1 1, 0 0))", "resolution": 20}, "published_at": null}]
     });
+    let (code, answer) = reserve(
+        &client,
+        &api.base,
+        &job,
+        1,
+        &token,
+        &[("test_product", &product)],
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(answer["products"][0]["identity"], "TEST_V100", "{answer}");
     let (code, answer) = post(&client, &url(&api.base, &job, 1, "result"), &token, result).await;
     assert_eq!(
         (code, answer["status"].as_str()),
@@ -269,6 +281,8 @@ async fn attempt_with_product(
     path: &str,
 ) -> (StatusCode, Value) {
     report_steps(client, base, job, token, &ALL_STEPS).await;
+    // A reservation outside the task is refused (400); the result is checked all the same.
+    reserve(client, base, job, 1, token, &[("test_product", path)]).await;
     let product = json!({"kind": "test_product", "path": path, "size_bytes": 1,
         "completed_at": null, "infos": {}, "published_at": null});
     let result = json!({"outcome": "success", "return_code": 0, "products": [product]});

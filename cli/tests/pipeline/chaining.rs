@@ -423,6 +423,22 @@ async fn processed_fsc_rlie_jobs_create_their_follow_ups(pool: PgPool) {
         } else {
             serde_json::json!({"outcome": "no_product", "return_code": 200, "products": []})
         };
+        if products {
+            let fsc = format!("{layers}/Snow/FSC/2021/04/13/FSC_1");
+            let reserved = http
+                .post(format!(
+                    "{}/worker/jobs/{}/attempts/1/products",
+                    api.base, job.id
+                ))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"products": [
+                    {"kind": "fsc", "path": fsc}, {"kind": "rlie", "path": rlie_path}
+                ]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reserved.status(), 200);
+        }
         let answer = http
             .post(format!(
                 "{}/worker/jobs/{}/attempts/1/result",

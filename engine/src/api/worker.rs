@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use swath_domain::attempt::AttemptFailure;
 use swath_domain::exit_codes::ExitClass;
-use swath_domain::protocol::AttemptTask;
+use swath_domain::protocol::{AttemptTask, ProductReservation, ReservedProducts};
 use swath_domain::template::JobTypeError;
 use swath_domain::Job;
 use swath_domain::JobStatus;
@@ -36,10 +36,12 @@ use super::tasks::TaskBuildError;
 use super::{ApiContext, ApiError};
 use crate::attempt::children::{spawns_children, with_children};
 use crate::attempt::report::{
-    check_status, plan_no_task, plan_result, plan_status, refused_products, with_products_refused,
+    check_status, plan_no_task, plan_result, plan_status, refused_paths, refused_products,
+    with_products_refused,
 };
 use crate::attempt::{Plan, Refusal, ResultPlan, ResultRules};
 use crate::db::jobs::{get_job, JobHead};
+use crate::db::products::{not_held, reserve, Reservation};
 use crate::db::status_batch::ChangeChain;
 use crate::db::tokens::{
     exchange_bootstrap_token, job_for_token, Exchange, PresentedToken, TokenCheck,
@@ -51,6 +53,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/worker/jobs/{id}/attempts/{attempt}/token", post(exchange))
         .route("/worker/jobs/{id}/attempts/{attempt}/task", get(task))
         .route("/worker/jobs/{id}/attempts/{attempt}/status", post(status))
+        .route("/worker/jobs/{id}/attempts/{attempt}/products", post(products))
         .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
 }
 
@@ -258,6 +261,71 @@ async fn refuse_task(
     ApiError::Conflict(message)
 }
 
+/// Reserves the products a worker is about to upload (see [`ProductReservation`]). They are
+/// checked against the attempt's task first (kinds and prefixes, as a result's are). A product that
+/// another live job holds ends the job in `internal_error` (subtype `collision`, naming the other
+/// job and the product) and is answered 409: the worker stops without uploading anything.
+async fn products(
+    State(ctx): State<ApiContext>,
+    ApiPath((id, attempt)): ApiPath<(i64, i32)>,
+    headers: HeaderMap,
+    payload: Result<Json<ProductReservation>, JsonRejection>,
+) -> Result<Json<ReservedProducts>, ApiError> {
+    let request = body(payload)?;
+    let token = bearer(&headers)?;
+    let head = authorize(&ctx, token, id, attempt).await?;
+    if request.products.is_empty() {
+        return Ok(Json(ReservedProducts {
+            products: Vec::new(),
+        }));
+    }
+    let job = get_job(&ctx.state.pool, id).await?;
+    let job_type = ctx.state.registry.get(&job.job_type).ok_or_else(|| {
+        ApiError::Conflict(format!(
+            "job type {} is not served by this instance",
+            job.job_type
+        ))
+    })?;
+    let task = job_type
+        .worker_task(&job)
+        .map_err(|e| e.to_string())
+        .and_then(|task| {
+            ctx.state
+                .tasks
+                .attempt_task(&job, task)
+                .map_err(|e| e.to_string())
+        });
+    let refused = match task {
+        Ok(task) => refused_paths(
+            request.products.iter().map(|p| (p.kind.as_str(), p.path.as_str())),
+            &task.task.outputs,
+        ),
+        Err(e) => Some(format!(
+            "the attempt's task cannot be rebuilt to check its products: {e}"
+        )),
+    };
+    if let Some(reason) = refused {
+        return Err(ApiError::BadRequest(reason));
+    }
+    let replaceable = job_type
+        .replaced_jobs(&job)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    match reserve(&ctx.state.pool, id, attempt, &request.products, &replaceable).await? {
+        Reservation::Granted(products) => Ok(Json(ReservedProducts { products })),
+        Reservation::Stale { status, attempt: current } => Err(ApiError::Conflict(format!(
+            "attempt {attempt} of job {id} is not running (the job is {status} at attempt {current}): nothing was reserved"
+        ))),
+        Reservation::Refused(collision) => {
+            let message = collision.to_string();
+            tracing::warn!(job_id = id, attempt, %message, "products collide with another job's; the job fails");
+            let failure = AttemptFailure::internal("collision", &message);
+            ctx.reports.apply(plan_no_task(&head, &failure)).await?;
+            ctx.reports.known.forget(id, attempt);
+            Err(ApiError::Conflict(message))
+        }
+    }
+}
+
 async fn status(
     State(ctx): State<ApiContext>,
     ApiPath((id, attempt)): ApiPath<(i64, i32)>,
@@ -429,10 +497,24 @@ async fn check_products(
                 .attempt_task(&job, task)
                 .map_err(|e| e.to_string())
         });
-    match task {
-        Ok(task) => Ok(refused_products(report, &task.task.outputs)),
-        Err(e) => Ok(Some(format!(
+    let refused = match task {
+        Ok(task) => refused_products(report, &task.task.outputs),
+        Err(e) => Some(format!(
             "the attempt's task cannot be rebuilt to check its products: {e}"
-        ))),
+        )),
+    };
+    if refused.is_some() {
+        return Ok(refused);
     }
+    // Every product must have been reserved for the job before its upload.
+    let paths: Vec<String> = report.products.iter().map(|p| p.path.clone()).collect();
+    let missing = not_held(&ctx.state.pool, head.id, &paths).await?;
+    Ok(missing.first().map(|(path, holder)| match holder {
+        Some(other) => format!(
+            "product {path} belongs to job {other}: two jobs may not write one product"
+        ),
+        None => format!(
+            "product {path} was not reserved before its upload (POST .../products)"
+        ),
+    }))
 }

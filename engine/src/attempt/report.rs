@@ -243,7 +243,22 @@ pub fn plan_no_task(job: &JobHead, failure: &AttemptFailure) -> ChangeChain {
 /// attempt's task asked for (its `outputs`) and lie under the task's output prefix for that kind.
 /// The reason names the product and the expected prefix.
 pub fn refused_products(report: &ResultReport, outputs: &[TaskOutput]) -> Option<String> {
-    for product in &report.products {
+    refused_paths(
+        report
+            .products
+            .iter()
+            .map(|p| (p.kind.as_str(), p.path.as_str())),
+        outputs,
+    )
+}
+
+/// [`refused_products`] for products given as `(kind, path)`.
+pub fn refused_paths<'a>(
+    products: impl IntoIterator<Item = (&'a str, &'a str)>,
+    outputs: &[TaskOutput],
+) -> Option<String> {
+    for (kind, path) in products {
+        let product = Product { kind, path };
         let Some(output) = outputs.iter().find(|o| o.kind == product.kind) else {
             let kinds: Vec<&str> = outputs.iter().map(|o| o.kind.as_str()).collect();
             return Some(format!(
@@ -262,6 +277,12 @@ pub fn refused_products(report: &ResultReport, outputs: &[TaskOutput]) -> Option
         }
     }
     None
+}
+
+/// A product as [`refused_paths`] reads it.
+struct Product<'a> {
+    kind: &'a str,
+    path: &'a str,
 }
 
 /// `report` with its products refused for `reason`: the attempt ends as an internal error

@@ -19,6 +19,7 @@ pub mod ingestion;
 pub mod jobs;
 pub mod leases;
 pub mod notifications;
+pub mod products;
 pub mod publications;
 pub mod queries;
 pub mod retention;

@@ -7,9 +7,11 @@ use sqlx::{PgPool, Row};
 use swath_domain::publication::{ProductPublication, PublicationTarget};
 use swath_domain::publication_schema::check_resto_feature;
 use swath_domain::registry::JobTypeRegistry;
+use swath_domain::identity;
 use swath_domain::{Job, JobStatus};
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
+use super::products::{announce, Announcement, Collision};
 use super::status::{StatusChange, StatusTransaction, Transition};
 use super::{status_is, DbError};
 
@@ -24,8 +26,10 @@ pub struct Outgoing {
     pub job_type: String,
     /// The product kind.
     pub kind: String,
-    /// The message id (the product's title).
+    /// The product's title.
     pub product_id: String,
+    /// The message id (`<identity>#<revision>`, see `swath_domain::identity::message_id`).
+    pub message_id: String,
     /// The message.
     pub message: serde_json::Value,
     /// How many times it was sent before.
@@ -91,21 +95,24 @@ pub async fn start_publications(
                 }
                 Ok(messages)
             });
+        let built = match built {
+            Ok(messages) => announce_all(tx.conn(), &job, messages)
+                .await?
+                .map_err(|collision| ("collision", collision.to_string())),
+            Err(e) => Err(("publication", e)),
+        };
         match built {
-            Ok(messages) => {
-                insert_messages(tx.conn(), &job, &messages).await?;
+            Ok(count) => {
                 tx.change(
                     &StatusChange::of(&job, JobStatus::StartPublication)
-                        .message(format!("{} publication message(s) queued", messages.len())),
+                        .message(format!("{count} publication message(s) queued")),
                 )
                 .await?;
                 report.started += 1;
             }
-            Err(e) => {
-                tx.change(
-                    &StatusChange::of(&job, JobStatus::InternalError).error("publication", e),
-                )
-                .await?;
+            Err((subtype, e)) => {
+                tx.change(&StatusChange::of(&job, JobStatus::InternalError).error(subtype, e))
+                    .await?;
                 report.failed += 1;
             }
         }
@@ -114,32 +121,80 @@ pub async fn start_publications(
     Ok(report)
 }
 
-async fn insert_messages(
-    tx: &mut sqlx::PgConnection,
+/// Writes `messages` of `job` to the outbox, each as the next announcement of its product's identity
+/// (see [`super::products::announce`]), in a savepoint: a product another job holds is a
+/// [`Collision`] and writes nothing. A message already in the outbox for the job (the job published
+/// again) is not written twice. Returns how many messages the job has in the outbox.
+async fn announce_all(
+    conn: &mut sqlx::PgConnection,
     job: &Job,
-    messages: &[ProductPublication],
-) -> Result<(), DbError> {
-    let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
-    let ids: Vec<&str> = messages.iter().map(|m| m.product_id.as_str()).collect();
-    let bodies: Vec<&serde_json::Value> = messages.iter().map(|m| &m.message).collect();
-    sqlx::query(
-        "INSERT INTO publications (job_id, kind, product_id, message)
-         SELECT $1, k, p, m FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(k, p, m)
-         ON CONFLICT (job_id, kind, product_id) DO NOTHING",
-    )
-    .bind(job.id)
-    .bind(&kinds)
-    .bind(&ids)
-    .bind(&bodies)
-    .execute(tx)
-    .await?;
-    Ok(())
+    messages: Vec<ProductPublication>,
+) -> Result<Result<usize, Collision>, DbError> {
+    let mut savepoint = sqlx::Connection::begin(&mut *conn).await?;
+    let count = messages.len();
+    for mut m in messages {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM publications WHERE job_id = $1 AND kind = $2 AND product_id = $3)",
+        )
+        .bind(job.id)
+        .bind(&m.kind)
+        .bind(&m.product_id)
+        .fetch_one(&mut *savepoint)
+        .await?;
+        if exists {
+            continue;
+        }
+        let path = job
+            .results
+            .iter()
+            .flat_map(|r| r.products.iter())
+            .find(|p| p.kind == m.kind && identity::identity_of_path(&p.path) == identity::product_identity(&m.product_id))
+            .map_or_else(|| m.product_id.clone(), |p| p.path.clone());
+        let announcement = match announce(&mut savepoint, job.id, &m.kind, &path).await? {
+            Ok(a) => a,
+            Err(collision) => return Ok(Err(collision)),
+        };
+        describe_announcement(&mut m.message, &announcement);
+        sqlx::query(
+            "INSERT INTO publications (job_id, kind, product_id, message, identity, revision, message_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(job.id)
+        .bind(&m.kind)
+        .bind(&m.product_id)
+        .bind(&m.message)
+        .bind(&announcement.identity)
+        .bind(announcement.revision)
+        .bind(&announcement.message_id)
+        .execute(&mut *savepoint)
+        .await?;
+    }
+    savepoint.commit().await?;
+    Ok(Ok(count))
+}
+
+/// Says in `message` which announcement it is: an `announcement` object beside `resto` with the
+/// product's `identity`, its `revision` (from 1), the `operation` (`create` for the first
+/// announcement of the identity, `update` when it replaces the product announced before) and the
+/// `message_id`. The publisher also sends the operation as the AMQP `type` property.
+fn describe_announcement(message: &mut serde_json::Value, announcement: &Announcement) {
+    if let Some(object) = message.as_object_mut() {
+        object.insert(
+            "announcement".into(),
+            serde_json::json!({
+                "identity": announcement.identity,
+                "revision": announcement.revision,
+                "operation": announcement.operation(),
+                "message_id": announcement.message_id,
+            }),
+        );
+    }
 }
 
 /// Up to `limit` messages not yet confirmed, oldest first.
 pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbError> {
     let rows = sqlx::query(
-        "SELECT p.id, p.job_id, j.job_type, p.kind, p.product_id, p.message, p.sent_count, p.created_at
+        "SELECT p.id, p.job_id, j.job_type, p.kind, p.product_id, p.message_id, p.message, p.sent_count, p.created_at
          FROM publications p JOIN jobs j ON j.id = p.job_id
          WHERE p.confirmed_at IS NULL ORDER BY p.id LIMIT $1",
     )
@@ -154,6 +209,7 @@ pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbE
                 job_type: r.try_get("job_type")?,
                 kind: r.try_get("kind")?,
                 product_id: r.try_get("product_id")?,
+                message_id: r.try_get("message_id")?,
                 message: r.try_get("message")?,
                 sent_count: r.try_get("sent_count")?,
                 created_at: r.try_get("created_at")?,
@@ -339,7 +395,8 @@ pub async fn republish(
     let mut tx = StatusTransaction::begin(pool).await?;
     let row: Option<(i64, i64, i32)> = sqlx::query_as(
         "SELECT p.id, p.job_id, p.republish_count FROM publications p JOIN jobs j ON j.id = p.job_id
-         WHERE p.product_id = $1 AND p.confirmed_at IS NOT NULL AND j.status = $2
+         WHERE (p.message_id = $1 OR p.product_id = $1) AND p.confirmed_at IS NOT NULL
+           AND j.status = $2
          ORDER BY p.id DESC LIMIT 1 FOR UPDATE OF p, j",
     )
     .bind(message_id)

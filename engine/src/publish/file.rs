@@ -43,7 +43,7 @@ impl Publisher for FilePublisher {
         for m in messages {
             let body = String::from_utf8(self.encoding.body(&m.message)).unwrap_or_default();
             let line = serde_json::json!({
-                "message_id": m.product_id,
+                "message_id": m.message_id,
                 "routing_key": self.routing_key,
                 "body": serde_json::from_str::<serde_json::Value>(&body).unwrap_or_default(),
             });

@@ -345,6 +345,10 @@ async fn report(
         ("status", serde_json::json!({"status": "pre_processing"})),
         ("status", serde_json::json!({"status": "processing"})),
         ("status", serde_json::json!({"status": "post_processing"})),
+        (
+            "products",
+            serde_json::json!({"products": [{"kind": "test_product", "path": format!("{prefix}/{title}")}]}),
+        ),
         ("result", result),
     ];
     for (endpoint, body) in steps {

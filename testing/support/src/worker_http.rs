@@ -103,6 +103,29 @@ pub async fn report(
     .await
 }
 
+/// Reserves `products` (`(kind, path)`) for attempt `attempt` of `job` with `token`, as a worker
+/// does before it uploads them.
+pub async fn reserve(
+    client: &reqwest::Client,
+    base: &str,
+    job: &Job,
+    attempt: i32,
+    token: &str,
+    products: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let products: Vec<Value> = products
+        .iter()
+        .map(|(kind, path)| json!({"kind": kind, "path": path}))
+        .collect();
+    post(
+        client,
+        &url(base, job, attempt, "products"),
+        token,
+        json!({ "products": products }),
+    )
+    .await
+}
+
 /// Reports each of `steps` in turn for attempt 1 of `job` with `token`, whatever the answers.
 pub async fn report_steps(
     client: &reqwest::Client,

@@ -5,7 +5,8 @@
 //! of all of it (pipelined, not one round trip per message). A message counts as published only
 //! once the broker acknowledged it; a nack, a timeout or a lost connection answer `Err`, and the
 //! outbox sends the message again later (at least once: consumers deduplicate by `message_id`,
-//! the product's title).
+//! `<product identity>#<revision>`, one per announcement; the AMQP `type` is the announcement's
+//! operation, `create` or `update`).
 //!
 //! Failure acknowledgements from the catalogue are read with [`RabbitPublisher::next_failures`]
 //! (see [`failures`]).
@@ -211,8 +212,18 @@ impl RabbitPublisher {
         BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())
-            .with_message_id(message.product_id.as_str().into())
+            .with_message_id(message.message_id.as_str().into())
+            // `create` or `update`: see the message's `announcement`.
+            .with_type(operation_of(&message.message).into())
     }
+}
+
+/// The announcement's operation written in `message` by the outbox (`create` when absent).
+fn operation_of(message: &serde_json::Value) -> &str {
+    message
+        .pointer("/announcement/operation")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("create")
 }
 
 /// Forgets a link, closing its connection in the background if it is still open.
