@@ -3,5 +3,6 @@
 //! One test program per area: the modules below share `swath-test-support` (the `support` crate).
 
 mod chaining_flow;
+mod product_identity;
 mod worker_end_to_end;
 mod worker_outputs;

@@ -40,6 +40,7 @@ use crate::attempt::report::{
     with_products_refused,
 };
 use crate::attempt::{Plan, Refusal, ResultPlan, ResultRules};
+use crate::db::chaining::children_of_type;
 use crate::db::jobs::{get_job, JobHead};
 use crate::db::products::{not_held, reserve, Reservation};
 use crate::db::status_batch::ChangeChain;
@@ -307,9 +308,7 @@ async fn products(
     if let Some(reason) = refused {
         return Err(ApiError::BadRequest(reason));
     }
-    let replaceable = job_type
-        .replaced_jobs(&job)
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let replaceable = replaceable_jobs(&ctx, &job).await?;
     match reserve(&ctx.state.pool, id, attempt, &request.products, &replaceable).await? {
         Reservation::Granted(products) => Ok(Json(ReservedProducts { products })),
         Reservation::Stale { status, attempt: current } => Err(ApiError::Conflict(format!(
@@ -324,6 +323,29 @@ async fn products(
             Err(ApiError::Conflict(message))
         }
     }
+}
+
+/// The jobs whose products `job` may replace: those its job type names (a re-run replaces the
+/// run it completes), and for a follow-up, the follow-ups of the same type of the jobs its parent
+/// replaces (the quicklook of a re-run replaces the quicklook of the earlier run).
+async fn replaceable_jobs(ctx: &ApiContext, job: &Job) -> Result<Vec<i64>, ApiError> {
+    let replaced_by = |job: &Job| -> Result<Vec<i64>, ApiError> {
+        match ctx.state.registry.get(&job.job_type) {
+            Some(job_type) => job_type
+                .replaced_jobs(job)
+                .map_err(|e| ApiError::Internal(e.into())),
+            None => Ok(Vec::new()),
+        }
+    };
+    let mut replaceable = replaced_by(job)?;
+    if let Some(parent_id) = job.parent_id.or(job.spawned_by) {
+        let parent = get_job(&ctx.state.pool, parent_id).await?;
+        let earlier_runs = replaced_by(&parent)?;
+        replaceable.extend(
+            children_of_type(&ctx.state.pool, &earlier_runs, &job.job_type).await?,
+        );
+    }
+    Ok(replaceable)
 }
 
 async fn status(

@@ -130,6 +130,25 @@ pub struct BlockingChild {
     pub name: String,
 }
 
+/// The children of type `job_type` (attached or best effort) of any of `parents`.
+pub async fn children_of_type<'e>(
+    db: impl PgExecutor<'e>,
+    parents: &[i64],
+    job_type: &str,
+) -> Result<Vec<i64>, DbError> {
+    if parents.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE (parent_id = ANY ($1) OR spawned_by = ANY ($1)) AND job_type = $2
+         ORDER BY id",
+    )
+    .bind(parents)
+    .bind(job_type)
+    .fetch_all(db)
+    .await?)
+}
+
 /// The attached child that keeps job `parent` from being done, if any: a failed one first, else the
 /// oldest one not done yet. Children replaced by a retry do not count; their retry does.
 pub async fn blocking_child<'e>(

@@ -159,17 +159,23 @@ pub async fn ready_job(
 
 /// One dispatch round of the ready `test_job`s; returns how many were queued.
 pub async fn dispatch(world: &World, pool: &PgPool) -> usize {
+    dispatch_types(world, pool, &["test_job"]).await
+}
+
+/// One dispatch round of the ready jobs of `job_types`; returns how many were queued.
+pub async fn dispatch_types(world: &World, pool: &PgPool, job_types: &[&str]) -> usize {
     let registry = world.settings.registry().unwrap();
     let claimant = Claimant {
         service_id: uuid::Uuid::new_v4(),
         tag: serde_json::json!({"host": "test"}),
         lease: Duration::from_secs(600),
     };
+    let job_types: Vec<String> = job_types.iter().map(|t| t.to_string()).collect();
     dispatch_round(
         pool,
         &world.executor,
         &registry,
-        &["test_job".to_string()],
+        &job_types,
         &world.settings.flavors,
         &claimant,
         AttemptBackoff::default(),
