@@ -419,60 +419,63 @@ impl JobType for FscRlie {
                 known_by_key.entry(key).or_default().push(i);
             }
         }
-        for cluster in datatake_clusters(&listed) {
-            // Invariant: a cluster is not empty, and its members share acquisition key and baseline.
+        let same_acquisition_listed = |key: S2AcquisitionKey| {
+            listed_by_key
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|&j| &listed[j])
+        };
+        let same_acquisition_known = |key: S2AcquisitionKey| {
+            known_by_key
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .map(|&j| &known[j])
+        };
+        // Another version of the same product as `m`: newer (`Greater`) or older (`Less`).
+        let version = |order: std::cmp::Ordering,
+                       m: &Candidate<'_>,
+                       n: &S2ProductName,
+                       f: Option<&Footprint>| {
+            n.version_key().cmp(&m.name.version_key()) == order
+                && same_product(
+                    m.listed(),
+                    Listed {
+                        name: n,
+                        footprint: f,
+                    },
+                )
+        };
+        // The newest other version of each listed product, listed or known, if there is one.
+        let newer_of: Vec<Option<String>> = listed
+            .iter()
+            .map(|m| {
+                let key = m.name.acquisition_key();
+                let listed_newer = same_acquisition_listed(key)
+                    .filter(|c| version(Greater, m, &c.name, c.footprint.as_ref()))
+                    .map(|c| c.name.to_string());
+                let known_newer = same_acquisition_known(key)
+                    .flat_map(|k| k.products.iter())
+                    .filter(|p| version(Greater, m, &p.name, p.footprint.as_ref()))
+                    .map(|p| p.name.to_string());
+                listed_newer.chain(known_newer).max()
+            })
+            .collect();
+        for cluster in datatake_clusters(&listed, |i| newer_of[i].is_some()) {
+            // Invariant: a cluster is not empty, its members share acquisition key and baseline,
+            // and either all or none of them have a newer version.
             let members: Vec<&Candidate<'_>> = cluster.iter().map(|&i| &listed[i]).collect();
             let Some(lead) = members.first() else {
                 continue;
             };
             let mut job = lead.job.clone();
             let key = lead.name.acquisition_key();
-            let same_acquisition_listed = || {
-                listed_by_key
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|&j| &listed[j])
-            };
-            let same_acquisition_known = || {
-                known_by_key
-                    .get(&key)
-                    .into_iter()
-                    .flatten()
-                    .map(|&j| &known[j])
-            };
             let mut inputs: BTreeMap<String, L1cInput> = members
                 .iter()
                 .map(|m| (m.job.name.clone(), m.input()))
                 .collect();
-            // Another version of the same product as member `m`: newer (`Greater`) or older (`Less`).
-            let version = |order: std::cmp::Ordering,
-                           m: &Candidate<'_>,
-                           n: &S2ProductName,
-                           f: Option<&Footprint>| {
-                n.version_key().cmp(&m.name.version_key()) == order
-                    && same_product(
-                        m.listed(),
-                        Listed {
-                            name: n,
-                            footprint: f,
-                        },
-                    )
-            };
-            let newer = members
-                .iter()
-                .flat_map(|m| {
-                    let listed = same_acquisition_listed()
-                        .filter(|c| version(Greater, m, &c.name, c.footprint.as_ref()))
-                        .map(|c| c.name.to_string());
-                    let known = same_acquisition_known()
-                        .flat_map(|k| k.products.iter())
-                        .filter(|p| version(Greater, m, &p.name, p.footprint.as_ref()))
-                        .map(|p| p.name.to_string());
-                    listed.chain(known).collect::<Vec<_>>()
-                })
-                .max();
-            if let Some(newer) = newer {
+            if let Some(newer) = cluster.iter().filter_map(|&i| newer_of[i].clone()).max() {
                 set_inputs(&mut job, inputs);
                 mark_cancelled(
                     &mut job,
@@ -485,7 +488,7 @@ impl JobType for FscRlie {
             // Jobs of older versions of a member, each with the member it is older than.
             let mut older: Vec<(&KnownJob, &Candidate<'_>)> = Vec::new();
             for m in &members {
-                for k in same_acquisition_known() {
+                for k in same_acquisition_known(key) {
                     let is_older = k
                         .products
                         .iter()
@@ -517,7 +520,7 @@ impl JobType for FscRlie {
                 continue;
             }
             // Jobs of other partials of the datatake: their inputs are merged into this job.
-            let siblings: Vec<&KnownJob> = same_acquisition_known()
+            let siblings: Vec<&KnownJob> = same_acquisition_known(key)
                 .filter(|k| !older.iter().any(|(o, _)| o.job.id == k.job.id))
                 .filter(|k| k.is_partial_of(lead.name.baseline, &members))
                 .collect();
@@ -885,12 +888,17 @@ impl KnownJob {
 
 /// The listed products grouped into jobs: products of one acquisition key and baseline that are
 /// partials of each other (no two of them [`same_product`]) form one cluster, sorted by name (the
-/// job is named after the first). Clusters come in the order of their first listed member.
-fn datatake_clusters(listed: &[Candidate<'_>]) -> Vec<Vec<usize>> {
-    let mut groups: HashMap<(S2AcquisitionKey, Baseline), Vec<usize>> = HashMap::new();
+/// job is named after the first). Products that have a newer version (`superseded`) are clustered
+/// apart from those that have none, so that a superseded product never takes a current partial
+/// down with it. Clusters come in the order of their first listed member.
+fn datatake_clusters(
+    listed: &[Candidate<'_>],
+    superseded: impl Fn(usize) -> bool,
+) -> Vec<Vec<usize>> {
+    let mut groups: HashMap<(S2AcquisitionKey, Baseline, bool), Vec<usize>> = HashMap::new();
     for (i, c) in listed.iter().enumerate() {
         groups
-            .entry((c.name.acquisition_key(), c.name.baseline))
+            .entry((c.name.acquisition_key(), c.name.baseline, superseded(i)))
             .or_default()
             .push(i);
     }

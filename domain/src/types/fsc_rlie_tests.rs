@@ -218,6 +218,30 @@ async fn the_n0301_pair_is_cancelled_and_the_n0500_pair_is_one_job() {
     assert!(again.jobs.is_empty(), "{:?}", again.jobs);
 }
 
+/// A partial with a newer version of its own in the page does not take the other partial down with
+/// it: the superseded one is cancelled alone, the newest of each part make one job.
+#[tokio::test]
+async fn a_superseded_partial_is_cancelled_apart_from_its_current_sibling() {
+    // The northern part generated again in N0500 (same footprint, later discriminator).
+    const A500_AGAIN: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230105T000000";
+    let page = [
+        listed_with_footprint(A500, "2023-01-02T22:00:00Z", NORTH.0, NORTH.1),
+        listed_with_footprint(B500, "2023-01-03T04:00:00Z", SOUTH.0, SOUTH.1),
+        listed_with_footprint(A500_AGAIN, "2023-01-05T01:00:00Z", NORTH.0, NORTH.1),
+    ];
+    let out = fsc()
+        .get_jobs_to_create(&MemoryContext::default(), &page)
+        .await
+        .unwrap();
+    assert_eq!(out.jobs.len(), 2, "{:?}", out.jobs);
+    assert_eq!(out.jobs[0].name, A500);
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Cancelled);
+    assert!(input_ids(&out.jobs[0].params).is_empty());
+    assert_eq!(out.jobs[1].name, B500);
+    assert_eq!(out.jobs[1].initial_status, JobStatus::Initialized);
+    assert_eq!(input_ids(&out.jobs[1].params), [B500, A500_AGAIN]);
+}
+
 /// A partial listed again when a job already processes it among its `inputs` is known.
 #[tokio::test]
 async fn a_partial_known_as_an_input_is_not_listed_again() {
