@@ -433,19 +433,19 @@ impl JobType for FscRlie {
                 .flatten()
                 .map(|&j| &known[j])
         };
-        // Another version of the same product as `m`: newer (`Greater`) or older (`Less`).
-        let version = |order: std::cmp::Ordering,
-                       m: &Candidate<'_>,
-                       n: &S2ProductName,
-                       f: Option<&Footprint>| {
-            n.version_key().cmp(&m.name.version_key()) == order
-                && same_product(
-                    m.listed(),
-                    Listed {
-                        name: n,
-                        footprint: f,
-                    },
-                )
+        // Whether `other` is another version of the same product as `me`: newer (`Greater`) or
+        // older (`Less`).
+        let version = |order: std::cmp::Ordering, me: Listed<'_>, other: Listed<'_>| {
+            other.name.version_key().cmp(&me.name.version_key()) == order && same_product(me, other)
+        };
+        // Whether a product has a newer version, listed or known: its job is replaced by the
+        // newer version's, and it is not processed again as a partial of another job.
+        let outdated = |me: Listed<'_>| {
+            let key = me.name.acquisition_key();
+            same_acquisition_listed(key).any(|c| version(Greater, me, c.listed()))
+                || same_acquisition_known(key)
+                    .flat_map(|k| k.products.iter())
+                    .any(|p| version(Greater, me, p.listed()))
         };
         // The newest other version of each listed product, listed or known, if there is one.
         let newer_of: Vec<Option<String>> = listed
@@ -453,11 +453,11 @@ impl JobType for FscRlie {
             .map(|m| {
                 let key = m.name.acquisition_key();
                 let listed_newer = same_acquisition_listed(key)
-                    .filter(|c| version(Greater, m, &c.name, c.footprint.as_ref()))
+                    .filter(|c| version(Greater, m.listed(), c.listed()))
                     .map(|c| c.name.to_string());
                 let known_newer = same_acquisition_known(key)
                     .flat_map(|k| k.products.iter())
-                    .filter(|p| version(Greater, m, &p.name, p.footprint.as_ref()))
+                    .filter(|p| version(Greater, m.listed(), p.listed()))
                     .map(|p| p.name.to_string());
                 listed_newer.chain(known_newer).max()
             })
@@ -492,7 +492,7 @@ impl JobType for FscRlie {
                     let is_older = k
                         .products
                         .iter()
-                        .any(|p| version(Less, m, &p.name, p.footprint.as_ref()));
+                        .any(|p| version(Less, m.listed(), p.listed()));
                     if is_older && !older.iter().any(|(o, _)| o.job.id == k.job.id) {
                         older.push((k, m));
                     }
@@ -519,15 +519,18 @@ impl JobType for FscRlie {
                 out.jobs.push(job);
                 continue;
             }
-            // Jobs of other partials of the datatake: their inputs are merged into this job.
+            // Jobs of other partials of the datatake: their inputs are merged into this job. A job
+            // whose products all have newer versions is replaced by theirs, not by this one.
             let siblings: Vec<&KnownJob> = same_acquisition_known(key)
                 .filter(|k| !older.iter().any(|(o, _)| o.job.id == k.job.id))
                 .filter(|k| k.is_partial_of(lead.name.baseline, &members))
+                .filter(|k| k.products.iter().any(|p| !outdated(p.listed())))
                 .collect();
             for sibling in &siblings {
                 for p in &sibling.products {
-                    // An old job without an input path cannot be staged again.
-                    if !p.input.input_path.is_empty() {
+                    // An old job without an input path cannot be staged again, and a product with
+                    // a newer version is left to it.
+                    if !p.input.input_path.is_empty() && !outdated(p.listed()) {
                         inputs
                             .entry(p.input.l1c_id.clone())
                             .or_insert_with(|| p.input.clone());
@@ -796,6 +799,15 @@ struct KnownProduct {
     input: L1cInput,
     name: S2ProductName,
     footprint: Option<Footprint>,
+}
+
+impl KnownProduct {
+    fn listed(&self) -> Listed<'_> {
+        Listed {
+            name: &self.name,
+            footprint: self.footprint.as_ref(),
+        }
+    }
 }
 
 /// An existing job of the same sensing time as a listed product, with what ingestion needs of it.

@@ -407,6 +407,59 @@ async fn a_third_partial_replaces_the_latest_run_only() {
     assert_eq!(out.jobs[0].params["supersedes"], serde_json::json!([42]));
 }
 
+/// A partial listed after its sibling was replaced by a newer version: the sibling's product is
+/// left to the newer version's job, not processed again with the new partial.
+#[tokio::test]
+async fn a_sibling_replaced_by_a_newer_version_is_not_merged() {
+    let t = fsc();
+    let north_page = |name: &str| {
+        [listed_with_footprint(
+            name,
+            "2021-10-02T15:00:00Z",
+            NORTH.0,
+            NORTH.1,
+        )]
+    };
+    let a301 = t
+        .get_jobs_to_create(&MemoryContext::default(), &north_page(A301))
+        .await
+        .unwrap();
+    let mut a301 = job_from_new(&a301.jobs[0], 1);
+    let a500 = t
+        .get_jobs_to_create(
+            &MemoryContext {
+                jobs: vec![a301.clone()],
+            },
+            &north_page(A500),
+        )
+        .await
+        .unwrap();
+    let a500 = job_from_new(&a500.jobs[0], 2);
+    // Cancelled by the superseding, which records no reprocessing context.
+    a301.status = JobStatus::Cancelled;
+    let ctx = MemoryContext {
+        jobs: vec![a301, a500],
+    };
+    let out = t
+        .get_jobs_to_create(
+            &ctx,
+            &[listed_with_footprint(
+                B301,
+                "2021-10-02T17:00:00Z",
+                SOUTH.0,
+                SOUTH.1,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.jobs.len(), 1);
+    assert_eq!(out.jobs[0].name, B301);
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+    assert!(input_ids(&out.jobs[0].params).is_empty());
+    assert!(out.jobs[0].params.get("supersedes").is_none());
+    assert!(out.superseded.is_empty());
+}
+
 /// A job that replaces a job still running waits for it to end; once it has, it is configured.
 #[tokio::test]
 async fn configuration_waits_for_a_replaced_job_in_flight() {
