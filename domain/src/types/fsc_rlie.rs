@@ -112,8 +112,8 @@ pub struct FscRlieParams {
 pub struct L1cInput {
     /// Canonical L1C product name: the worker stages the product under it.
     pub l1c_id: String,
-    /// Where the product is read from, as the catalogue listed it (the engine checks it against the
-    /// input roots, as it checks a job's `input_path`).
+    /// Where the product is read from, as the catalogue listed it (the engine resolves it against
+    /// the input roots when it builds the attempt's task, as every input's source).
     pub input_path: String,
     /// Footprint from the catalogue (GeoJSON), to tell versions from partial-tile products.
     #[serde(default, skip_serializing_if = "Option::is_none")]
