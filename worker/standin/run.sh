@@ -3,8 +3,16 @@
 #
 # It reads the staged inputs under $SWATH_WORK/inputs, then writes one product directory per output
 # kind under $SWATH_WORK/outputs/<kind>/<product id>/ holding a small raster (PGM), a quicklook (PNG)
-# and the metadata file dias_catalog_submit.json. POSIX sh only: it runs inside the stand-in image
-# (busybox) and as a plain process on a host (coreutils), where SWATH_WORK is the real work dir.
+# and the metadata file dias_catalog_submit.json, which also lists the names of the staged inputs
+# (`inputProducts`, sorted: every entry directly under inputs/). POSIX sh only: it runs inside the
+# stand-in image (busybox) and as a plain process on a host (coreutils), where SWATH_WORK is the
+# real work dir.
+#
+# Product ids are <KIND>_<sensing>_<mission>_T<tile>_<baseline>_<flag>, from the first Sentinel-2
+# L1C input (or else the first FSC/RLIE input). Without either, they are
+# <KIND>_<first input>_<baseline>_<flag>, the first input's name without `.SAFE` (characters outside
+# A-Za-z0-9_-. dropped, cut so that the id is at most 200 bytes), so that unrelated inputs do not
+# all make one product.
 #
 # Parameters come from the environment, overridden by KEY=value lines of the file named by the first
 # argument, or else of the first input's `standin.params`, if any:
@@ -14,15 +22,22 @@
 #   STANDIN_ALLOC_MB  MiB of memory to really allocate (resident) while processing (default 0)
 #   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie l2a"; also quicklook, check, or any
 #                     other; the worker uploads the kinds of its task and ignores the others). An
-#                     `l2a` product is named after the L1C input (the next date of the tile's time
-#                     series reads it).
+#                     `l2a` product is named after the L1C input, the first by name when a split
+#                     datatake gives several (the next date of the tile's time series reads it).
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
+#   STANDIN_BASELINE  product baseline in product ids and `processingBaseline` (default V100;
+#                     V and three digits)
+#   STANDIN_FLAG      last field of product ids (default 1; one digit)
 #   STANDIN_ATTACK    misbehaviour, for the worker's trust-boundary tests (default none):
 #                     symlink:<target>   each product also holds `stolen.txt`, a symbolic link to <target>
 #                     hardlink:<target>  each product also holds `linked.txt`, a hard link to <target>
 #                     badname            each product also holds a directory named `..\escaped`
 #                     fill:<MiB>         writes <MiB> MiB to outputs/fill.bin before processing
 set -u
+# Byte order for sorting and character ranges, whatever the host's locale: the first input by name
+# is the first in byte order, as the orchestrator compares names.
+LC_ALL=C
+export LC_ALL
 
 WORK="${SWATH_WORK:-/work}"
 INPUTS="$WORK/inputs"
@@ -32,6 +47,8 @@ STANDIN_SLEEP="${STANDIN_SLEEP:-0}"
 STANDIN_ALLOC_MB="${STANDIN_ALLOC_MB:-0}"
 STANDIN_PRODUCTS="${STANDIN_PRODUCTS:-fsc rlie l2a}"
 STANDIN_TILE="${STANDIN_TILE:-34VEM}"
+STANDIN_BASELINE="${STANDIN_BASELINE:-V100}"
+STANDIN_FLAG="${STANDIN_FLAG:-1}"
 STANDIN_ATTACK="${STANDIN_ATTACK:-}"
 
 log() { printf '%s standin: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*"; }
@@ -60,6 +77,8 @@ if [ $# -ge 1 ]; then
       STANDIN_ALLOC_MB) STANDIN_ALLOC_MB=$value ;;
       STANDIN_PRODUCTS) STANDIN_PRODUCTS=$value ;;
       STANDIN_TILE) STANDIN_TILE=$value ;;
+      STANDIN_BASELINE) STANDIN_BASELINE=$value ;;
+      STANDIN_FLAG) STANDIN_FLAG=$value ;;
       STANDIN_ATTACK) STANDIN_ATTACK=$value ;;
       '' | '#'*) ;;
       *) fail 12 "unknown parameter $key in $1" ;;
@@ -69,13 +88,21 @@ fi
 for number in "$STANDIN_EXIT" "$STANDIN_SLEEP" "$STANDIN_ALLOC_MB"; do
   is_number "$number" || fail 13 "parameter value $number is not a whole number"
 done
+case "$STANDIN_BASELINE" in
+  V[0-9][0-9][0-9]) ;;
+  *) fail 13 "STANDIN_BASELINE $STANDIN_BASELINE is not V and three digits (e.g. V100)" ;;
+esac
+case "$STANDIN_FLAG" in
+  [0-9]) ;;
+  *) fail 13 "STANDIN_FLAG $STANDIN_FLAG is not one digit" ;;
+esac
 case "$STANDIN_ATTACK" in
   '' | symlink:?* | hardlink:?* | badname) ;;
   fill:*) is_number "${STANDIN_ATTACK#fill:}" || fail 13 "STANDIN_ATTACK $STANDIN_ATTACK: not a whole number of MiB" ;;
   *) fail 13 "unknown STANDIN_ATTACK $STANDIN_ATTACK (symlink:<target>, hardlink:<target>, badname, fill:<MiB>)" ;;
 esac
 
-log "starting in $WORK (exit=$STANDIN_EXIT sleep=$STANDIN_SLEEP alloc_mb=$STANDIN_ALLOC_MB products=$STANDIN_PRODUCTS)"
+log "starting in $WORK (exit=$STANDIN_EXIT sleep=$STANDIN_SLEEP alloc_mb=$STANDIN_ALLOC_MB products=$STANDIN_PRODUCTS baseline=$STANDIN_BASELINE flag=$STANDIN_FLAG)"
 
 # Read every input: the listing and a checksum of each file go to the log, and the checksum of all
 # of them seeds the "measurements" written below.
@@ -98,6 +125,21 @@ md5=$(printf '%s\n' "$list" | while IFS= read -r file; do cat "$file"; done | md
 seed=$((0x$md5))
 log "read $count input files, $total bytes, seed $seed"
 
+# The staged inputs (each directly under inputs/), sorted, as a JSON array of strings: the worker
+# stages one entry per input of the task, named as the task names it (names hold no control
+# characters; backslashes and double quotes are escaped).
+entries=$(find "$INPUTS" -mindepth 1 -maxdepth 1 | sort)
+input_products=
+while IFS= read -r entry; do
+  [ -n "$entry" ] || continue
+  escaped=$(basename "$entry" | sed 's/[\\"]/\\&/g')
+  input_products="$input_products${input_products:+, }\"$escaped\""
+done <<EOF
+$entries
+EOF
+first_input=$(printf '%s\n' "$entries" | head -n 1)
+log "inputs: [$input_products]"
+
 # Acquisition from the first Sentinel-2 L1C name found in the inputs:
 # S2A_MSIL1C_20210413T101347_N0500_R022_T34VEM_20210413T121553.SAFE
 # or, for the jobs that work on FSC/RLIE products (quicklooks, checks), from the first product:
@@ -118,7 +160,11 @@ elif [ -n "$product" ]; then
   mission=$(printf '%s' "$name" | cut -d_ -f3)
   tile=$(printf '%s' "$name" | cut -d_ -f4 | sed 's/^T//')
 else
-  warn "no Sentinel-2 L1C product among the inputs, using tile $STANDIN_TILE"
+  # Products are named after the first input instead, with safe characters only (cut below).
+  fallback=$(basename "$first_input")
+  fallback=$(printf '%s' "${fallback%.SAFE}" | tr -cd 'A-Za-z0-9_.-')
+  [ -n "$fallback" ] || fallback=input
+  warn "no Sentinel-2 L1C nor FSC/RLIE product among the inputs: tile $STANDIN_TILE, products named after $fallback"
   mission=S2A
   sensing=20210413T101347
   tile=$STANDIN_TILE
@@ -173,7 +219,12 @@ quicklook='iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAAAAAA6mKC9AAAAg0lEQVR42kWOQRHAIBADI
 products=0
 for kind in $STANDIN_PRODUCTS; do
   upper=$(printf '%s' "$kind" | tr '[:lower:]' '[:upper:]')
-  id="${upper}_${sensing}_${mission}_T${tile}_V100_1"
+  if [ -n "${fallback:-}" ]; then
+    # At most 200 bytes in all (ASCII only): <KIND>_ and _<baseline>_<flag> take ${#upper} + 8.
+    id="${upper}_$(printf '%s' "$fallback" | cut -c1-$((200 - ${#upper} - 8)))_${STANDIN_BASELINE}_${STANDIN_FLAG}"
+  else
+    id="${upper}_${sensing}_${mission}_T${tile}_${STANDIN_BASELINE}_${STANDIN_FLAG}"
+  fi
   case "$kind" in
     fsc) theme=Snow raster=FSCTOC ;;
     rlie) theme=Ice raster=RLIE ;;
@@ -215,8 +266,9 @@ for kind in $STANDIN_PRODUCTS; do
   "cloudCover": "$cloud",
   "startDate": "$start",
   "completionDate": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
-  "processingBaseline": "V100",
-  "inputFiles": $count
+  "processingBaseline": "$STANDIN_BASELINE",
+  "inputFiles": $count,
+  "inputProducts": [$input_products]
 }
 JSON
   case "$STANDIN_ATTACK" in

@@ -163,6 +163,11 @@ impl<T> Candidates<'_, T> {
             .into_iter()
             .filter_map(|j| j.product_id.as_deref())
             .collect();
+        self.drop_products(&known);
+    }
+
+    /// Drops the candidates whose product id is one of `known`.
+    pub(crate) fn drop_products(&mut self, known: &HashSet<&str>) {
         self.jobs
             .retain(|(job, _, _)| !job.product_id.as_deref().is_some_and(|p| known.contains(p)));
     }

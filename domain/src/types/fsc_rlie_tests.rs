@@ -109,11 +109,75 @@ const A301: &str = "S2B_MSIL1C_20211002T113319_N0301_R080_T29UNV_20211002T141024
 const B301: &str = "S2B_MSIL1C_20211002T113319_N0301_R080_T29UNV_20211002T160521";
 const A500: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230102T203816";
 const B500: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230103T031448";
+/// A third partial of the same datatake and baseline (constructed: further south).
+const C500: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230104T010101";
 const NORTH: (f64, f64) = (53.52, 54.15);
 const SOUTH: (f64, f64) = (53.15, 53.96);
 
+/// The L1C names of the `inputs` of `job`'s params (empty for a job of its own product only).
+fn input_ids(params: &serde_json::Value) -> Vec<String> {
+    FscRlieParams::parse(params)
+        .unwrap()
+        .inputs
+        .into_iter()
+        .map(|i| i.l1c_id)
+        .collect()
+}
+
+/// The split pair of N0500 in one page is one job with both partials as inputs, and its task
+/// stages both.
 #[tokio::test]
-async fn partial_tile_products_are_both_processed_and_newer_versions_win() {
+async fn a_split_datatake_is_one_job_with_both_partials() {
+    let t = fsc();
+    let page = [
+        listed_with_footprint(B500, "2023-01-03T04:00:00Z", SOUTH.0, SOUTH.1),
+        listed_with_footprint(A500, "2023-01-02T22:00:00Z", NORTH.0, NORTH.1),
+    ];
+    let out = t
+        .get_jobs_to_create(&MemoryContext::default(), &page)
+        .await
+        .unwrap();
+    assert_eq!(out.jobs.len(), 1, "{:?}", out.jobs);
+    let job = &out.jobs[0];
+    assert_eq!(job.name, A500, "named after the first by name");
+    assert_eq!(job.product_id.as_deref(), Some(A500));
+    assert_eq!(job.initial_status, JobStatus::Initialized);
+    assert_eq!(input_ids(&job.params), [A500, B500]);
+    let params = FscRlieParams::parse(&job.params).unwrap();
+    assert_eq!(params.l1c_id, A500);
+    assert_eq!(params.inputs[1].input_path, format!("/eodata/test/{B500}"));
+    assert!(params.inputs[1].footprint.is_some());
+    assert!(params.supersedes.is_empty());
+
+    // Configured and dispatched, it stages both partials, and writes its L2A once.
+    let mut stored = job_from_new(job, 7);
+    let configured = t
+        .configure_single_job(&MemoryContext::default(), &stored)
+        .await
+        .unwrap();
+    assert_eq!(configured.decision, Configuration::Ready);
+    stored.params = configured.params.unwrap();
+    assert_eq!(stored.params["l2a_path_out"], format!("29UNV/L2A/{A500}"));
+    stored.status = JobStatus::Ready;
+    let task = t.worker_task(&stored).unwrap();
+    let staged: Vec<(&str, &str)> = task
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.source.as_str()))
+        .collect();
+    let (a, b) = (
+        format!("/eodata/test/{A500}"),
+        format!("/eodata/test/{B500}"),
+    );
+    assert_eq!(staged, [(A500, a.as_str()), (B500, b.as_str())]);
+    assert!(task.inputs.iter().all(|i| i.required));
+    assert_eq!(task.parameters["params"]["inputs"][1]["l1c_id"], B500);
+}
+
+/// The four products of the split datatake in one page: the N0301 pair is one cancelled job (a
+/// newer version of both exists), the N0500 pair one job with both inputs.
+#[tokio::test]
+async fn the_n0301_pair_is_cancelled_and_the_n0500_pair_is_one_job() {
     let page = [
         listed_with_footprint(A301, "2021-10-02T15:00:00Z", NORTH.0, NORTH.1),
         listed_with_footprint(B301, "2021-10-02T17:00:00Z", SOUTH.0, SOUTH.1),
@@ -124,25 +188,372 @@ async fn partial_tile_products_are_both_processed_and_newer_versions_win() {
         .get_jobs_to_create(&MemoryContext::default(), &page)
         .await
         .unwrap();
-    let status = |name: &str| {
-        out.jobs
-            .iter()
-            .find(|j| j.name == name)
-            .map(|j| (j.initial_status, j.initial_message.clone()))
-    };
-    assert_eq!(status(A500).unwrap().0, JobStatus::Initialized);
-    assert_eq!(
-        status(B500).unwrap().0,
-        JobStatus::Initialized,
-        "the other partial product is not a duplicate"
+    assert_eq!(out.jobs.len(), 2, "{:?}", out.jobs);
+    let (old, new) = (&out.jobs[0], &out.jobs[1]);
+    assert_eq!(old.name, A301);
+    assert_eq!(old.initial_status, JobStatus::Cancelled);
+    let why = old.initial_message.as_deref().unwrap();
+    assert!(
+        why.contains(
+            "superseded by a newer version of the same product: S2B_MSIL1C_20211002T113319_N0500"
+        ),
+        "{why}"
     );
-    let (a, why) = status(A301).unwrap();
-    assert_eq!(a, JobStatus::Cancelled);
-    assert!(why.unwrap().contains(&format!(
-        "superseded by a newer version of the same product: {A500}"
-    )));
-    assert_eq!(status(B301).unwrap().0, JobStatus::Cancelled);
-    assert_eq!(out.jobs.len(), 4, "every product is recorded, none lost");
+    assert_eq!(old.params["reprocessing_context"], "superseded");
+    assert_eq!(
+        input_ids(&old.params),
+        [A301, B301],
+        "both are known, none listed again makes a job"
+    );
+    assert_eq!(new.name, A500);
+    assert_eq!(new.initial_status, JobStatus::Initialized);
+    assert_eq!(input_ids(&new.params), [A500, B500]);
+    assert!(out.superseded.is_empty());
+
+    // Listed again (the demo's catalogue is read at every start): nothing new.
+    let ctx = MemoryContext {
+        jobs: vec![job_from_new(old, 1), job_from_new(new, 2)],
+    };
+    let again = fsc().get_jobs_to_create(&ctx, &page).await.unwrap();
+    assert!(again.jobs.is_empty(), "{:?}", again.jobs);
+}
+
+/// A partial with a newer version of its own in the page does not take the other partial down with
+/// it: the superseded one is cancelled alone, the newest of each part make one job.
+#[tokio::test]
+async fn a_superseded_partial_is_cancelled_apart_from_its_current_sibling() {
+    // The northern part generated again in N0500 (same footprint, later discriminator).
+    const A500_AGAIN: &str = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230105T000000";
+    let page = [
+        listed_with_footprint(A500, "2023-01-02T22:00:00Z", NORTH.0, NORTH.1),
+        listed_with_footprint(B500, "2023-01-03T04:00:00Z", SOUTH.0, SOUTH.1),
+        listed_with_footprint(A500_AGAIN, "2023-01-05T01:00:00Z", NORTH.0, NORTH.1),
+    ];
+    let out = fsc()
+        .get_jobs_to_create(&MemoryContext::default(), &page)
+        .await
+        .unwrap();
+    assert_eq!(out.jobs.len(), 2, "{:?}", out.jobs);
+    assert_eq!(out.jobs[0].name, A500);
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Cancelled);
+    assert!(input_ids(&out.jobs[0].params).is_empty());
+    assert_eq!(out.jobs[1].name, B500);
+    assert_eq!(out.jobs[1].initial_status, JobStatus::Initialized);
+    assert_eq!(input_ids(&out.jobs[1].params), [B500, A500_AGAIN]);
+}
+
+/// A partial listed again when a job already processes it among its `inputs` is known.
+#[tokio::test]
+async fn a_partial_known_as_an_input_is_not_listed_again() {
+    let t = fsc();
+    let both = t
+        .get_jobs_to_create(
+            &MemoryContext::default(),
+            &[
+                listed_with_footprint(A500, "2023-01-02T22:00:00Z", NORTH.0, NORTH.1),
+                listed_with_footprint(B500, "2023-01-03T04:00:00Z", SOUTH.0, SOUTH.1),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut existing = job_from_new(&both.jobs[0], 5);
+    for status in [
+        JobStatus::Initialized,
+        JobStatus::Processing,
+        JobStatus::Done,
+    ] {
+        existing.status = status;
+        let ctx = MemoryContext {
+            jobs: vec![existing.clone()],
+        };
+        let out = t
+            .get_jobs_to_create(
+                &ctx,
+                &[listed_with_footprint(
+                    B500,
+                    "2023-01-03T04:00:00Z",
+                    SOUTH.0,
+                    SOUTH.1,
+                )],
+            )
+            .await
+            .unwrap();
+        assert!(out.jobs.is_empty(), "{status:?}: {:?}", out.jobs);
+        assert!(out.superseded.is_empty());
+    }
+}
+
+/// The northern partial alone, as a job of its own product, in `status`, with id 41.
+async fn northern_job(status: JobStatus) -> Job {
+    let out = fsc()
+        .get_jobs_to_create(
+            &MemoryContext::default(),
+            &[listed_with_footprint(
+                A500,
+                "2023-01-02T22:00:00Z",
+                NORTH.0,
+                NORTH.1,
+            )],
+        )
+        .await
+        .unwrap();
+    let mut job = job_from_new(&out.jobs[0], 41);
+    job.status = status;
+    job
+}
+
+/// The southern partial listed in a later page than the northern one, whose job exists.
+async fn southern_later(existing: &[Job]) -> JobsToCreate {
+    let ctx = MemoryContext {
+        jobs: existing.to_vec(),
+    };
+    fsc()
+        .get_jobs_to_create(
+            &ctx,
+            &[listed_with_footprint(
+                B500,
+                "2023-01-03T04:00:00Z",
+                SOUTH.0,
+                SOUTH.1,
+            )],
+        )
+        .await
+        .unwrap()
+}
+
+/// The southern partial listed after the northern's job was processed: a new job runs with both,
+/// and replaces the first run's products (no grace delay, unlike versions: it was published a
+/// day after sensing, well past `SUPERSEDE_GRACE`).
+#[tokio::test]
+async fn a_partial_listed_after_its_sibling_was_processed_reruns_the_datatake() {
+    for status in [JobStatus::Processed, JobStatus::Done, JobStatus::Processing] {
+        let northern = northern_job(status).await;
+        let out = southern_later(&[northern]).await;
+        assert_eq!(out.jobs.len(), 1, "{status:?}");
+        let job = &out.jobs[0];
+        assert_eq!(job.name, B500, "named after the new product");
+        assert_eq!(job.initial_status, JobStatus::Initialized, "{status:?}");
+        assert_eq!(input_ids(&job.params), [A500, B500]);
+        assert_eq!(job.params["supersedes"], serde_json::json!([41]));
+        assert!(out.superseded.is_empty(), "a run is never cancelled");
+        // Its L2A goes where the first run put it: one L2A per datatake and tile.
+        let configured = fsc()
+            .configure_single_job(&MemoryContext::default(), &job_from_new(job, 42))
+            .await
+            .unwrap();
+        assert_eq!(
+            configured.params.unwrap()["l2a_path_out"],
+            format!("29UNV/L2A/{A500}")
+        );
+    }
+
+    // A northern job that ended without running: its inputs are merged, nothing is replaced.
+    for status in [JobStatus::Cancelled, JobStatus::InternalError] {
+        let out = southern_later(&[northern_job(status).await]).await;
+        assert_eq!(input_ids(&out.jobs[0].params), [A500, B500], "{status:?}");
+        assert!(out.jobs[0].params.get("supersedes").is_none());
+        assert!(out.superseded.is_empty());
+    }
+}
+
+/// The southern partial listed while the northern's job waits: the waiting job is cancelled in
+/// favour of the new one with both.
+#[tokio::test]
+async fn a_partial_listed_while_its_sibling_waits_replaces_it() {
+    for status in [
+        JobStatus::Initialized,
+        JobStatus::Configured,
+        JobStatus::Ready,
+    ] {
+        let out = southern_later(&[northern_job(status).await]).await;
+        assert_eq!(
+            out.superseded,
+            vec![Superseded {
+                job_id: 41,
+                status,
+                attempt: 1,
+                by: B500.into()
+            }]
+        );
+        assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+        assert_eq!(input_ids(&out.jobs[0].params), [A500, B500]);
+    }
+}
+
+/// A third partial after a re-run: the new job takes every input, and replaces the re-run only
+/// (the re-run already replaces the first job).
+#[tokio::test]
+async fn a_third_partial_replaces_the_latest_run_only() {
+    let northern = northern_job(JobStatus::Done).await;
+    let rerun = southern_later(std::slice::from_ref(&northern)).await;
+    let mut rerun = job_from_new(&rerun.jobs[0], 42);
+    rerun.status = JobStatus::Done;
+    let ctx = MemoryContext {
+        jobs: vec![northern, rerun],
+    };
+    let out = fsc()
+        .get_jobs_to_create(
+            &ctx,
+            &[listed_with_footprint(
+                C500,
+                "2023-01-04T02:00:00Z",
+                52.9,
+                53.2,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(input_ids(&out.jobs[0].params), [A500, B500, C500]);
+    assert_eq!(out.jobs[0].params["supersedes"], serde_json::json!([42]));
+}
+
+/// A partial listed after its sibling was replaced by a newer version: the sibling's product is
+/// left to the newer version's job, not processed again with the new partial.
+#[tokio::test]
+async fn a_sibling_replaced_by_a_newer_version_is_not_merged() {
+    let t = fsc();
+    let north_page = |name: &str| {
+        [listed_with_footprint(
+            name,
+            "2021-10-02T15:00:00Z",
+            NORTH.0,
+            NORTH.1,
+        )]
+    };
+    let a301 = t
+        .get_jobs_to_create(&MemoryContext::default(), &north_page(A301))
+        .await
+        .unwrap();
+    let mut a301 = job_from_new(&a301.jobs[0], 1);
+    let a500 = t
+        .get_jobs_to_create(
+            &MemoryContext {
+                jobs: vec![a301.clone()],
+            },
+            &north_page(A500),
+        )
+        .await
+        .unwrap();
+    let a500 = job_from_new(&a500.jobs[0], 2);
+    // Cancelled by the superseding, which records no reprocessing context.
+    a301.status = JobStatus::Cancelled;
+    let ctx = MemoryContext {
+        jobs: vec![a301, a500],
+    };
+    let out = t
+        .get_jobs_to_create(
+            &ctx,
+            &[listed_with_footprint(
+                B301,
+                "2021-10-02T17:00:00Z",
+                SOUTH.0,
+                SOUTH.1,
+            )],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.jobs.len(), 1);
+    assert_eq!(out.jobs[0].name, B301);
+    assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+    assert!(input_ids(&out.jobs[0].params).is_empty());
+    assert!(out.jobs[0].params.get("supersedes").is_none());
+    assert!(out.superseded.is_empty());
+}
+
+/// A job that replaces a job still running waits for it to end; once it has, it is configured.
+#[tokio::test]
+async fn configuration_waits_for_a_replaced_job_in_flight() {
+    let t = fsc();
+    let out = southern_later(&[northern_job(JobStatus::Processing).await]).await;
+    let rerun = job_from_new(&out.jobs[0], 42);
+    for status in [
+        JobStatus::Queued,
+        JobStatus::Started,
+        JobStatus::PreProcessing,
+        JobStatus::Processing,
+        JobStatus::PostProcessing,
+    ] {
+        let ctx = MemoryContext {
+            jobs: vec![northern_job(status).await, rerun.clone()],
+        };
+        let configured = t.configure_single_job(&ctx, &rerun).await.unwrap();
+        let Configuration::Wait { reason, on } = configured.decision else {
+            panic!("{status:?}: {configured:?}")
+        };
+        assert_eq!(on, Some(41), "{status:?}");
+        assert!(reason.contains("job 41"), "{reason}");
+    }
+    for status in [
+        JobStatus::Processed,
+        JobStatus::Done,
+        JobStatus::InternalError,
+        JobStatus::Cancelled,
+    ] {
+        let ctx = MemoryContext {
+            jobs: vec![northern_job(status).await, rerun.clone()],
+        };
+        let configured = t.configure_single_job(&ctx, &rerun).await.unwrap();
+        assert_eq!(configured.decision, Configuration::Ready, "{status:?}");
+    }
+}
+
+/// `inputs` are checked: L1C names of the datatake and baseline of `l1c_id`, `l1c_id` among
+/// them, each once, with an input path.
+#[tokio::test]
+async fn inputs_of_another_datatake_or_baseline_are_refused() {
+    let t = fsc();
+    let out = southern_later(&[northern_job(JobStatus::Done).await]).await;
+    let good = job_from_new(&out.jobs[0], 42);
+    let other_tile = "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNA_20230103T031448";
+    for (i, field, value, expected) in [
+        (0, "l1c_id", serde_json::json!(A301), "processing baseline"),
+        (0, "l1c_id", serde_json::json!(other_tile), "datatake"),
+        (0, "l1c_id", serde_json::json!(B500), "listed twice"),
+        (
+            0,
+            "l1c_id",
+            serde_json::json!("../x"),
+            "params.inputs[0].l1c_id",
+        ),
+        (
+            1,
+            "l1c_id",
+            serde_json::json!(C500),
+            "does not list params.l1c_id",
+        ),
+        (
+            0,
+            "input_path",
+            serde_json::json!(""),
+            "params.inputs[0].input_path: is empty",
+        ),
+        (
+            0,
+            "input_path",
+            serde_json::json!("/eodata/a\nb"),
+            "control characters",
+        ),
+    ] {
+        let mut job = good.clone();
+        job.params["inputs"][i][field] = value;
+        let out = t
+            .configure_single_job(&MemoryContext::default(), &job)
+            .await
+            .unwrap();
+        match out.decision {
+            Configuration::Error { reason } => {
+                assert!(reason.contains(expected), "{field}: {reason}")
+            }
+            other => panic!("{field}: configured {other:?}"),
+        }
+    }
+    // Old params, without `inputs`, and unknown fields in an input.
+    let mut old = good.clone();
+    old.params.as_object_mut().unwrap().remove("inputs");
+    assert!(FscRlieParams::parse(&old.params).unwrap().inputs.is_empty());
+    let mut odd = good;
+    odd.params["inputs"][0]["extra"] = serde_json::json!(1);
+    assert!(FscRlieParams::parse(&odd.params).is_err());
 }
 
 #[tokio::test]
@@ -239,7 +650,8 @@ async fn a_newer_version_replaces_a_waiting_job_and_respects_a_processed_one() {
         .unwrap()
         .contains(A500));
 
-    // A partial product next to an existing one of the same datatake is a product of its own.
+    // A partial product next to a processed one of the same datatake is not a version of it: a new
+    // job runs with both partials and replaces the first one's products.
     let ctx = MemoryContext {
         jobs: vec![existing],
     };
@@ -256,6 +668,8 @@ async fn a_newer_version_replaces_a_waiting_job_and_respects_a_processed_one() {
         .await
         .unwrap();
     assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
+    assert_eq!(input_ids(&out.jobs[0].params), [A301, B301]);
+    assert_eq!(out.jobs[0].params["supersedes"], serde_json::json!([41]));
     assert!(out.superseded.is_empty());
 }
 

@@ -8,6 +8,10 @@
 //! match (similarity at least [`SAME_FOOTPRINT_SIMILARITY`]). When a footprint is unknown, only a
 //! different processing baseline marks a new version; the same baseline with another discriminator
 //! could be either case, and is treated as a different product so that nothing is lost.
+//!
+//! Products of one acquisition and baseline that are not versions of each other are partial-tile
+//! products of one datatake: they make one output product, so `fsc_rlie` processes them in one job
+//! (its `inputs`).
 
 use chrono::TimeDelta;
 
