@@ -391,12 +391,42 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
                 .await
                 .unwrap();
         demo_pool.close().await;
-        // Three fsc_rlie jobs with a product and one rlie_s1 job, each announcing what it wrote.
-        assert!(confirmed >= 5, "run {run}: {confirmed} confirmed");
+        // Three fsc_rlie jobs with a product, each announcing its FSC and its RLIE.
+        assert_eq!(confirmed, 6, "run {run}: {confirmed} confirmed");
         assert_eq!(unconfirmed, 0);
         assert_eq!(messages.len() as i64, confirmed, "run {run}: {published}");
         for message in &messages {
             swath_domain::publication_schema::check_resto_feature(&message["body"], false).unwrap();
+        }
+        // One announcement per product: distinct message ids, each `<identity>#1` of a distinct
+        // title (nothing was published twice).
+        let ids: std::collections::BTreeSet<&str> = messages
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), messages.len(), "run {run}: {published}");
+        let titles: std::collections::BTreeSet<&str> = messages
+            .iter()
+            .map(|m| m["body"]["resto"]["properties"]["title"].as_str().unwrap())
+            .collect();
+        assert_eq!(titles.len(), messages.len(), "run {run}: {published}");
+        for m in &messages {
+            assert_eq!(m["body"]["announcement"]["operation"], "create", "{m}");
+        }
+        // The split datatake of tile 29UNV: one FSC and one RLIE, from one job with both partial
+        // products as inputs.
+        let split: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("_T29UNV_V100_"))
+            .collect();
+        assert_eq!(split.len(), 2, "run {run}: {text}");
+        for line in split {
+            for partial in [
+                "N0500_R080_T29UNV_20230102T203816",
+                "N0500_R080_T29UNV_20230103T031448",
+            ] {
+                assert!(line.contains(partial), "run {run}: {line}");
+            }
         }
         assert!(
             text.contains(&format!("{confirmed} confirmed ({confirmed} lines)")),

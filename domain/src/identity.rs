@@ -50,7 +50,12 @@ fn split_flag(name: &str) -> Option<(&str, u8)> {
 /// The identity of the product at `path` (a product's path in its store: the product is its last
 /// segment).
 pub fn identity_of_path(path: &str) -> &str {
-    product_identity(path.trim_end_matches('/').rsplit('/').next().unwrap_or_default())
+    product_identity(
+        path.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default(),
+    )
 }
 
 /// The message id under which revision `revision` (from 1) of the product `identity` is announced:
@@ -88,7 +93,11 @@ mod tests {
                 "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230102T203816",
                 None,
             ),
-            ("FSC_20210413T101347_S2A_T34VEM_1", "FSC_20210413T101347_S2A_T34VEM_1", None),
+            (
+                "FSC_20210413T101347_S2A_T34VEM_1",
+                "FSC_20210413T101347_S2A_T34VEM_1",
+                None,
+            ),
             ("X_V_1", "X_V_1", None),
             ("X_V1_12", "X_V1_12", None),
             ("X_V1_a", "X_V1_a", None),

@@ -23,11 +23,14 @@
 #   STANDIN_PRODUCTS  output kinds to write (default "fsc rlie l2a"; also quicklook, check, or any
 #                     other; the worker uploads the kinds of its task and ignores the others). An
 #                     `l2a` product is named after the L1C input, the first by name when a split
-#                     datatake gives several (the next date of the tile's time series reads it).
+#                     datatake gives several (the next date of the tile's time series reads it);
+#                     a kind other than fsc, rlie, l2a, quicklook and check is named after the
+#                     first input (`<KIND>_<input>_<baseline>_<flag>`): one product per input.
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
 #   STANDIN_BASELINE  product baseline in product ids and `processingBaseline` (default V100;
 #                     V and three digits)
-#   STANDIN_FLAG      last field of product ids (default 1; one digit)
+#   STANDIN_FLAG      quality flag, the last field of product ids (default 1 nominal, 0 degraded;
+#                     one digit)
 #   STANDIN_ATTACK    misbehaviour, for the worker's trust-boundary tests (default none):
 #                     symlink:<target>   each product also holds `stolen.txt`, a symbolic link to <target>
 #                     hardlink:<target>  each product also holds `linked.txt`, a hard link to <target>
@@ -234,7 +237,13 @@ for kind in $STANDIN_PRODUCTS; do
       ;;
     quicklook) theme=Preview raster=QLK ;;
     check) theme=Check raster=CHK ;;
-    *) theme=Test raster=$upper ;;
+    *)
+      # Other kinds (the smoke-test type's) are one product per input: named after the first one.
+      theme=Test raster=$upper
+      tag=$(basename "$first_input")
+      tag=$(printf '%s' "${tag%.SAFE}" | tr -cd 'A-Za-z0-9_.-')
+      id="${upper}_$(printf '%s' "${tag:-input}" | cut -c1-$((200 - ${#upper} - 8)))_${STANDIN_BASELINE}_${STANDIN_FLAG}"
+      ;;
   esac
   dir="$OUTPUTS/$kind/$id"
   mkdir -p "$dir" || fail 20 "cannot create $dir"

@@ -246,6 +246,9 @@ async fn print_summary(
     print!("{}", table::render(&["JOB TYPE", "STATUS", "JOBS"], &rows));
     println!();
 
+    print!("{}", products_table(pool, settings).await?);
+    println!();
+
     let outputs = root.join("outputs");
     let (files, bytes) = tree_size(&outputs)?;
     let published = db::publications::count_confirmed(pool).await?;
@@ -279,6 +282,37 @@ async fn print_summary(
     ];
     print!("{}", table::render(&["WHAT", "HOW MUCH", "WHERE"], &rows));
     Ok(())
+}
+
+/// The products announced: each once, with its message id, its job and the inputs the job staged
+/// (every partial-tile product of a split datatake).
+async fn products_table(pool: &PgPool, settings: &Settings) -> anyhow::Result<String> {
+    let registry = settings.registry()?;
+    let mut rows = Vec::new();
+    for announced in db::publications::confirmed(pool).await? {
+        let job = db::jobs::get_job(pool, announced.job_id).await?;
+        let inputs = registry
+            .get(&job.job_type)
+            .and_then(|t| t.worker_task(&job).ok())
+            .map(|task| {
+                task.inputs
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        rows.push(vec![
+            announced.product_id,
+            announced.message_id,
+            job.id.to_string(),
+            inputs,
+        ]);
+    }
+    Ok(table::render(
+        &["PRODUCT PUBLISHED", "MESSAGE ID", "JOB", "INPUTS"],
+        &rows,
+    ))
 }
 
 /// Files and bytes under `dir` (none when it does not exist).

@@ -12,8 +12,7 @@ use swath_engine::db::jobs::{get_job, insert_jobs};
 use support::api::spawn_api;
 use support::worker_http::{
     self, assert_error, get_task, post, ready_test_job, report, report_steps, reserve, url,
-    ALL_STEPS,
-    STEPS_AFTER_START,
+    ALL_STEPS, STEPS_AFTER_START,
 };
 use support::{bootstrap_for_ready, drive, token_for_ready};
 

@@ -97,17 +97,18 @@ fn objects(world: &World, dir: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     found
 }
 
-/// The product directories under `dir` of the products bucket (staging excluded).
+/// The products under `dir` of the products bucket: the directories holding objects (the S3
+/// server keeps the directories of deleted objects), staging excluded.
 fn products_in(world: &World, dir: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(world.s3.object_path("hrsi", dir))
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .filter(|n| !n.starts_with('.'))
-                .collect()
+    let mut names: Vec<String> = objects(world, dir)
+        .into_keys()
+        .filter_map(|key| {
+            let first = key.components().next()?;
+            Some(first.as_os_str().to_string_lossy().into_owned())
         })
-        .unwrap_or_default();
-    names.sort();
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.dedup();
     names
 }
 
@@ -142,7 +143,12 @@ async fn a_collision_fails_the_second_job_and_leaves_the_first_products_intact(p
     let world = world(&pool).await;
     let first = ready_job(&world, &pool, "20210413T121553", "", &[]).await;
     let first = run(&world, &pool, &first).await;
-    assert_eq!(first.status, JobStatus::Processed, "{:?}", first.status_message);
+    assert_eq!(
+        first.status,
+        JobStatus::Processed,
+        "{:?}",
+        first.status_message
+    );
     let before: Vec<_> = [FSC_DIR, RLIE_DIR]
         .iter()
         .map(|d| objects(&world, d))
@@ -158,7 +164,7 @@ async fn a_collision_fails_the_second_job_and_leaves_the_first_products_intact(p
     let message = second.status_message.clone().unwrap();
     assert!(
         message.contains(&format!("{FSC}_V100"))
-            && message.contains(&format!("job {} ({})", first.id, first.name)),
+            && message.contains(&format!("job {} ({}, processed)", first.id, first.name)),
         "{message}"
     );
     let after: Vec<_> = [FSC_DIR, RLIE_DIR]
@@ -189,7 +195,12 @@ async fn a_rerun_replaces_and_updates_and_a_new_baseline_is_a_new_product(pool: 
     let world = world(&pool).await;
     let first = ready_job(&world, &pool, "20210413T121553", "", &[]).await;
     let first = run(&world, &pool, &first).await;
-    assert_eq!(first.status, JobStatus::Processed, "{:?}", first.status_message);
+    assert_eq!(
+        first.status,
+        JobStatus::Processed,
+        "{:?}",
+        first.status_message
+    );
     let created = outbox(&world, &pool).await;
     assert_eq!(created.len(), 2);
     for m in created.values() {
@@ -208,10 +219,18 @@ async fn a_rerun_replaces_and_updates_and_a_new_baseline_is_a_new_product(pool: 
     )
     .await;
     let rerun = run(&world, &pool, &rerun).await;
-    assert_eq!(rerun.status, JobStatus::Processed, "{:?}", rerun.status_message);
+    assert_eq!(
+        rerun.status,
+        JobStatus::Processed,
+        "{:?}",
+        rerun.status_message
+    );
     // One product at the identity: the new one, whole.
     assert_eq!(products_in(&world, FSC_DIR), vec![format!("{FSC}_V100_0")]);
-    assert_eq!(products_in(&world, RLIE_DIR), vec![format!("{RLIE}_V100_0")]);
+    assert_eq!(
+        products_in(&world, RLIE_DIR),
+        vec![format!("{RLIE}_V100_0")]
+    );
     let replaced = objects(&world, &format!("{FSC_DIR}/{FSC}_V100_0"));
     assert_eq!(replaced.len(), first_objects.len());
     assert_ne!(

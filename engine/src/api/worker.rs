@@ -54,7 +54,10 @@ pub fn routes() -> Router<ApiContext> {
         .route("/worker/jobs/{id}/attempts/{attempt}/token", post(exchange))
         .route("/worker/jobs/{id}/attempts/{attempt}/task", get(task))
         .route("/worker/jobs/{id}/attempts/{attempt}/status", post(status))
-        .route("/worker/jobs/{id}/attempts/{attempt}/products", post(products))
+        .route(
+            "/worker/jobs/{id}/attempts/{attempt}/products",
+            post(products),
+        )
         .route("/worker/jobs/{id}/attempts/{attempt}/result", post(result))
 }
 
@@ -298,7 +301,10 @@ async fn products(
         });
     let refused = match task {
         Ok(task) => refused_paths(
-            request.products.iter().map(|p| (p.kind.as_str(), p.path.as_str())),
+            request
+                .products
+                .iter()
+                .map(|p| (p.kind.as_str(), p.path.as_str())),
             &task.task.outputs,
         ),
         Err(e) => Some(format!(
@@ -341,9 +347,7 @@ async fn replaceable_jobs(ctx: &ApiContext, job: &Job) -> Result<Vec<i64>, ApiEr
     if let Some(parent_id) = job.parent_id.or(job.spawned_by) {
         let parent = get_job(&ctx.state.pool, parent_id).await?;
         let earlier_runs = replaced_by(&parent)?;
-        replaceable.extend(
-            children_of_type(&ctx.state.pool, &earlier_runs, &job.job_type).await?,
-        );
+        replaceable.extend(children_of_type(&ctx.state.pool, &earlier_runs, &job.job_type).await?);
     }
     Ok(replaceable)
 }
@@ -532,11 +536,9 @@ async fn check_products(
     let paths: Vec<String> = report.products.iter().map(|p| p.path.clone()).collect();
     let missing = not_held(&ctx.state.pool, head.id, &paths).await?;
     Ok(missing.first().map(|(path, holder)| match holder {
-        Some(other) => format!(
-            "product {path} belongs to job {other}: two jobs may not write one product"
-        ),
-        None => format!(
-            "product {path} was not reserved before its upload (POST .../products)"
-        ),
+        Some(other) => {
+            format!("product {path} belongs to job {other}: two jobs may not write one product")
+        }
+        None => format!("product {path} was not reserved before its upload (POST .../products)"),
     }))
 }

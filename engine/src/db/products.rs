@@ -178,7 +178,9 @@ pub async fn reserve(
         });
     }
     tx.commit().await?;
-    Ok(Reservation::Granted(granted.into_iter().flatten().collect()))
+    Ok(Reservation::Granted(
+        granted.into_iter().flatten().collect(),
+    ))
 }
 
 /// An identity's row, inserted for the job when free, else locked and read.

@@ -4,10 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
+use swath_domain::identity;
 use swath_domain::publication::{ProductPublication, PublicationTarget};
 use swath_domain::publication_schema::check_resto_feature;
 use swath_domain::registry::JobTypeRegistry;
-use swath_domain::identity;
 use swath_domain::{Job, JobStatus};
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
@@ -148,7 +148,11 @@ async fn announce_all(
             .results
             .iter()
             .flat_map(|r| r.products.iter())
-            .find(|p| p.kind == m.kind && identity::identity_of_path(&p.path) == identity::product_identity(&m.product_id))
+            .find(|p| {
+                p.kind == m.kind
+                    && identity::identity_of_path(&p.path)
+                        == identity::product_identity(&m.product_id)
+            })
             .map_or_else(|| m.product_id.clone(), |p| p.path.clone());
         let announcement = match announce(&mut savepoint, job.id, &m.kind, &path).await? {
             Ok(a) => a,
@@ -216,6 +220,35 @@ pub async fn unconfirmed(pool: &PgPool, limit: i64) -> Result<Vec<Outgoing>, DbE
             })
         })
         .collect()
+}
+
+/// One confirmed announcement: the product's title, the message id and the job that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// The product's title.
+    pub product_id: String,
+    /// The message id (`<identity>#<revision>`).
+    pub message_id: String,
+    /// The job.
+    pub job_id: i64,
+}
+
+/// Every confirmed announcement, by title then revision.
+pub async fn confirmed(pool: &PgPool) -> Result<Vec<Announced>, DbError> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT product_id, message_id, job_id FROM publications WHERE confirmed_at IS NOT NULL
+         ORDER BY product_id, revision",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(product_id, message_id, job_id)| Announced {
+            product_id,
+            message_id,
+            job_id,
+        })
+        .collect())
 }
 
 /// How many messages the publisher confirmed.
