@@ -347,7 +347,7 @@ async fn check_publications(pool: &PgPool, fleet: &Fleet) {
             }
         }
     }
-    let products: Vec<String> = sqlx::query_scalar("SELECT product_id FROM publications")
+    let products: Vec<String> = sqlx::query_scalar("SELECT message_id FROM publications")
         .fetch_all(pool)
         .await
         .unwrap();

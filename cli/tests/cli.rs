@@ -390,6 +390,33 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
                 .fetch_one(&demo_pool)
                 .await
                 .unwrap();
+        // The split datatake is one job, which staged both partial products for the science.
+        let split: Vec<Value> = sqlx::query_scalar(
+            "SELECT results FROM jobs WHERE job_type = 'fsc_rlie' AND tile_id = '29UNV' AND status = 12",
+        )
+        .fetch_all(&demo_pool)
+        .await
+        .unwrap();
+        assert_eq!(split.len(), 1, "run {run}: {split:?}");
+        let staged: Vec<&str> = split[0]["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["kind"] == "fsc")
+            .unwrap()["infos"]["inputProducts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            staged,
+            [
+                "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230102T203816",
+                "S2B_MSIL1C_20211002T113319_N0500_R080_T29UNV_20230103T031448"
+            ],
+            "run {run}"
+        );
         demo_pool.close().await;
         // Three fsc_rlie jobs with a product, each announcing its FSC and its RLIE.
         assert_eq!(confirmed, 6, "run {run}: {confirmed} confirmed");

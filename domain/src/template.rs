@@ -103,6 +103,26 @@ pub struct Superseded {
     pub attempt: i32,
     /// The product name that replaces its input.
     pub by: String,
+    /// Why it is replaced.
+    pub why: SupersededWhy,
+}
+
+/// Why ingestion cancels a waiting job in favour of a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SupersededWhy {
+    /// A newer version of its input was listed.
+    NewerVersion,
+    /// Another partial-tile product of its datatake was listed: the new job has them all.
+    MorePartials,
+}
+
+impl std::fmt::Display for SupersededWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SupersededWhy::NewerVersion => "a newer version of its input",
+            SupersededWhy::MorePartials => "a job with every partial-tile product of its datatake",
+        })
+    }
 }
 
 /// The result of [`JobTemplate::get_jobs_to_create`] for one page of products.

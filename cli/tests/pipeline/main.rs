@@ -9,6 +9,7 @@ mod dispatch;
 mod executor_local;
 mod ingest;
 mod input_sources;
+mod product_identities;
 mod publication;
 mod publication_rabbitmq;
 mod retry;

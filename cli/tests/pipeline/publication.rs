@@ -107,8 +107,8 @@ async fn products_are_published_only_once_confirmed(pool: PgPool) {
     assert_eq!(
         ids,
         [
-            "TEST_20210413T101021_S2B_T32TLR_V100_1",
-            "TEST_20210413T101021_S2B_T32TLR_V101_1"
+            "TEST_20210413T101021_S2B_T32TLR_V100#1",
+            "TEST_20210413T101021_S2B_T32TLR_V101#1"
         ]
     );
     assert!(lines[0]["body"].is_object(), "serialized once");

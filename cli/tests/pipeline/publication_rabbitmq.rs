@@ -160,7 +160,11 @@ async fn messages_carry_the_resto_feature_and_their_properties(pool: PgPool) {
     for (i, delivery) in deliveries.iter().enumerate() {
         let title = format!("TEST_20210413T101021_S2B_oneP{i}_V100_1");
         let p = &delivery.properties;
-        assert_eq!(p.message_id().as_ref().unwrap().as_str(), title);
+        // One id per announcement: the product's identity (its title without the quality flag)
+        // and the revision; the AMQP type says it is the first.
+        let id = format!("TEST_20210413T101021_S2B_oneP{i}_V100#1");
+        assert_eq!(p.message_id().as_ref().unwrap().as_str(), id);
+        assert_eq!(p.kind().as_ref().unwrap().as_str(), "create");
         assert_eq!(*p.delivery_mode(), Some(2), "persistent");
         assert_eq!(
             p.content_type().as_ref().unwrap().as_str(),
@@ -184,6 +188,8 @@ async fn messages_carry_the_resto_feature_and_their_properties(pool: PgPool) {
         );
         assert_eq!(properties["title"], title.as_str());
         assert_eq!(properties["resourceSize"], 1024 + i);
+        assert_eq!(body["announcement"]["message_id"], id.as_str());
+        assert_eq!(body["announcement"]["operation"], "create");
     }
     assert_eq!(publisher.connections_opened(), 1);
 
@@ -356,7 +362,7 @@ async fn every_product_is_delivered_through_connection_cuts(pool: PgPool) {
         .iter()
         .filter_map(|d| d.properties.message_id().as_ref().map(|id| id.to_string()))
         .collect();
-    let expected: HashSet<String> = sqlx::query_scalar("SELECT product_id FROM publications")
+    let expected: HashSet<String> = sqlx::query_scalar("SELECT message_id FROM publications")
         .fetch_all(&pool)
         .await
         .unwrap()

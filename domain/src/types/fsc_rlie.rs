@@ -33,10 +33,10 @@ use crate::publication::{
     resto_feature, ProductPublication, PublicationError, PublicationTarget, RestoProductInfo,
 };
 use crate::status::JobStatus;
-use crate::template::Superseded;
 use crate::template::{
     Configuration, InputProductType, JobTypeError, JobTypeSpec, JobsToCreate, TaskInput, TaskOutput,
 };
+use crate::template::{Superseded, SupersededWhy};
 // The tests call the job type through the adapter, as the orchestrator does.
 #[cfg(test)]
 use crate::template::JobTemplate;
@@ -557,6 +557,11 @@ impl JobType for FscRlie {
                         status: old.status,
                         attempt: old.attempt,
                         by: job.name.clone(),
+                        why: if older.iter().any(|(o, _)| o.job.id == old.id) {
+                            SupersededWhy::NewerVersion
+                        } else {
+                            SupersededWhy::MorePartials
+                        },
                     });
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::job::{JobResults, OutputProduct};
-use crate::template::Superseded;
+use crate::template::{Superseded, SupersededWhy};
 use crate::testing::{job_from_new, listed, MemoryContext};
 
 /// A product of the real OData sample page (`samples/odata_s2_l1c_page.json`), outside Europe.
@@ -372,7 +372,8 @@ async fn a_partial_listed_while_its_sibling_waits_replaces_it() {
                 job_id: 41,
                 status,
                 attempt: 1,
-                by: B500.into()
+                by: B500.into(),
+                why: SupersededWhy::MorePartials,
             }]
         );
         assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);
@@ -590,7 +591,8 @@ async fn a_newer_version_replaces_a_waiting_job_and_respects_a_processed_one() {
             job_id: 41,
             status: JobStatus::Initialized,
             attempt: 1,
-            by: A500.into()
+            by: A500.into(),
+            why: SupersededWhy::NewerVersion,
         }]
     );
     assert_eq!(out.jobs[0].initial_status, JobStatus::Initialized);

@@ -258,31 +258,21 @@ pub fn refused_paths<'a>(
     outputs: &[TaskOutput],
 ) -> Option<String> {
     for (kind, path) in products {
-        let product = Product { kind, path };
-        let Some(output) = outputs.iter().find(|o| o.kind == product.kind) else {
+        let Some(output) = outputs.iter().find(|o| o.kind == kind) else {
             let kinds: Vec<&str> = outputs.iter().map(|o| o.kind.as_str()).collect();
             return Some(format!(
-                "product {:?} is of kind {:?}, which the task did not ask for (it asked for {})",
-                product.path,
-                product.kind,
+                "product {path:?} is of kind {kind:?}, which the task did not ask for (it asked for {})",
                 kinds.join(", ")
             ));
         };
         let prefix = path_in_store(&output.destination_prefix);
-        if let Err(why) = under_prefix(&product.path, &prefix) {
+        if let Err(why) = under_prefix(path, &prefix) {
             return Some(format!(
-                "product {:?} ({}) is not under the task's output prefix {prefix:?}: {why}",
-                product.path, product.kind
+                "product {path:?} ({kind}) is not under the task's output prefix {prefix:?}: {why}"
             ));
         }
     }
     None
-}
-
-/// A product as [`refused_paths`] reads it.
-struct Product<'a> {
-    kind: &'a str,
-    path: &'a str,
 }
 
 /// `report` with its products refused for `reason`: the attempt ends as an internal error

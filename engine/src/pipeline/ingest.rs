@@ -155,9 +155,8 @@ pub async fn commit_page(
         .superseded
         .iter()
         .map(|old| {
-            StatusChange::new(old.job_id, old.status, old.attempt, JobStatus::Cancelled).message(
-                format!("superseded by a newer version of its input: {}", old.by),
-            )
+            StatusChange::new(old.job_id, old.status, old.attempt, JobStatus::Cancelled)
+                .message(format!("superseded by {}: {}", old.why, old.by))
         })
         .collect();
     let committed = commit_page_rows(

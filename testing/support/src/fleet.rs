@@ -209,7 +209,7 @@ pub type Problems = Arc<Mutex<Vec<String>>>;
 
 /// The worker stand-in: for each attempt, the exchange of the bootstrap secret (the payload) for an
 /// attempt token, the task, then `started`, `pre_processing`, `processing`, `post_processing` and a
-/// successful result with one `test_product` named `CHAOS_V100_<job id>` under the task's output
+/// successful result with one `test_product` named `CHAOS_<job id>_V100_1` under the task's output
 /// prefix, each sent to a random instance of `ports` and sent again elsewhere on a connection error
 /// or a 5xx; then exit code 0. A request refused otherwise is noted in `problems`.
 pub fn stand_in(ports: Vec<u16>, problems: Problems) -> WorkerRunner {
@@ -331,7 +331,7 @@ async fn report(
         .map_or("", |(_, rest)| rest)
         .trim_matches('/')
         .to_string();
-    let title = format!("CHAOS_V100_{job_id}");
+    let title = format!("CHAOS_{job_id}_V100_1");
     let result = serde_json::json!({
         "outcome": "success", "return_code": 0, "software_version": "stand-in",
         "products": [{"kind": "test_product", "path": format!("{prefix}/{title}"), "size_bytes": 1024,
