@@ -24,8 +24,9 @@
 #                     other; the worker uploads the kinds of its task and ignores the others). An
 #                     `l2a` product is named after the L1C input, the first by name when a split
 #                     datatake gives several (the next date of the tile's time series reads it);
-#                     a kind other than fsc, rlie, l2a, quicklook and check is named after the
-#                     first input (`<KIND>_<input>_<baseline>_<flag>`): one product per input.
+#                     a kind other than fsc, rlie, l2a, quicklook and check is named after a
+#                     checksum of the first input's name (`<KIND>_<md5>_<baseline>_<flag>`): one
+#                     product per input.
 #   STANDIN_TILE      tile used when no Sentinel-2 product name is found in the inputs (default 34VEM)
 #   STANDIN_BASELINE  product baseline in product ids and `processingBaseline` (default V100;
 #                     V and three digits)
@@ -238,11 +239,12 @@ for kind in $STANDIN_PRODUCTS; do
     quicklook) theme=Preview raster=QLK ;;
     check) theme=Check raster=CHK ;;
     *)
-      # Other kinds (the smoke-test type's) are one product per input: named after the first one.
+      # Other kinds (the smoke-test type's) are one product per input: named after a checksum of
+      # the first input's name (short: object keys and the test S3 server's file names are bounded;
+      # md5sum, since busybox has no cksum).
       theme=Test raster=$upper
-      tag=$(basename "$first_input")
-      tag=$(printf '%s' "${tag%.SAFE}" | tr -cd 'A-Za-z0-9_.-')
-      id="${upper}_$(printf '%s' "${tag:-input}" | cut -c1-$((200 - ${#upper} - 8)))_${STANDIN_BASELINE}_${STANDIN_FLAG}"
+      tag=$(basename "$first_input" | md5sum | cut -c1-12)
+      id="${upper}_${tag}_${STANDIN_BASELINE}_${STANDIN_FLAG}"
       ;;
   esac
   dir="$OUTPUTS/$kind/$id"
