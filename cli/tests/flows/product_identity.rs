@@ -75,6 +75,19 @@ async fn run(world: &World, pool: &PgPool, job: &Job) -> Job {
     ended(world, pool, job.id).await
 }
 
+/// The first job of the acquisition, run to `processed`.
+async fn first_run(world: &World, pool: &PgPool) -> Job {
+    let first = ready_job(world, pool, "20210413T121553", "", &[]).await;
+    let first = run(world, pool, &first).await;
+    assert_eq!(
+        first.status,
+        JobStatus::Processed,
+        "{:?}",
+        first.status_message
+    );
+    first
+}
+
 /// Every object under `dir` of the products bucket, with its bytes.
 fn objects(world: &World, dir: &str) -> BTreeMap<PathBuf, Vec<u8>> {
     let root = world.s3.object_path("hrsi", dir);
@@ -141,14 +154,7 @@ fn announcement(message: &Outgoing) -> (&str, i64, &str) {
 #[sqlx::test(migrations = "../sql")]
 async fn a_collision_fails_the_second_job_and_leaves_the_first_products_intact(pool: PgPool) {
     let world = world(&pool).await;
-    let first = ready_job(&world, &pool, "20210413T121553", "", &[]).await;
-    let first = run(&world, &pool, &first).await;
-    assert_eq!(
-        first.status,
-        JobStatus::Processed,
-        "{:?}",
-        first.status_message
-    );
+    let first = first_run(&world, &pool).await;
     let before: Vec<_> = [FSC_DIR, RLIE_DIR]
         .iter()
         .map(|d| objects(&world, d))
@@ -193,14 +199,7 @@ async fn a_collision_fails_the_second_job_and_leaves_the_first_products_intact(p
 #[sqlx::test(migrations = "../sql")]
 async fn a_rerun_replaces_and_updates_and_a_new_baseline_is_a_new_product(pool: PgPool) {
     let world = world(&pool).await;
-    let first = ready_job(&world, &pool, "20210413T121553", "", &[]).await;
-    let first = run(&world, &pool, &first).await;
-    assert_eq!(
-        first.status,
-        JobStatus::Processed,
-        "{:?}",
-        first.status_message
-    );
+    let first = first_run(&world, &pool).await;
     let created = outbox(&world, &pool).await;
     assert_eq!(created.len(), 2);
     for m in created.values() {

@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use swath_domain::attempt::AttemptFailure;
 use swath_domain::exit_codes::ExitClass;
 use swath_domain::protocol::{AttemptTask, ProductReservation, ReservedProducts};
-use swath_domain::template::JobTypeError;
+use swath_domain::template::{JobTemplate, JobTypeError};
 use swath_domain::Job;
 use swath_domain::JobStatus;
 
@@ -36,8 +36,7 @@ use super::tasks::TaskBuildError;
 use super::{ApiContext, ApiError};
 use crate::attempt::children::{spawns_children, with_children};
 use crate::attempt::report::{
-    check_status, plan_no_task, plan_result, plan_status, refused_paths, refused_products,
-    with_products_refused,
+    check_status, plan_no_task, plan_result, plan_status, refused_paths, with_products_refused,
 };
 use crate::attempt::{Plan, Refusal, ResultPlan, ResultRules};
 use crate::db::chaining::children_of_type;
@@ -290,27 +289,15 @@ async fn products(
             job.job_type
         ))
     })?;
-    let task = job_type
-        .worker_task(&job)
-        .map_err(|e| e.to_string())
-        .and_then(|task| {
-            ctx.state
-                .tasks
-                .attempt_task(&job, task)
-                .map_err(|e| e.to_string())
-        });
-    let refused = match task {
-        Ok(task) => refused_paths(
-            request
-                .products
-                .iter()
-                .map(|p| (p.kind.as_str(), p.path.as_str())),
-            &task.task.outputs,
-        ),
-        Err(e) => Some(format!(
-            "the attempt's task cannot be rebuilt to check its products: {e}"
-        )),
-    };
+    let refused = outside_task(
+        &ctx,
+        job_type.as_ref(),
+        &job,
+        request
+            .products
+            .iter()
+            .map(|p| (p.kind.as_str(), p.path.as_str())),
+    );
     if let Some(reason) = refused {
         return Err(ApiError::BadRequest(reason));
     }
@@ -328,6 +315,31 @@ async fn products(
             ctx.reports.known.forget(id, attempt);
             Err(ApiError::Conflict(message))
         }
+    }
+}
+
+/// Why `products` (`(kind, path)`) of `job` fall outside its attempt's task, rebuilt as the task
+/// endpoint builds it (see [`refused_paths`]), if they do.
+fn outside_task<'a>(
+    ctx: &ApiContext,
+    job_type: &dyn JobTemplate,
+    job: &Job,
+    products: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Option<String> {
+    let task = job_type
+        .worker_task(job)
+        .map_err(|e| e.to_string())
+        .and_then(|task| {
+            ctx.state
+                .tasks
+                .attempt_task(job, task)
+                .map_err(|e| e.to_string())
+        });
+    match task {
+        Ok(task) => refused_paths(products, &task.task.outputs),
+        Err(e) => Some(format!(
+            "the attempt's task cannot be rebuilt to check its products: {e}"
+        )),
     }
 }
 
@@ -496,7 +508,7 @@ fn plan_report(
 
 /// Why the products of a successful `report` for `head` (in `post_processing`) are refused, if they
 /// are: checked against the attempt's task, rebuilt as the task endpoint builds it (see
-/// [`refused_products`]). The attempt then ends as an internal error and nothing is kept to
+/// [`refused_paths`]). The attempt then ends as an internal error and nothing is kept to
 /// publish.
 async fn check_products(
     ctx: &ApiContext,
@@ -514,21 +526,15 @@ async fn check_products(
         return Ok(None);
     };
     let job = get_job(&ctx.state.pool, head.id).await?;
-    let task = job_type
-        .worker_task(&job)
-        .map_err(|e| e.to_string())
-        .and_then(|task| {
-            ctx.state
-                .tasks
-                .attempt_task(&job, task)
-                .map_err(|e| e.to_string())
-        });
-    let refused = match task {
-        Ok(task) => refused_products(report, &task.task.outputs),
-        Err(e) => Some(format!(
-            "the attempt's task cannot be rebuilt to check its products: {e}"
-        )),
-    };
+    let refused = outside_task(
+        ctx,
+        job_type.as_ref(),
+        &job,
+        report
+            .products
+            .iter()
+            .map(|p| (p.kind.as_str(), p.path.as_str())),
+    );
     if refused.is_some() {
         return Ok(refused);
     }

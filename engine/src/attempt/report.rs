@@ -239,20 +239,10 @@ pub fn plan_no_task(job: &JobHead, failure: &AttemptFailure) -> ChangeChain {
     )
 }
 
-/// Why the products of a successful `report` are refused, if they are: each must be of a kind the
-/// attempt's task asked for (its `outputs`) and lie under the task's output prefix for that kind.
-/// The reason names the product and the expected prefix.
-pub fn refused_products(report: &ResultReport, outputs: &[TaskOutput]) -> Option<String> {
-    refused_paths(
-        report
-            .products
-            .iter()
-            .map(|p| (p.kind.as_str(), p.path.as_str())),
-        outputs,
-    )
-}
-
-/// [`refused_products`] for products given as `(kind, path)`.
+/// Why products given as `(kind, path)` (those of a successful report, or those a worker is about
+/// to upload) are refused, if they are: each must be of a kind the attempt's task asked for (its
+/// `outputs`) and lie under the task's output prefix for that kind. The reason names the product
+/// and the expected prefix.
 pub fn refused_paths<'a>(
     products: impl IntoIterator<Item = (&'a str, &'a str)>,
     outputs: &[TaskOutput],
@@ -613,16 +603,17 @@ mod tests {
             destination_prefix: "s3://hrsi/CLMS/FSC/2021/04/13/".into(),
         }];
         let mut report = result(ExitClass::Success, Some(0));
-        report.products = vec![product("fsc", "CLMS/FSC/2021/04/13/FSC_1")];
-        assert_eq!(refused_products(&report, &outputs), None);
-        report.products = vec![product("fsc", "CLMS/FSC/2021/04/14/FSC_1")];
-        let reason = refused_products(&report, &outputs).unwrap();
+        assert_eq!(
+            refused_paths([("fsc", "CLMS/FSC/2021/04/13/FSC_1")], &outputs),
+            None
+        );
+        let reason = refused_paths([("fsc", "CLMS/FSC/2021/04/14/FSC_1")], &outputs).unwrap();
         assert!(
             reason.contains("not under the task's output prefix"),
             "{reason}"
         );
         report.products = vec![product("sws", "CLMS/FSC/2021/04/13/FSC_1")];
-        let reason = refused_products(&report, &outputs).unwrap();
+        let reason = refused_paths([("sws", "CLMS/FSC/2021/04/13/FSC_1")], &outputs).unwrap();
         assert!(
             reason.contains("did not ask for (it asked for fsc)"),
             "{reason}"
