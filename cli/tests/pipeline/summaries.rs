@@ -73,7 +73,10 @@ fn random_change(
     if matches!(to, JobStatus::InternalError | JobStatus::ExternalError) {
         change.error("test", format!("random workload: {} -> {to}", job.status))
     } else if to == JobStatus::Ready
-        && matches!(job.status, JobStatus::ExternalError | JobStatus::ErrorChecked)
+        && matches!(
+            job.status,
+            JobStatus::ExternalError | JobStatus::ErrorChecked
+        )
     {
         change.next_attempt(None)
     } else {
@@ -190,13 +193,13 @@ async fn workload(
         } else {
             // A publication date, set as the publisher sets it.
             let i = rng.below(jobs.len());
-            let minutes = rng.below(48 * 60) as f64 + rng.below(60) as f64 / 60.0;
+            let seconds = rng.below(48 * 3600) as f64;
             sqlx::query(
-                "UPDATE jobs SET output_published_at = input_published_at + make_interval(mins => $2)
+                "UPDATE jobs SET output_published_at = input_published_at + make_interval(secs => $2)
                  WHERE id = $1 AND input_published_at IS NOT NULL",
             )
             .bind(jobs[i].id)
-            .bind(minutes)
+            .bind(seconds)
             .execute(&pool)
             .await
             .unwrap();
@@ -264,12 +267,11 @@ async fn snapshot(pool: &PgPool) -> Snapshot {
 /// which the caller knows, since deleted jobs may have held it).
 async fn assert_exact(pool: &PgPool, newest: &BTreeMap<String, DateTime<Utc>>) {
     let live = snapshot(pool).await;
-    let counted: Vec<(String, i16, i64)> = sqlx::query_as(
-        "SELECT job_type, status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let counted: Vec<(String, i16, i64)> =
+        sqlx::query_as("SELECT job_type, status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(pool)
+            .await
+            .unwrap();
     let counted: Vec<(String, JobStatus, i64)> = counted
         .into_iter()
         .map(|(t, s, n)| (t, JobStatus::from_id(s).unwrap(), n))
@@ -384,9 +386,7 @@ async fn summaries_equal_the_table_after_a_random_concurrent_workload(pool: PgPo
     assert_timeliness_close(&pool).await;
 
     // Retention: the history of finished jobs, then half the finished jobs nothing refers to.
-    prune_history(&pool, Duration::ZERO, 100_000)
-        .await
-        .unwrap();
+    prune_history(&pool, Duration::ZERO, 100_000).await.unwrap();
     let deleted = sqlx::query(
         "DELETE FROM jobs j WHERE j.status IN (12, 13, 16) AND j.id % 2 = 0
            AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = j.id OR r.parent_id = j.id)",
@@ -464,12 +464,18 @@ async fn rollbacks_leave_the_summaries_as_they_were(pool: PgPool) {
         .unwrap();
     {
         let mut savepoint = tx.begin().await.unwrap();
-        change_status(&mut savepoint, &StatusChange::of(&queued, JobStatus::Started))
-            .await
-            .unwrap();
-        insert_jobs(&mut *savepoint, &[random_job(&mut rng, "in-savepoint".into())])
-            .await
-            .unwrap();
+        change_status(
+            &mut savepoint,
+            &StatusChange::of(&queued, JobStatus::Started),
+        )
+        .await
+        .unwrap();
+        insert_jobs(
+            &mut *savepoint,
+            &[random_job(&mut rng, "in-savepoint".into())],
+        )
+        .await
+        .unwrap();
         savepoint.rollback().await.unwrap();
     }
     {

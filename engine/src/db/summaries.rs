@@ -184,7 +184,11 @@ pub fn quantile_hours(buckets: &[Bucket], p: f64) -> Option<f64> {
                 return b.micros as f64 / b.jobs as f64;
             }
         }
-        let last = buckets.iter().rev().find(|b| b.jobs > 0).expect("total > 0");
+        let last = buckets
+            .iter()
+            .rev()
+            .find(|b| b.jobs > 0)
+            .expect("total > 0");
         last.micros as f64 / last.jobs as f64
     };
     let (v_low, v_high) = (at(low), at(high));
@@ -312,7 +316,8 @@ const REPLACE: [&str; 8] = [
      SELECT job_type, day, measure, bucket, 0, jobs, micros FROM fresh_job_timeliness",
 ];
 
-const SUMMARY_ROWS: &str = "SELECT (SELECT count(*) FROM job_counts) + (SELECT count(*) FROM job_retry_counts)
+const SUMMARY_ROWS: &str =
+    "SELECT (SELECT count(*) FROM job_counts) + (SELECT count(*) FROM job_retry_counts)
      + (SELECT count(*) FROM job_input_newest) + (SELECT count(*) FROM job_timeliness)";
 
 /// Recomputes every summary from `jobs` in one transaction, folds the stripes, and reports the
@@ -333,9 +338,7 @@ pub async fn refresh(pool: &PgPool) -> Result<RefreshReport, DbError> {
     )
     .execute(&mut *tx)
     .await?;
-    let rows_before: i64 = sqlx::query_scalar(SUMMARY_ROWS)
-        .fetch_one(&mut *tx)
-        .await?;
+    let rows_before: i64 = sqlx::query_scalar(SUMMARY_ROWS).fetch_one(&mut *tx).await?;
     let mut changes = Vec::new();
     // The statements on temporary tables are not kept prepared: the tables are new each time.
     for (_, create, compare) in RECOMPUTE {
@@ -362,9 +365,7 @@ pub async fn refresh(pool: &PgPool) -> Result<RefreshReport, DbError> {
             .execute(&mut *tx)
             .await?;
     }
-    let rows_after: i64 = sqlx::query_scalar(SUMMARY_ROWS)
-        .fetch_one(&mut *tx)
-        .await?;
+    let rows_after: i64 = sqlx::query_scalar(SUMMARY_ROWS).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(RefreshReport {
         changes,
