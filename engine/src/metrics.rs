@@ -8,7 +8,8 @@
 //! - the state of the whole system, read from the database at each scrape ([`render`]): jobs by
 //!   type and status, queue depth per flavor, catalogue lag, instances and their heartbeats, manual
 //!   retries. Every instance reports
-//!   the same values: take any one (or `max`) across instances.
+//!   the same values: take any one (or `max`) across instances. These come from the summaries
+//!   the triggers keep (`db::summaries`), so a scrape costs the same whatever the size of `jobs`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::LazyLock;

@@ -1,4 +1,4 @@
-//! The command line: `swath migrate`, `swath jobs ...`, `swath products inspect`, `swath demo`,
+//! The command line: `swath migrate`, `swath db refresh`, `swath jobs ...`, `swath products inspect`, `swath demo`,
 //! `swath config show`, `swath nomad hcl|register`.
 
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use swath_engine::config::{SecretUrl, Settings};
 use swath_engine::db;
 
 mod bench;
+mod database;
 mod demo;
 mod ingest;
 mod jobs;
@@ -38,6 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// Create the database if needed and apply every pending schema migration.
     Migrate,
+    /// Database maintenance: recompute the job summaries.
+    #[command(subcommand)]
+    Db(database::DbCommand),
     /// Inspect, cancel and retry jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -97,6 +101,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = open_database(&settings, true).await?;
             db::migrate(&pool).await.context("applying migrations")?;
             println!("database {} is up to date", settings.database().redacted());
+        }
+        Command::Db(cmd) => {
+            let pool = open_database(&settings, false).await?;
+            db::check_schema(&pool).await?;
+            database::run(&pool, cmd).await?;
         }
         Command::Jobs(cmd) => {
             let pool = open_database(&settings, false).await?;

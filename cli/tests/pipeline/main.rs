@@ -15,3 +15,4 @@ mod publication_rabbitmq;
 mod retry;
 mod state_machine;
 mod status_batch;
+mod summaries;

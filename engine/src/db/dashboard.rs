@@ -1,11 +1,14 @@
 //! What the dashboard shows, read in a few queries: jobs by type and status, the running jobs, the
-//! recent failures, and the timeliness per day.
+//! recent failures, and the timeliness per day. Nothing here reads the archive: counts and
+//! timeliness come from the summaries of [`super::summaries`], and the two job lists are `LIMIT`ed
+//! reads of partial indexes (`jobs_in_flight`, `jobs_failures`).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{PgPool, Row};
 use swath_domain::JobStatus;
 
+use super::summaries::quantile_hours;
 use super::DbError;
 
 /// Jobs of one type in one status.
@@ -42,7 +45,10 @@ pub struct JobLine {
     pub retries: i64,
 }
 
-/// Timeliness of one job type's jobs whose input was published on one day, in hours.
+/// Timeliness of one job type's jobs whose input was published on one day, in hours. The median
+/// and 90th percentiles are computed from histograms ([`super::summaries::quantile_hours`]): exact
+/// when the durations within each histogram bucket are equal, otherwise within the bucket's width
+/// (a quarter of an hour up to 72 hours, 6 hours up to 30 days).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TimelinessDay {
     /// The day the inputs were published (UTC).
@@ -76,28 +82,27 @@ pub async fn status_counts(pool: &PgPool) -> Result<Vec<StatusCount>, DbError> {
 
 /// Up to `limit` jobs a worker or the executor holds now (queued to post-processing), oldest first.
 pub async fn running(pool: &PgPool, limit: i64) -> Result<Vec<JobLine>, DbError> {
-    let statuses: Vec<i16> = [
-        JobStatus::Queued,
-        JobStatus::Started,
-        JobStatus::PreProcessing,
-        JobStatus::Processing,
-        JobStatus::PostProcessing,
-    ]
-    .iter()
-    .map(|s| s.id())
-    .collect();
-    job_lines(pool, &statuses, "status_changed_at ASC", limit).await
+    // The predicate is written out so that the partial index `jobs_in_flight` serves it.
+    let statuses = super::status_in_flight("j.status");
+    job_lines(pool, &statuses, "j.status_changed_at ASC, j.id", limit).await
 }
 
 /// Up to `limit` jobs in an error status, most recent first.
 pub async fn failures(pool: &PgPool, limit: i64) -> Result<Vec<JobLine>, DbError> {
-    let statuses = vec![JobStatus::InternalError.id(), JobStatus::ExternalError.id()];
-    job_lines(pool, &statuses, "status_changed_at DESC", limit).await
+    // Written out to match the partial index `jobs_failures` (status_changed_at DESC, id).
+    let statuses = format!(
+        "j.status IN ({}, {})",
+        JobStatus::InternalError.id(),
+        JobStatus::ExternalError.id()
+    );
+    job_lines(pool, &statuses, "j.status_changed_at DESC, j.id", limit).await
 }
 
+/// Up to `limit` jobs matching `predicate`, in `order`, each with its number of manual retries
+/// (counted on the partial index `jobs_retry_of`).
 async fn job_lines(
     pool: &PgPool,
-    statuses: &[i16],
+    predicate: &str,
     order: &str,
     limit: i64,
 ) -> Result<Vec<JobLine>, DbError> {
@@ -105,9 +110,8 @@ async fn job_lines(
         "SELECT j.id, j.name, j.job_type, j.status, j.attempt, j.status_changed_at,
                 j.status_error_subtype, j.status_message,
                 (SELECT count(*) FROM jobs r WHERE r.retry_of = j.id) AS retries
-         FROM jobs j WHERE j.status = ANY ($1) ORDER BY {order}, j.id LIMIT $2"
+         FROM jobs j WHERE {predicate} ORDER BY {order} LIMIT $1"
     ))
-    .bind(statuses)
     .bind(limit)
     .fetch_all(pool)
     .await?;
@@ -128,41 +132,23 @@ async fn job_lines(
         .collect()
 }
 
-/// Timeliness per job type and day of input publication, over the `days` days up to the newest
-/// input publication (so that a quiet or historical catalogue still shows its last month).
+/// Timeliness per job type and UTC day of input publication, over the `days` days up to the day of
+/// the newest input publication (so that a quiet or historical catalogue still shows its last
+/// month), from the daily histograms the triggers keep.
 pub async fn timeliness(pool: &PgPool, days: i32) -> Result<Vec<TimelinessDay>, DbError> {
-    let rows = sqlx::query(
-        "WITH newest AS (SELECT max(input_published_at) AS at FROM jobs),
-         measured AS (
-             SELECT job_type, (input_published_at AT TIME ZONE 'UTC')::date AS day,
-                    (extract(epoch FROM input_published_at - measured_at) / 3600)::float8 AS to_input,
-                    (extract(epoch FROM output_published_at - input_published_at) / 3600)::float8 AS to_output
-             FROM jobs, newest
-             WHERE input_published_at IS NOT NULL AND measured_at IS NOT NULL
-               AND input_published_at > newest.at - make_interval(days => $1))
-         SELECT job_type, day, count(*) AS jobs,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY to_input) AS to_input,
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY to_input) AS to_input_p90,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY to_output) AS to_output,
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY to_output) AS to_output_p90
-         FROM measured GROUP BY 1, 2 ORDER BY 2, 1",
-    )
-    .bind(days)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TimelinessDay {
-                day: r.try_get("day")?,
-                job_type: r.try_get("job_type")?,
-                jobs: r.try_get("jobs")?,
-                sensing_to_input_h: r.try_get("to_input")?,
-                sensing_to_input_p90_h: r.try_get("to_input_p90")?,
-                input_to_output_h: r.try_get("to_output")?,
-                input_to_output_p90_h: r.try_get("to_output_p90")?,
-            })
+    let histograms = super::summaries::timeliness_histograms(pool, days).await?;
+    Ok(histograms
+        .into_iter()
+        .map(|((day, job_type), h)| TimelinessDay {
+            day,
+            job_type,
+            jobs: h.sensing_to_input.iter().map(|b| b.jobs).sum(),
+            sensing_to_input_h: quantile_hours(&h.sensing_to_input, 0.5),
+            sensing_to_input_p90_h: quantile_hours(&h.sensing_to_input, 0.9),
+            input_to_output_h: quantile_hours(&h.input_to_output, 0.5),
+            input_to_output_p90_h: quantile_hours(&h.input_to_output, 0.9),
         })
-        .collect()
+        .collect())
 }
 
 fn status_name(id: i16) -> String {

@@ -1,5 +1,7 @@
 //! The state of the whole system read at each metrics scrape: catalogue lag, instances and their
 //! heartbeats, manual retries (jobs by type and status are [`super::jobs::count_by_type_and_status`]).
+//! Catalogue lag and manual retries come from the summaries of [`super::summaries`]: no scan of
+//! `jobs`.
 
 use sqlx::{PgPool, Row};
 
@@ -8,15 +10,7 @@ use super::DbError;
 /// Seconds from the newest catalogue publication date ingested to now, per job type (negative when
 /// the catalogue's clock is ahead).
 pub async fn catalogue_lag(pool: &PgPool) -> Result<Vec<(String, f64)>, DbError> {
-    let rows = sqlx::query(
-        "SELECT job_type, extract(epoch FROM now() - max(input_published_at))::float8 AS lag
-         FROM jobs WHERE input_published_at IS NOT NULL GROUP BY 1",
-    )
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get("job_type")?, row.try_get("lag")?)))
-        .collect()
+    super::summaries::catalogue_lag(pool).await
 }
 
 /// An instance that is alive, or stopped or declared dead in the last day.
@@ -58,9 +52,5 @@ pub async fn recent_instances(pool: &PgPool) -> Result<Vec<RecentInstance>, DbEr
 
 /// How many jobs a manual retry created.
 pub async fn manual_retries(pool: &PgPool) -> Result<i64, DbError> {
-    Ok(
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE retry_of IS NOT NULL")
-            .fetch_one(pool)
-            .await?,
-    )
+    super::summaries::manual_retries(pool).await
 }

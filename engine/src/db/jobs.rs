@@ -242,25 +242,10 @@ pub async fn list_jobs<'e>(
     rows.iter().map(job_from_row).collect()
 }
 
-/// Number of jobs per (job type, status).
+/// Number of jobs per (job type, status), by type then status, from the summary the triggers keep
+/// ([`super::summaries::job_counts`]): the cost of the summary, not of the table.
 pub async fn count_by_type_and_status<'e>(
     db: impl PgExecutor<'e>,
 ) -> Result<Vec<(String, JobStatus, i64)>, DbError> {
-    let rows =
-        sqlx::query("SELECT job_type, status, count(*) AS n FROM jobs GROUP BY 1, 2 ORDER BY 1, 2")
-            .fetch_all(db)
-            .await?;
-    rows.iter()
-        .map(|row| {
-            let status: i16 = row.try_get("status")?;
-            Ok((
-                row.try_get("job_type")?,
-                JobStatus::from_id(status).map_err(|e| DbError::Corrupt {
-                    job_id: 0,
-                    problem: e.to_string(),
-                })?,
-                row.try_get("n")?,
-            ))
-        })
-        .collect()
+    super::summaries::job_counts(db).await
 }

@@ -29,6 +29,7 @@ pub mod services;
 pub mod snapshot;
 pub mod status;
 pub mod status_batch;
+pub mod summaries;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tokens;
