@@ -20,6 +20,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         page_size: u64,
     },
+    /// Load a synthetic archive of N jobs (six history rows each) and time the operator's reads
+    /// (dashboard data, /metrics, a filtered list, one job) against the same reads on its first
+    /// 10,000 jobs.
+    Archive {
+        /// How many jobs in the whole archive.
+        #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(20_000..=50_000_000))]
+        jobs: u64,
+        /// Keep the benchmark's database afterwards (to look at the plans of the reads).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Drive N jobs from ready to processed through claim, dispatch and the worker HTTP reports,
     /// and compare the status changes per second with `pgbench -N`'s transactions per second.
     Pipeline {
@@ -41,6 +52,9 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
         } => (products, page_size),
         BenchCommand::Pipeline { jobs, workers } => {
             return run_pipeline(settings, jobs as usize, workers as usize).await
+        }
+        BenchCommand::Archive { jobs, keep } => {
+            return run_archive(settings, jobs as i64, keep).await
         }
     };
     let (url, pool) = super::fresh_database(settings, "bench").await?;
@@ -80,6 +94,53 @@ pub async fn run(settings: &Settings, cmd: BenchCommand) -> anyhow::Result<()> {
     db::drop_database_if_exists(&url)
         .await
         .context("dropping the bench database")?;
+    Ok(())
+}
+
+/// Jobs of the archive benchmark's baseline.
+const ARCHIVE_BASELINE_JOBS: i64 = 10_000;
+
+async fn run_archive(settings: &Settings, jobs: i64, keep: bool) -> anyhow::Result<()> {
+    let (url, pool) = super::fresh_database(settings, "bench").await?;
+    println!(
+        "swath bench archive: {jobs} jobs (six history rows each) against {ARCHIVE_BASELINE_JOBS}, database {}",
+        url.redacted()
+    );
+    let registry = std::sync::Arc::new(settings.registry()?);
+    let result =
+        crate::bench::archive::bench_archive(&pool, registry, ARCHIVE_BASELINE_JOBS, jobs).await?;
+    let rows: Vec<Vec<String>> = result
+        .rows()
+        .into_iter()
+        .map(|(name, base, whole, ratio)| {
+            vec![
+                name.to_string(),
+                format!("{:.2} ms", base.as_secs_f64() * 1000.0),
+                format!("{:.2} ms", whole.as_secs_f64() * 1000.0),
+                format!("{ratio:.2}"),
+            ]
+        })
+        .collect();
+    let baseline_header = format!("{} JOBS", result.baseline_jobs);
+    let whole_header = format!("{} JOBS", result.jobs);
+    print!(
+        "{}",
+        table::render(
+            &["READ (median)", &baseline_header, &whole_header, "RATIO"],
+            &rows
+        )
+    );
+    println!(
+        "loading {} more jobs with their history, summaries and statistics took {:.1} s",
+        result.jobs - result.baseline_jobs,
+        result.load.as_secs_f64()
+    );
+    pool.close().await;
+    if keep {
+        println!("the database is kept: {}", url.redacted());
+    } else {
+        db::drop_database_if_exists(&url).await?;
+    }
     Ok(())
 }
 

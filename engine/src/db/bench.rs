@@ -86,3 +86,72 @@ pub async fn load_copy_table(conn: &mut PgConnection, rows: Vec<u8>) -> Result<u
     copy.send(rows).await?;
     Ok(copy.finish().await?)
 }
+
+/// Job types of the synthetic archive, in the proportions of HR-S&I production (every fsc_rlie job
+/// has a quicklook and a check; Sentinel-1 ice products are fewer).
+const ARCHIVE_TYPES: &str =
+    "ARRAY['fsc_rlie','fsc_rlie_quicklook','fsc_rlie_check','fsc_rlie','fsc_rlie_quicklook','fsc_rlie_check','rlie_s1']";
+
+/// Seconds between two jobs of the synthetic archive: two million jobs span three years.
+pub const ARCHIVE_SPACING_SECS: i64 = 47;
+
+/// Loads jobs `first..=last` of a synthetic archive, the fastest way: set-based inserts on one
+/// connection with the database's triggers off (`session_replication_role = replica`, which needs a
+/// superuser), so neither the transition checks nor the summaries run. Job `n` is input-published
+/// [`ARCHIVE_SPACING_SECS`] × `n` after 2023-01-01; almost every job is `done` (published two hours
+/// after its input), one in a hundred ended in `internal_error` and is retried by the next one, one
+/// in two hundred is `cancelled`; each job has six history rows. The caller rebuilds the derived
+/// summaries afterwards (`super::summaries::refresh`) and analyses the tables.
+pub async fn load_archive(conn: &mut PgConnection, first: i64, last: i64) -> Result<(), DbError> {
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await?;
+    let loaded = async {
+        sqlx::query(&format!(
+            "INSERT INTO jobs (id, job_type, name, product_id, tile_id, measured_at,
+                 input_published_at, output_published_at, priority, status, status_changed_at,
+                 attempt, max_attempts, created_at, retry_of)
+             SELECT g, t.job_type, 'archive-' || g, 'P' || g, '32TLR', t.published - interval '5 hours',
+                    t.published, CASE WHEN t.status = $3 THEN t.published + interval '2 hours' END,
+                    'nrt', t.status, t.published + interval '2 hours', 1, 3, t.published,
+                    CASE WHEN g % 100 = 1 AND g > 1 THEN g - 1 END
+             FROM generate_series($1::bigint, $2::bigint) AS g,
+                  LATERAL (SELECT ({ARCHIVE_TYPES})[1 + (g % 7)::int] AS job_type,
+                                  timestamptz '2023-01-01 00:00:00+00'
+                                      + make_interval(secs => (g * {ARCHIVE_SPACING_SECS})::float8) AS published,
+                                  (CASE WHEN g % 100 = 0 THEN $4 WHEN g % 200 = 7 THEN $5 ELSE $3 END)::smallint AS status) AS t"
+        ))
+        .bind(first)
+        .bind(last)
+        .bind(JobStatus::Done.id())
+        .bind(JobStatus::InternalError.id())
+        .bind(JobStatus::Cancelled.id())
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO job_status_changes (job_id, previous_status, status, attempt, time)
+             SELECT j.id, (ARRAY[NULL, 1, 2, 3, 4, 9])[k], (ARRAY[1, 2, 3, 4, 9, 0])[k] + CASE WHEN k = 6 THEN j.status ELSE 0 END,
+                    1, j.created_at + make_interval(mins => k * 10)
+             FROM jobs j, generate_series(1, 6) AS k WHERE j.id BETWEEN $1 AND $2",
+        )
+        .bind(first)
+        .bind(last)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("SELECT setval('jobs_id_seq', (SELECT max(id) FROM jobs))")
+            .execute(&mut *conn)
+            .await?;
+        Ok::<_, DbError>(())
+    }
+    .await;
+    sqlx::query("SET session_replication_role = DEFAULT")
+        .execute(&mut *conn)
+        .await?;
+    loaded
+}
+
+/// Updates the planner's statistics of every table.
+pub async fn analyze(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::query("ANALYZE").execute(pool).await?;
+    Ok(())
+}
