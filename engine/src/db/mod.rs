@@ -13,6 +13,7 @@ pub mod configure;
 pub mod context;
 pub mod dashboard;
 pub mod dispatch;
+pub mod dump;
 pub mod gauges;
 pub mod history;
 pub mod ingestion;
@@ -26,7 +27,6 @@ pub mod retention;
 pub mod retries;
 pub mod schedules;
 pub mod services;
-pub mod snapshot;
 pub mod status;
 pub mod status_batch;
 #[cfg(test)]
