@@ -426,7 +426,11 @@ line "two",	tab \ backslash  é ✓',
     assert_eq!(small.jobs, 300);
     let path = dir.path().join("small.jsonl.gz");
     let jobs = all_jobs(&pool).await;
-    assert_eq!(read_dump(&path).unwrap(), jobs, "every job, field for field");
+    assert_eq!(
+        read_dump(&path).unwrap(),
+        jobs,
+        "every job, field for field"
+    );
     // Each line holds exactly the fields of the model.
     let lines = dump_lines(&path);
     assert_eq!(lines.len(), jobs.len());
@@ -442,7 +446,8 @@ line "two",	tab \ backslash  é ✓',
     let more: Vec<NewJob> = (0..3000)
         .map(|i| {
             let mut job = NewJob::new("test_job", format!("more-{i:05}"), 3);
-            job.params = serde_json::json!({"product": format!("P{i}"), "padding": "x".repeat(300)});
+            job.params =
+                serde_json::json!({"product": format!("P{i}"), "padding": "x".repeat(300)});
             job
         })
         .collect();

@@ -12,8 +12,8 @@ use sqlx::PgPool;
 use swath_domain::JobStatus;
 use swath_engine::db::history::job_history;
 use swath_engine::db::retention::{
-    ensure_history_partitions, history_months, prune_archived_history,
-    retire_history_partitions, HISTORY_MONTHS_AHEAD,
+    ensure_history_partitions, history_months, prune_archived_history, retire_history_partitions,
+    HISTORY_MONTHS_AHEAD,
 };
 use swath_engine::db::MIGRATOR;
 
@@ -57,7 +57,11 @@ async fn at_previous_release(pool: &PgPool) {
 
 /// Creates a job whose history is `changes` (status, time), oldest first, through real status
 /// changes: the history rows come from the jobs triggers. Returns its id.
-async fn job_with_history(pool: &PgPool, name: &str, changes: &[(JobStatus, DateTime<Utc>)]) -> i64 {
+async fn job_with_history(
+    pool: &PgPool,
+    name: &str,
+    changes: &[(JobStatus, DateTime<Utc>)],
+) -> i64 {
     let (first, at) = changes[0];
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (job_type, name, status, status_changed_at) VALUES ('test_job', $1, $2, $3)
@@ -89,7 +93,9 @@ async fn history_rows(pool: &PgPool) -> BTreeMap<i64, (serde_json::Value, String
     .fetch_all(pool)
     .await
     .unwrap();
-    rows.into_iter().map(|(id, row, part)| (id, (row, part))).collect()
+    rows.into_iter()
+        .map(|(id, row, part)| (id, (row, part)))
+        .collect()
 }
 
 /// The statuses of a job's history, oldest first.
@@ -143,7 +149,10 @@ async fn several_months(pool: &PgPool) -> Jobs {
         waiting: job_with_history(
             pool,
             "waiting",
-            &[(Initialized, in_month(-5, 5)), (Configured, in_month(-4, 5))],
+            &[
+                (Initialized, in_month(-5, 5)),
+                (Configured, in_month(-4, 5)),
+            ],
         )
         .await,
         recent: job_with_history(
@@ -281,7 +290,10 @@ async fn retention_drops_old_months_and_keeps_each_last_change(pool: PgPool) {
     use JobStatus::{Cancelled, Configured, Initialized};
     assert_eq!(statuses(&pool, jobs.gone).await, [Cancelled]);
     assert_eq!(statuses(&pool, jobs.late).await, [Cancelled]);
-    assert_eq!(statuses(&pool, jobs.waiting).await, [Initialized, Configured]);
+    assert_eq!(
+        statuses(&pool, jobs.waiting).await,
+        [Initialized, Configured]
+    );
     assert_eq!(
         statuses(&pool, jobs.recent).await,
         [Initialized, Configured, Cancelled]
@@ -328,7 +340,10 @@ async fn retention_drops_old_months_and_keeps_each_last_change(pool: PgPool) {
         + prune_archived_history(&pool, retention, 100).await.unwrap();
     assert_eq!(pruned, 2);
     assert_eq!(statuses(&pool, jobs.waiting).await, [Cancelled]);
-    assert_eq!(recent_rows(&history_rows(&pool).await).len(), recent_rows(&before).len() + 1);
+    assert_eq!(
+        recent_rows(&history_rows(&pool).await).len(),
+        recent_rows(&before).len() + 1
+    );
 }
 
 #[sqlx::test(migrations = "../sql")]
@@ -337,14 +352,22 @@ async fn partitions_are_made_ahead_and_take_their_rows_from_the_default_one(pool
     let months = history_months(&pool).await.unwrap();
     assert_eq!(months.len(), HISTORY_MONTHS_AHEAD as usize + 1);
     assert_eq!(months[0].starts, month_start(0));
-    assert_eq!(ensure_history_partitions(&pool, HISTORY_MONTHS_AHEAD).await.unwrap(), 0);
+    assert_eq!(
+        ensure_history_partitions(&pool, HISTORY_MONTHS_AHEAD)
+            .await
+            .unwrap(),
+        0
+    );
 
     // A change dated past the last partition lands in the default one...
     let far = in_month(HISTORY_MONTHS_AHEAD + 3, 2);
     let job = job_with_history(
         &pool,
         "ahead",
-        &[(JobStatus::Initialized, Utc::now()), (JobStatus::Configured, far)],
+        &[
+            (JobStatus::Initialized, Utc::now()),
+            (JobStatus::Configured, far),
+        ],
     )
     .await;
     let row = job_history(&pool, job).await.unwrap()[1].clone();
