@@ -1,7 +1,8 @@
 //! The background jobs against a real database: healing refuses before a successful initial sync and
 //! runs after it, through cron ticks and the API; a dump is readable and complete (on a directory
-//! and on S3); two instances racing for ticks fire each once; a tick missed while every instance was
-//! down fires once on recovery.
+//! and on S3), holds what the jobs table holds and is streamed in bounded memory; two instances
+//! racing for ticks fire each once; a tick missed while every instance was down fires once on
+//! recovery.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -376,6 +377,109 @@ async fn a_dump_is_readable_and_complete(pool: PgPool) {
     assert_eq!(files.len(), 1);
     let row = schedule(&pool, ScheduleKind::Dump).await.unwrap();
     assert!(row.last_success_at.is_some() && row.last_error.is_none());
+}
+
+/// The lines of a dump file, decompressed.
+fn dump_lines(path: &Path) -> Vec<String> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).unwrap();
+    std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file))
+        .lines()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_dump_streams_the_jobs_table_in_bounded_memory(pool: PgPool) {
+    use swath_engine::schedule::dump::BUFFER_BYTES;
+    inventory(&pool, 300).await;
+    // Every field set somewhere, and text that JSON and CSV must both carry through untouched.
+    sqlx::query(
+        r#"UPDATE jobs SET
+             product_id = 'S2A_MSIL1C_' || id, tile_id = '32TLR', input_path = 's3://in/' || id,
+             measured_at = '2021-04-13T10:13:47.123456Z', input_published_at = now(),
+             output_path = 'out/' || id, output_published_at = now(), priority = 'delayed',
+             status_message = E'line one
+line "two",	tab \ backslash  é ✓',
+             status_error_subtype = 'odd,"subtype"',
+             params = params || jsonb_build_object('note', E'abc
+"d"'),
+             results = '{"return_code": 0, "products": [{"kind": "fsc", "path": "a/b", "size_bytes": 12,
+                         "completed_at": "2026-12-01T10:00:00Z", "infos": {"x": [1, 2.5]},
+                         "published_at": null}]}',
+             max_attempts = 5, next_attempt_at = now(), recheck_at = now(),
+             software_version = 'sha256:abc', executor_ref = 'nomad/' || id,
+             service_id = gen_random_uuid(), tag = '{"host": "h", "name": "n"}',
+             lease_expires_at = now() + interval '1 hour'
+           WHERE id % 7 = 0"#,
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE jobs j SET parent_id = p.id, spawned_by = p.id FROM jobs p WHERE p.id = j.id - 1 AND j.id % 11 = 0")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let small = write_dump(&pool, &url, "small.jsonl.gz").await.unwrap();
+    assert_eq!(small.jobs, 300);
+    let path = dir.path().join("small.jsonl.gz");
+    let jobs = all_jobs(&pool).await;
+    assert_eq!(
+        read_dump(&path).unwrap(),
+        jobs,
+        "every job, field for field"
+    );
+    // Each line holds exactly the fields of the model.
+    let lines = dump_lines(&path);
+    assert_eq!(lines.len(), jobs.len());
+    for (line, job) in lines.iter().zip(&jobs) {
+        let dumped: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+        let model = serde_json::to_value(job).unwrap();
+        let fields: Vec<&String> = dumped.keys().collect();
+        let expected: Vec<&String> = model.as_object().unwrap().keys().collect();
+        assert_eq!(fields, expected, "job {}", job.id);
+    }
+
+    // Ten times the jobs: many times the buffer goes through, never more than it at once.
+    let more: Vec<NewJob> = (0..3000)
+        .map(|i| {
+            let mut job = NewJob::new("test_job", format!("more-{i:05}"), 3);
+            job.params =
+                serde_json::json!({"product": format!("P{i}"), "padding": "x".repeat(300)});
+            job
+        })
+        .collect();
+    swath_engine::db::jobs::insert_jobs(&pool, &more)
+        .await
+        .unwrap();
+    let large = write_dump(&pool, &url, "large.jsonl.gz").await.unwrap();
+    assert_eq!(large.jobs, 3300);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(large.jobs, count as u64);
+    let path = dir.path().join("large.jsonl.gz");
+    assert_eq!(read_dump(&path).unwrap(), all_jobs(&pool).await);
+    let lines = dump_lines(&path);
+    let longest = lines.iter().map(|l| l.len() + 1).max().unwrap() as u64;
+    assert_eq!(
+        large.uncompressed_bytes,
+        lines.iter().map(|l| l.len() as u64 + 1).sum::<u64>()
+    );
+    assert!(
+        large.uncompressed_bytes > 8 * BUFFER_BYTES as u64,
+        "{} bytes: not enough to tell streaming from collecting",
+        large.uncompressed_bytes
+    );
+    for report in [&small, &large] {
+        assert!(
+            report.peak_buffered_bytes <= BUFFER_BYTES as u64 + longest,
+            "{report:?} held more than the buffer and a line"
+        );
+    }
 }
 
 #[sqlx::test(migrations = "../sql")]

@@ -1,4 +1,4 @@
-//! The pipeline against a real PostgreSQL: ingestion from catalogues, configuration, dispatch and tracking, retries, the state machine, chaining and publication.
+//! The pipeline against a real PostgreSQL: ingestion from catalogues, configuration, dispatch and tracking, retries, the state machine and its partitioned history, chaining and publication.
 //!
 //! One test program per area: the modules below share `swath-test-support` (the `support` crate).
 
@@ -7,6 +7,7 @@ mod chaining;
 mod configure;
 mod dispatch;
 mod executor_local;
+mod history_partitions;
 mod ingest;
 mod input_sources;
 mod product_identities;

@@ -7,7 +7,8 @@
 //!    send);
 //! 2. record the background runs of instances that are gone as abandoned;
 //! 3. hand their jobs back ([`super::handback`]);
-//! 4. now and then, prune the history older than the retention.
+//! 4. now and then, keep the history's monthly partitions ready ahead and retire the months
+//!    older than the retention ([`crate::db::retention::maintain_history`]).
 //!
 //! Every duty is a set of compare-and-sets, so that two instances that both believe they lead (one
 //! whose lease just ran out) do no harm.
@@ -22,7 +23,7 @@ use super::handback::hand_back;
 use super::Health;
 use crate::attempt::failure::AttemptBackoff;
 use crate::config::ClusterSettings;
-use crate::db::retention::{prune_ended, prune_history};
+use crate::db::retention::{maintain_history, prune_ended, HistoryMaintenance};
 use crate::db::schedules::{abandon, Abandon};
 use crate::db::services::Instance;
 use crate::db::services::{declare_dead, resign, try_lead};
@@ -34,11 +35,11 @@ use crate::service::{CancellationToken, Service};
 const HAND_BACK_BATCH: i64 = 500;
 /// Rounds of hand-back per duty cycle at most (the next cycle goes on).
 const HAND_BACK_ROUNDS: usize = 20;
-/// History rows deleted per statement.
+/// Archived history rows deleted per statement.
 const PRUNE_BATCH: i64 = 10_000;
 /// Statements of pruning per cycle at most.
 const PRUNE_ROUNDS: usize = 20;
-/// Time between two prunings.
+/// Time between two rounds of history upkeep (partitions ahead, retention).
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// What the leader works with.
@@ -135,21 +136,23 @@ pub async fn duties(leader: &Leader, last_prune: &mut Option<Instant>) -> Result
             break;
         }
     }
-    if let Some(retention) = leader.settings.history_retention {
-        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-            *last_prune = Some(Instant::now());
-            let mut pruned = 0;
-            for _ in 0..PRUNE_ROUNDS {
-                let n = prune_history(pool, retention, PRUNE_BATCH).await?;
-                pruned += n;
-                if n < PRUNE_BATCH as u64 {
-                    break;
-                }
-            }
-            let ended = prune_ended(pool, retention).await?;
-            if pruned + ended > 0 {
-                tracing::info!(history = pruned, records = ended, "old history pruned");
-            }
+    if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+        *last_prune = Some(Instant::now());
+        let retention = leader.settings.history_retention;
+        let history = maintain_history(pool, retention, PRUNE_BATCH, PRUNE_ROUNDS).await?;
+        let ended = match retention {
+            Some(retention) => prune_ended(pool, retention).await?,
+            None => 0,
+        };
+        if history != HistoryMaintenance::default() || ended > 0 {
+            tracing::info!(
+                partitions_created = history.created,
+                months_retired = history.retired.partitions,
+                rows_kept = history.retired.kept,
+                archived_pruned = history.pruned,
+                records = ended,
+                "history maintained"
+            );
         }
     }
     Ok(())

@@ -2,9 +2,11 @@
 //! `Job` model serializes it, history aside), gzipped, written to storage (`file:///dir` or
 //! `s3://bucket/prefix`, through the worker's storage module).
 //!
-//! The jobs are read in one read-only repeatable-read transaction, so that the snapshot is
-//! consistent; they are streamed into a local temporary file, which is then uploaded under its final
-//! key: a dump appears complete or not at all.
+//! PostgreSQL writes the lines itself (`COPY ... TO STDOUT`, see [`crate::db::dump`]) in one
+//! read-only repeatable-read transaction, so that the snapshot is consistent; they are streamed
+//! through the compressor into a local temporary file, [`BUFFER_BYTES`] at a time whatever the
+//! number of jobs, which is fsynced and then stored under its final key: a dump appears complete or
+//! not at all.
 //!
 //! A dump holds every job (params, paths, errors): it goes to a private place. By default that is a
 //! local directory (see [`crate::config::Settings::dump_url`]); a local destination that does not
@@ -16,15 +18,17 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
+use futures_util::StreamExt;
 use sqlx::PgPool;
 use swath_domain::Job;
 use swath_storage::{object_url, open_store, StorageError};
 
-use crate::db::snapshot::fold_jobs;
+use crate::db::dump::{begin_snapshot, jobs_as_json_lines};
 use crate::db::DbError;
 
-/// Jobs encoded per blocking step.
-const CHUNK: usize = 1000;
+/// Bytes of JSON lines gathered before they are handed to the compressor (on a blocking thread):
+/// what a dump holds in memory, plus one line, however many jobs there are.
+pub const BUFFER_BYTES: usize = 128 * 1024;
 
 /// A dump written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,11 @@ pub struct DumpReport {
     pub jobs: u64,
     /// Its compressed size.
     pub bytes: u64,
+    /// Its size before compression.
+    pub uncompressed_bytes: u64,
+    /// The most bytes of lines it held at once before handing them to the compressor: at most
+    /// [`BUFFER_BYTES`] plus one line.
+    pub peak_buffered_bytes: u64,
 }
 
 /// Why a dump could not be written.
@@ -98,20 +107,28 @@ pub async fn write_dump(pool: &PgPool, url: &str, key: &str) -> Result<DumpRepor
         .create_new(true)
         .mode(0o600)
         .open(&temp.0)?;
-    let encoder = GzEncoder::new(BufWriter::new(file), Compression::default());
-    let (encoder, jobs) = fold_jobs(
-        pool,
-        CHUNK,
-        (encoder, 0u64),
-        |(encoder, jobs), batch| async move {
-            let encoded = batch.len() as u64;
-            let encoder = tokio::task::spawn_blocking(move || encode(encoder, &batch))
-                .await
-                .map_err(std::io::Error::other)??;
-            Ok::<_, DumpError>((encoder, jobs + encoded))
-        },
-    )
-    .await?;
+    let mut encoder = GzEncoder::new(BufWriter::new(file), Compression::default());
+    let mut pending: Vec<u8> = Vec::with_capacity(BUFFER_BYTES);
+    let (mut jobs, mut uncompressed, mut peak) = (0u64, 0u64, 0usize);
+    let mut tx = begin_snapshot(pool).await?;
+    {
+        let mut lines = jobs_as_json_lines(&mut tx).await?;
+        while let Some(piece) = lines.next().await {
+            let piece = piece?;
+            let piece = piece.as_ref();
+            // One line per job: JSON text holds no raw newline (PostgreSQL escapes them).
+            jobs += piece.iter().filter(|&&b| b == b'\n').count() as u64;
+            uncompressed += piece.len() as u64;
+            pending.extend_from_slice(piece);
+            if pending.len() >= BUFFER_BYTES {
+                peak = peak.max(pending.len());
+                (encoder, pending) = compress(encoder, pending).await?;
+            }
+        }
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    peak = peak.max(pending.len());
+    let (encoder, _) = compress(encoder, pending).await?;
     let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
         let mut writer = encoder.finish()?;
         writer.flush()?;
@@ -126,16 +143,23 @@ pub async fn write_dump(pool: &PgPool, url: &str, key: &str) -> Result<DumpRepor
         url: object_url(&store.url(), key),
         jobs,
         bytes,
+        uncompressed_bytes: uncompressed,
+        peak_buffered_bytes: peak as u64,
     })
 }
 
-/// Appends `jobs` as JSON lines.
-fn encode<W: Write>(mut encoder: GzEncoder<W>, jobs: &[Job]) -> std::io::Result<GzEncoder<W>> {
-    for job in jobs {
-        serde_json::to_writer(&mut encoder, job)?;
-        encoder.write_all(b"\n")?;
-    }
-    Ok(encoder)
+/// Compresses `pending` on a blocking thread; gives the encoder and the emptied buffer back.
+async fn compress<W: Write + Send + 'static>(
+    mut encoder: GzEncoder<W>,
+    mut pending: Vec<u8>,
+) -> std::io::Result<(GzEncoder<W>, Vec<u8>)> {
+    tokio::task::spawn_blocking(move || {
+        encoder.write_all(&pending)?;
+        pending.clear();
+        Ok((encoder, pending))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Reads a dump file back: every job, in order.
