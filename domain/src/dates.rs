@@ -9,8 +9,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// The forms a date setting accepts, as error messages name them.
-pub const DATE_FORMS: &str =
-    "an RFC 3339 time (e.g. 2015-01-01T00:00:00Z) or a YYYY-MM-DD date (e.g. 2015-01-01, midnight UTC)";
+pub const DATE_FORMS: &str = "an RFC 3339 time or a YYYY-MM-DD date \
+     (e.g. 2015-01-01T00:00:00Z, or 2015-01-01 for its midnight UTC)";
 
 /// An RFC 3339 time, or a `YYYY-MM-DD` date (its midnight UTC). The error names the value and the
 /// accepted forms.
@@ -22,7 +22,12 @@ pub fn parse_date(text: &str) -> Result<DateTime<Utc>, String> {
         .ok()
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|t| t.and_utc())
-        .ok_or_else(|| format!("{text:?} is neither {DATE_FORMS}"))
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is neither an RFC 3339 time nor a YYYY-MM-DD date \
+                 (e.g. 2015-01-01T00:00:00Z, or 2015-01-01 for its midnight UTC)"
+            )
+        })
 }
 
 /// Serde form of an `Option<DateTime<Utc>>` setting: written as RFC 3339, read with
