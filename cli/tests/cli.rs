@@ -496,6 +496,75 @@ async fn demo_runs_the_whole_flow_on_the_samples_with_docker_then_without(pool: 
 }
 
 #[test]
+fn demo_without_a_reachable_postgresql_names_the_url_the_error_and_the_command() {
+    // A loopback port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/swath");
+    let out = swath(&["demo"], Some(&url));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot reach PostgreSQL at postgres://postgres:***@127.0.0.1:{port}/swath"
+        )),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("connection refused"), "{err}");
+    assert!(err.contains("scripts/services.sh"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing was started: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn config_show_accepts_a_processing_start_date_written_as_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("swath.toml");
+    std::fs::write(
+        &file,
+        "[job_type_settings.fsc_rlie]\nprocessing_start_date = \"2015-01-01\"\n",
+    )
+    .unwrap();
+    let out = swath(
+        &["--config", file.to_str().unwrap(), "config", "show"],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let parsed: toml::Value = toml::from_str(&text).unwrap();
+    assert_eq!(
+        parsed["job_type_settings"]["fsc_rlie"]["processing_start_date"].as_str(),
+        Some("2015-01-01T00:00:00Z"),
+        "{text}"
+    );
+
+    std::fs::write(
+        &file,
+        "[job_type_settings.fsc_rlie]\nprocessing_start_date = \"2015-1-1st\"\n",
+    )
+    .unwrap();
+    let bad = swath(
+        &["--config", file.to_str().unwrap(), "config", "show"],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("processing_start_date")
+            && err.contains("\"2015-1-1st\"")
+            && err.contains("YYYY-MM-DD"),
+        "{err}"
+    );
+}
+
+#[test]
 fn config_show_prints_valid_toml_without_the_password() {
     let out = swath(
         &["config", "show"],

@@ -237,6 +237,10 @@ async fn healing_refuses_before_a_successful_initial_sync_and_runs_after(pool: P
     // On request too; then the records of healing runs are deleted on request.
     let (status, body) = post(&client, &format!("{}/healing-jobs", api.base)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        support::openapi::swath().check_response("POST", "/api/v1/healing-jobs", 202, Some(&body)),
+        Ok(())
+    );
     runs_until(&pool, ScheduleKind::Healing, |r| {
         r.iter()
             .any(|r| r.trigger == "request" && r.state != "running")
@@ -253,6 +257,11 @@ async fn healing_refuses_before_a_successful_initial_sync_and_runs_after(pool: P
         .unwrap();
     assert_eq!(listed["schedule"]["cron_pattern"], "* * * * * *");
     assert_eq!(listed["runs"].as_array().unwrap().len(), 3);
+    let described = support::openapi::swath();
+    assert_eq!(
+        described.check_response("GET", "/api/v1/healing-jobs", 200, Some(&listed)),
+        Ok(())
+    );
     let r = client
         .delete(format!("{}/healing-jobs", api.base))
         .bearer_auth(operator::WRITE)
@@ -262,6 +271,10 @@ async fn healing_refuses_before_a_successful_initial_sync_and_runs_after(pool: P
     assert_eq!(r.status(), StatusCode::OK);
     let body: Value = r.json().await.unwrap();
     assert!(body["deleted"].as_u64().unwrap() >= 3, "{body}");
+    assert_eq!(
+        described.check_response("DELETE", "/api/v1/healing-jobs", 200, Some(&body)),
+        Ok(())
+    );
     assert!(runs(&pool, ScheduleKind::Healing, 10)
         .await
         .unwrap()

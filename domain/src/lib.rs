@@ -7,6 +7,7 @@ pub mod aoi;
 pub mod attempt;
 pub mod children;
 pub mod context;
+pub mod dates;
 pub mod exit_codes;
 pub mod flavor;
 pub mod identity;

@@ -32,9 +32,50 @@ const DEADLINE: Duration = Duration::from_secs(600);
 /// How often progress is read.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// Stops, naming the URL, the error and the command that sets PostgreSQL up, when the configured
+/// server cannot be reached at all (connection refused, unknown host, no answer in time). Any other
+/// failure (credentials, permissions) is left to the steps that follow, which name it.
+async fn check_server(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings.database();
+    let options: sqlx::postgres::PgConnectOptions = match url.expose().parse() {
+        Ok(options) => options,
+        Err(_) => return Ok(()), // invalid URLs are reported by the settings' validation
+    };
+    let timeout = Duration::from_secs(settings.database_connect_timeout_secs);
+    let admin = options.database("postgres");
+    let attempt = sqlx::ConnectOptions::connect(&admin);
+    let error = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(connection)) => {
+            let _ = sqlx::Connection::close(connection).await;
+            return Ok(());
+        }
+        Ok(Err(sqlx::Error::Io(e))) => e.to_string(),
+        Ok(Err(_)) => return Ok(()),
+        Err(_) => format!("no answer within {} s", timeout.as_secs()),
+    };
+    anyhow::bail!(
+        "cannot reach PostgreSQL at {}: {error}\n\
+         swath demo needs a PostgreSQL server that accepts the postgres user. To install and start \
+         one on 127.0.0.1:5432 (the default), run:\n    {}\n\
+         or point SWATH_DATABASE_URL at a running server.",
+        url.redacted(),
+        services_command()
+    )
+}
+
+/// The command that installs and starts the services (`scripts/services.sh` of the source tree).
+fn services_command() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/services.sh");
+    match script.canonicalize() {
+        Ok(path) if path.is_file() => format!("sudo bash {}", path.display()),
+        _ => "sudo bash scripts/services.sh   (in swath's source tree)".to_string(),
+    }
+}
+
 /// Runs the demo and prints its summary.
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let started = Instant::now();
+    check_server(settings).await?;
     let (url, pool) = super::fresh_database(settings, "demo").await?;
     println!("swath demo: database {} (recreated)", url.redacted());
     let root = std::env::temp_dir().join("swath-demo");

@@ -4,6 +4,7 @@
 
 mod api_fuzz;
 mod api_jobs;
+mod api_routes;
 mod dashboard_browser;
 mod metrics;
 mod openapi_validator;

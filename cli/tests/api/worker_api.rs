@@ -967,3 +967,68 @@ async fn a_second_run_of_an_attempt_exits_as_superseded(pool: PgPool) {
         StatusCode::OK
     );
 }
+
+/// The dispatcher starts a worker before it records `ready -> queued`: a worker may read its job
+/// `ready` when it asks for its task, and the dispatch be recorded before the refusal of a task
+/// that cannot be built. The refusal must still fail the job with its reason (not leave it queued
+/// for the tracking to see a worker that exited 0 without a result). The dispatch is held here by
+/// a transaction that has changed the job's row and not committed yet.
+#[sqlx::test(migrations = "../sql")]
+async fn a_task_refused_while_the_dispatch_is_recorded_fails_the_job_with_the_reason(pool: PgPool) {
+    use std::time::{Duration, Instant};
+    let api = spawn_api(&pool).await;
+    let ready = ready_test_job(&pool, "racing", INPUT).await;
+    sqlx::query("UPDATE jobs SET params = '{\"mission\": \"S2\"}' WHERE id = $1")
+        .bind(ready.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let ready = get_job(&pool, ready.id).await.unwrap();
+    let token = token_for_ready(&pool, &ready).await;
+
+    let mut dispatch = pool.begin().await.unwrap();
+    swath_engine::db::status::change_status(
+        &mut dispatch,
+        &swath_engine::db::status::StatusChange::of(&ready, JobStatus::Queued),
+    )
+    .await
+    .unwrap();
+    let asked = {
+        let (base, job, token) = (api.base.clone(), ready.clone(), token.clone());
+        tokio::spawn(async move { get_task(&reqwest::Client::new(), &base, &job, 1, &token).await })
+    };
+    // The API read the job `ready` and waits for the row to record its refusal.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refusal never waited for the dispatch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dispatch.commit().await.unwrap();
+
+    let (code, body) = asked.await.unwrap();
+    let job = get_job(&pool, ready.id).await.unwrap();
+    assert_eq!(
+        (job.status, job.status_error_subtype.as_deref()),
+        (JobStatus::InternalError, Some("params")),
+        "{code} {body}"
+    );
+    let message = job.status_message.unwrap_or_default();
+    assert!(
+        message.starts_with(&format!("no task for job {}: ", ready.id))
+            && message.contains("missing field `product`"),
+        "{message}"
+    );
+    assert_error(code, &body, StatusCode::CONFLICT, &message);
+}

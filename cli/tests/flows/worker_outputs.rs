@@ -185,3 +185,45 @@ async fn an_absolute_input_name_is_refused_before_anything_is_staged(pool: PgPoo
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+#[sqlx::test(migrations = "../sql")]
+/// An `fsc_rlie` job whose params no longer decode (they lack `l1c_id`: written by an older
+/// version, or by hand) gets no task: it fails with the decoding error, not with the worker's exit.
+async fn an_fsc_rlie_job_without_its_product_fails_with_the_reason(pool: PgPool) {
+    let settings = format!(
+        "{}[fsc_rlie]\nworker_flavor = \"eo1.xsmall\"\n",
+        job_types(Runtime::Process)
+    );
+    let world = worker_world::world(&pool, Runtime::Process, &settings, None).await;
+    let mut new = swath_domain::NewJob::new("fsc_rlie", "fsc-undecodable", 1);
+    new.input_path = Some("/eodata/Sentinel-2/MSI/L1C/2021/04/13/S2B_MSIL1C_20210413T101021_N0300_R022_T32TLR_20210413T122408.SAFE".into());
+    new.tile_id = Some("32TLR".into());
+    new.measured_at = Some("2021-04-13T10:10:21Z".parse().unwrap());
+    new.params = serde_json::json!({"mission": "S2B", "baseline": "N0300"});
+    let id = swath_engine::db::jobs::insert_jobs(&pool, &[new])
+        .await
+        .unwrap()[0]
+        .id;
+    support::drive(
+        &pool,
+        get_job(&pool, id).await.unwrap(),
+        &[JobStatus::Configured, JobStatus::Ready],
+    )
+    .await;
+    assert_eq!(
+        worker_world::dispatch_types(&world, &pool, &["fsc_rlie"]).await,
+        1
+    );
+    let done = ended(&world, &pool, id).await;
+    let message = done.status_message.unwrap_or_default();
+    assert_eq!(
+        (done.status, done.status_error_subtype.as_deref()),
+        (JobStatus::InternalError, Some("params")),
+        "{message}"
+    );
+    assert!(
+        message.starts_with(&format!("no task for job {id}: "))
+            && message.contains("missing field `l1c_id`"),
+        "{message}"
+    );
+}

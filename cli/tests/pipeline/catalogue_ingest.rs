@@ -330,6 +330,55 @@ async fn unusable_products_in_the_middle_of_a_page_are_quarantined_and_block_not
 }
 
 #[sqlx::test(migrations = "../sql")]
+async fn auxiliary_products_are_not_for_the_type_and_are_not_quarantined(pool: PgPool) {
+    // What a Sentinel-1 collection lists without a product type filter, among products.
+    let aux = [
+        "S1A_AUX_INS_V20190228T092500_G20210104T141310.SAFE",
+        "S1A_OPER_AUX_POEORB_OPOD_20210401T121624_V20210311T225942_20210313T005942.EOF",
+    ];
+    let mut entries = s2_entries(3);
+    for (i, name) in aux.iter().enumerate() {
+        let published = format!("2024-03-01T10:0{i}:30.000000Z");
+        entries.insert(
+            1 + i,
+            odata_entry(name, &published, box_polygon(7.0, 45.0, 8.0, 46.0)),
+        );
+    }
+    let engine = engine_of(&entries);
+    let server =
+        CatalogueServer::start(move |seen, _, base| Reply::Json(engine.page(seen, base))).await;
+    let odata = odata_of(&server, 10);
+    let report = poll(&pool, &fsc_rlie(), &odata, window(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.ingest.created, 3);
+    assert!(
+        report.ingest.quarantined.is_empty(),
+        "{:?}",
+        report.ingest.quarantined
+    );
+    assert!(quarantined(&pool).await.unwrap().is_empty());
+    // The OData adapter names products after their directory (`.SAFE` appended when missing).
+    let skipped: Vec<&str> = report
+        .ingest
+        .skipped
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(skipped.len(), aux.len(), "{:?}", report.ingest.skipped);
+    for (skipped, aux) in skipped.iter().zip(aux) {
+        assert!(skipped.starts_with(aux), "{skipped} {aux}");
+    }
+    assert!(
+        report.ingest.skipped[1]
+            .reason
+            .contains("auxiliary data file (AUX_POEORB)"),
+        "{:?}",
+        report.ingest.skipped[1]
+    );
+}
+
+#[sqlx::test(migrations = "../sql")]
 async fn the_odata_skip_limit_splits_the_window(pool: PgPool) {
     let entries = s2_entries(8);
     // Like CDSE's 10 000, scaled down: no next link past skip 3.

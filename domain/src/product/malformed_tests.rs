@@ -505,3 +505,43 @@ fn legacy_and_auxiliary_names_are_named_as_such() {
         "this is a Sentinel-2 ground-segment file (OPER_MSI_L1C_...), not a user product",
     );
 }
+
+#[test]
+fn names_of_other_kinds_are_told_apart_from_malformed_ones() {
+    for other in [
+        "S1A_AUX_INS_V20190228T092500_G20210104T141310.SAFE",
+        "S1A_OPER_AUX_POEORB_OPOD_20210401T121624_V20210311T225942_20210313T005942.EOF",
+        "S1B_OPER_AUX_RESORB_OPOD_20210711T080000_V20210711T041000_20210711T072800.EOF",
+        "S1__AUX_SCS_V20140406T133000_G20150928T162526.SAFE",
+        "S2A_OPER_AUX_ECMWFD_ADG__20210101T000000_V20210101T000000_20210102T000000",
+        "S2__OPER_AUX_UT1UTC_PDMC_20210101T000000_V20210101T000000_20220101T000000",
+        "S2B_AUX_GIP_PROBAS_20210101T000000_V20210101T000000_21000101T000000.SAFE",
+        "S2A_OPER_MSI_L1C_DS_S2RP_20230413T212505_S20200808T010314_N05.00",
+        "S1A_IW_SLC__1SDV_20210412T151111_20210412T151136_037419_046917_1F2E.SAFE",
+        "S1A_IW_OCN__2SDV_20210412T151111_20210412T151136_037419_046917_1F2E.SAFE",
+        "S3A_SL_1_RBT____20200101T000000_20200101T000300_20200102T120000_0179_053_102_2160_LN2_O_NT_004.SEN3",
+        "S3B_OL_1_EFR____20210101T100000_20210101T100300_20210102T120000_0179_047_122_2160_LN1_O_NT_002.SEN3",
+        "S3__AX___CLM_AX_20000101T000000_20991231T235959_20151214T120000___________________MPC_O_AL_001.SEN3",
+    ] {
+        let err = ProductName::parse(other).expect_err(other);
+        assert!(err.other_product, "{other}: {err}");
+    }
+    // A product of the other family, where one family is expected.
+    let err = S1_OK.parse::<S2ProductName>().unwrap_err();
+    assert!(err.other_product, "{err}");
+    for malformed in [
+        s2_with(2, "20201308T010311"),
+        s2_with(0, "S3A"),
+        s2_with(0, "S9A"),
+        s1_with(2, "GRDX"),
+        "S3A_XX_1_RBT____20200101T000000".to_string(),
+        "S3Z_SL_1_RBT____20200101T000000".to_string(),
+        "S2A_OPER_PRD_MSIL1C_PDMC_20160905T104813_R002_V20160905T005712_20160905T010424.SAFE"
+            .to_string(),
+        "S2A_MSIL1C_20200808T010311_N0500_R045_T54PXA_20230413T212505.ZIP".to_string(),
+        "garbage".to_string(),
+    ] {
+        let err = ProductName::parse(&malformed).expect_err(&malformed);
+        assert!(!err.other_product, "{malformed}: {err}");
+    }
+}

@@ -127,6 +127,12 @@ pub struct ProductNameError {
     pub value: String,
     /// What is wrong with it.
     pub reason: String,
+    /// The name is not malformed: it follows the documented naming of a kind of file swath does not
+    /// read (Sentinel-1/2 auxiliary data such as `S1A_AUX_INS_...` or `S1A_OPER_AUX_POEORB_...`,
+    /// ground-segment files such as `S2A_OPER_MSI_L1C_DS_...`, Sentinel-1 SLC, OCN, RAW and ETA
+    /// products, Sentinel-3 products) or of a product of the other family. Ingestion counts such a
+    /// product as not an input of the job type rather than quarantining it.
+    pub other_product: bool,
 }
 
 fn detail(part: NamePart, value: &str, reason: &str) -> String {
@@ -164,6 +170,7 @@ impl ProductName {
             part: e.part,
             value: e.value,
             reason: e.reason,
+            other_product: e.other_product,
         })
     }
 
@@ -282,6 +289,7 @@ fn wrong_family(input: &str, mission: Mission, expected: &str) -> ProductNameErr
         part: NamePart::Mission,
         value: mission.to_string(),
         reason: format!("expected a {expected} product"),
+        other_product: true,
     }
 }
 
@@ -333,13 +341,21 @@ fn parse_name(input: &str) -> Result<ProductName, PartError> {
     }
 }
 
+/// Data sources of Sentinel-3 names (`S3A_OL_1_EFR____...`): OLCI, SLSTR, SRAL, DORIS, MWR, GNSS,
+/// synergy, telemetry and auxiliary data.
+const S3_SOURCES: [&str; 9] = ["OL", "SL", "SR", "DO", "MW", "GN", "SY", "TM", "AX"];
+
 /// Rejects, with a specific message, names that follow another convention: auxiliary files
-/// (`S1A_OPER_AUX_POEORB_...`, `S1A_AUX_INS_...`, `S1__AUX_SCS_...`), legacy long Sentinel-2 names
-/// (`S2A_OPER_PRD_MSIL1C_PDMC_...`) and other ground-segment files (`S2A_OPER_MSI_L1C_DS_...`).
+/// (`S1A_OPER_AUX_POEORB_...`, `S1A_AUX_INS_...`, `S1__AUX_SCS_...`, `S2A_OPER_AUX_...`), legacy
+/// long Sentinel-2 names (`S2A_OPER_PRD_MSIL1C_PDMC_...`), other ground-segment files
+/// (`S2A_OPER_MSI_L1C_DS_...`) and Sentinel-3 names (`S3A_SL_1_RBT____...`). All but the legacy
+/// names are marked as other products (not malformed): legacy names are Sentinel-2 products swath
+/// would process but cannot read.
 fn reject_non_products(fields: &[&str]) -> Result<(), PartError> {
     let family = match fields[0].get(..2) {
         Some("S1") => "Sentinel-1",
         Some("S2") => "Sentinel-2",
+        Some("S3") => return reject_sentinel_3(fields),
         _ => return Ok(()),
     };
     if fields[0].len() > 3 {
@@ -350,7 +366,7 @@ fn reject_non_products(fields: &[&str]) -> Result<(), PartError> {
         let kind = fields
             .get(aux + 2)
             .map_or(String::from("AUX"), |t| format!("AUX_{t}"));
-        return Err(PartError::new(
+        return Err(PartError::other(
             NamePart::ProductType,
             kind.as_str(),
             format!(
@@ -372,13 +388,38 @@ fn reject_non_products(fields: &[&str]) -> Result<(), PartError> {
             ));
         }
         let kind = fields[1..fields.len().min(4)].join("_");
-        return Err(PartError::new(
+        return Err(PartError::other(
             NamePart::ProductType,
             kind.as_str(),
             format!("this is a {family} ground-segment file ({kind}_...), not a user product"),
         ));
     }
     Ok(())
+}
+
+/// A Sentinel-3 name (`S3A_`, `S3B_`, ..., or `S3__` for both units, then a data source such as
+/// `OL` or `AX`) is another mission's product; anything else starting with `S3` is left to the
+/// mission check, which calls it malformed.
+fn reject_sentinel_3(fields: &[&str]) -> Result<(), PartError> {
+    let (unit, source) = match fields {
+        ["S3", "", source, ..] => ("S3_", *source),
+        [unit, source, ..] if unit.len() == 3 => (*unit, *source),
+        _ => return Ok(()),
+    };
+    let known_unit = unit == "S3_" || matches!(unit.as_bytes()[2], b'A'..=b'D');
+    if !known_unit || !S3_SOURCES.contains(&source) {
+        return Ok(());
+    }
+    let what = if source == "AX" {
+        "a Sentinel-3 auxiliary data file"
+    } else {
+        "a Sentinel-3 product"
+    };
+    Err(PartError::other(
+        NamePart::Mission,
+        unit,
+        format!("this is {what} ({unit}_{source}_...): swath reads Sentinel-1 and Sentinel-2 products only"),
+    ))
 }
 
 /// Catches a mission of one family with the product type of the other (`S1A_MSIL1C_...`).

@@ -17,6 +17,8 @@ pub(crate) struct PartError {
     pub(crate) part: NamePart,
     pub(crate) value: String,
     pub(crate) reason: String,
+    /// The name is a well-formed one of another kind (see [`super::ProductNameError::other_product`]).
+    pub(crate) other_product: bool,
 }
 
 impl PartError {
@@ -26,6 +28,20 @@ impl PartError {
             part,
             value: value.into(),
             reason: reason.into(),
+            other_product: false,
+        }
+    }
+
+    /// Like [`PartError::new`], for a name of a known kind that swath does not read (auxiliary
+    /// data, ground-segment files, other product types and missions): not a malformed name.
+    pub(crate) fn other(
+        part: NamePart,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            other_product: true,
+            ..Self::new(part, value, reason)
         }
     }
 }

@@ -291,7 +291,7 @@ pub(crate) fn parse_fields(
     // `S1A_IW_SLC__1SDV_...` has a doubled '_', so look at the type before counting fields.
     if let Some(kind) = fields.get(2).and_then(|t| t.get(..3)) {
         if UNSUPPORTED_TYPES.contains(&kind) {
-            return Err(PartError::new(
+            return Err(PartError::other(
                 NamePart::ProductType,
                 kind,
                 format!("Sentinel-1 {kind} products are not supported (only GRD)"),

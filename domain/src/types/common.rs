@@ -8,7 +8,7 @@ use crate::context::JobContext;
 use crate::job::{Job, JobPriority, NewJob};
 use crate::job_type::JobType;
 use crate::listing::CatalogueProduct;
-use crate::product::{ProductName, S2Level, TileId};
+use crate::product::{ProductName, ProductNameError, S2Level, TileId};
 use crate::status::JobStatus;
 use crate::template::{JobTypeError, JobsToCreate, RejectedProduct};
 
@@ -123,6 +123,18 @@ pub(crate) fn check_tile(field: &str, value: &str) -> Result<TileId, String> {
         ));
     }
     Ok(tile)
+}
+
+/// The `build_candidates` reason of a listed name that does not parse: a name of another kind of
+/// product (auxiliary data, ground-segment files, other product types and missions, see
+/// [`ProductNameError::other_product`]) is skipped as not an input of the job type; a malformed
+/// one is rejected (quarantined).
+pub(crate) fn not_an_input_or_malformed(e: ProductNameError) -> String {
+    if e.other_product {
+        format!("skip: {}", e.reason)
+    } else {
+        e.to_string()
+    }
 }
 
 /// Builds one candidate job per product with `build` (an `Err` starting with `skip: ` skips the

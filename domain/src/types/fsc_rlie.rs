@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_cancelled, mark_reprocessed, Candidates};
-use super::common::{check_product_name, check_relative_path, check_tile, ProductKind};
+use super::common::{
+    check_product_name, check_relative_path, check_tile, not_an_input_or_malformed, ProductKind,
+};
 use super::versions::{same_product, Listed, SUPERSEDE_GRACE};
 use super::{area_of_interest, follow_up, footprint_of, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
@@ -293,7 +295,7 @@ impl FscRlie {
         &self,
         product: &CatalogueProduct,
     ) -> Result<(NewJob, (S2ProductName, Option<Footprint>)), String> {
-        let parsed = ProductName::parse(&product.name).map_err(|e| e.to_string())?;
+        let parsed = ProductName::parse(&product.name).map_err(not_an_input_or_malformed)?;
         let canonical = parsed.canonical();
         let ProductName::S2(name) = parsed else {
             return Err("skip: not a Sentinel-2 product".into());

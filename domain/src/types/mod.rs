@@ -46,7 +46,9 @@ pub struct JobTypeOverrides {
     pub max_attempts: Option<i32>,
     /// Wall-clock limit of the scientific code, in seconds.
     pub processing_timeout_secs: Option<u64>,
-    /// Inputs sensed before this date are recorded as cancelled.
+    /// Inputs sensed before this date are recorded as cancelled. Written as an RFC 3339 time or a
+    /// `YYYY-MM-DD` date (its midnight UTC).
+    #[serde(default, with = "crate::dates::optional_date")]
     pub processing_start_date: Option<DateTime<Utc>>,
     /// Worker flavor.
     pub worker_flavor: Option<String>,
@@ -289,5 +291,46 @@ mod tests {
             err.to_string().contains("max_attempts must be at least 1"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn other_kinds_of_products_are_not_for_the_type_and_malformed_names_are_rejected() {
+        let other = [
+            "S1A_AUX_INS_V20190228T092500_G20210104T141310.SAFE",
+            "S1A_OPER_AUX_POEORB_OPOD_20210401T121624_V20210311T225942_20210313T005942.EOF",
+            "S2A_OPER_AUX_ECMWFD_ADG__20210101T000000_V20210101T000000_20210102T000000",
+            "S1A_IW_SLC__1SDV_20210412T151111_20210412T151136_037419_046917_1F2E.SAFE",
+        ];
+        let malformed = "S2A_MSIL1C_20201308T010311_N0500_R045_T32TLR_20230413T212505.SAFE";
+        let page: Vec<_> = other
+            .iter()
+            .chain([&malformed])
+            .map(|name| crate::testing::listed(name, "2021-04-13T13:00:00Z"))
+            .collect();
+        let ctx = crate::testing::MemoryContext::default();
+        for job_type in builtin_job_types(&BTreeMap::new()).unwrap() {
+            let name = job_type.spec().name.clone();
+            if name != fsc_rlie::NAME && name != rlie_s1::NAME {
+                continue;
+            }
+            let out = job_type.get_jobs_to_create(&ctx, &page).await.unwrap();
+            let skipped: Vec<&str> = out.skipped.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(skipped, other, "{name}: {:?}", out.skipped);
+            assert!(
+                out.skipped[0]
+                    .reason
+                    .contains("auxiliary data file (AUX_INS)"),
+                "{name}: {:?}",
+                out.skipped[0]
+            );
+            let rejected: Vec<&str> = out.rejected.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(rejected, [malformed], "{name}");
+            assert!(
+                out.rejected[0].reason.contains("month 13"),
+                "{name}: {:?}",
+                out.rejected[0]
+            );
+            assert!(out.jobs.is_empty());
+        }
     }
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::common::{build_candidates, finish, mark_reprocessed, Candidates};
-use super::common::{check_product_name, check_tile, ProductKind};
+use super::common::{check_product_name, check_tile, not_an_input_or_malformed, ProductKind};
 use super::{area_of_interest, SettingsError};
 use super::{date_path, stand_in_command, utc_date, JobTypeOverrides, STAND_IN_IMAGE};
 use crate::aoi::{Footprint, TileGrid};
@@ -125,7 +125,7 @@ impl RlieS1 {
 
     /// The job for `product`, with its acquisition key (equal for duplicates).
     fn new_job(&self, product: &CatalogueProduct) -> Result<(NewJob, S1AcquisitionKey), String> {
-        let parsed = ProductName::parse(&product.name).map_err(|e| e.to_string())?;
+        let parsed = ProductName::parse(&product.name).map_err(not_an_input_or_malformed)?;
         let canonical = parsed.canonical();
         let ProductName::S1(name) = parsed else {
             return Err("skip: not a Sentinel-1 product".into());

@@ -32,6 +32,7 @@ use swath_domain::Job;
 use swath_domain::JobStatus;
 
 use super::input::ApiPath;
+use super::reports::Reports;
 use super::tasks::TaskBuildError;
 use super::{ApiContext, ApiError};
 use crate::attempt::children::{spawns_children, with_children};
@@ -252,16 +253,56 @@ async fn refuse_task(
 ) -> ApiError {
     let message = format!("no task for job {}: {why}", job.id);
     tracing::warn!(job_id = job.id, %message, "task refused");
-    let failure = AttemptFailure::internal(subtype, &message);
-    if let Err(e) = ctx
-        .reports
-        .apply(plan_no_task(&JobHead::from(job), &failure))
-        .await
-    {
+    let recorded = fail_without_task(
+        &ctx.reports,
+        &ctx.state.pool,
+        JobHead::from(job),
+        attempt,
+        &AttemptFailure::internal(subtype, &message),
+    )
+    .await;
+    if let Err(e) = recorded {
         return e;
     }
     ctx.reports.known.forget(job.id, attempt);
     ApiError::Conflict(message)
+}
+
+/// How many times [`fail_without_task`] reads the job again after losing a race.
+const NO_TASK_TRIES: usize = 3;
+
+/// Records `failure` for attempt `attempt` of the job whose head was read as `head`, because the
+/// worker gets no task. The head may be stale: the dispatcher starts the worker before it records
+/// `ready -> queued`, so the worker may ask for its task (and the job be read `ready`) just before
+/// the dispatch is recorded. A lost race is then tried again from the job as it now is, while it is
+/// at the same attempt and not ended: otherwise the worker would exit without a task and the
+/// executor's tracking would only see an exit 0 without a result, losing the reason.
+pub async fn fail_without_task(
+    reports: &Reports,
+    pool: &sqlx::PgPool,
+    head: JobHead,
+    attempt: i32,
+    failure: &AttemptFailure,
+) -> Result<(), ApiError> {
+    let mut head = head;
+    for _ in 0..NO_TASK_TRIES {
+        let lost = match reports.apply(plan_no_task(&head, failure)).await {
+            Ok(_) => return Ok(()),
+            Err(lost @ ApiError::Conflict(_)) => lost,
+            Err(e) => return Err(e),
+        };
+        let now = JobHead::from(&get_job(pool, head.id).await?);
+        let live =
+            matches!(now.status, JobStatus::Ready | JobStatus::Queued) || now.status.is_running();
+        if now.attempt != attempt || !live || now.status == head.status {
+            return Err(lost);
+        }
+        head = now;
+    }
+    Err(ApiError::Conflict(format!(
+        "job {}: its status kept changing while its refusal was recorded",
+        head.id
+    )))
 }
 
 /// Reserves the products a worker is about to upload (see [`ProductReservation`]). They are

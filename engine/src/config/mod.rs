@@ -597,6 +597,57 @@ mod tests {
     }
 
     #[test]
+    fn a_processing_start_date_may_be_a_day_or_an_rfc_3339_time() {
+        let start = |jail: &Jail, toml: &str| {
+            let s = load_in(jail, Some(toml))?;
+            let registry = s.registry().unwrap();
+            Ok::<_, ConfigError>(
+                registry
+                    .get("fsc_rlie")
+                    .unwrap()
+                    .spec()
+                    .processing_start_date
+                    .map(|d| d.to_rfc3339()),
+            )
+        };
+        let midnight = Some("2015-01-01T00:00:00+00:00".to_string());
+        Jail::expect_with(|jail| {
+            for toml in [
+                "[job_type_settings.fsc_rlie]\nprocessing_start_date = \"2015-01-01\"",
+                "[job_type_settings.fsc_rlie]\nprocessing_start_date = \"2015-01-01T00:00:00Z\"",
+                "[job_type_settings.fsc_rlie]\nprocessing_start_date = \"2015-01-01T01:00:00+01:00\"",
+                // TOML's own dates, without quotes.
+                "[job_type_settings.fsc_rlie]\nprocessing_start_date = 2015-01-01",
+                "[job_type_settings.fsc_rlie]\nprocessing_start_date = 2015-01-01T00:00:00Z",
+            ] {
+                assert_eq!(start(jail, toml).unwrap(), midnight, "{toml}");
+            }
+            jail.set_env(
+                "SWATH_JOB_TYPE_SETTINGS",
+                "{fsc_rlie={processing_start_date=\"2015-01-01\"}}",
+            );
+            assert_eq!(start(jail, "").unwrap(), midnight, "from the environment");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            let err = start(
+                jail,
+                "[job_type_settings.fsc_rlie]\nprocessing_start_date = \"01/01/2015\"",
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("job_type_settings.fsc_rlie.processing_start_date")
+                    && err.contains("\"01/01/2015\"")
+                    && err.contains("RFC 3339")
+                    && err.contains("YYYY-MM-DD"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn extra_input_roots_and_the_body_cap_are_read_from_the_environment() {
         Jail::expect_with(|jail| {
             jail.set_env(

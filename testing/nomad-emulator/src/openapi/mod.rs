@@ -15,7 +15,8 @@
 //!   dispatched job IDs contain `/` and Nomad finds sub-resources by suffix (§0 "IDs containing /");
 //!   the longest job ID is tried first and the template with the most literal segments wins, so
 //!   `/job/a/dispatch-1-x/allocations` is the allocations of job `a/dispatch-1-x`. An unknown path or
-//!   an undeclared method is a problem.
+//!   an undeclared method is a problem. A path item with `servers` of its own (swath's `/metrics`,
+//!   served at the root: `"servers": [{"url": "/"}]`) is matched under those servers only.
 //! * **Methods**: Nomad accepts PUT and POST for every write (§0 "Write verbs") while the
 //!   description declares one of them, so a PUT is checked against the `post` operation when there
 //!   is no `put` one, and the other way round.
@@ -167,17 +168,10 @@ impl OpenApi {
     }
 
     fn operation(&self, method: &str, path: &str) -> Result<Operation<'_>, String> {
-        let relative = path
-            .strip_prefix(self.base)
-            .filter(|rest| rest.starts_with('/'))
-            .ok_or_else(|| format!("the path is not under {}/", self.base))?;
-        let decoded = params::percent_decode(relative)
-            .ok_or("the path is not valid percent-encoded UTF-8")?;
-        let template = self
-            .routes
-            .find(&decoded)
-            .ok_or_else(|| format!("no path of the description matches {decoded}"))?;
-        let item = &self.doc["paths"][template];
+        let (template, item) = match self.elsewhere(path) {
+            Some(found) => found,
+            None => self.under_base(path)?,
+        };
         // Nomad serves every write on both PUT and POST (nomad-api.md §0 "Write verbs").
         let keys: &[&str] = match method.to_ascii_uppercase().as_str() {
             "GET" => &["get"],
@@ -190,6 +184,45 @@ impl OpenApi {
             .find_map(|key| item.get(*key))
             .map(|op| Operation { template, item, op })
             .ok_or_else(|| format!("method {method} is not declared for {template}"))
+    }
+
+    /// The template and path item of `path` among the path items with servers of their own
+    /// (`"servers": [{"url": "/"}]` for a route outside the base path, such as swath's `/metrics`).
+    fn elsewhere(&self, path: &str) -> Option<(&str, &Value)> {
+        let paths = self.doc["paths"].as_object()?;
+        paths.iter().find_map(|(template, item)| {
+            let servers = item.get("servers")?.as_array()?;
+            servers.iter().find_map(|server| {
+                let prefix = server.get("url")?.as_str()?.trim_end_matches('/');
+                let rest = path.strip_prefix(prefix).filter(|r| r.starts_with('/'))?;
+                let decoded = params::percent_decode(rest)?;
+                (self.routes.find(&decoded) == Some(template.as_str()))
+                    .then_some((template.as_str(), item))
+            })
+        })
+    }
+
+    /// The template and path item of `path`, which must lie under the base path; a path item
+    /// with servers of its own is not served there.
+    fn under_base(&self, path: &str) -> Result<(&str, &Value), String> {
+        let relative = path
+            .strip_prefix(self.base)
+            .filter(|rest| rest.starts_with('/'))
+            .ok_or_else(|| format!("the path is not under {}/", self.base))?;
+        let decoded = params::percent_decode(relative)
+            .ok_or("the path is not valid percent-encoded UTF-8")?;
+        let template = self
+            .routes
+            .find(&decoded)
+            .ok_or_else(|| format!("no path of the description matches {decoded}"))?;
+        let item = &self.doc["paths"][template];
+        if item.get("servers").is_some() {
+            return Err(format!(
+                "no path of the description matches {decoded} under {} ({template} is served elsewhere: {})",
+                self.base, item["servers"]
+            ));
+        }
+        Ok((template, item))
     }
 
     fn check_request_body(
