@@ -14,7 +14,7 @@ use sqlx::{Acquire, PgPool, Row};
 use swath_domain::{Job, JobStatus, NewJob};
 use swath_engine::db::dashboard;
 use swath_engine::db::jobs::{get_job, insert_jobs};
-use swath_engine::db::retention::prune_history;
+use swath_engine::db::retention::{maintain_history, prune_history};
 use swath_engine::db::retries::retry_job;
 use swath_engine::db::status::{change_status, change_status_on, StatusChange, StatusTransaction};
 use swath_engine::db::summaries::{self, DayHistograms};
@@ -387,6 +387,10 @@ async fn summaries_equal_the_table_after_a_random_concurrent_workload(pool: PgPo
 
     // Retention: the history of finished jobs, then half the finished jobs nothing refers to.
     prune_history(&pool, Duration::ZERO, 100_000).await.unwrap();
+    // and the retention the leader runs (partitions ahead, whole months retired, archive pruned).
+    maintain_history(&pool, Some(Duration::ZERO), 100_000, 10)
+        .await
+        .unwrap();
     let deleted = sqlx::query(
         "DELETE FROM jobs j WHERE j.status IN (12, 13, 16) AND j.id % 2 = 0
            AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.retry_of = j.id OR r.parent_id = j.id)",
