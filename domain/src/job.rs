@@ -115,6 +115,9 @@ pub struct Job {
     pub spawned_by: Option<i64>,
     /// The original job that this one retries.
     pub retry_of: Option<i64>,
+    /// The reprocessing campaign that created it (its retries keep it).
+    #[serde(default)]
+    pub campaign_id: Option<i64>,
     /// The job this one waits for while `configured`.
     pub depends_on: Option<i64>,
     /// When a `configured` job is examined again at the latest.
@@ -178,6 +181,9 @@ pub struct NewJob {
     pub spawned_by: Option<i64>,
     /// The original job that this one retries.
     pub retry_of: Option<i64>,
+    /// The reprocessing campaign that creates it.
+    #[serde(default)]
+    pub campaign_id: Option<i64>,
     /// Software version pinned for this job (retries keep the original's).
     pub software_version: Option<String>,
 }
@@ -201,6 +207,7 @@ impl NewJob {
             parent_id: None,
             spawned_by: None,
             retry_of: None,
+            campaign_id: None,
             software_version: None,
         }
     }

@@ -99,6 +99,7 @@ pub fn job_from_new(new: &NewJob, id: i64) -> Job {
         parent_id: new.parent_id,
         spawned_by: new.spawned_by,
         retry_of: new.retry_of,
+        campaign_id: new.campaign_id,
         depends_on: None,
         recheck_at: None,
         software_version: new.software_version.clone(),

@@ -8,12 +8,12 @@
 
 use std::time::Duration;
 
-use sqlx::PgExecutor;
+use sqlx::PgPool;
 use swath_domain::{Job, JobStatus};
 use uuid::Uuid;
 
 use super::jobs::{job_from_row, JOB_COLUMNS};
-use super::{status_is, DbError};
+use super::{status_in_flight, status_is, DbError};
 
 /// Who claims.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +26,20 @@ pub struct Claimant {
     pub lease: Duration,
 }
 
+/// The statement that serializes claims (and campaign pauses and resumes): a campaign's free slots
+/// are counted and taken by one claimer at a time.
+pub(crate) const CLAIM_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('swath_claims'))";
+
 /// Claims up to `limit` ready jobs of `job_types` that are due (their next attempt time passed) and
 /// not leased by someone else: `nrt` first, then `delayed`, then `reprocessing`, oldest input first.
-pub async fn claim_ready_jobs<'e>(
-    db: impl PgExecutor<'e>,
+///
+/// A job of a campaign is claimed only while its campaign is `listing` or `running`, and only into
+/// the campaign's free slots: `max_in_flight` less its jobs in flight (`queued` to
+/// `post_processing`) and those claimed by other instances and not dispatched yet. Claims take
+/// [`CLAIM_LOCK`] first and count in a statement that starts after it, so two instances never
+/// both fill the same free slot.
+pub async fn claim_ready_jobs(
+    pool: &PgPool,
     claimant: &Claimant,
     job_types: &[String],
     limit: i64,
@@ -37,12 +47,37 @@ pub async fn claim_ready_jobs<'e>(
     if limit <= 0 || job_types.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(&format!(
-        "WITH claimable AS (
-             SELECT id FROM jobs
-             WHERE {ready} AND job_type = ANY ($1)
+    let mut tx = pool.begin().await?;
+    sqlx::query(CLAIM_LOCK).execute(&mut *tx).await?;
+    let due = "job_type = ANY ($1)
                AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
-               AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp() OR service_id = $3)
+               AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp() OR service_id = $3)";
+    let rows = sqlx::query(&format!(
+        "WITH budget AS (
+             SELECT c.id, c.max_in_flight - (
+                        SELECT count(*) FROM jobs f
+                        WHERE f.campaign_id = c.id
+                          AND ({in_flight}
+                               OR ({ready} AND f.lease_expires_at >= clock_timestamp() AND f.service_id <> $3))
+                    ) AS free
+             FROM campaigns c
+             WHERE c.state IN ('listing', 'running')
+         ),
+         candidates AS (
+             (SELECT id FROM jobs
+              WHERE {ready} AND campaign_id IS NULL AND {due}
+              ORDER BY priority, input_published_at NULLS LAST, id
+              LIMIT $2)
+             UNION ALL
+             (SELECT own.id FROM budget b CROSS JOIN LATERAL (
+                  SELECT id FROM jobs
+                  WHERE {ready} AND campaign_id = b.id AND {due}
+                  ORDER BY priority, input_published_at NULLS LAST, id
+                  LIMIT greatest(b.free, 0)) own)
+         ),
+         claimable AS (
+             SELECT id FROM jobs
+             WHERE id IN (SELECT id FROM candidates) AND {ready} AND {due}
              ORDER BY priority, input_published_at NULLS LAST, id
              LIMIT $2
              FOR UPDATE SKIP LOCKED
@@ -56,14 +91,16 @@ pub async fn claim_ready_jobs<'e>(
          )
          SELECT {JOB_COLUMNS} FROM claimed
          ORDER BY claimed.priority, claimed.input_published_at NULLS LAST, claimed.id",
-        ready = status_is("status", JobStatus::Ready)
+        ready = status_is("status", JobStatus::Ready),
+        in_flight = status_in_flight("f.status"),
     ))
     .bind(job_types)
     .bind(limit)
     .bind(claimant.service_id)
     .bind(&claimant.tag)
     .bind(claimant.lease.as_secs_f64())
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     rows.iter().map(job_from_row).collect()
 }

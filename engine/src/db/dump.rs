@@ -29,6 +29,7 @@ pub const JOBS_AS_JSON_LINES: &str = "COPY (
         'params', j.params, 'results', j.results, 'attempt', j.attempt,
         'max_attempts', j.max_attempts, 'next_attempt_at', j.next_attempt_at,
         'parent_id', j.parent_id, 'spawned_by', j.spawned_by, 'retry_of', j.retry_of,
+        'campaign_id', j.campaign_id,
         'depends_on', j.depends_on, 'recheck_at', j.recheck_at,
         'software_version', j.software_version, 'executor_ref', j.executor_ref,
         'service_id', j.service_id, 'tag', j.tag, 'lease_expires_at', j.lease_expires_at,

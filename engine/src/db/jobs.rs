@@ -13,7 +13,7 @@ use super::DbError;
 pub const JOB_COLUMNS: &str = "id, uid, job_type, name, product_id, tile_id, input_path, measured_at, \
     input_published_at, output_path, output_published_at, priority::text AS priority, status, \
     status_changed_at, status_error_subtype, status_message, params, results, attempt, max_attempts, \
-    next_attempt_at, parent_id, spawned_by, retry_of, depends_on, recheck_at, software_version, executor_ref, service_id, tag, \
+    next_attempt_at, parent_id, spawned_by, retry_of, campaign_id, depends_on, recheck_at, software_version, executor_ref, service_id, tag, \
     lease_expires_at, created_at";
 
 /// Decodes one row selected with [`JOB_COLUMNS`].
@@ -56,6 +56,7 @@ pub fn job_from_row(row: &PgRow) -> Result<Job, DbError> {
         parent_id: row.try_get("parent_id")?,
         spawned_by: row.try_get("spawned_by")?,
         retry_of: row.try_get("retry_of")?,
+        campaign_id: row.try_get("campaign_id")?,
         depends_on: row.try_get("depends_on")?,
         recheck_at: row.try_get("recheck_at")?,
         software_version: row.try_get("software_version")?,
@@ -123,16 +124,16 @@ pub async fn insert_jobs<'e>(
     let rows = sqlx::query(
         "INSERT INTO jobs (job_type, name, product_id, tile_id, input_path, measured_at, input_published_at,
                            priority, status, status_message, params, max_attempts, parent_id, spawned_by,
-                           retry_of, software_version)
+                           retry_of, software_version, campaign_id)
          SELECT t.job_type, t.name, t.product_id, t.tile_id, t.input_path, t.measured_at, t.input_published_at,
                 t.priority::job_priority, t.status, t.status_message, t.params::jsonb, t.max_attempts,
-                t.parent_id, t.spawned_by, t.retry_of, t.software_version
+                t.parent_id, t.spawned_by, t.retry_of, t.software_version, t.campaign_id
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
                      $7::timestamptz[], $8::text[], $9::smallint[], $10::text[], $11::text[], $12::int[],
-                     $13::bigint[], $14::bigint[], $15::bigint[], $16::text[])
+                     $13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::bigint[])
               WITH ORDINALITY AS t (job_type, name, product_id, tile_id, input_path, measured_at,
                      input_published_at, priority, status, status_message, params, max_attempts, parent_id,
-                     spawned_by, retry_of, software_version, position)
+                     spawned_by, retry_of, software_version, campaign_id, position)
          ORDER BY t.position
          ON CONFLICT (job_type, name) DO NOTHING
          RETURNING id, uid, name, status",
@@ -153,6 +154,7 @@ pub async fn insert_jobs<'e>(
     .bind(ids(|j| j.spawned_by))
     .bind(ids(|j| j.retry_of))
     .bind(col(|j| j.software_version.as_deref()))
+    .bind(ids(|j| j.campaign_id))
     .fetch_all(db)
     .await?;
     rows.iter()

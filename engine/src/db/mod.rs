@@ -262,6 +262,7 @@ mod tests {
     #[test]
     fn status_predicates_match_the_partial_indexes() {
         let migrations = [
+            include_str!("../../../sql/20261207000020_campaigns.sql"),
             include_str!("../../../sql/20261122000001_job_model.sql"),
             include_str!("../../../sql/20261122000005_configuration.sql"),
             include_str!("../../../sql/20261122000006_in_flight.sql"),
@@ -269,7 +270,20 @@ mod tests {
         ]
         .concat();
         for (index, predicate) in [
-            ("jobs_ready_queue", status_is("status", JobStatus::Ready)),
+            (
+                "jobs_ready_queue_own",
+                format!(
+                    "{} AND campaign_id IS NULL",
+                    status_is("status", JobStatus::Ready)
+                ),
+            ),
+            (
+                "jobs_ready_campaign",
+                format!(
+                    "{} AND campaign_id IS NOT NULL",
+                    status_is("status", JobStatus::Ready)
+                ),
+            ),
             ("jobs_new", status_is("status", JobStatus::Initialized)),
             (
                 "jobs_waiting_recheck",

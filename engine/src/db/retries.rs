@@ -211,6 +211,7 @@ fn retry_of_job(original: &Job, asked: i64, n: i64, software_version: Option<Str
     new.parent_id = original.parent_id;
     new.spawned_by = original.spawned_by;
     new.retry_of = Some(original.id);
+    new.campaign_id = original.campaign_id;
     new.software_version = software_version;
     new.initial_message = Some(if asked == original.id {
         format!("retry {n} of job {}", original.id)
