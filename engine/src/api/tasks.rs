@@ -92,13 +92,19 @@ impl TaskLocations {
     }
 }
 
-/// The image a retry runs: the one its chain ran with (`software_version`), when that names an image
-/// (`repo@sha256:...`, or an image id `sha256:...`). Other jobs run the job type's image.
+/// The image a job is pinned to: for a retry, the one its chain ran with (`software_version`), when
+/// that names an image (`repo@sha256:...`, or an image id `sha256:...`); for a campaign's job, the
+/// campaign's image (which its `software_version` carries until an attempt reports what ran), when
+/// it names one. Other jobs run the job type's image.
 fn pinned_image(job: &Job) -> Option<&str> {
-    job.retry_of?;
-    job.software_version
-        .as_deref()
-        .filter(|v| v.contains("@sha256:") || v.starts_with("sha256:"))
+    let version = job.software_version.as_deref()?;
+    let digest = version.contains("@sha256:") || version.starts_with("sha256:");
+    let image_reference =
+        !version.is_empty() && !version.chars().any(|c| c.is_whitespace() || c.is_control());
+    if job.retry_of.is_some() && digest {
+        return Some(version);
+    }
+    (job.campaign_id.is_some() && image_reference).then_some(version)
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ use crate::attempt::report::{
     check_status, plan_no_task, plan_result, plan_status, refused_paths, with_products_refused,
 };
 use crate::attempt::{Plan, Refusal, ResultPlan, ResultRules};
+use crate::db::campaigns::reprocessed_jobs;
 use crate::db::chaining::children_of_type;
 use crate::db::jobs::{get_job, JobHead};
 use crate::db::products::{not_held, reserve, Reservation};
@@ -385,24 +386,29 @@ fn outside_task<'a>(
 }
 
 /// The jobs whose products `job` may replace: those its job type names (a re-run replaces the
-/// run it completes), and for a follow-up, the follow-ups of the same type of the jobs its parent
-/// replaces (the quicklook of a re-run replaces the quicklook of the earlier run).
+/// run it completes), those of the same product that a reprocessing campaign's job reprocesses, and
+/// for a follow-up, the follow-ups of the same type of the jobs its parent replaces (the quicklook
+/// of a re-run replaces the quicklook of the earlier run).
 async fn replaceable_jobs(ctx: &ApiContext, job: &Job) -> Result<Vec<i64>, ApiError> {
-    let replaced_by = |job: &Job| -> Result<Vec<i64>, ApiError> {
-        match ctx.state.registry.get(&job.job_type) {
-            Some(job_type) => job_type
-                .replaced_jobs(job)
-                .map_err(|e| ApiError::Internal(e.into())),
-            None => Ok(Vec::new()),
-        }
-    };
-    let mut replaceable = replaced_by(job)?;
+    let mut replaceable = replaced_by(ctx, job).await?;
     if let Some(parent_id) = job.parent_id.or(job.spawned_by) {
         let parent = get_job(&ctx.state.pool, parent_id).await?;
-        let earlier_runs = replaced_by(&parent)?;
+        let earlier_runs = replaced_by(ctx, &parent).await?;
         replaceable.extend(children_of_type(&ctx.state.pool, &earlier_runs, &job.job_type).await?);
     }
     Ok(replaceable)
+}
+
+/// The jobs whose products `job` itself replaces (see [`replaceable_jobs`]).
+async fn replaced_by(ctx: &ApiContext, job: &Job) -> Result<Vec<i64>, ApiError> {
+    let mut replaced = match ctx.state.registry.get(&job.job_type) {
+        Some(job_type) => job_type
+            .replaced_jobs(job)
+            .map_err(|e| ApiError::Internal(e.into()))?,
+        None => Vec::new(),
+    };
+    replaced.extend(reprocessed_jobs(&ctx.state.pool, job).await?);
+    Ok(replaced)
 }
 
 async fn status(

@@ -39,7 +39,7 @@ pub struct CatalogueQuery {
 }
 
 /// Where the next page starts: adapter-specific, opaque to the poller.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct PageCursor {
     /// The request for the next page (a URL, possibly with a POST body).
     pub url: String,

@@ -13,12 +13,61 @@ use super::DbError;
 #[derive(Debug, Clone)]
 pub struct PgJobContext {
     pool: PgPool,
+    campaign: Option<CampaignView>,
+}
+
+/// How a campaign's listing sees the jobs that exist: as continuous ingestion does, except for the
+/// jobs it is there to replace, which it does not see (so the job type plans their products again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CampaignView {
+    /// The campaign: its own jobs are always seen (a page listed again creates nothing).
+    pub id: i64,
+    /// Whether it processes again products whose jobs ended (done, failed or cancelled). Without
+    /// it, only the jobs created `cancelled` because their input was sensed before the processing
+    /// start date (left to reprocessing campaigns) are not seen.
+    pub reprocess: bool,
+}
+
+impl CampaignView {
+    /// The predicate on `jobs` of the jobs this view sees, with the campaign id as `$3` and the ended
+    /// statuses as `$4`.
+    const SEEN: &'static str = "($3::bigint IS NULL OR campaign_id = $3
+        OR (CASE WHEN $5 THEN status <> ALL ($4)
+                 ELSE NOT (status = ANY ($4) AND params->>'reprocessing_context' = 'before_processing_start_date') END))";
 }
 
 impl PgJobContext {
     /// A context on `pool`.
     pub fn new(pool: PgPool) -> Self {
-        PgJobContext { pool }
+        PgJobContext {
+            pool,
+            campaign: None,
+        }
+    }
+
+    /// A context on `pool` for the listing of a campaign.
+    pub fn for_campaign(pool: PgPool, view: CampaignView) -> Self {
+        PgJobContext {
+            pool,
+            campaign: Some(view),
+        }
+    }
+
+    /// The statuses `$4` of [`CampaignView::SEEN`]: those of ended jobs when reprocessing, else
+    /// `cancelled` only.
+    fn hidden_statuses(&self) -> Vec<i16> {
+        let statuses: &[JobStatus] = match self.campaign {
+            Some(CampaignView {
+                reprocess: true, ..
+            }) => &[
+                JobStatus::Done,
+                JobStatus::InternalError,
+                JobStatus::ErrorChecked,
+                JobStatus::Cancelled,
+            ],
+            _ => &[JobStatus::Cancelled],
+        };
+        statuses.iter().map(|s| s.id()).collect()
     }
 }
 
@@ -39,10 +88,14 @@ impl JobContext for PgJobContext {
         let what = "looking up existing jobs by product";
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE job_type = $1 AND product_id = ANY ($2) AND retry_of IS NULL ORDER BY id"
+             WHERE job_type = $1 AND product_id = ANY ($2) AND retry_of IS NULL AND {seen} ORDER BY id",
+            seen = CampaignView::SEEN
         ))
         .bind(job_type)
         .bind(product_ids)
+        .bind(self.campaign.map(|c| c.id))
+        .bind(self.hidden_statuses())
+        .bind(self.campaign.is_some_and(|c| c.reprocess))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| lookup_failed(what, e))?;
@@ -61,10 +114,15 @@ impl JobContext for PgJobContext {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE job_type = $1 AND measured_at = ANY ($2) AND retry_of IS NULL ORDER BY id"
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE job_type = $1 AND measured_at = ANY ($2) AND retry_of IS NULL AND {seen} ORDER BY id",
+            seen = CampaignView::SEEN
         ))
         .bind(job_type)
         .bind(times)
+        .bind(self.campaign.map(|c| c.id))
+        .bind(self.hidden_statuses())
+        .bind(self.campaign.is_some_and(|c| c.reprocess))
         .fetch_all(&self.pool)
         .await
         .map_err(|e| lookup_failed(what, e))?;

@@ -7,6 +7,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use swath_domain::JobStatus;
 
 pub mod bench;
+pub mod campaigns;
 pub mod chaining;
 pub mod claim;
 pub mod configure;

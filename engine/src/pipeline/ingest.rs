@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use swath_domain::context::JobContext;
 use swath_domain::template::{JobTypeError, JobsToCreate, RejectedProduct};
 use swath_domain::{JobStatus, JobTemplate};
 
@@ -76,10 +77,10 @@ impl From<sqlx::Error> for IngestError {
 /// What a page will change, decided from what the database held when it was planned.
 #[derive(Debug, Clone)]
 pub struct PagePlan {
-    plan: JobsToCreate,
-    quarantined: Vec<Quarantined>,
-    listed: usize,
-    considered: usize,
+    pub(crate) plan: JobsToCreate,
+    pub(crate) quarantined: Vec<Quarantined>,
+    pub(crate) listed: usize,
+    pub(crate) considered: usize,
     newest: Option<DateTime<Utc>>,
 }
 
@@ -111,8 +112,16 @@ pub async fn plan_page(
     job_type: &dyn JobTemplate,
     page: &CataloguePage,
 ) -> Result<PagePlan, IngestError> {
-    let ctx = PgJobContext::new(pool.clone());
-    let plan = job_type.get_jobs_to_create(&ctx, &page.products).await?;
+    plan_page_in(&PgJobContext::new(pool.clone()), job_type, page).await
+}
+
+/// [`plan_page`] with the lookups of `ctx` (a campaign's listing sees the existing jobs its own way).
+pub async fn plan_page_in(
+    ctx: &dyn JobContext,
+    job_type: &dyn JobTemplate,
+    page: &CataloguePage,
+) -> Result<PagePlan, IngestError> {
+    let plan = job_type.get_jobs_to_create(ctx, &page.products).await?;
     let mut quarantined: Vec<Quarantined> = page
         .invalid
         .iter()

@@ -3,6 +3,7 @@
 //! decided in [`crate::attempt`]. Status changes are applied through `transitions`, which counts
 //! them once committed.
 
+pub mod campaign;
 pub mod cancel;
 pub mod configure;
 pub mod dispatch;

@@ -28,6 +28,7 @@ use crate::db::claim::Claimant;
 use crate::db::services::register;
 use crate::db::services::Instance;
 use crate::db::tracking::TrackScope;
+use crate::pipeline::campaign::CampaignService;
 use crate::pipeline::configure::ConfigureService;
 use crate::pipeline::execution::{DispatchLoop, DispatchService, TrackLoop, TrackService};
 use crate::pipeline::poller::poll;
@@ -198,6 +199,17 @@ pub async fn start(
             }),
         ));
     }
+    services.push((
+        Group::Claiming,
+        Box::new(CampaignService {
+            pool: pool.clone(),
+            registry: Arc::clone(&registry),
+            catalogue_options: settings.catalogue_options(),
+            owner: service_id,
+            lease: cluster.lease,
+            interval,
+        }),
+    ));
     services.push((
         Group::Finishing,
         Box::new(HeartbeatService {
