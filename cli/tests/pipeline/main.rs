@@ -2,6 +2,7 @@
 //!
 //! One test program per area: the modules below share `swath-test-support` (the `support` crate).
 
+mod campaigns;
 mod catalogue_ingest;
 mod chaining;
 mod configure;

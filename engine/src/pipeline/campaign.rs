@@ -9,9 +9,10 @@
 //! campaign is a unique index).
 //!
 //! Campaign jobs differ from continuously ingested ones in four ways: priority `reprocessing`, their
-//! campaign's id (which the dispatch throttles on), the campaign's image when it pins one, and, for
-//! a campaign that reprocesses, a name of their own (`<name>-campaign-<id>`) and the jobs that ended
-//! for their products left out of the job type's lookups, so that it plans them again.
+//! campaign's id (which the dispatch throttles on), the campaign's image when it pins one, and a
+//! name of their own (`<name>-campaign-<id>`). The job type's lookups do not see the jobs the
+//! campaign stands in for (those created `cancelled` before the processing start date, and for a
+//! campaign that reprocesses, every job that ended), so that it plans their products again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -243,16 +244,15 @@ pub fn campaign_page(
     }
 }
 
-/// Makes `job` one of `campaign`'s: its id, priority `reprocessing`, its image, and for a campaign
-/// that reprocesses a name of its own. A job the job type would have created `cancelled` because
+/// Makes `job` one of `campaign`'s: its id, priority `reprocessing`, its image and a name of its own
+/// (`<name>-campaign-<id>`). A job the job type would have created `cancelled` because
 /// its input was sensed before the processing start date is what campaigns are for: it starts
 /// `initialized`.
 fn make_campaign_job(campaign: &Campaign, job: &mut NewJob) {
     job.campaign_id = Some(campaign.id);
     job.priority = JobPriority::Reprocessing;
-    if campaign.reprocess {
-        job.name = format!("{}-campaign-{}", job.name, campaign.id);
-    }
+    // A name of its own: the job it stands in for (ended, or created `cancelled`) keeps its name.
+    job.name = format!("{}-campaign-{}", job.name, campaign.id);
     if campaign.image.is_some() {
         job.software_version.clone_from(&campaign.image);
     }
