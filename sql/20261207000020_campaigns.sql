@@ -51,8 +51,13 @@ CREATE INDEX campaigns_active ON campaigns (id) WHERE state IN ('listing', 'runn
 ALTER TABLE jobs ADD COLUMN campaign_id bigint REFERENCES campaigns (id);
 COMMENT ON COLUMN jobs.campaign_id IS 'the reprocessing campaign that created the job (its retries keep it)';
 
--- Progress and throttling count a campaign's jobs by status.
-CREATE INDEX jobs_campaign ON jobs (campaign_id, status) WHERE campaign_id IS NOT NULL;
+-- Progress and throttling count a campaign's jobs by status (and its throughput by the time they
+-- ended) from the index alone; its retries, which progress counts in place of the jobs they retry,
+-- and its claimed jobs not dispatched yet, which hold slots, have their own small indexes.
+CREATE INDEX jobs_campaign ON jobs (campaign_id, status, status_changed_at) WHERE campaign_id IS NOT NULL;
+CREATE INDEX jobs_campaign_retries ON jobs (campaign_id, retry_of) WHERE campaign_id IS NOT NULL AND retry_of IS NOT NULL;
+CREATE INDEX jobs_campaign_claimed ON jobs (campaign_id, lease_expires_at)
+    WHERE status = 3 AND campaign_id IS NOT NULL AND lease_expires_at IS NOT NULL;
 -- One job per product per campaign (retries aside): a listing resumed or taken over never creates
 -- a product's job twice.
 CREATE UNIQUE INDEX jobs_campaign_product ON jobs (campaign_id, job_type, product_id)

@@ -421,3 +421,50 @@ async fn only_the_holder_of_a_campaigns_listing_lease_commits_its_pages(pool: Pg
         .is_err());
     assert_eq!(jobs_of(&pool, campaign.id).await.len(), 1);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn progress_counts_each_product_once_by_the_last_job_of_its_retry_chain(pool: PgPool) {
+    let campaign = create_campaign(&pool, &new_campaign("retried", "test_job"))
+        .await
+        .unwrap();
+    let failed = ready(
+        &pool,
+        "will-fail",
+        Some(campaign.id),
+        JobPriority::Reprocessing,
+    )
+    .await;
+    ready(&pool, "waits", Some(campaign.id), JobPriority::Reprocessing).await;
+    drive(&pool, failed.clone(), &[JobStatus::InternalError]).await;
+    let progress = campaign_progress(&pool, campaign.id).await.unwrap();
+    assert_eq!(
+        (progress.jobs, progress.failed, progress.waiting),
+        (2, 1, 1)
+    );
+    assert_eq!(progress.ended_last_hour, 1);
+
+    let first = swath_engine::db::retries::retry_job(&pool, failed.id, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.job.campaign_id,
+        Some(campaign.id),
+        "a retry stays in its campaign"
+    );
+    drive(&pool, first.job.clone(), &[JobStatus::Cancelled]).await;
+    let second = swath_engine::db::retries::retry_job(&pool, failed.id, 5)
+        .await
+        .unwrap();
+    let progress = campaign_progress(&pool, campaign.id).await.unwrap();
+    assert_eq!(
+        (
+            progress.jobs,
+            progress.failed,
+            progress.cancelled,
+            progress.waiting
+        ),
+        (2, 0, 0, 2),
+        "the original and the first retry are replaced by the second: {progress:?}"
+    );
+    assert_eq!(second.job.campaign_id, Some(campaign.id));
+}

@@ -715,17 +715,40 @@ pub struct CampaignProgress {
     pub ended_last_hour: i64,
 }
 
-/// The progress of campaign `id`, counted from its jobs.
+/// The progress of campaign `id`, counted from its jobs: every job by status, less the jobs that
+/// a later retry replaces (the retried job, and every retry but the last). Both counts read
+/// indexes only (`jobs_campaign`, `jobs_campaign_retries`), without a lookup per job.
 pub async fn campaign_progress<'e>(
     db: impl PgExecutor<'e>,
     id: i64,
 ) -> Result<CampaignProgress, DbError> {
-    let rows: Vec<(i16, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT j.status, count(*),
-                count(*) FILTER (WHERE j.status_changed_at > clock_timestamp() - interval '1 hour')
-         FROM jobs j WHERE j.campaign_id = $1 AND {LATEST}
-         GROUP BY j.status"
-    ))
+    let rows: Vec<(i16, i64, i64)> = sqlx::query_as(
+        "WITH everything AS (
+             SELECT status, count(*) AS jobs,
+                    count(*) FILTER (WHERE status_changed_at > clock_timestamp() - interval '1 hour') AS recent
+             FROM jobs WHERE campaign_id = $1
+             GROUP BY status
+         ),
+         retries AS (
+             SELECT id, retry_of FROM jobs WHERE campaign_id = $1 AND retry_of IS NOT NULL
+         ),
+         chains AS (
+             SELECT retry_of AS original, max(id) AS last FROM retries GROUP BY retry_of
+         ),
+         replaced AS (
+             SELECT o.id FROM jobs o JOIN chains ch ON o.id = ch.original
+             UNION ALL
+             SELECT r.id FROM retries r JOIN chains ch ON ch.original = r.retry_of WHERE r.id <> ch.last
+         ),
+         replaced_by_status AS (
+             SELECT j.status, count(*) AS jobs,
+                    count(*) FILTER (WHERE j.status_changed_at > clock_timestamp() - interval '1 hour') AS recent
+             FROM jobs j JOIN replaced USING (id)
+             GROUP BY j.status
+         )
+         SELECT e.status, e.jobs - coalesce(r.jobs, 0), e.recent - coalesce(r.recent, 0)
+         FROM everything e LEFT JOIN replaced_by_status r USING (status)",
+    )
     .bind(id)
     .fetch_all(db)
     .await?;

@@ -54,12 +54,11 @@ pub async fn claim_ready_jobs(
                AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp() OR service_id = $3)";
     let rows = sqlx::query(&format!(
         "WITH budget AS (
-             SELECT c.id, c.max_in_flight - (
-                        SELECT count(*) FROM jobs f
-                        WHERE f.campaign_id = c.id
-                          AND ({in_flight}
-                               OR ({ready} AND f.lease_expires_at >= clock_timestamp() AND f.service_id <> $3))
-                    ) AS free
+             SELECT c.id, c.max_in_flight
+                    - (SELECT count(*) FROM jobs f WHERE f.campaign_id = c.id AND {in_flight})
+                    - (SELECT count(*) FROM jobs f
+                       WHERE f.campaign_id = c.id AND {claimed_ready} AND f.lease_expires_at IS NOT NULL
+                         AND f.lease_expires_at >= clock_timestamp() AND f.service_id <> $3) AS free
              FROM campaigns c
              WHERE c.state IN ('listing', 'running')
          ),
@@ -93,6 +92,7 @@ pub async fn claim_ready_jobs(
          ORDER BY claimed.priority, claimed.input_published_at NULLS LAST, claimed.id",
         ready = status_is("status", JobStatus::Ready),
         in_flight = status_in_flight("f.status"),
+        claimed_ready = status_is("f.status", JobStatus::Ready),
     ))
     .bind(job_types)
     .bind(limit)
