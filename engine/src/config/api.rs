@@ -1,4 +1,4 @@
-//! The API settings: its bearer tokens and the retry cap, and the job types an instance runs.
+//! The API settings: its bearer tokens, the retry cap and the bulk operations' cap, and the job types an instance runs.
 
 use super::Settings;
 
@@ -8,8 +8,15 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Manual retries an original job may have unless configured otherwise (`SWATH_RETRY_CAP`).
 pub const DEFAULT_RETRY_CAP: u32 = 3;
 
+/// Most jobs one bulk operation (`POST /jobs/retry`, `POST /jobs/cancel`, `swath jobs retry` and
+/// `cancel` by filter) acts on unless configured otherwise (`SWATH_BULK_MAX_JOBS`).
+pub const DEFAULT_BULK_MAX_JOBS: u32 = 10_000;
+
 impl Settings {
     pub(super) fn validate_api(&self, problems: &mut Vec<String>) {
+        if self.bulk_max_jobs == 0 {
+            problems.push("SWATH_BULK_MAX_JOBS: must be at least 1".into());
+        }
         for (name, token) in [
             ("SWATH_API_WRITE_TOKEN", &self.api_write_token),
             ("SWATH_API_READ_TOKEN", &self.api_read_token),
