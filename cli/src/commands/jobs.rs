@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use swath_domain::{Job, JobStatus};
 
 use super::table;
-use swath_engine::api::bulk::{too_many_message, DRY_RUN_IDS};
+use swath_engine::api::bulk::{dry_run_ids, too_many_message};
 use swath_engine::config::parse_date;
 use swath_engine::config::{ExecutorKind, Settings};
 use swath_engine::db::history::{job_history, StatusChangeRecord};
@@ -277,7 +277,7 @@ async fn bulk_ids(
         .await
         .context("counting the matching jobs")?;
     if bulk.dry_run {
-        filter.limit = DRY_RUN_IDS;
+        filter.limit = dry_run_ids(settings.bulk_max_jobs);
         let ids = job_ids(pool, &filter)
             .await
             .context("listing the matching jobs")?;

@@ -34,6 +34,12 @@ use crate::pipeline::cancel::{cancel_job, AttemptStop};
 /// Ids a dry run shows at most.
 pub const DRY_RUN_IDS: i64 = 100;
 
+/// How many ids a dry run shows with cap `cap`: at most [`DRY_RUN_IDS`], and no more than it
+/// counts (the cap and one more).
+pub fn dry_run_ids(cap: u32) -> i64 {
+    DRY_RUN_IDS.min(i64::from(cap) + 1)
+}
+
 /// The message of a refusal because more than `cap` jobs match.
 pub fn too_many_message(cap: u32) -> String {
     format!(
@@ -145,7 +151,7 @@ pub struct DryRunAnswer {
     pub count: i64,
     /// Whether more jobs match than one call may act on (`count` is then the cap plus one).
     pub capped: bool,
-    /// The first matching ids, newest first (at most [`DRY_RUN_IDS`]).
+    /// The first matching ids, newest first (at most [`DRY_RUN_IDS`], and at most `count`).
     pub ids: Vec<i64>,
 }
 
@@ -214,7 +220,7 @@ async fn dry_run(ctx: &ApiContext, mut filter: JobFilter) -> Result<DryRunAnswer
         .await
         .map_err(crate::db::DbError::from)?;
     let count = count_jobs(&mut *tx, &filter, cap + 1).await?;
-    filter.limit = DRY_RUN_IDS;
+    filter.limit = dry_run_ids(ctx.operator.bulk_max_jobs);
     let ids = job_ids(&mut *tx, &filter).await?;
     tx.commit().await.map_err(crate::db::DbError::from)?;
     Ok(DryRunAnswer {
