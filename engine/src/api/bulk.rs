@@ -350,3 +350,28 @@ async fn bulk_cancel(
     })
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_runs_show_no_more_ids_than_they_count() {
+        assert_eq!(dry_run_ids(10_000), DRY_RUN_IDS);
+        assert_eq!(dry_run_ids(3), 4);
+        assert_eq!(
+            too_many_message(3),
+            "more than 3 jobs match; at most 3 per call (setting bulk_max_jobs): narrow the filter"
+        );
+    }
+
+    #[test]
+    fn bodies_refuse_unknown_fields_and_default_to_acting() {
+        let body: BulkRequest =
+            serde_json::from_str(r#"{"status": ["internal_error"], "campaign": 3}"#).unwrap();
+        assert!(!body.dry_run);
+        assert_eq!(body.campaign, Some(3));
+        let err = serde_json::from_str::<BulkRequest>(r#"{"ids": [1]}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `ids`"), "{err}");
+    }
+}

@@ -144,3 +144,34 @@ pub fn status_by_name(name: &str) -> Option<JobStatus> {
         .copied()
         .find(|s| s.name() == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_ids_and_ranges_are_checked_with_the_parameter_named() {
+        let mut filter = JobFilter::default();
+        add_status(&mut filter, "internal_error").unwrap();
+        add_status(&mut filter, "internal_error").unwrap();
+        add_status(&mut filter, "cancelled").unwrap();
+        assert_eq!(
+            filter.statuses,
+            [JobStatus::InternalError, JobStatus::Cancelled]
+        );
+        let err = add_status(&mut filter, "12").unwrap_err().to_string();
+        assert!(err.starts_with("status: unknown status \"12\""), "{err}");
+        assert_eq!(positive_id("campaign", "7", "a campaign id").unwrap(), 7);
+        let err = positive_id("campaign", "0", "a campaign id")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "campaign: \"0\" is not a campaign id");
+        filter.created_after = Some("2022-01-02T00:00:00Z".parse().unwrap());
+        filter.created_before = Some("2022-01-01T00:00:00Z".parse().unwrap());
+        let err = check_ranges(&filter).unwrap_err().to_string();
+        assert_eq!(err, "created_after must be before created_before");
+        filter.created_before = None;
+        filter.changed_after = filter.created_after;
+        assert!(check_ranges(&filter).is_ok());
+    }
+}

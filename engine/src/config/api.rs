@@ -73,6 +73,20 @@ mod tests {
     }
 
     #[test]
+    fn the_bulk_cap_travels_to_the_api_and_must_be_positive() {
+        let mut s = Settings::default();
+        assert_eq!(s.bulk_max_jobs, DEFAULT_BULK_MAX_JOBS);
+        s.bulk_max_jobs = 25;
+        assert_eq!(s.operator_api(None).bulk_max_jobs, 25);
+        s.bulk_max_jobs = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("SWATH_BULK_MAX_JOBS: must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn children_types_run_with_the_enabled_ones() {
         let s = Settings::default();
         assert_eq!(
