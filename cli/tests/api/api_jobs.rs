@@ -176,6 +176,13 @@ async fn bad_list_queries_name_the_parameter(pool: PgPool) {
         ),
         ("type=test_job&type=fsc_rlie", "type: given more than once"),
         ("colour=red", "unknown query parameter \"colour\""),
+        ("campaign=0", "campaign: \"0\" is not a campaign id"),
+        ("campaign=x", "campaign: \"x\" is not a campaign id"),
+        (
+            "changed_after=soon",
+            "changed_after: \"soon\" is not an RFC 3339 date-time",
+        ),
+        ("campaign=1&campaign=2", "campaign: given more than once"),
         ("tile=%00", "tile: NUL characters are not allowed"),
     ] {
         let answer = op.get(&format!("/jobs?{query}")).await;

@@ -12,7 +12,8 @@ use swath_domain::job::OutputProduct;
 use swath_domain::{Job, JobStatus};
 
 use super::auth::ReadAccess;
-use super::input::{check_text, parse_time, query_pairs, ApiPath};
+use super::input::{check_text, query_pairs, ApiPath};
+use super::job_filter::{check_ranges, filter_parameter, FILTER_PARAMETERS};
 use super::{ApiContext, ApiError};
 use crate::db::chaining::{awaiting_children, blocking_child, BlockingChild};
 use crate::db::history::{job_history, StatusChangeRecord};
@@ -57,32 +58,32 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
         })
 }
 
-const LIST_PARAMETERS: &[&str] = &[
-    "type",
-    "status",
-    "tile",
-    "parent",
-    "measured_after",
-    "measured_before",
-    "created_after",
-    "created_before",
-    "limit",
-    "cursor",
-];
+/// The parameters of `GET /jobs` besides the filters ([`FILTER_PARAMETERS`]).
+const PAGE_PARAMETERS: &[&str] = &["limit", "cursor"];
 
 /// The filter of a `GET /jobs` query string; the limit asks for one job more than the page, to know
-/// whether another page follows.
+/// whether another page follows. Each filter is checked by [`filter_parameter`], as the bodies of
+/// the bulk operations are.
 fn list_filter(ctx: &ApiContext, query: Option<&str>) -> Result<(JobFilter, i64), ApiError> {
     let mut filter = JobFilter::default();
     let mut limit = DEFAULT_LIMIT;
     let mut seen: Vec<&str> = Vec::new();
     let bad = |name: &str, problem: String| ApiError::BadRequest(format!("{name}: {problem}"));
     for (name, value) in query_pairs(query) {
-        let Some(&known) = LIST_PARAMETERS.iter().find(|p| **p == name) else {
+        let Some(&known) = FILTER_PARAMETERS
+            .iter()
+            .chain(PAGE_PARAMETERS)
+            .find(|p| **p == name)
+        else {
             check_text("query", &name, 64)?;
             return Err(ApiError::BadRequest(format!(
                 "unknown query parameter {name:?} (known: {})",
-                LIST_PARAMETERS.join(", ")
+                FILTER_PARAMETERS
+                    .iter()
+                    .chain(PAGE_PARAMETERS)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         check_text(known, &value, 256)?;
@@ -93,64 +94,6 @@ fn list_filter(ctx: &ApiContext, query: Option<&str>) -> Result<(JobFilter, i64)
             seen.push(known);
         }
         match known {
-            "type" => {
-                if ctx.state.registry.get(&value).is_none() {
-                    return Err(bad(
-                        known,
-                        format!(
-                            "unknown job type {value:?} (known: {})",
-                            ctx.state.registry.names().join(", ")
-                        ),
-                    ));
-                }
-                filter.job_type = Some(value);
-            }
-            "status" => {
-                for name in value.split(',').map(str::trim) {
-                    let status = status_by_name(name).ok_or_else(|| {
-                        bad(
-                            known,
-                            format!(
-                                "unknown status {name:?} (known: {})",
-                                swath_domain::status::ALL_STATUSES
-                                    .iter()
-                                    .map(|s| s.name())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        )
-                    })?;
-                    if !filter.statuses.contains(&status) {
-                        filter.statuses.push(status);
-                    }
-                }
-            }
-            "tile" => {
-                let tile = value.trim_start_matches(['T', 't']).to_ascii_uppercase();
-                if tile.is_empty()
-                    || tile.len() > 16
-                    || !tile.bytes().all(|b| b.is_ascii_alphanumeric())
-                {
-                    return Err(bad(
-                        known,
-                        format!("{value:?} is not a tile id such as 32TLR"),
-                    ));
-                }
-                filter.tile_id = Some(tile);
-            }
-            "parent" => {
-                filter.parent_id = Some(
-                    value
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|id| *id > 0)
-                        .ok_or_else(|| bad(known, format!("{value:?} is not a job id")))?,
-                );
-            }
-            "measured_after" => filter.measured_after = Some(parse_time(known, &value)?),
-            "measured_before" => filter.measured_before = Some(parse_time(known, &value)?),
-            "created_after" => filter.created_after = Some(parse_time(known, &value)?),
-            "created_before" => filter.created_before = Some(parse_time(known, &value)?),
             "limit" => {
                 limit = value
                     .parse::<i64>()
@@ -164,31 +107,12 @@ fn list_filter(ctx: &ApiContext, query: Option<&str>) -> Result<(JobFilter, i64)
                     })?;
             }
             "cursor" => filter.before_id = Some(decode_cursor(&value)?),
-            _ => unreachable!("every known parameter is handled"),
+            _ => filter_parameter(ctx, &mut filter, known, &value)?,
         }
     }
-    for (after, before, name) in [
-        (filter.measured_after, filter.measured_before, "measured"),
-        (filter.created_after, filter.created_before, "created"),
-    ] {
-        if let (Some(a), Some(b)) = (after, before) {
-            if a >= b {
-                return Err(ApiError::BadRequest(format!(
-                    "{name}_after must be before {name}_before"
-                )));
-            }
-        }
-    }
+    check_ranges(&filter)?;
     filter.limit = limit + 1;
     Ok((filter, limit))
-}
-
-/// A status by its name only (the API does not take ids).
-fn status_by_name(name: &str) -> Option<JobStatus> {
-    swath_domain::status::ALL_STATUSES
-        .iter()
-        .copied()
-        .find(|s| s.name() == name)
 }
 
 async fn list(
@@ -369,6 +293,7 @@ async fn show(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::job_filter::status_by_name;
 
     fn change(attempt: i32, status: JobStatus, subtype: Option<&str>) -> StatusChangeRecord {
         StatusChangeRecord {

@@ -1,7 +1,8 @@
 //! The HTTP API, under `/api/v1`, described by the OpenAPI document it serves (`openapi`):
 //! - the operator API: jobs listed and shown (`jobs`), cancelled and given children (`job_writes`),
-//!   retried one by one or in batches (`retries`), health and readiness (`health`), with bearer
-//!   tokens (`auth`);
+//!   retried one by one or in batches (`retries`), retried or cancelled by filter (`bulk`, with the
+//!   filters of the list: `job_filter`), health and readiness (`health`), with bearer tokens
+//!   (`auth`);
 //! - the worker protocol (`worker`), whose concurrent reports are checked and applied in groups
 //!   (`reports`, over `batcher`).
 //!
@@ -18,15 +19,17 @@ use sqlx::PgPool;
 use swath_domain::registry::JobTypeRegistry;
 
 use crate::attempt::failure::AttemptBackoff;
-use crate::config::DEFAULT_RETRY_CAP;
+use crate::config::{DEFAULT_BULK_MAX_JOBS, DEFAULT_RETRY_CAP};
 use crate::db::DbError;
 use crate::executor::Executor;
 
 pub mod auth;
 pub mod batcher;
+pub mod bulk;
 pub mod dashboard;
 pub mod health;
 pub mod input;
+pub mod job_filter;
 pub mod job_writes;
 pub mod jobs;
 pub mod known;
@@ -54,13 +57,15 @@ pub struct ApiState {
 }
 
 /// What the operator API needs beyond [`ApiState`]. The default has no token (writes are refused,
-/// reads are open), the default retry cap and no executor (cancelled attempts are not stopped).
+/// reads are open), the default retry and bulk caps and no executor (cancelled attempts are not stopped).
 #[derive(Clone)]
 pub struct OperatorApi {
     /// The bearer tokens of reads and writes.
     pub tokens: auth::ApiTokens,
     /// Retries an original job may have.
     pub retry_cap: u32,
+    /// Most jobs one bulk retry or cancel by filter acts on (setting `bulk_max_jobs`).
+    pub bulk_max_jobs: u32,
     /// Where attempts run, to stop the attempt of a cancelled job.
     pub executor: Option<Arc<dyn Executor>>,
 }
@@ -70,6 +75,7 @@ impl Default for OperatorApi {
         OperatorApi {
             tokens: auth::ApiTokens::default(),
             retry_cap: DEFAULT_RETRY_CAP,
+            bulk_max_jobs: DEFAULT_BULK_MAX_JOBS,
             executor: None,
         }
     }
@@ -99,6 +105,7 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(jobs::routes())
         .merge(job_writes::routes())
         .merge(retries::routes())
+        .merge(bulk::routes())
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(dashboard::routes())

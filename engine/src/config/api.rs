@@ -1,4 +1,4 @@
-//! The API settings: its bearer tokens and the retry cap, and the job types an instance runs.
+//! The API settings: its bearer tokens, the retry cap and the bulk operations' cap, and the job types an instance runs.
 
 use super::Settings;
 
@@ -8,8 +8,15 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// Manual retries an original job may have unless configured otherwise (`SWATH_RETRY_CAP`).
 pub const DEFAULT_RETRY_CAP: u32 = 3;
 
+/// Most jobs one bulk operation (`POST /jobs/retry`, `POST /jobs/cancel`, `swath jobs retry` and
+/// `cancel` by filter) acts on unless configured otherwise (`SWATH_BULK_MAX_JOBS`).
+pub const DEFAULT_BULK_MAX_JOBS: u32 = 10_000;
+
 impl Settings {
     pub(super) fn validate_api(&self, problems: &mut Vec<String>) {
+        if self.bulk_max_jobs == 0 {
+            problems.push("SWATH_BULK_MAX_JOBS: must be at least 1".into());
+        }
         for (name, token) in [
             ("SWATH_API_WRITE_TOKEN", &self.api_write_token),
             ("SWATH_API_READ_TOKEN", &self.api_read_token),
@@ -63,6 +70,20 @@ mod tests {
         assert!(!format!("{s:?}").contains("long-enough"));
         assert!(!toml::to_string(&s).unwrap().contains("long-enough"));
         assert!(s.operator_api(None).tokens.writes_enabled());
+    }
+
+    #[test]
+    fn the_bulk_cap_travels_to_the_api_and_must_be_positive() {
+        let mut s = Settings::default();
+        assert_eq!(s.bulk_max_jobs, DEFAULT_BULK_MAX_JOBS);
+        s.bulk_max_jobs = 25;
+        assert_eq!(s.operator_api(None).bulk_max_jobs, 25);
+        s.bulk_max_jobs = 0;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("SWATH_BULK_MAX_JOBS: must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod publication;
 mod redact;
 mod storage;
 
-pub use api::DEFAULT_RETRY_CAP;
+pub use api::{DEFAULT_BULK_MAX_JOBS, DEFAULT_RETRY_CAP};
 pub use cluster::{ClusterSettings, ScheduleSettings};
 pub use dates::parse_date;
 pub use executor::{ExecutorKind, Secret, ServiceProvider};
@@ -147,6 +147,10 @@ pub struct Settings {
     pub api_read_token: Option<Secret>,
     /// Manual retries an original job may have.
     pub retry_cap: u32,
+    /// Most jobs one bulk retry or cancel by filter acts on (`POST /jobs/retry`, `POST
+    /// /jobs/cancel`, `swath jobs retry|cancel --status ...`): when more match, the call is refused
+    /// and the filter must be narrowed. A dry run still counts them.
+    pub bulk_max_jobs: u32,
     /// Delay before the second attempt of a job after an external error, in seconds; it doubles
     /// with each attempt (with jitter).
     pub retry_base_secs: u64,
@@ -320,6 +324,7 @@ impl Default for Settings {
             api_write_token: None,
             api_read_token: None,
             retry_cap: DEFAULT_RETRY_CAP,
+            bulk_max_jobs: DEFAULT_BULK_MAX_JOBS,
             retry_base_secs: 60,
             retry_max_secs: 3600,
             executor: ExecutorKind::Local,

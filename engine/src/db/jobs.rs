@@ -203,6 +203,10 @@ pub struct JobFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Only jobs created before this time.
     pub created_before: Option<DateTime<Utc>>,
+    /// Only jobs whose status changed at or after this time (`status_changed_at`).
+    pub changed_after: Option<DateTime<Utc>>,
+    /// Only jobs of this reprocessing campaign (`campaign_id`).
+    pub campaign_id: Option<i64>,
     /// Only jobs with an id below this one (cursor for the next page).
     pub before_id: Option<i64>,
     /// At most this many jobs.
@@ -219,8 +223,19 @@ pub async fn list_jobs<'e>(
     let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE true"
     ));
+    push_conditions(&mut query, filter);
+    query
+        .push(" ORDER BY id DESC LIMIT ")
+        .push_bind(filter.limit.max(0));
+    let rows = query.build().fetch_all(db).await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+/// Appends ` AND <condition>` for each filter given (and none for the others), so that a statement
+/// holds only the filters given. The limit is not one of them.
+fn push_conditions(query: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, filter: &JobFilter) {
     if let Some(job_type) = &filter.job_type {
-        query.push(" AND job_type = ").push_bind(job_type);
+        query.push(" AND job_type = ").push_bind(job_type.clone());
     }
     let statuses: Vec<i16> = filter.statuses.iter().map(|s| s.id()).collect();
     match statuses.as_slice() {
@@ -236,10 +251,13 @@ pub async fn list_jobs<'e>(
         }
     }
     if let Some(tile) = &filter.tile_id {
-        query.push(" AND tile_id = ").push_bind(tile);
+        query.push(" AND tile_id = ").push_bind(tile.clone());
     }
     if let Some(parent) = filter.parent_id {
         query.push(" AND parent_id = ").push_bind(parent);
+    }
+    if let Some(campaign) = filter.campaign_id {
+        query.push(" AND campaign_id = ").push_bind(campaign);
     }
     if let Some(before) = filter.before_id {
         query.push(" AND id < ").push_bind(before);
@@ -249,6 +267,7 @@ pub async fn list_jobs<'e>(
         ("measured_at", "<", filter.measured_before),
         ("created_at", ">=", filter.created_after),
         ("created_at", "<", filter.created_before),
+        ("status_changed_at", ">=", filter.changed_after),
     ] {
         if let Some(at) = at {
             query
@@ -256,11 +275,35 @@ pub async fn list_jobs<'e>(
                 .push_bind(at);
         }
     }
+}
+
+/// How many jobs match `filter` (its limit aside), counting at most `at_most`: the count stops
+/// there, so that it never reads more of the archive than that (a count of `at_most` means "at
+/// least that many").
+pub async fn count_jobs<'e>(
+    db: impl PgExecutor<'e>,
+    filter: &JobFilter,
+    at_most: i64,
+) -> Result<i64, DbError> {
+    let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE true",
+    );
+    push_conditions(&mut query, filter);
+    query
+        .push(" LIMIT ")
+        .push_bind(at_most.max(0))
+        .push(") AS matching");
+    Ok(query.build_query_scalar::<i64>().fetch_one(db).await?)
+}
+
+/// The ids of the jobs matching `filter`, newest first, at most `filter.limit` of them.
+pub async fn job_ids<'e>(db: impl PgExecutor<'e>, filter: &JobFilter) -> Result<Vec<i64>, DbError> {
+    let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new("SELECT id FROM jobs WHERE true");
+    push_conditions(&mut query, filter);
     query
         .push(" ORDER BY id DESC LIMIT ")
         .push_bind(filter.limit.max(0));
-    let rows = query.build().fetch_all(db).await?;
-    rows.iter().map(job_from_row).collect()
+    Ok(query.build_query_scalar::<i64>().fetch_all(db).await?)
 }
 
 /// Number of jobs per (job type, status), by type then status, from the summary the triggers keep

@@ -102,6 +102,7 @@ impl Settings {
                 self.api_read_token.as_ref().map(|t| t.expose()),
             ),
             retry_cap: self.retry_cap,
+            bulk_max_jobs: self.bulk_max_jobs,
             executor,
         }
     }
