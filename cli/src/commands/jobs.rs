@@ -119,6 +119,21 @@ pub async fn run(pool: &PgPool, settings: &Settings, cmd: JobsCommand) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+/// The executor through which a command stops attempts: Nomad (which any process can reach), or
+/// none for the local executor (a local attempt belongs to the `swath serve` that started it).
+pub(super) fn operator_executor(settings: &Settings) -> anyhow::Result<Option<Box<dyn Executor>>> {
+    Ok(match settings.executor {
+        ExecutorKind::Nomad => {
+            let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
+            Some(Box::new(NomadExecutor::new(
+                config,
+                settings.flavors.clone(),
+            )))
+        }
+        ExecutorKind::Local => None,
+    })
+}
+
 /// `swath jobs cancel`: the attempt in flight is stopped through Nomad (which any process can reach);
 /// a local attempt belongs to the `swath serve` that started it, and its worker ends at its next
 /// report, which is refused.
@@ -128,16 +143,7 @@ async fn cancel(
     id: i64,
     reason: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let executor: Option<Box<dyn Executor>> = match settings.executor {
-        ExecutorKind::Nomad => {
-            let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
-            Some(Box::new(NomadExecutor::new(
-                config,
-                settings.flavors.clone(),
-            )))
-        }
-        ExecutorKind::Local => None,
-    };
+    let executor = operator_executor(settings)?;
     let reason = match reason {
         Some(r) if r.contains('\0') => anyhow::bail!("the reason may not contain NUL characters"),
         Some(r) => format!("cancelled from the command line: {r}"),

@@ -1,6 +1,6 @@
 //! The HTTP API, under `/api/v1`, described by the OpenAPI document it serves (`openapi`):
 //! - the operator API: jobs listed and shown (`jobs`), cancelled and given children (`job_writes`),
-//!   retried one by one or in batches (`retries`), health and readiness (`health`), with bearer
+//!   retried one by one or in batches (`retries`), reprocessing campaigns (`campaigns`), health and readiness (`health`), with bearer
 //!   tokens (`auth`);
 //! - the worker protocol (`worker`), whose concurrent reports are checked and applied in groups
 //!   (`reports`, over `batcher`).
@@ -24,6 +24,7 @@ use crate::executor::Executor;
 
 pub mod auth;
 pub mod batcher;
+pub mod campaigns;
 pub mod dashboard;
 pub mod health;
 pub mod input;
@@ -63,6 +64,8 @@ pub struct OperatorApi {
     pub retry_cap: u32,
     /// Where attempts run, to stop the attempt of a cancelled job.
     pub executor: Option<Arc<dyn Executor>>,
+    /// The catalogue a campaign lists when its request names none (the `catalogue` setting).
+    pub catalogue: String,
 }
 
 impl Default for OperatorApi {
@@ -71,6 +74,7 @@ impl Default for OperatorApi {
             tokens: auth::ApiTokens::default(),
             retry_cap: DEFAULT_RETRY_CAP,
             executor: None,
+            catalogue: crate::config::Settings::default().catalogue,
         }
     }
 }
@@ -102,7 +106,8 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(dashboard::routes())
-        .merge(schedules::routes());
+        .merge(schedules::routes())
+        .merge(campaigns::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(metrics::routes())

@@ -103,6 +103,7 @@ impl Settings {
             ),
             retry_cap: self.retry_cap,
             executor,
+            catalogue: self.catalogue.clone(),
         }
     }
 
