@@ -2,6 +2,7 @@
 //!
 //! One test program per area: the modules below share `swath-test-support` (the `support` crate).
 
+mod api_campaigns;
 mod api_fuzz;
 mod api_jobs;
 mod api_routes;
