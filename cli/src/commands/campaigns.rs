@@ -353,3 +353,63 @@ pub fn render_show(report: &CampaignReport, terminal: bool) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swath_engine::campaigns::report;
+    use swath_engine::db::campaigns::{Campaign, CampaignProgress, CampaignState};
+
+    #[test]
+    fn show_draws_a_bar_only_on_a_terminal() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-12-07T12:00:00Z".parse().unwrap();
+        let campaign = Campaign {
+            id: 7,
+            name: "spring".into(),
+            job_type: "fsc_rlie".into(),
+            source: "file:///catalogue".into(),
+            from: "2021-04-01T00:00:00Z".parse().unwrap(),
+            to: "2021-05-01T00:00:00Z".parse().unwrap(),
+            tiles: Some(vec!["32TLR".into()]),
+            reprocess: false,
+            image: None,
+            max_in_flight: 10,
+            state: CampaignState::Running,
+            state_changed_at: now,
+            state_message: None,
+            listing_cursor: None,
+            pages: 3,
+            products_listed: 1200,
+            jobs_created: 1000,
+            skipped: [("already has a job".to_string(), 200)].into(),
+            listing_finished_at: Some(now),
+            listing_error: None,
+            created_at: now - chrono::TimeDelta::hours(10),
+            finished_at: None,
+        };
+        let progress = CampaignProgress {
+            jobs: 1000,
+            waiting: 500,
+            in_flight: 50,
+            done: 440,
+            failed: 10,
+            ended_last_hour: 45,
+            ..Default::default()
+        };
+        let r = report(campaign, &progress, now);
+        let plain = render_show(&r, false);
+        assert!(plain.starts_with("campaign 7 spring\n"), "{plain}");
+        assert!(plain.contains("  skipped           200\n"), "{plain}");
+        assert!(
+            plain.contains("         200  already has a job\n"),
+            "{plain}"
+        );
+        assert!(!plain.contains('['), "{plain}");
+        let terminal = render_show(&r, true);
+        assert!(
+            terminal
+                .ends_with("[#########-----------] 45% 450/1000 jobs, 45.0 jobs/h, ETA 12h13m\n"),
+            "{terminal}"
+        );
+    }
+}
