@@ -11,7 +11,7 @@ use sqlx::PgExecutor;
 use swath_domain::registry::JobTypeRegistry;
 
 use crate::db::campaigns::{
-    campaign_progress, Campaign, CampaignProgress, CampaignState, NewCampaign,
+    campaign_progress, campaigns_progress, Campaign, CampaignProgress, CampaignState, NewCampaign,
 };
 use crate::db::DbError;
 
@@ -329,6 +329,23 @@ pub async fn load_report<'e>(
 ) -> Result<CampaignReport, DbError> {
     let progress = campaign_progress(db, campaign.id).await?;
     Ok(report(campaign, &progress, Utc::now()))
+}
+
+/// The reports of `campaigns`, their jobs counted now in one statement.
+pub async fn load_reports<'e>(
+    db: impl PgExecutor<'e>,
+    campaigns: Vec<Campaign>,
+) -> Result<Vec<CampaignReport>, DbError> {
+    let ids: Vec<i64> = campaigns.iter().map(|c| c.id).collect();
+    let mut progress = campaigns_progress(db, &ids).await?;
+    let now = Utc::now();
+    Ok(campaigns
+        .into_iter()
+        .map(|c| {
+            let p = progress.remove(&c.id).unwrap_or_default();
+            report(c, &p, now)
+        })
+        .collect())
 }
 
 /// A duration as `3h12m`, `5m`, `2d4h`.

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use super::table;
 use swath_engine::campaigns::{
-    format_duration, load_report, progress_line, CampaignReport, CampaignRequest,
+    format_duration, load_report, load_reports, progress_line, CampaignReport, CampaignRequest,
 };
 use swath_engine::config::Settings;
 use swath_engine::db::campaigns::{
@@ -170,13 +170,12 @@ pub async fn run(
             }
         }
         CampaignsCommand::List { limit, json } => {
-            let mut reports = Vec::new();
-            for campaign in list_campaigns(pool, limit)
+            let campaigns = list_campaigns(pool, limit)
                 .await
-                .context("listing campaigns")?
-            {
-                reports.push(load_report(pool, campaign).await?);
-            }
+                .context("listing campaigns")?;
+            let reports = load_reports(pool, campaigns)
+                .await
+                .context("counting the campaigns' jobs")?;
             if json {
                 for report in &reports {
                     println!("{}", serde_json::to_string(report)?);

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ReadAccess, WriteAccess};
 use super::input::{check_text, ApiJson, ApiPath, OptionalJson};
 use super::{ApiContext, ApiError};
-use crate::campaigns::{load_report, CampaignReport, CampaignRequest};
+use crate::campaigns::{load_report, load_reports, CampaignReport, CampaignRequest};
 use crate::db::campaigns::{
     create_campaign, get_campaign, list_campaigns, pause_campaign, resume_campaign, CampaignError,
 };
@@ -76,10 +76,7 @@ async fn list(
         )));
     }
     let pool = &ctx.state.pool;
-    let mut campaigns = Vec::new();
-    for campaign in list_campaigns(pool, limit).await? {
-        campaigns.push(load_report(pool, campaign).await?);
-    }
+    let campaigns = load_reports(pool, list_campaigns(pool, limit).await?).await?;
     Ok(Json(CampaignList { campaigns }))
 }
 

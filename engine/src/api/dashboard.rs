@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::auth::ReadAccess;
 use super::{ApiContext, ApiError};
-use crate::campaigns::{load_report, CampaignReport};
+use crate::campaigns::{load_reports, CampaignReport};
 use crate::db::campaigns::list_campaigns;
 use crate::db::dashboard::{self, JobLine, StatusCount, TimelinessDay};
 
@@ -90,14 +90,14 @@ async fn data(_: ReadAccess, State(ctx): State<ApiContext>) -> Result<Json<Dashb
     .map_err(|e| ApiError::Internal(e.into()))?;
     let now = Utc::now();
     let shown_since = now - chrono::TimeDelta::days(CAMPAIGN_DAYS);
-    let mut campaigns = Vec::new();
-    for campaign in list_campaigns(pool, CAMPAIGNS).await? {
-        let ended = campaign.finished_at.unwrap_or(campaign.state_changed_at);
-        if campaign.state.is_final() && ended < shown_since {
-            continue;
-        }
-        campaigns.push(load_report(pool, campaign).await?);
-    }
+    let shown = list_campaigns(pool, CAMPAIGNS)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            !c.state.is_final() || c.finished_at.unwrap_or(c.state_changed_at) >= shown_since
+        })
+        .collect();
+    let campaigns = load_reports(pool, shown).await?;
     Ok(Json(Dashboard {
         generated_at: now,
         campaigns,
