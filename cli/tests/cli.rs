@@ -603,3 +603,182 @@ fn config_show_prints_valid_toml_without_the_password() {
         stderr(&bad)
     );
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn campaigns_create_show_pause_resume_and_refuse_bad_requests(pool: PgPool) {
+    let url = database_url(&pool);
+    let out = swath(
+        &[
+            "campaigns",
+            "create",
+            "--type",
+            "test_job",
+            "--from",
+            "2021-04-01",
+            "--to",
+            "2021-05-01",
+            "--tiles",
+            "T32TLR,32tls",
+            "--max-in-flight",
+            "4",
+            "--json",
+        ],
+        Some(&url),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["name"], "test_job-2021-04-01-2021-05-01");
+    assert_eq!(created["tiles"], serde_json::json!(["32TLR", "32TLS"]));
+    assert_eq!(created["max_in_flight"], 4);
+    assert_eq!(created["state"], "listing");
+
+    let out = swath(
+        &["campaigns", "show", &id.to_string(), "--json"],
+        Some(&url),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(shown["id"], id);
+    assert_eq!(shown["progress"]["jobs"], 0);
+    assert_eq!(shown["progress"]["eta_seconds"], Value::Null);
+
+    // Not a terminal: plain text, no bar.
+    let out = swath(&["campaigns", "show", &id.to_string()], Some(&url));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("campaign {id} test_job-2021-04-01-2021-05-01\n")),
+        "{text}"
+    );
+    assert!(text.contains("  state             listing since"), "{text}");
+    assert!(text.contains("  tiles             32TLR,32TLS"), "{text}");
+    assert!(!text.contains('['), "{text}");
+
+    // The human answer of create says who lists the window.
+    let out = swath(
+        &[
+            "campaigns",
+            "create",
+            "--type",
+            "test_job",
+            "--from",
+            "2021-06-01",
+            "--to",
+            "2021-07-01",
+            "--name",
+            "june",
+        ],
+        Some(&url),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("a running `swath serve` lists its window"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Refusals: the API's messages.
+    for (args, message) in [
+        (
+            vec![
+                "--type",
+                "nope",
+                "--from",
+                "2021-04-01",
+                "--to",
+                "2021-05-01",
+            ],
+            "error: type: unknown job type \"nope\" (known: ",
+        ),
+        (
+            vec![
+                "--type",
+                "test_job",
+                "--from",
+                "2021-05-01",
+                "--to",
+                "2021-04-01",
+            ],
+            "error: to: the window's end",
+        ),
+        (
+            vec![
+                "--type",
+                "test_job",
+                "--from",
+                "2021-04-01",
+                "--to",
+                "2021-05-01",
+                "--max-in-flight",
+                "0",
+            ],
+            "error: max_in_flight: must be between 1 and 10000, not 0",
+        ),
+        (
+            vec![
+                "--type",
+                "test_job",
+                "--from",
+                "2021-06-01",
+                "--to",
+                "2021-07-01",
+                "--name",
+                "june",
+            ],
+            "error: a campaign named \"june\" exists already",
+        ),
+    ] {
+        let out = swath(
+            &[&["campaigns", "create"][..], &args[..]].concat(),
+            Some(&url),
+        );
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+
+    let out = swath(
+        &["campaigns", "pause", &id.to_string(), "--json"],
+        Some(&url),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let paused: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(paused["campaign"]["state"], "paused");
+    assert_eq!(paused["claimed"], 0);
+    let state: String = sqlx::query_scalar("SELECT state FROM campaigns WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(state, "paused");
+    let out = swath(&["campaigns", "pause", &id.to_string()], Some(&url));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("campaign {id} is paused: it cannot be paused")),
+        "{}",
+        stderr(&out)
+    );
+    let out = swath(&["campaigns", "resume", &id.to_string()], Some(&url));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("campaign {id} resumed: listing\n"));
+
+    let out = swath(&["campaigns", "list"], Some(&url));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("2 campaign(s)\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = swath(
+        &["campaigns", "cancel", &id.to_string(), "--reason", "test"],
+        Some(&url),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("campaign {id} cancelled; 0 job(s) not yet started cancelled\n")
+    );
+    let out = swath(&["campaigns", "show", "987654"], Some(&url));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("campaign 987654 not found"));
+}

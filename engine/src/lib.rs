@@ -12,6 +12,7 @@
 //! | [`service`] | the one shape of a background loop: a name and `run(shutdown)` |
 //! | [`backoff`] | exponential backoff with jitter |
 //! | [`db`] | all SQL (with `sql/`): jobs, status changes applied in transactions that report what they changed on commit, claims, leases, tokens, schedules |
+//! | [`campaigns`] | what operators see of reprocessing campaigns: requests checked, progress with throughput and ETA |
 //! | [`telemetry`] | logging |
 //! | [`executor`] | where attempts run: the local executor and the Nomad executor |
 //! | [`catalogue`] | catalogue adapters (OData, STAC, a local directory) and input roots |
@@ -32,6 +33,7 @@
 pub mod api;
 pub mod attempt;
 pub mod backoff;
+pub mod campaigns;
 pub mod catalogue;
 pub mod cluster;
 pub mod config;

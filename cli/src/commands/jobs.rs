@@ -309,7 +309,7 @@ async fn bulk_ids(
 
 /// The executor that stops a cancelled job's attempt: Nomad's (which any process can reach); a
 /// local attempt belongs to the `swath serve` that started it.
-fn cancel_executor(settings: &Settings) -> anyhow::Result<Option<Box<dyn Executor>>> {
+pub(super) fn operator_executor(settings: &Settings) -> anyhow::Result<Option<Box<dyn Executor>>> {
     Ok(match settings.executor {
         ExecutorKind::Nomad => {
             let config = settings.nomad_config().map_err(anyhow::Error::msg)?;
@@ -356,7 +356,7 @@ async fn cancel(
     id: i64,
     reason: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let executor = cancel_executor(settings)?;
+    let executor = operator_executor(settings)?;
     let reason = cancel_reason(reason)?;
     match cancel_job(pool, executor.as_deref(), id, &reason).await {
         Ok(cancelled) => {
@@ -378,7 +378,7 @@ async fn cancel_many(
     ids: &[i64],
     reason: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let executor = cancel_executor(settings)?;
+    let executor = operator_executor(settings)?;
     let reason = cancel_reason(reason)?;
     let mut failed = 0;
     for &id in ids {

@@ -1,4 +1,4 @@
-//! The command line: `swath migrate`, `swath db refresh`, `swath jobs ...`, `swath products inspect`, `swath demo`,
+//! The command line: `swath migrate`, `swath db refresh`, `swath jobs ...`, `swath campaigns ...`, `swath products inspect`, `swath demo`,
 //! `swath config show`, `swath nomad hcl|register`.
 
 use std::path::PathBuf;
@@ -13,6 +13,7 @@ use swath_engine::config::{SecretUrl, Settings};
 use swath_engine::db;
 
 mod bench;
+mod campaigns;
 mod database;
 mod demo;
 mod ingest;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Inspect, cancel and retry jobs.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Reprocessing campaigns: create, list, show, pause, resume, cancel.
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCommand),
     /// Work with Sentinel product names.
     #[command(subcommand)]
     Products(products::ProductsCommand),
@@ -111,6 +115,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = open_database(&settings, false).await?;
             db::check_schema(&pool).await?;
             return jobs::run(&pool, &settings, cmd).await;
+        }
+        Command::Campaigns(cmd) => {
+            let pool = open_database(&settings, false).await?;
+            db::check_schema(&pool).await?;
+            return campaigns::run(&pool, &settings, cmd).await;
         }
         Command::Ingest(args) => {
             let pool = open_database(&settings, false).await?;

@@ -3,6 +3,7 @@
 //! One test program per area: the modules below share `swath-test-support` (the `support` crate).
 
 mod api_bulk;
+mod api_campaigns;
 mod api_fuzz;
 mod api_jobs;
 mod api_routes;

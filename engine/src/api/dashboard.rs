@@ -1,5 +1,6 @@
 //! The web dashboard: a page with its script and style bundled into the binary (no external
-//! asset), at `/dashboard`, and the data it draws at `GET /api/v1/dashboard`: jobs by type and
+//! asset), at `/dashboard`, and the data it draws at `GET /api/v1/dashboard`: reprocessing campaigns
+//! (active, or ended in the last [`CAMPAIGN_DAYS`] days) with their progress, jobs by type and
 //! status, running jobs, recent failures and timeliness per day.
 
 use axum::extract::State;
@@ -12,12 +13,18 @@ use serde::Serialize;
 
 use super::auth::ReadAccess;
 use super::{ApiContext, ApiError};
+use crate::campaigns::{load_reports, CampaignReport};
+use crate::db::campaigns::list_campaigns;
 use crate::db::dashboard::{self, JobLine, StatusCount, TimelinessDay};
 
 /// Running jobs and failures shown at most.
 const LINES: i64 = 50;
 /// Days of timeliness shown.
 const DAYS: i32 = 30;
+/// Days an ended campaign stays shown.
+pub const CAMPAIGN_DAYS: i64 = 30;
+/// Campaigns read at most (newest first).
+const CAMPAIGNS: i64 = 200;
 
 const PAGE: &str = include_str!("dashboard/index.html");
 const SCRIPT: &str = include_str!("dashboard/app.js");
@@ -28,6 +35,8 @@ const STYLE: &str = include_str!("dashboard/style.css");
 pub struct Dashboard {
     /// When it was read.
     pub generated_at: DateTime<Utc>,
+    /// Campaigns not over, and those that ended in the last [`CAMPAIGN_DAYS`] days, newest first.
+    pub campaigns: Vec<CampaignReport>,
     /// Jobs by type and status.
     pub counts: Vec<StatusCount>,
     /// Jobs in flight, oldest first.
@@ -79,8 +88,19 @@ async fn data(_: ReadAccess, State(ctx): State<ApiContext>) -> Result<Json<Dashb
         dashboard::timeliness(pool, DAYS),
     )
     .map_err(|e| ApiError::Internal(e.into()))?;
+    let now = Utc::now();
+    let shown_since = now - chrono::TimeDelta::days(CAMPAIGN_DAYS);
+    let shown = list_campaigns(pool, CAMPAIGNS)
+        .await?
+        .into_iter()
+        .filter(|c| {
+            !c.state.is_final() || c.finished_at.unwrap_or(c.state_changed_at) >= shown_since
+        })
+        .collect();
+    let campaigns = load_reports(pool, shown).await?;
     Ok(Json(Dashboard {
-        generated_at: Utc::now(),
+        generated_at: now,
+        campaigns,
         counts,
         running,
         failures,

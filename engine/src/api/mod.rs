@@ -1,8 +1,8 @@
 //! The HTTP API, under `/api/v1`, described by the OpenAPI document it serves (`openapi`):
 //! - the operator API: jobs listed and shown (`jobs`), cancelled and given children (`job_writes`),
 //!   retried one by one or in batches (`retries`), retried or cancelled by filter (`bulk`, with the
-//!   filters of the list: `job_filter`), health and readiness (`health`), with bearer tokens
-//!   (`auth`);
+//!   filters of the list: `job_filter`), reprocessing campaigns (`campaigns`), health and readiness
+//!   (`health`), with bearer tokens (`auth`);
 //! - the worker protocol (`worker`), whose concurrent reports are checked and applied in groups
 //!   (`reports`, over `batcher`).
 //!
@@ -26,6 +26,7 @@ use crate::executor::Executor;
 pub mod auth;
 pub mod batcher;
 pub mod bulk;
+pub mod campaigns;
 pub mod dashboard;
 pub mod health;
 pub mod input;
@@ -68,6 +69,8 @@ pub struct OperatorApi {
     pub bulk_max_jobs: u32,
     /// Where attempts run, to stop the attempt of a cancelled job.
     pub executor: Option<Arc<dyn Executor>>,
+    /// The catalogue a campaign lists when its request names none (the `catalogue` setting).
+    pub catalogue: String,
 }
 
 impl Default for OperatorApi {
@@ -77,6 +80,7 @@ impl Default for OperatorApi {
             retry_cap: DEFAULT_RETRY_CAP,
             bulk_max_jobs: DEFAULT_BULK_MAX_JOBS,
             executor: None,
+            catalogue: crate::config::Settings::default().catalogue,
         }
     }
 }
@@ -109,7 +113,8 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(dashboard::routes())
-        .merge(schedules::routes());
+        .merge(schedules::routes())
+        .merge(campaigns::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(metrics::routes())

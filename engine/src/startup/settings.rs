@@ -104,6 +104,7 @@ impl Settings {
             retry_cap: self.retry_cap,
             bulk_max_jobs: self.bulk_max_jobs,
             executor,
+            catalogue: self.catalogue.clone(),
         }
     }
 

@@ -156,6 +156,16 @@ impl Browser {
         .await;
     }
 
+    /// Resizes the window to `width` × `height` CSS pixels.
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        )
+        .await;
+    }
+
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Vec<u8> {
         let encoded = self

@@ -1,5 +1,6 @@
-// The swath dashboard: reads /api/v1/dashboard every 10 s and draws it; the retry buttons call the
-// retry endpoint with the operator's bearer token (kept in this tab's session storage only).
+// The swath dashboard: reads /api/v1/dashboard every 10 s and draws it; the retry buttons and the
+// campaigns' pause and resume buttons call the API with the operator's bearer token (kept in this
+// tab's session storage only, never in the URL). Every text is set as text, never as HTML.
 "use strict";
 
 const API = "/api/v1";
@@ -7,6 +8,7 @@ const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"
 const tokenInput = document.getElementById("token");
 tokenInput.value = sessionStorage.getItem("swath-token") || "";
 tokenInput.addEventListener("change", () => sessionStorage.setItem("swath-token", tokenInput.value));
+tokenInput.addEventListener("input", () => updateCampaignButtons());
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -108,6 +110,105 @@ function drawFailures(failures) {
   }));
 }
 
+// What the last pause or resume of a campaign answered, by campaign id (kept across redraws).
+const campaignNotes = new Map();
+// Campaigns whose pause or resume is under way.
+const campaignBusy = new Set();
+let lastCampaigns = [];
+
+function duration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  if (d) return `${d}d${h}h`;
+  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
+  if (m) return `${m}m`;
+  return `${s}s`;
+}
+
+function updateCampaignButtons() {
+  const hasToken = tokenInput.value.trim() !== "";
+  for (const button of document.querySelectorAll("#campaigns button.campaign-action")) {
+    button.disabled = !hasToken || campaignBusy.has(Number(button.dataset.campaignId));
+    button.title = hasToken ? "" : "enter the API write token above";
+  }
+  document.getElementById("campaign-hint").textContent = hasToken ? ""
+    : "Pause and resume need the API write token (field above).";
+}
+
+async function campaignAction(campaign, action) {
+  campaignBusy.add(campaign.id);
+  campaignNotes.set(campaign.id, { text: `${action}…`, error: false });
+  drawCampaigns(lastCampaigns);
+  try {
+    const response = await fetch(`${API}/campaigns/${campaign.id}/${action}`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${tokenInput.value}` },
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      campaignNotes.set(campaign.id, { text: `${action} refused: ${body.error || response.status}`, error: true });
+    } else {
+      const updated = body.campaign ?? body;
+      campaignNotes.set(campaign.id, { text: `${updated.state}`, error: false });
+      lastCampaigns = lastCampaigns.map((c) => (c.id === updated.id ? updated : c));
+    }
+  } catch (e) {
+    campaignNotes.set(campaign.id, { text: `${action} failed: ${e}`, error: true });
+  }
+  campaignBusy.delete(campaign.id);
+  drawCampaigns(lastCampaigns);
+}
+
+function progressBar(p) {
+  const jobs = p.jobs || 0;
+  const ended = p.done + p.failed + p.cancelled;
+  const percent = jobs ? Math.round((100 * ended) / jobs) : 0;
+  const part = (cls, n, what) => {
+    const span = el("span", { class: cls, title: `${n} ${what}` });
+    span.style.width = jobs ? `${(100 * n) / jobs}%` : "0";
+    return span;
+  };
+  const bar = el("div", { class: "bar", "data-percent": percent },
+    part("done", p.done, "done"), part("failed", p.failed, "failed"),
+    part("cancelled", p.cancelled, "cancelled"), part("in-flight", p.in_flight, "in flight"));
+  bar.title = `${ended} of ${jobs} jobs ended (${percent}%)`;
+  const label = el("span", { class: "bar-label" }, `${percent}% · ${ended}/${jobs} jobs · ${p.per_hour.toFixed(1)}/h`);
+  return [bar, label];
+}
+
+function drawCampaigns(campaigns) {
+  lastCampaigns = campaigns;
+  const count = document.getElementById("campaign-count");
+  count.textContent = `${campaigns.length} shown`;
+  count.dataset.count = campaigns.length;
+  document.querySelector("#campaigns tbody").replaceChildren(...campaigns.map((c) => {
+    const p = c.progress;
+    const num = (field, n) => el("td", { class: n ? "num" : "num zero", "data-field": field }, n);
+    const skipped = num("skipped", p.skipped_total);
+    skipped.title = Object.entries(p.skipped).map(([reason, n]) => `${n}: ${reason}`).join("\n");
+    const span = `${c.from.slice(0, 10)} → ${c.to.slice(0, 10)}`;
+    const name = el("span", { class: "name", title: `${c.name}\n${span}` }, c.name);
+    const state = el("td", { "data-field": "state", class: `state-${c.state}` }, c.state);
+    if (c.state_message) state.title = c.state_message;
+    const eta = el("td", { "data-field": "eta" },
+      p.eta_seconds == null ? (c.state === "listing" ? "listing…" : "–") : duration(p.eta_seconds));
+    const action = el("td", { class: "action" });
+    const verb = c.state === "paused" ? "resume" : ["listing", "running"].includes(c.state) ? "pause" : null;
+    if (verb) {
+      const button = el("button", { class: "campaign-action", "data-campaign-id": c.id, "data-action": verb }, verb);
+      button.addEventListener("click", () => campaignAction(c, verb));
+      action.append(button);
+    }
+    const note = campaignNotes.get(c.id);
+    if (note) action.append(el("span", { class: note.error ? "outcome error" : "outcome", "data-campaign-id": c.id }, note.text));
+    return el("tr", { "data-campaign-id": c.id }, el("td", {}, name), el("td", { title: c.job_type }, c.job_type), state,
+      el("td", { "data-field": "progress" }, ...progressBar(p)),
+      num("done", p.done), num("failed", p.failed), num("in_flight", p.in_flight), num("waiting", p.waiting),
+      skipped, eta, action);
+  }));
+  updateCampaignButtons();
+}
+
 // A round step near `raw`: 1, 2, 2.5 or 5 times a power of ten.
 function niceStep(raw) {
   const power = 10 ** Math.floor(Math.log10(raw));
@@ -188,6 +289,7 @@ async function refresh() {
     const response = await fetch(`${API}/dashboard`, { headers });
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.status);
+    drawCampaigns(body.campaigns);
     drawCounts(body.counts);
     drawRunning(body.running);
     drawFailures(body.failures);
