@@ -32,7 +32,6 @@ use swath_engine::pipeline::poller::{poll, PollWindow};
 use swath_engine::startup::{self, Options};
 
 use support::catalogue_server::{box_polygon, odata_entry, CatalogueServer, ODataEngine, Reply};
-use support::drive;
 use support::fleet::{stand_in, Fleet, Problems};
 use support::nomad_emulator::{
     EmulatedNode, EmulatorOptions, NomadEmulator, Outcome, WorkerRunner,
@@ -256,9 +255,8 @@ async fn a_campaign_is_throttled_paused_resumed_and_completed_with_exact_progres
     let mut plain = NewJob::new("test_job", "plain-after-pause", 3);
     plain.params = serde_json::json!({"product": "plain-after-pause", "mission": "S2"});
     plain.input_path = Some("/eodata/plain/after-pause".into());
+    // Created `initialized`: the instance configures it and dispatches it.
     let plain_id = insert_jobs(&pool, &[plain]).await.unwrap()[0].id;
-    let job = get_job(&pool, plain_id).await.unwrap();
-    drive(&pool, job, &[JobStatus::Configured, JobStatus::Ready]).await;
     eventually(
         "the plain job is done during the pause",
         Duration::from_secs(60),
