@@ -615,3 +615,119 @@ fn environment(url: &str, emulator: &NomadEmulator, dir: &Path) -> Vec<(String, 
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
 }
+
+/// A ready campaign job of campaign `id` for product `product`.
+async fn ready_campaign_job(pool: &PgPool, id: i64, product: &str) -> i64 {
+    let mut job = NewJob::new("test_job", format!("test-{product}"), 3);
+    job.product_id = Some(product.to_string());
+    job.campaign_id = Some(id);
+    job.params = serde_json::json!({"product": product, "mission": "S2"});
+    let job_id = insert_jobs(pool, &[job]).await.unwrap()[0].id;
+    let job = get_job(pool, job_id).await.unwrap();
+    support::drive(pool, job, &[JobStatus::Configured, JobStatus::Ready]).await;
+    job_id
+}
+
+fn new_campaign(name: &str, max_in_flight: i32) -> NewCampaign {
+    NewCampaign {
+        name: name.into(),
+        job_type: "test_job".into(),
+        source: "dir:/nowhere".into(),
+        from: "2024-03-01T00:00:00Z".parse().unwrap(),
+        to: "2024-03-02T00:00:00Z".parse().unwrap(),
+        tiles: None,
+        reprocess: false,
+        image: None,
+        max_in_flight,
+    }
+}
+
+#[sqlx::test(migrations = "../sql")]
+async fn jobs_of_a_failed_campaign_and_retries_of_a_completed_ones_are_dispatched(pool: PgPool) {
+    use swath_engine::db::campaigns::{complete_finished, fail_campaign};
+    use swath_engine::db::claim::{claim_ready_jobs, Claimant};
+    use swath_engine::db::services::{register, Instance};
+
+    let instance = Instance::new("claims");
+    register(&pool, &instance).await.unwrap();
+    let claimant = Claimant {
+        service_id: instance.service_id,
+        tag: instance.tag(),
+        lease: Duration::from_secs(60),
+    };
+    let types = vec!["test_job".to_string()];
+    let claim = || claim_ready_jobs(&pool, &claimant, &types, 10);
+
+    // A campaign whose listing failed after its first page: the jobs listed still run, throttled.
+    let failed = create_campaign(&pool, &new_campaign("failed", 2))
+        .await
+        .unwrap()
+        .id;
+    let mut listed = Vec::new();
+    for i in 0..3 {
+        listed.push(ready_campaign_job(&pool, failed, &format!("listed-{i}")).await);
+    }
+    fail_campaign(&pool, failed, "the catalogue refused the listing")
+        .await
+        .unwrap();
+    assert_eq!(campaign(&pool, failed).await.state, CampaignState::Failed);
+    let claimed: Vec<i64> = claim().await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(claimed, listed[..2], "two slots of the failed campaign");
+    sqlx::query("UPDATE jobs SET service_id = NULL, lease_expires_at = NULL WHERE id = ANY ($1)")
+        .bind(&listed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET status = $2 WHERE id = ANY ($1)")
+        .bind(&listed)
+        .bind(JobStatus::Cancelled.id())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // A completed campaign one of whose jobs failed: its retry runs.
+    let completed = create_campaign(&pool, &new_campaign("completed", 1))
+        .await
+        .unwrap()
+        .id;
+    let mut job = NewJob::new("test_job", "test-fails", 3);
+    job.product_id = Some("fails".into());
+    job.campaign_id = Some(completed);
+    let failing = insert_jobs(&pool, &[job]).await.unwrap()[0].id;
+    let job = get_job(&pool, failing).await.unwrap();
+    support::drive(&pool, job, &[JobStatus::InternalError]).await;
+    sqlx::query(
+        "UPDATE campaigns SET state = 'running', listing_finished_at = clock_timestamp() WHERE id = $1",
+    )
+    .bind(completed)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(complete_finished(&pool).await.unwrap(), [completed]);
+    let retry = swath_engine::db::retries::retry_job(&pool, failing, 3)
+        .await
+        .unwrap()
+        .job;
+    assert_eq!(retry.campaign_id, Some(completed));
+    support::drive(
+        &pool,
+        retry.clone(),
+        &[JobStatus::Configured, JobStatus::Ready],
+    )
+    .await;
+
+    // A paused campaign's job waits.
+    let paused = create_campaign(&pool, &new_campaign("paused", 5))
+        .await
+        .unwrap()
+        .id;
+    ready_campaign_job(&pool, paused, "waits").await;
+    pause_campaign(&pool, paused).await.unwrap();
+
+    let claimed: Vec<i64> = claim().await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(
+        claimed,
+        [retry.id],
+        "the retry, not the paused campaign's job"
+    );
+}

@@ -33,8 +33,9 @@ pub(crate) const CLAIM_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('swat
 /// Claims up to `limit` ready jobs of `job_types` that are due (their next attempt time passed) and
 /// not leased by someone else: `nrt` first, then `delayed`, then `reprocessing`, oldest input first.
 ///
-/// A job of a campaign is claimed only while its campaign is `listing` or `running`, and only into
-/// the campaign's free slots: `max_in_flight` less its jobs in flight (`queued` to
+/// A job of a campaign is claimed unless its campaign is `paused`, and only into the campaign's
+/// free slots (also once the campaign is over: the jobs a failed listing had created, and retries
+/// of a completed or cancelled campaign's jobs, still run at its pace): `max_in_flight` less its jobs in flight (`queued` to
 /// `post_processing`) and those claimed by other instances and not dispatched yet. Claims take
 /// [`CLAIM_LOCK`] first and count in a statement that starts after it, so two instances never
 /// both fill the same free slot.
@@ -61,7 +62,8 @@ pub async fn claim_ready_jobs(
                                OR ({ready} AND f.lease_expires_at >= clock_timestamp() AND f.service_id <> $3))
                     ) AS free
              FROM campaigns c
-             WHERE c.state IN ('listing', 'running')
+             WHERE c.state <> 'paused'
+               AND EXISTS (SELECT 1 FROM jobs r WHERE r.campaign_id = c.id AND {ready})
          ),
          candidates AS (
              (SELECT id FROM jobs
