@@ -643,7 +643,9 @@ fn new_campaign(name: &str, max_in_flight: i32) -> NewCampaign {
 }
 
 #[sqlx::test(migrations = "../sql")]
-async fn jobs_of_a_failed_campaign_and_retries_of_a_completed_ones_are_dispatched(pool: PgPool) {
+async fn jobs_of_a_failed_campaign_and_later_retries_of_a_finished_ones_are_dispatched(
+    pool: PgPool,
+) {
     use swath_engine::db::campaigns::{complete_finished, fail_campaign};
     use swath_engine::db::claim::{claim_ready_jobs, Claimant};
     use swath_engine::db::services::{register, Instance};
@@ -724,10 +726,21 @@ async fn jobs_of_a_failed_campaign_and_retries_of_a_completed_ones_are_dispatche
     ready_campaign_job(&pool, paused, "waits").await;
     pause_campaign(&pool, paused).await.unwrap();
 
+    // A cancelled campaign's jobs are being cancelled with it; a retry asked for later runs.
+    let cancelled = create_campaign(&pool, &new_campaign("cancelled", 5))
+        .await
+        .unwrap()
+        .id;
+    ready_campaign_job(&pool, cancelled, "being-cancelled").await;
+    swath_engine::db::campaigns::cancel_campaign(&pool, cancelled, "enough")
+        .await
+        .unwrap();
+    let later = ready_campaign_job(&pool, cancelled, "retried-later").await;
+
     let claimed: Vec<i64> = claim().await.unwrap().iter().map(|j| j.id).collect();
     assert_eq!(
         claimed,
-        [retry.id],
-        "the retry, not the paused campaign's job"
+        [retry.id, later],
+        "the retries, not the paused campaign's job nor the cancelled campaign's"
     );
 }
