@@ -744,3 +744,40 @@ async fn jobs_of_a_failed_campaign_and_later_retries_of_a_finished_ones_are_disp
         "the retries, not the paused campaign's job nor the cancelled campaign's"
     );
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_pause_counts_the_jobs_claimed_before_it_and_stops_further_claims(pool: PgPool) {
+    use swath_engine::db::claim::{claim_ready_jobs, Claimant};
+    use swath_engine::db::services::{register, Instance};
+
+    let instance = Instance::new("claims");
+    register(&pool, &instance).await.unwrap();
+    let claimant = Claimant {
+        service_id: instance.service_id,
+        tag: instance.tag(),
+        lease: Duration::from_secs(60),
+    };
+    let types = vec!["test_job".to_string()];
+    let id = create_campaign(&pool, &new_campaign("pausing", 2))
+        .await
+        .unwrap()
+        .id;
+    for i in 0..4 {
+        ready_campaign_job(&pool, id, &format!("p-{i}")).await;
+    }
+    let claimed = claim_ready_jobs(&pool, &claimant, &types, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let paused = pause_campaign(&pool, id).await.unwrap();
+    assert_eq!(paused.claimed, 1, "the claim made before the pause");
+    assert!(claim_ready_jobs(&pool, &claimant, &types, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    resume_campaign(&pool, id).await.unwrap();
+    // Its own claim is taken again, with the one slot left.
+    let again = claim_ready_jobs(&pool, &claimant, &types, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again.iter().any(|j| j.id == claimed[0].id));
+}

@@ -289,6 +289,20 @@ async fn change_state(
     message: Option<&str>,
 ) -> Result<Campaign, CampaignError> {
     let mut tx = pool.begin().await?;
+    let campaign = change_state_in(&mut tx, id, from, to, action, message).await?;
+    tx.commit().await?;
+    Ok(campaign)
+}
+
+/// [`change_state`] in the caller's transaction, which holds the claim lock until it ends.
+async fn change_state_in(
+    tx: &mut PgConnection,
+    id: i64,
+    from: &[CampaignState],
+    to: CampaignState,
+    action: &'static str,
+    message: Option<&str>,
+) -> Result<Campaign, CampaignError> {
     sqlx::query(CLAIM_LOCK).execute(&mut *tx).await?;
     let current =
         sqlx::query_scalar::<_, String>("SELECT state FROM campaigns WHERE id = $1 FOR UPDATE")
@@ -316,15 +330,15 @@ async fn change_state(
     .bind(to.is_final())
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(campaign_from_row(&row)?)
 }
 
 /// Pauses a listing or running campaign: no job of it is claimed once this returns. Jobs a dispatch
 /// round claimed before are still dispatched (see [`Paused::claimed`]); attempts in flight finish.
 pub async fn pause_campaign(pool: &PgPool, id: i64) -> Result<Paused, CampaignError> {
-    let campaign = change_state(
-        pool,
+    let mut tx = pool.begin().await?;
+    let campaign = change_state_in(
+        &mut tx,
         id,
         &[CampaignState::Listing, CampaignState::Running],
         CampaignState::Paused,
@@ -332,14 +346,17 @@ pub async fn pause_campaign(pool: &PgPool, id: i64) -> Result<Paused, CampaignEr
         None,
     )
     .await?;
+    // Counted under the claim lock, in the pause's transaction: after it, a claimed job may be
+    // dispatched (leaving `ready`) at any time, and would no longer be counted.
     let claimed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs
          WHERE campaign_id = $1 AND status = $2 AND lease_expires_at >= clock_timestamp()",
     )
     .bind(id)
     .bind(JobStatus::Ready.id())
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Paused { campaign, claimed })
 }
 
