@@ -781,3 +781,67 @@ async fn a_pause_counts_the_jobs_claimed_before_it_and_stops_further_claims(pool
     assert_eq!(again.len(), 2, "{again:?}");
     assert!(again.iter().any(|j| j.id == claimed[0].id));
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_campaign_whose_catalogue_is_down_does_not_hold_up_the_listing_of_the_others(
+    pool: PgPool,
+) {
+    use swath_engine::catalogue::http::RetryPolicy;
+    use swath_engine::pipeline::campaign::CampaignService;
+
+    let dir = tempfile::tempdir().unwrap();
+    let at_ten: DateTime<Utc> = "2024-03-01T10:00:00Z".parse().unwrap();
+    let products: Vec<(String, DateTime<Utc>)> = (0..3)
+        .map(|i| (s2_name(i), at_ten + TimeDelta::minutes(i as i64)))
+        .collect();
+    let spec = catalogue_dir(dir.path(), &products);
+    // Nothing listens there: the catalogue is unavailable.
+    let down = format!("odata+http://127.0.0.1:{}/odata/v1", free_port());
+    let first = create_campaign(
+        &pool,
+        &NewCampaign {
+            source: down,
+            ..new_campaign("catalogue-down", 2)
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let second = create_campaign(
+        &pool,
+        &NewCampaign {
+            source: spec.clone(),
+            ..new_campaign("catalogue-up", 2)
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let settings = Settings {
+        catalogue: spec,
+        ..tiny_settings()
+    };
+    let mut catalogue_options = settings.catalogue_options();
+    catalogue_options.retry = RetryPolicy {
+        max_attempts: 1,
+        base_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+    };
+    let service = CampaignService {
+        pool: pool.clone(),
+        registry: Arc::new(settings.registry().unwrap()),
+        catalogue_options,
+        owner: uuid::Uuid::new_v4(),
+        lease: Duration::from_secs(60),
+        interval: Duration::from_secs(1),
+    };
+    service.round().await.unwrap();
+    let down = campaign(&pool, first).await;
+    assert_eq!(down.state, CampaignState::Listing);
+    assert!(down.listing_error.is_some(), "{down:?}");
+    let up = campaign(&pool, second).await;
+    assert!(
+        up.listing_finished_at.is_some() && up.jobs_created == 3,
+        "the second campaign was listed in the same round: {up:?}"
+    );
+}

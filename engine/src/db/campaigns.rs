@@ -442,11 +442,13 @@ pub async fn fail_campaign(pool: &PgPool, id: i64, reason: &str) -> Result<(), D
 }
 
 /// Takes the listing of one campaign whose window is not fully listed and whose listing nobody holds
-/// (or this instance holds already), for `lease`. A paused campaign goes on listing.
+/// (or this instance holds already), for `lease`, other than those of `passed` (the caller tried them
+/// already). A paused campaign goes on listing.
 pub async fn take_listing(
     pool: &PgPool,
     owner: Uuid,
     lease: Duration,
+    passed: &[i64],
 ) -> Result<Option<Campaign>, DbError> {
     let row = sqlx::query(&format!(
         "UPDATE campaigns SET listing_owner = $1,
@@ -455,6 +457,7 @@ pub async fn take_listing(
              SELECT id FROM campaigns
              WHERE state IN ('listing', 'running', 'paused') AND listing_finished_at IS NULL
                AND (listing_lease_until IS NULL OR listing_lease_until < clock_timestamp() OR listing_owner = $1)
+               AND id <> ALL ($3)
              ORDER BY id
              LIMIT 1
              FOR UPDATE SKIP LOCKED)
@@ -462,6 +465,7 @@ pub async fn take_listing(
     ))
     .bind(owner)
     .bind(lease.as_secs_f64())
+    .bind(passed)
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(campaign_from_row).transpose()
