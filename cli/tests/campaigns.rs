@@ -9,6 +9,9 @@
 //!   listing a campaign is killed with SIGKILL mid-window; the other takes the listing over once the
 //!   lease runs out and goes on from the last committed page, so that every product is listed and
 //!   made a job once (chaos tier).
+//! - Against the database alone: a pause counts the claims made before it; a finished campaign's
+//!   jobs (those of a failed listing, retries asked for later) are still claimed, a paused one's
+//!   are not; a campaign whose catalogue is down does not hold up the listing of the others.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -241,10 +244,10 @@ async fn a_campaign_is_throttled_paused_resumed_and_completed_with_exact_progres
     .unwrap();
     let id = created.id;
 
-    // Paused once some of its jobs are done.
-    eventually("two campaign jobs done", Duration::from_secs(60), || {
+    // Paused once one of its jobs is done (early: most of them still wait).
+    eventually("a campaign job done", Duration::from_secs(60), || {
         let pool = pool.clone();
-        async move { campaign_progress(&pool, id).await.unwrap().done >= 2 }
+        async move { campaign_progress(&pool, id).await.unwrap().done >= 1 }
     })
     .await;
     let paused = pause_campaign(&pool, id).await.unwrap();
