@@ -289,6 +289,20 @@ async fn change_state(
     message: Option<&str>,
 ) -> Result<Campaign, CampaignError> {
     let mut tx = pool.begin().await?;
+    let campaign = change_state_in(&mut tx, id, from, to, action, message).await?;
+    tx.commit().await?;
+    Ok(campaign)
+}
+
+/// [`change_state`] in the caller's transaction, which holds the claim lock until it ends.
+async fn change_state_in(
+    tx: &mut PgConnection,
+    id: i64,
+    from: &[CampaignState],
+    to: CampaignState,
+    action: &'static str,
+    message: Option<&str>,
+) -> Result<Campaign, CampaignError> {
     sqlx::query(CLAIM_LOCK).execute(&mut *tx).await?;
     let current =
         sqlx::query_scalar::<_, String>("SELECT state FROM campaigns WHERE id = $1 FOR UPDATE")
@@ -316,15 +330,15 @@ async fn change_state(
     .bind(to.is_final())
     .fetch_one(&mut *tx)
     .await?;
-    tx.commit().await?;
     Ok(campaign_from_row(&row)?)
 }
 
 /// Pauses a listing or running campaign: no job of it is claimed once this returns. Jobs a dispatch
 /// round claimed before are still dispatched (see [`Paused::claimed`]); attempts in flight finish.
 pub async fn pause_campaign(pool: &PgPool, id: i64) -> Result<Paused, CampaignError> {
-    let campaign = change_state(
-        pool,
+    let mut tx = pool.begin().await?;
+    let campaign = change_state_in(
+        &mut tx,
         id,
         &[CampaignState::Listing, CampaignState::Running],
         CampaignState::Paused,
@@ -332,14 +346,17 @@ pub async fn pause_campaign(pool: &PgPool, id: i64) -> Result<Paused, CampaignEr
         None,
     )
     .await?;
+    // Counted under the claim lock, in the pause's transaction: after it, a claimed job may be
+    // dispatched (leaving `ready`) at any time, and would no longer be counted.
     let claimed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs
          WHERE campaign_id = $1 AND status = $2 AND lease_expires_at >= clock_timestamp()",
     )
     .bind(id)
     .bind(JobStatus::Ready.id())
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Paused { campaign, claimed })
 }
 
@@ -425,11 +442,13 @@ pub async fn fail_campaign(pool: &PgPool, id: i64, reason: &str) -> Result<(), D
 }
 
 /// Takes the listing of one campaign whose window is not fully listed and whose listing nobody holds
-/// (or this instance holds already), for `lease`. A paused campaign goes on listing.
+/// (or this instance holds already), for `lease`, other than those of `passed` (the caller tried them
+/// already). A paused campaign goes on listing.
 pub async fn take_listing(
     pool: &PgPool,
     owner: Uuid,
     lease: Duration,
+    passed: &[i64],
 ) -> Result<Option<Campaign>, DbError> {
     let row = sqlx::query(&format!(
         "UPDATE campaigns SET listing_owner = $1,
@@ -438,6 +457,7 @@ pub async fn take_listing(
              SELECT id FROM campaigns
              WHERE state IN ('listing', 'running', 'paused') AND listing_finished_at IS NULL
                AND (listing_lease_until IS NULL OR listing_lease_until < clock_timestamp() OR listing_owner = $1)
+               AND id <> ALL ($3)
              ORDER BY id
              LIMIT 1
              FOR UPDATE SKIP LOCKED)
@@ -445,6 +465,7 @@ pub async fn take_listing(
     ))
     .bind(owner)
     .bind(lease.as_secs_f64())
+    .bind(passed)
     .fetch_optional(pool)
     .await?;
     row.as_ref().map(campaign_from_row).transpose()

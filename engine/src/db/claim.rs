@@ -33,9 +33,11 @@ pub(crate) const CLAIM_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('swat
 /// Claims up to `limit` ready jobs of `job_types` that are due (their next attempt time passed) and
 /// not leased by someone else: `nrt` first, then `delayed`, then `reprocessing`, oldest input first.
 ///
-/// A job of a campaign is claimed only while its campaign is `listing` or `running`, and only into
-/// the campaign's free slots: `max_in_flight` less its jobs in flight (`queued` to
-/// `post_processing`) and those claimed by other instances and not dispatched yet. Claims take
+/// A job of a campaign is claimed unless its campaign is `paused` (or `cancelled` before the job was
+/// created: those jobs are being cancelled with it), and only into the campaign's free slots:
+/// `max_in_flight` less its jobs in flight (`queued` to `post_processing`) and those claimed by
+/// other instances and not dispatched yet. A campaign that is over still lets its jobs run at its
+/// pace: those its failed listing had created, and the retries of its jobs asked for later. Claims take
 /// [`CLAIM_LOCK`] first and count in a statement that starts after it, so two instances never
 /// both fill the same free slot.
 pub async fn claim_ready_jobs(
@@ -54,13 +56,14 @@ pub async fn claim_ready_jobs(
                AND (lease_expires_at IS NULL OR lease_expires_at < clock_timestamp() OR service_id = $3)";
     let rows = sqlx::query(&format!(
         "WITH budget AS (
-             SELECT c.id, c.max_in_flight
+             SELECT c.id, c.state, c.state_changed_at, c.max_in_flight
                     - (SELECT count(*) FROM jobs f WHERE f.campaign_id = c.id AND {in_flight})
                     - (SELECT count(*) FROM jobs f
                        WHERE f.campaign_id = c.id AND {claimed_ready} AND f.lease_expires_at IS NOT NULL
                          AND f.lease_expires_at >= clock_timestamp() AND f.service_id <> $3) AS free
              FROM campaigns c
-             WHERE c.state IN ('listing', 'running')
+             WHERE c.state <> 'paused'
+               AND EXISTS (SELECT 1 FROM jobs r WHERE r.campaign_id = c.id AND {ready})
          ),
          candidates AS (
              (SELECT id FROM jobs
@@ -71,6 +74,7 @@ pub async fn claim_ready_jobs(
              (SELECT own.id FROM budget b CROSS JOIN LATERAL (
                   SELECT id FROM jobs
                   WHERE {ready} AND campaign_id = b.id AND {due}
+                    AND (b.state <> 'cancelled' OR created_at > b.state_changed_at)
                   ORDER BY priority, input_published_at NULLS LAST, id
                   LIMIT greatest(b.free, 0)) own)
          ),

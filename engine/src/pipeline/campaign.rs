@@ -317,12 +317,16 @@ pub struct CampaignService {
 }
 
 impl CampaignService {
-    /// One round: completions, then the listings this instance can take.
+    /// One round: completions, then the listings this instance can take (a listing interrupted is
+    /// tried again next round; the others go on meanwhile).
     pub async fn round(&self) -> Result<(), crate::db::DbError> {
         for id in complete_finished(&self.pool).await? {
             tracing::info!(campaign = id, "campaign completed");
         }
-        while let Some(campaign) = take_listing(&self.pool, self.owner, self.lease).await? {
+        let mut interrupted = Vec::new();
+        while let Some(campaign) =
+            take_listing(&self.pool, self.owner, self.lease, &interrupted).await?
+        {
             let outcome = list_campaign(
                 &self.pool,
                 &self.registry,
@@ -339,7 +343,7 @@ impl CampaignService {
                 }
                 ListingOutcome::Interrupted(error) => {
                     tracing::warn!(campaign = campaign.id, %error, "campaign listing interrupted; going on next round");
-                    break;
+                    interrupted.push(campaign.id);
                 }
             }
         }
