@@ -96,13 +96,37 @@ pub fn normalize_tile(field: &str, tile: &str) -> Result<String, String> {
     Ok(normalized)
 }
 
+/// Who asks for a campaign, which decides what it may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requester {
+    /// The command line, with the database's credentials: any image, any catalogue.
+    CommandLine,
+    /// An API caller with the write token, which allows operating campaigns, not choosing what
+    /// runs or what the orchestrator fetches: another version of the job type's own image only (any
+    /// other image would run with the workers' storage credentials), and the configured catalogue
+    /// only (any other URL would be fetched from inside the network).
+    WriteToken,
+}
+
+/// An image reference without its tag or digest: `registry:5000/team/fsc:1.2@sha256:...` ->
+/// `registry:5000/team/fsc`.
+pub fn image_repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    let name_start = image.rfind('/').map_or(0, |i| i + 1);
+    match image[name_start..].find(':') {
+        Some(colon) => &image[..name_start + colon],
+        None => image,
+    }
+}
+
 impl CampaignRequest {
-    /// Checks the request against the job types of `registry`, naming the field and what is wrong;
-    /// `catalogue` is the source listed when the request names none.
+    /// Checks the request of `requester` against the job types of `registry`, naming the field and
+    /// what is wrong; `catalogue` is the configured catalogue, listed when the request names none.
     pub fn check(
         &self,
         registry: &JobTypeRegistry,
         catalogue: &str,
+        requester: Requester,
     ) -> Result<NewCampaign, String> {
         check_text("type", &self.job_type, 128)?;
         let job_type = registry.get(&self.job_type).ok_or_else(|| {
@@ -186,6 +210,12 @@ impl CampaignRequest {
                         "image: {image:?} is not an image reference (empty, or with white space or control characters)"
                     ));
                 }
+                let own = image_repository(&job_type.spec().image);
+                if requester == Requester::WriteToken && image_repository(image) != own {
+                    return Err(format!(
+                        "image: {image:?} is not a version of the job type's image ({own}): through the API a campaign may pin another tag or digest of it, not another image (use `swath campaigns create --image` for that)"
+                    ));
+                }
                 Some(image.clone())
             }
             None => None,
@@ -197,6 +227,11 @@ impl CampaignRequest {
                     return Err(format!(
                         "source: {source:?} is not a catalogue (empty, or with control characters)"
                     ));
+                }
+                if requester == Requester::WriteToken && source != catalogue {
+                    return Err(
+                        "source: through the API a campaign lists the configured catalogue only (leave source out); use `swath campaigns create --source` for another one".into(),
+                    );
                 }
                 source.clone()
             }
@@ -388,6 +423,20 @@ pub fn progress_line(report: &CampaignReport, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_repository_is_its_reference_without_tag_or_digest() {
+        assert_eq!(image_repository("swath-standin:latest"), "swath-standin");
+        assert_eq!(
+            image_repository("registry:5000/team/fsc:1.2@sha256:ab"),
+            "registry:5000/team/fsc"
+        );
+        assert_eq!(
+            image_repository("registry:5000/team/fsc"),
+            "registry:5000/team/fsc"
+        );
+        assert_eq!(image_repository("fsc@sha256:ab"), "fsc");
+    }
     use chrono::TimeDelta;
 
     fn campaign(state: CampaignState, created: DateTime<Utc>) -> Campaign {

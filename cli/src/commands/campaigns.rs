@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use super::table;
 use swath_engine::campaigns::{
     format_duration, load_report, load_reports, progress_line, CampaignReport, CampaignRequest,
+    Requester,
 };
 use swath_engine::config::Settings;
 use swath_engine::db::campaigns::{
@@ -146,7 +147,7 @@ pub async fn run(
                 source: args.source,
             };
             let registry = settings.registry()?;
-            let new = match request.check(&registry, &settings.catalogue) {
+            let new = match request.check(&registry, &settings.catalogue, Requester::CommandLine) {
                 Ok(new) => new,
                 Err(e) => return Ok(refused(e)),
             };

@@ -75,8 +75,8 @@ async fn a_campaign_is_created_with_its_defaults(pool: PgPool) {
             &json!({"name": "winter 2021 (tiles)", "type": "test_job",
                     "from": "2021-01-01T00:00:00+01:00", "to": "2021-03-01T00:00:00Z",
                     "tiles": ["T32TLR", "32tls", "32TLR"], "reprocess": true,
-                    "image": "registry.example/fsc:1.2", "max_in_flight": 3,
-                    "source": "https://catalogue.example/odata/v1"}),
+                    "image": "swath-standin:1.2", "max_in_flight": 3,
+                    "source": Settings::default().catalogue}),
         )
         .await;
     assert_eq!(full.status, 201, "{}", full.body);
@@ -85,9 +85,9 @@ async fn a_campaign_is_created_with_its_defaults(pool: PgPool) {
     assert_eq!(c["from"], "2020-12-31T23:00:00Z");
     assert_eq!(c["tiles"], json!(["32TLR", "32TLS"]));
     assert_eq!(c["reprocess"], true);
-    assert_eq!(c["image"], "registry.example/fsc:1.2");
+    assert_eq!(c["image"], "swath-standin:1.2");
     assert_eq!(c["max_in_flight"], 3);
-    assert_eq!(c["source"], "https://catalogue.example/odata/v1");
+    assert_eq!(c["source"], Settings::default().catalogue.as_str());
 
     // Newest first.
     let list = op.get("/campaigns").await;
@@ -438,4 +438,44 @@ async fn the_progress_counts_the_jobs_by_stage(pool: PgPool) {
     assert_eq!(op.get("/campaigns?limit=0").await.status, 400);
     let one = op.get("/campaigns?limit=1").await;
     assert_eq!(one.body["campaigns"].as_array().unwrap().len(), 1);
+}
+
+/// A write token allows operating campaigns, not choosing what runs or what is fetched: through the
+/// API a campaign may pin another version of its job type's image, not another image (which would run
+/// with the workers' storage credentials), and lists the configured catalogue only (any other URL
+/// would make the orchestrator fetch it from inside the network).
+#[sqlx::test(migrations = "../sql")]
+async fn a_write_token_cannot_make_campaigns_run_other_images_or_fetch_other_urls(pool: PgPool) {
+    let op = Operator::with_write_token(&pool).await;
+    let image = swath_domain::types::STAND_IN_IMAGE;
+    let repository = image.split(['@', ':']).next().unwrap();
+    for (field, value, expected) in [
+        ("image", "evil.example/miner:latest", "image: "),
+        ("image", "docker.io/library/alpine@sha256:0123", "image: "),
+        ("image", &format!("{repository}x:1.0"), "image: "),
+        (
+            "source",
+            "odata+http://169.254.169.254/latest/meta-data/",
+            "source: ",
+        ),
+        ("source", "dir:/etc", "source: "),
+    ] {
+        let mut body = request();
+        body[field] = json!(value);
+        let refused = op.post("/campaigns", &body).await;
+        assert_eq!(refused.status, 400, "{field} {value}: {}", refused.body);
+        assert!(refused.error().starts_with(expected), "{}", refused.error());
+    }
+    let none: i64 = sqlx::query_scalar("SELECT count(*) FROM campaigns")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(none, 0, "nothing was created");
+
+    // Another version of the job type's own image, and the configured catalogue named explicitly.
+    let mut body = request();
+    body["image"] = json!(format!("{repository}@sha256:{}", "ab".repeat(32)));
+    body["source"] = json!(Settings::default().catalogue);
+    let created = op.post("/campaigns", &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
 }

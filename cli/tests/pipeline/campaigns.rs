@@ -369,13 +369,13 @@ async fn only_the_holder_of_a_campaigns_listing_lease_commits_its_pages(pool: Pg
         .unwrap();
     let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let short = Duration::from_millis(300);
-    let taken = take_listing(&pool, a, short).await.unwrap().unwrap();
+    let taken = take_listing(&pool, a, short, &[]).await.unwrap().unwrap();
     assert_eq!(taken.id, campaign.id);
-    assert!(take_listing(&pool, b, short).await.unwrap().is_none());
+    assert!(take_listing(&pool, b, short, &[]).await.unwrap().is_none());
     // A stalls past its lease: B takes the listing over.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if take_listing(&pool, b, Duration::from_secs(60))
+        if take_listing(&pool, b, Duration::from_secs(60), &[])
             .await
             .unwrap()
             .is_some()

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ReadAccess, WriteAccess};
 use super::input::{check_text, ApiJson, ApiPath, OptionalJson};
 use super::{ApiContext, ApiError};
-use crate::campaigns::{load_report, load_reports, CampaignReport, CampaignRequest};
+use crate::campaigns::{load_report, load_reports, CampaignReport, CampaignRequest, Requester};
 use crate::db::campaigns::{
     create_campaign, get_campaign, list_campaigns, pause_campaign, resume_campaign, CampaignError,
 };
@@ -86,7 +86,11 @@ async fn create(
     ApiJson(request): ApiJson<CampaignRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let new = request
-        .check(&ctx.state.registry, &ctx.operator.catalogue)
+        .check(
+            &ctx.state.registry,
+            &ctx.operator.catalogue,
+            Requester::WriteToken,
+        )
         .map_err(ApiError::BadRequest)?;
     let campaign = create_campaign(&ctx.state.pool, &new).await?;
     let location = format!("/api/v1/campaigns/{}", campaign.id);
