@@ -4,7 +4,9 @@
 --
 -- States: `listing` (the window is being listed; its jobs already run), `running` (listed; jobs
 -- run), `paused` (no new dispatch; the listing goes on), `completed` (listed and every job ended),
--- `cancelled`, `failed` (the listing cannot go on: the catalogue refused it).
+-- `cancelled`, `failed` (the listing cannot go on: the catalogue refused it). Only `paused` holds
+-- jobs back: the jobs of a failed listing, and later retries of a campaign's jobs, still run at the
+-- campaign's pace (a cancelled campaign's jobs are cancelled with it).
 CREATE TABLE campaigns (
     id                   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name                 text NOT NULL CONSTRAINT campaigns_name_unique UNIQUE

@@ -848,3 +848,84 @@ async fn a_campaign_whose_catalogue_is_down_does_not_hold_up_the_listing_of_the_
         "the second campaign was listed in the same round: {up:?}"
     );
 }
+
+/// A page slower than the listing lease does not let another instance take the listing over from a
+/// live one (which would list the same page twice): the lease is renewed while the page is fetched.
+#[sqlx::test(migrations = "../sql")]
+async fn a_page_slower_than_the_lease_keeps_the_listing_with_its_instance(pool: PgPool) {
+    use swath_engine::db::campaigns::take_listing;
+    use swath_engine::pipeline::campaign::CampaignService;
+
+    let lease = Duration::from_millis(600);
+    let entries: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            odata_entry(
+                &format!("S2B_MSIL1C_20240301T10{i:02}19_N0510_R022_T32TLR_20240301T12{i:02}00"),
+                &format!("2024-03-01T10:{i:02}:00.123456Z"),
+                box_polygon(7.0, 45.0, 8.0, 46.0),
+            )
+        })
+        .collect();
+    let engine = ODataEngine {
+        entries,
+        skip_limit: 10_000,
+    };
+    // One page, answered after four leases.
+    let server = CatalogueServer::start(move |seen, _, base| {
+        Reply::Slow(lease * 4, Box::new(Reply::Json(engine.page(seen, base))))
+    })
+    .await;
+    let id = create_campaign(
+        &pool,
+        &NewCampaign {
+            source: format!("odata+{}/odata/v1", server.base),
+            ..new_campaign("slow-page", 2)
+        },
+    )
+    .await
+    .unwrap()
+    .id;
+    let settings = tiny_settings();
+    let service = CampaignService {
+        pool: pool.clone(),
+        registry: Arc::new(settings.registry().unwrap()),
+        catalogue_options: settings.catalogue_options(),
+        owner: uuid::Uuid::new_v4(),
+        lease,
+        interval: Duration::from_secs(1),
+    };
+    let owner = service.owner;
+    let listing = tokio::spawn(async move { service.round().await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let holder: Option<uuid::Uuid> =
+            sqlx::query_scalar("SELECT listing_owner FROM campaigns WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if holder == Some(owner) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listing was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let other = uuid::Uuid::new_v4();
+    let mut tries = 0;
+    while !listing.is_finished() {
+        assert!(Instant::now() < deadline, "the listing never ended");
+        let taken = take_listing(&pool, other, lease, &[]).await.unwrap();
+        assert!(
+            taken.is_none(),
+            "another instance took the listing of a live one (try {tries})"
+        );
+        tries += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    listing.await.unwrap().unwrap();
+    assert!(tries >= 10, "the page took four leases: {tries} tries");
+    let listed = campaign(&pool, id).await;
+    assert!(listed.listing_finished_at.is_some(), "{listed:?}");
+    assert_eq!((listed.pages, listed.jobs_created), (1, 3));
+    assert_eq!(server.seen().len(), 1, "the page was requested once");
+}

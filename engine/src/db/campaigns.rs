@@ -482,6 +482,26 @@ pub async fn release_listings(pool: &PgPool, owner: Uuid) -> Result<(), DbError>
     Ok(())
 }
 
+/// Extends `owner`'s listing lease of campaign `id` by `lease`; `false` when it holds it no more.
+pub async fn renew_listing(
+    pool: &PgPool,
+    id: i64,
+    owner: Uuid,
+    lease: Duration,
+) -> Result<bool, DbError> {
+    let renewed = sqlx::query(
+        "UPDATE campaigns SET listing_lease_until = clock_timestamp() + make_interval(secs => $3)
+         WHERE id = $1 AND listing_owner = $2 AND listing_finished_at IS NULL
+           AND state IN ('listing', 'running', 'paused')",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(lease.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
 /// Records a listing failure that will be retried (the catalogue is unavailable), keeping the lease.
 pub async fn note_listing_error(
     pool: &PgPool,

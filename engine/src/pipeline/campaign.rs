@@ -30,8 +30,8 @@ use crate::catalogue::{
 };
 use crate::db::campaigns::{
     cancel_campaign, commit_listing_page, complete_finished, fail_campaign, note_listing_error,
-    release_listings, take_listing, Campaign, CampaignError, CampaignPage, ListingError,
-    ALREADY_KNOWN,
+    release_listings, renew_listing, take_listing, Campaign, CampaignError, CampaignPage,
+    ListingError, ALREADY_KNOWN,
 };
 use crate::db::context::{CampaignView, PgJobContext};
 use crate::executor::Executor;
@@ -117,7 +117,25 @@ pub async fn list_campaign(
     tracing::info!(campaign = id, name = %campaign.name, job_type = %campaign.job_type, from = %campaign.from, to = %campaign.to,
         resumed = next.is_some(), "listing the campaign's window");
     loop {
-        let page = match catalogue.page(&query, next.as_ref()).await {
+        // A page may take long (a slow catalogue, retries): the lease is renewed meanwhile, so that
+        // no other instance takes the listing over from a live one and lists the same page.
+        let fetched = {
+            let fetch = catalogue.page(&query, next.as_ref());
+            tokio::pin!(fetch);
+            let mut renew = tokio::time::interval((lease / 3).max(Duration::from_millis(100)));
+            renew.tick().await;
+            loop {
+                tokio::select! {
+                    page = &mut fetch => break page,
+                    _ = renew.tick() => {
+                        if !renew_listing(pool, id, owner, lease).await? {
+                            return Ok(ListingOutcome::LostLease);
+                        }
+                    }
+                }
+            }
+        };
+        let page = match fetched {
             Ok(page) => page,
             Err(e @ CatalogueError::Unavailable { .. }) => {
                 let error = e.to_string();
