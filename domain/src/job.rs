@@ -118,6 +118,12 @@ pub struct Job {
     /// The reprocessing campaign that created it (its retries keep it).
     #[serde(default)]
     pub campaign_id: Option<i64>,
+    /// When the catalogue withdrew its input, if it did.
+    #[serde(default)]
+    pub input_withdrawn_at: Option<DateTime<Utc>>,
+    /// Why the catalogue withdrew its input (e.g. `Duplicated product`).
+    #[serde(default)]
+    pub input_withdrawal_reason: Option<String>,
     /// The job this one waits for while `configured`.
     pub depends_on: Option<i64>,
     /// When a `configured` job is examined again at the latest.

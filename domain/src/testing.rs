@@ -100,6 +100,8 @@ pub fn job_from_new(new: &NewJob, id: i64) -> Job {
         spawned_by: new.spawned_by,
         retry_of: new.retry_of,
         campaign_id: new.campaign_id,
+        input_withdrawn_at: None,
+        input_withdrawal_reason: None,
         depends_on: None,
         recheck_at: None,
         software_version: new.software_version.clone(),

@@ -13,7 +13,7 @@ use super::DbError;
 pub const JOB_COLUMNS: &str = "id, uid, job_type, name, product_id, tile_id, input_path, measured_at, \
     input_published_at, output_path, output_published_at, priority::text AS priority, status, \
     status_changed_at, status_error_subtype, status_message, params, results, attempt, max_attempts, \
-    next_attempt_at, parent_id, spawned_by, retry_of, campaign_id, depends_on, recheck_at, software_version, executor_ref, service_id, tag, \
+    next_attempt_at, parent_id, spawned_by, retry_of, campaign_id, input_withdrawn_at, input_withdrawal_reason, depends_on, recheck_at, software_version, executor_ref, service_id, tag, \
     lease_expires_at, created_at";
 
 /// Decodes one row selected with [`JOB_COLUMNS`].
@@ -57,6 +57,8 @@ pub fn job_from_row(row: &PgRow) -> Result<Job, DbError> {
         spawned_by: row.try_get("spawned_by")?,
         retry_of: row.try_get("retry_of")?,
         campaign_id: row.try_get("campaign_id")?,
+        input_withdrawn_at: row.try_get("input_withdrawn_at")?,
+        input_withdrawal_reason: row.try_get("input_withdrawal_reason")?,
         depends_on: row.try_get("depends_on")?,
         recheck_at: row.try_get("recheck_at")?,
         software_version: row.try_get("software_version")?,
