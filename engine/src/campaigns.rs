@@ -263,39 +263,14 @@ pub struct ProgressReport {
     pub skipped_total: i64,
     /// Products skipped, by reason.
     pub skipped: BTreeMap<String, i64>,
-    /// Jobs (the last of each retry chain).
-    pub jobs: i64,
-    /// Not started yet.
-    pub waiting: i64,
-    /// Dispatched and running.
-    pub in_flight: i64,
-    /// Processed, being published.
-    pub publishing: i64,
-    /// Done.
-    pub done: i64,
-    /// Failed.
-    pub failed: i64,
-    /// Cancelled.
-    pub cancelled: i64,
-    /// Jobs that ended (done or failed) in the last hour.
-    pub ended_last_hour: i64,
+    /// The jobs by stage.
+    #[serde(flatten)]
+    pub stages: CampaignProgress,
     /// Jobs that ended (done or failed) per hour since the campaign was created (until it finished).
     pub per_hour: f64,
     /// Seconds until every job ended, at the recent throughput (the last hour's, else the average);
     /// `None` while listing, paused or unknown (nothing ended yet).
     pub eta_seconds: Option<i64>,
-}
-
-impl ProgressReport {
-    /// Jobs that ended: done, failed or cancelled.
-    pub fn ended(&self) -> i64 {
-        self.done + self.failed + self.cancelled
-    }
-
-    /// Jobs not ended yet.
-    pub fn remaining(&self) -> i64 {
-        self.waiting + self.in_flight + self.publishing
-    }
 }
 
 /// A campaign with its progress: what the API answers, the command line prints and the dashboard
@@ -322,7 +297,7 @@ pub fn report(
     let hours =
         ((until - campaign.created_at).num_milliseconds() as f64 / 3_600_000.0).max(1.0 / 60.0);
     let per_hour = ended_by_processing as f64 / hours;
-    let remaining = progress.waiting + progress.in_flight + progress.publishing;
+    let remaining = progress.remaining();
     let rate = if progress.ended_last_hour > 0 {
         progress.ended_last_hour as f64
     } else {
@@ -342,14 +317,7 @@ pub fn report(
             jobs_created: campaign.jobs_created,
             skipped_total: campaign.skipped.values().sum(),
             skipped: campaign.skipped.clone(),
-            jobs: progress.jobs,
-            waiting: progress.waiting,
-            in_flight: progress.in_flight,
-            publishing: progress.publishing,
-            done: progress.done,
-            failed: progress.failed,
-            cancelled: progress.cancelled,
-            ended_last_hour: progress.ended_last_hour,
+            stages: progress.clone(),
             per_hour: (per_hour * 100.0).round() / 100.0,
             eta_seconds,
         },
@@ -399,9 +367,9 @@ pub fn format_duration(seconds: i64) -> String {
 /// ETA, e.g. `[#########-----------] 45% 450/1000 jobs, 12.3 jobs/h, ETA 3h12m`.
 pub fn progress_line(report: &CampaignReport, width: usize) -> String {
     let p = &report.progress;
-    let ended = p.ended();
-    let fraction = if p.jobs > 0 {
-        (ended as f64 / p.jobs as f64).clamp(0.0, 1.0)
+    let ended = p.stages.ended();
+    let fraction = if p.stages.jobs > 0 {
+        (ended as f64 / p.stages.jobs as f64).clamp(0.0, 1.0)
     } else {
         0.0
     };
@@ -415,7 +383,7 @@ pub fn progress_line(report: &CampaignReport, width: usize) -> String {
         "#".repeat(filled),
         "-".repeat(width - filled),
         fraction * 100.0,
-        p.jobs,
+        p.stages.jobs,
         p.per_hour
     )
 }
@@ -424,19 +392,6 @@ pub fn progress_line(report: &CampaignReport, width: usize) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_image_repository_is_its_reference_without_tag_or_digest() {
-        assert_eq!(image_repository("swath-standin:latest"), "swath-standin");
-        assert_eq!(
-            image_repository("registry:5000/team/fsc:1.2@sha256:ab"),
-            "registry:5000/team/fsc"
-        );
-        assert_eq!(
-            image_repository("registry:5000/team/fsc"),
-            "registry:5000/team/fsc"
-        );
-        assert_eq!(image_repository("fsc@sha256:ab"), "fsc");
-    }
     use chrono::TimeDelta;
 
     fn campaign(state: CampaignState, created: DateTime<Utc>) -> Campaign {
@@ -526,5 +481,19 @@ mod tests {
             .starts_with("from: \"April\""));
         assert_eq!(normalize_tile("tiles", "t32tlr").unwrap(), "32TLR");
         assert!(normalize_tile("tiles", "32 TLR").is_err());
+    }
+
+    #[test]
+    fn an_image_repository_is_its_reference_without_tag_or_digest() {
+        assert_eq!(image_repository("swath-standin:latest"), "swath-standin");
+        assert_eq!(
+            image_repository("registry:5000/team/fsc:1.2@sha256:ab"),
+            "registry:5000/team/fsc"
+        );
+        assert_eq!(
+            image_repository("registry:5000/team/fsc"),
+            "registry:5000/team/fsc"
+        );
+        assert_eq!(image_repository("fsc@sha256:ab"), "fsc");
     }
 }

@@ -756,6 +756,42 @@ pub struct CampaignProgress {
     pub ended_last_hour: i64,
 }
 
+impl CampaignProgress {
+    /// Jobs that ended: done, failed or cancelled.
+    pub fn ended(&self) -> i64 {
+        self.done + self.failed + self.cancelled
+    }
+
+    /// Jobs not ended yet.
+    pub fn remaining(&self) -> i64 {
+        self.waiting + self.in_flight + self.publishing
+    }
+
+    /// Counts `count` jobs in status `status`, `recent` of which entered it in the last hour.
+    fn add(&mut self, status: i16, count: i64, recent: i64) {
+        let Ok(status) = JobStatus::from_id(status) else {
+            return;
+        };
+        use JobStatus::*;
+        let p = self;
+        p.jobs += count;
+        match status {
+            Initialized | Configured | Ready | ExternalError => p.waiting += count,
+            Queued | Started | PreProcessing | Processing | PostProcessing => p.in_flight += count,
+            Processed | StartPublication | Published => p.publishing += count,
+            Done => {
+                p.done += count;
+                p.ended_last_hour += recent;
+            }
+            InternalError | ErrorChecked => {
+                p.failed += count;
+                p.ended_last_hour += recent;
+            }
+            Cancelled => p.cancelled += count,
+        }
+    }
+}
+
 /// The progress of campaign `id`, counted from its jobs: every job by status, less the jobs that
 /// a later retry replaces (the retried job, and every retry but the last). Both counts read
 /// indexes only (`jobs_campaign`, `jobs_campaign_retries`), without a lookup per job.
@@ -798,32 +834,6 @@ pub async fn campaign_progress<'e>(
         p.add(status, count, recent);
     }
     Ok(p)
-}
-
-impl CampaignProgress {
-    /// Counts `count` jobs in status `status`, `recent` of which entered it in the last hour.
-    fn add(&mut self, status: i16, count: i64, recent: i64) {
-        let Ok(status) = JobStatus::from_id(status) else {
-            return;
-        };
-        use JobStatus::*;
-        let p = self;
-        p.jobs += count;
-        match status {
-            Initialized | Configured | Ready | ExternalError => p.waiting += count,
-            Queued | Started | PreProcessing | Processing | PostProcessing => p.in_flight += count,
-            Processed | StartPublication | Published => p.publishing += count,
-            Done => {
-                p.done += count;
-                p.ended_last_hour += recent;
-            }
-            InternalError | ErrorChecked => {
-                p.failed += count;
-                p.ended_last_hour += recent;
-            }
-            Cancelled => p.cancelled += count,
-        }
-    }
 }
 
 /// The progress of each of the campaigns `ids`, counted from their jobs in one statement, as
