@@ -495,7 +495,7 @@ function drawJob(d) {
   });
   parts.push(...section(`Status history (${d.history.length} changes)`,
     table("timeline", ["time", "from → to", "attempt", "after", "subtype", "message"], rows,
-      ["c-time", "c-job", "c-num", "c-since", "c-status", null])));
+      ["c-time", "c-change", "c-num", "c-since", "c-status", null])));
 
   // Attempts with their errors, and where the logs are.
   parts.push(...section("Attempts", d.attempts.length ? table("attempts",
