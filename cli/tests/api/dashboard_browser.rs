@@ -634,6 +634,8 @@ async fn the_dashboard_searches_jobs_shows_a_job_and_the_completeness_grid(pool:
     browser.click("#search-more").await;
     let rows = browser.wait_for("the next page", "return document.getElementById('search-summary').dataset.count === '4' && document.getElementById('search-more').hidden && [...document.querySelectorAll('#search-results tbody tr')].map(r => Number(r.dataset.jobId));").await;
     assert_eq!(rows, json!(expected));
+    assert_fits(&browser, "search results at 1400 px").await;
+    save_shot(&browser, "dashboard-search-1400").await;
     // The API's message for a bad filter.
     browser.eval(&search("", "no such tile!"), json!([])).await;
     let error = browser
