@@ -138,7 +138,7 @@ pub async fn recent_timeliness(
         "SELECT job_type,
                 sum(jobs)::int8 AS published,
                 coalesce(sum(jobs) FILTER (WHERE CASE
-                    WHEN bucket < -288 THEN false
+                    WHEN bucket < -288 THEN NULL
                     WHEN bucket < 288 THEN bucket::int8 * 900000000
                     ELSE 259200000000 + (bucket::int8 - 288) * 21600000000
                 END >= $1), 0)::int8 AS late
