@@ -110,7 +110,13 @@ pub enum MetricsError {
 }
 
 /// The metrics as OpenMetrics text: this instance's counters and the system's state now.
-pub async fn render(pool: &PgPool, registry: &JobTypeRegistry) -> Result<String, MetricsError> {
+/// `timeliness_target_hours` is the configured target from input to output publication
+/// (`swath_timeliness_target_seconds`, and what makes a job late in `swath_timeliness_late_jobs`).
+pub async fn render(
+    pool: &PgPool,
+    registry: &JobTypeRegistry,
+    timeliness_target_hours: f64,
+) -> Result<String, MetricsError> {
     let mut metrics = Registry::with_prefix("swath");
     metrics.register(
         "status_transitions",
@@ -138,6 +144,7 @@ pub async fn render(pool: &PgPool, registry: &JobTypeRegistry) -> Result<String,
         COUNTED.publication_latency.clone(),
     );
     register_state(&mut metrics, pool, registry).await?;
+    register_alerting_state(&mut metrics, pool, registry, timeliness_target_hours).await?;
     let mut text = String::new();
     encode(&mut text, &metrics)?;
     Ok(text)
@@ -234,6 +241,93 @@ async fn register_state(
         "manual_retries",
         "Jobs created by a manual retry (all instances)",
         manual_retries,
+    );
+    Ok(())
+}
+
+/// What the alerting rules (`deploy/prometheus/alerts.yml`) need besides the rest: the leader, the
+/// age of the oldest ready job per flavor, the publication outbox's backlog, the recent timeliness.
+/// Each is a read of a summary, of one row, or of a partial index of active work (the ready queue,
+/// the unconfirmed outbox): never of the archive.
+async fn register_alerting_state(
+    metrics: &mut Registry,
+    pool: &PgPool,
+    registry: &JobTypeRegistry,
+    timeliness_target_hours: f64,
+) -> Result<(), DbError> {
+    let leaders = Gauge::<i64>::default();
+    leaders.set(gauges::leaders(pool).await?);
+    metrics.register(
+        "leaders",
+        "Instances holding an unexpired leader lease (1 normally, 0 when none leads)",
+        leaders,
+    );
+
+    // Every flavor is reported, those with no ready job as 0.
+    let oldest = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for job_type in registry.iter() {
+        oldest
+            .get_or_create(&vec![(
+                "flavor".into(),
+                job_type.spec().worker_flavor.clone(),
+            )])
+            .set(0.0);
+    }
+    for (job_type, age) in gauges::oldest_ready(pool).await? {
+        let flavor = registry
+            .get(&job_type)
+            .map(|t| t.spec().worker_flavor.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let gauge = oldest.get_or_create(&vec![("flavor".into(), flavor)]);
+        if age > gauge.get() {
+            gauge.set(age);
+        }
+    }
+    metrics.register(
+        "ready_oldest_age_seconds",
+        "Seconds since the oldest ready job entered ready, per worker flavor (0 when none waits)",
+        oldest,
+    );
+
+    let backlog = gauges::publication_backlog(pool).await?;
+    let messages = Gauge::<i64>::default();
+    messages.set(backlog.messages);
+    metrics.register(
+        "publication_backlog",
+        "Outbox messages not yet confirmed by the broker",
+        messages,
+    );
+    let oldest_message = Gauge::<f64, AtomicU64>::default();
+    oldest_message.set(backlog.oldest_age.max(0.0));
+    metrics.register(
+        "publication_backlog_oldest_age_seconds",
+        "Seconds since the oldest unconfirmed outbox message was written (0 when none)",
+        oldest_message,
+    );
+
+    let target = Gauge::<f64, AtomicU64>::default();
+    target.set(timeliness_target_hours * 3600.0);
+    metrics.register(
+        "timeliness_target_seconds",
+        "The timeliness target, from input publication to output publication",
+        target,
+    );
+    let published = Family::<Labels, Gauge>::default();
+    let late = Family::<Labels, Gauge>::default();
+    for recent in gauges::recent_timeliness(pool, timeliness_target_hours).await? {
+        let labels = vec![("job_type".into(), recent.job_type)];
+        published.get_or_create(&labels).set(recent.published);
+        late.get_or_create(&labels).set(recent.late);
+    }
+    metrics.register(
+        "timeliness_published_jobs",
+        "Published jobs whose input was published yesterday or today (UTC), per job type",
+        published,
+    );
+    metrics.register(
+        "timeliness_late_jobs",
+        "Of those, the jobs that took longer than the timeliness target, per job type",
+        late,
     );
     Ok(())
 }

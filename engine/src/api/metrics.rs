@@ -23,8 +23,12 @@ async fn metrics(
     _: ReadAccess,
     State(ctx): State<ApiContext>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let text = crate::metrics::render(&ctx.state.pool, &ctx.state.registry)
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
+    let text = crate::metrics::render(
+        &ctx.state.pool,
+        &ctx.state.registry,
+        ctx.state.timeliness_target_hours,
+    )
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))?;
     Ok(([(CONTENT_TYPE, OPENMETRICS)], text))
 }

@@ -1,7 +1,7 @@
 //! The heavy test tiers and their gates.
 //!
 //! A plain `cargo test` needs only PostgreSQL. A test that needs more (a Docker engine, Chromium,
-//! RabbitMQ, the chaos runs, or an independent client such as `awscli`) starts with
+//! RabbitMQ, the chaos runs, an independent client such as `awscli`, or `promtool`) starts with
 //! `if !swath_test_tiers::enabled(Tier::Docker) { return; }`: it runs when the tier's environment
 //! variable is `1`, and otherwise ends at once, saying on the terminal which tier it needs and how
 //! to run it. `scripts/test` (the README's test command) installs what every tier needs and sets
@@ -22,16 +22,20 @@ pub enum Tier {
     Chaos,
     /// Independent clients the tests compare with: `awscli`, `rclone` (`scripts/tools-storage.sh`).
     Clients,
+    /// Prometheus's `promtool`, which checks and tests the alerting rules
+    /// (`scripts/tools-prometheus.sh`).
+    Prometheus,
 }
 
 impl Tier {
     /// Every tier, in the order `scripts/test` lists them.
-    pub const ALL: [Tier; 5] = [
+    pub const ALL: [Tier; 6] = [
         Tier::Docker,
         Tier::Browser,
         Tier::RabbitMq,
         Tier::Chaos,
         Tier::Clients,
+        Tier::Prometheus,
     ];
 
     /// The environment variable that turns the tier on (`1`).
@@ -42,6 +46,7 @@ impl Tier {
             Tier::RabbitMq => "SWATH_TEST_RABBITMQ",
             Tier::Chaos => "SWATH_TEST_CHAOS",
             Tier::Clients => "SWATH_TEST_CLIENTS",
+            Tier::Prometheus => "SWATH_TEST_PROMETHEUS",
         }
     }
 
@@ -53,6 +58,7 @@ impl Tier {
             Tier::RabbitMq => "RabbitMQ on 127.0.0.1:5672 (scripts/services.sh)",
             Tier::Chaos => "time: it kills instances and fails Nomad while jobs flow",
             Tier::Clients => "awscli and rclone (scripts/tools-storage.sh)",
+            Tier::Prometheus => "promtool (scripts/tools-prometheus.sh)",
         }
     }
 }
