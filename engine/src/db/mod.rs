@@ -35,6 +35,7 @@ pub mod summaries;
 pub(crate) mod testing;
 pub mod tokens;
 pub mod tracking;
+pub mod withdrawals;
 mod url;
 
 pub use self::url::DatabaseUrl;
