@@ -210,11 +210,15 @@ async fn withdrawn_inputs_cancel_waiting_jobs_and_flag_the_others(pool: PgPool) 
     let again = follow_withdrawals(&pool, &odata, later).await.unwrap();
     assert_eq!((again.pages, again.withdrawals), (2, 4));
     assert_eq!((again.cancelled, again.flagged), (0, 0));
-    assert!(server.seen()[2].query["$filter"].starts_with("DeletionDate ge 2024-01-01T00:00:00.000000Z"));
+    assert!(server.seen()[2].query["$filter"]
+        .starts_with("DeletionDate ge 2024-01-01T00:00:00.000000Z"));
     for b in before {
         assert_eq!(job(&pool, b.id).await, b);
     }
-    assert_eq!(job_history(&pool, waiting.id).await.unwrap().len(), history_len);
+    assert_eq!(
+        job_history(&pool, waiting.id).await.unwrap().len(),
+        history_len
+    );
     assert_eq!(
         checked_until(&pool, &odata.source()).await.unwrap(),
         Some(later)
@@ -272,7 +276,11 @@ async fn a_next_link_to_another_origin_is_not_followed(pool: PgPool) {
         }
         other => panic!("{other}"),
     }
-    assert!(other.seen().is_empty(), "the other origin got {:?}", other.seen());
+    assert!(
+        other.seen().is_empty(),
+        "the other origin got {:?}",
+        other.seen()
+    );
     assert_eq!(server.seen().len(), 1);
     assert_eq!(job(&pool, waiting.id).await.status, JobStatus::Initialized);
     assert_eq!(checked_until(&pool, &odata.source()).await.unwrap(), None);

@@ -131,7 +131,9 @@ pub fn withdrawal_from_entry(entry: &Value) -> Result<Withdrawal, InvalidEntry> 
         .ok_or_else(|| invalid("no Name"))?;
     // A bare name only: no path (which the name parser would accept), no control character, no
     // novel.
-    if raw_name.len() > 256 || raw_name.contains(['/', '\\']) || raw_name.chars().any(char::is_control)
+    if raw_name.len() > 256
+        || raw_name.contains(['/', '\\'])
+        || raw_name.chars().any(char::is_control)
     {
         return Err(invalid(
             "Name is not a product name: a path, a control character or over 256 bytes",
@@ -417,10 +419,7 @@ mod tests {
             "S2A_MSIL1C_20210404T112111_N0500_R037_T31VEG_20230209T101305"
         );
         assert_eq!(w.cause, "Duplicated product");
-        assert_eq!(
-            w.deleted_at.to_rfc3339(),
-            "2023-10-02T08:15:12.345+00:00"
-        );
+        assert_eq!(w.deleted_at.to_rfc3339(), "2023-10-02T08:15:12.345+00:00");
         let bad = withdrawal_from_entry(&entries[2]).unwrap_err();
         assert!(bad.reason.contains("DeletionDate"), "{}", bad.reason);
         assert!(bad.name.starts_with("S2A_MSIL1C_20220301T104021"));
@@ -437,11 +436,7 @@ mod tests {
             let mut entry = entries[0].clone();
             entry["Name"] = hostile.into();
             let err = withdrawal_from_entry(&entry).unwrap_err();
-            assert!(
-                err.reason.contains("Name"),
-                "{hostile:?}: {}",
-                err.reason
-            );
+            assert!(err.reason.contains("Name"), "{hostile:?}: {}", err.reason);
         }
         // Lower case and no `.SAFE` are the same product; the cause is cut and cleaned.
         let mut entry = entries[0].clone();
@@ -459,7 +454,10 @@ mod tests {
         }
         entry["DeletionCause"] = Value::Null;
         entry["Name"] = entries[0]["Name"].clone();
-        assert_eq!(withdrawal_from_entry(&entry).unwrap().cause, "no cause given");
+        assert_eq!(
+            withdrawal_from_entry(&entry).unwrap().cause,
+            "no cause given"
+        );
         entry.as_object_mut().unwrap().remove("DeletionDate");
         assert_eq!(
             withdrawal_from_entry(&entry).unwrap_err().reason,

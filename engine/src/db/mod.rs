@@ -35,8 +35,8 @@ pub mod summaries;
 pub(crate) mod testing;
 pub mod tokens;
 pub mod tracking;
-pub mod withdrawals;
 mod url;
+pub mod withdrawals;
 
 pub use self::url::DatabaseUrl;
 

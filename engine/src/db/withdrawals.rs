@@ -44,9 +44,11 @@ pub async fn set_checked_until<'e>(
 /// Where the withdrawals of a catalogue never read start: the earliest publication of a job's
 /// input (a product cannot be withdrawn before it was published), or `None` without jobs.
 pub async fn earliest_input<'e>(db: impl PgExecutor<'e>) -> Result<Option<DateTime<Utc>>, DbError> {
-    Ok(sqlx::query_scalar("SELECT min(input_published_at) FROM jobs")
-        .fetch_one(db)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT min(input_published_at) FROM jobs")
+            .fetch_one(db)
+            .await?,
+    )
 }
 
 /// The jobs of the product named `name` (canonical): those whose product it is, and those that list

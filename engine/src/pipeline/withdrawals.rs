@@ -75,7 +75,10 @@ pub fn withdrawal_reason(at: DateTime<Utc>, cause: &str) -> String {
 fn not_started(status: JobStatus) -> bool {
     matches!(
         status,
-        JobStatus::Initialized | JobStatus::Configured | JobStatus::Ready | JobStatus::ExternalError
+        JobStatus::Initialized
+            | JobStatus::Configured
+            | JobStatus::Ready
+            | JobStatus::ExternalError
     )
 }
 
@@ -216,14 +219,24 @@ impl Service for WithdrawalService {
                 _ = shutdown.cancelled() => return,
             };
             match result {
-                Ok(r) => tracing::info!(pages = r.pages, withdrawals = r.withdrawals, invalid = r.invalid, unknown = r.unknown, cancelled = r.cancelled, flagged = r.flagged, "withdrawals round done"),
+                Ok(r) => tracing::info!(
+                    pages = r.pages,
+                    withdrawals = r.withdrawals,
+                    invalid = r.invalid,
+                    unknown = r.unknown,
+                    cancelled = r.cancelled,
+                    flagged = r.flagged,
+                    "withdrawals round done"
+                ),
                 Err(WithdrawalError::Catalogue(CatalogueError::Unsupported(why))) => {
                     if !unsupported_logged {
                         tracing::info!(%why, "withdrawn products are not followed");
                         unsupported_logged = true;
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "withdrawals round failed; trying again next round"),
+                Err(e) => {
+                    tracing::error!(error = %e, "withdrawals round failed; trying again next round")
+                }
             }
         }
     }
