@@ -285,3 +285,38 @@ async fn a_next_link_to_another_origin_is_not_followed(pool: PgPool) {
     assert_eq!(job(&pool, waiting.id).await.status, JobStatus::Initialized);
     assert_eq!(checked_until(&pool, &odata.source()).await.unwrap(), None);
 }
+
+/// STAC and local catalogues do not list withdrawals: the round says so and changes nothing.
+#[sqlx::test(migrations = "../sql")]
+async fn catalogues_without_withdrawals_say_so(pool: PgPool) {
+    let (waiting, _, _) = jobs(&pool).await;
+    let local = swath_engine::catalogue::local::LocalDirectoryCatalogue::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../samples/catalogue"
+    ));
+    let http = HttpFetcher::new(Duration::from_secs(1), RetryPolicy::default()).unwrap();
+    let stac = swath_engine::catalogue::stac::StacCatalogue::new(
+        "http://127.0.0.1:9/v1",
+        http,
+        3,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    for catalogue in [&local as &dyn Catalogue, &stac] {
+        let err = follow_withdrawals(&pool, catalogue, at("2024-01-01T00:00:00Z"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WithdrawalError::Catalogue(CatalogueError::Unsupported(_))
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            checked_until(&pool, &catalogue.source()).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(job(&pool, waiting.id).await.status, JobStatus::Initialized);
+}

@@ -140,11 +140,9 @@ pub async fn follow_withdrawals(
         Some(t) => t,
         None => match earliest_input(pool).await? {
             Some(t) => t,
-            // No job yet: nothing can be withdrawn from under one.
-            None => {
-                set_checked_until(pool, &source, until).await?;
-                return Ok(report);
-            }
+            // No job yet: nothing can be withdrawn from under one (and a product withdrawn
+            // before it is listed never becomes a job).
+            None => return Ok(report),
         },
     };
     if since >= until {
