@@ -18,7 +18,7 @@ use swath_engine::catalogue::http::{HttpFetcher, RetryPolicy};
 use swath_engine::catalogue::odata::ODataCatalogue;
 use swath_engine::catalogue::{Catalogue, CatalogueError};
 use swath_engine::db::history::job_history;
-use swath_engine::db::jobs::get_job;
+use swath_engine::db::jobs::{get_job, list_jobs, JobFilter};
 use swath_engine::db::withdrawals::checked_until;
 use swath_engine::pipeline::withdrawals::{
     follow_withdrawals, withdrawal_reason, WithdrawalError, WithdrawalReport,
@@ -202,6 +202,21 @@ async fn withdrawn_inputs_cancel_waiting_jobs_and_flag_the_others(pool: PgPool) 
         checked_until(&pool, &odata.source()).await.unwrap(),
         Some(until)
     );
+
+    // The flagged jobs are listed as such.
+    let flagged = list_jobs(
+        &pool,
+        &JobFilter {
+            withdrawn: Some(true),
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut ids: Vec<i64> = flagged.iter().map(|j| j.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![waiting.id, done.id, merged.id]);
 
     // Once more over a later window that lists the same withdrawals: nothing changes.
     let before: Vec<Job> = vec![job(&pool, waiting.id).await, d, m];
