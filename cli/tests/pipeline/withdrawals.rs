@@ -335,3 +335,64 @@ async fn catalogues_without_withdrawals_say_so(pool: PgPool) {
     }
     assert_eq!(job(&pool, waiting.id).await.status, JobStatus::Initialized);
 }
+
+/// The loop reads withdrawals on the leader only: of two instances running it, the follower never
+/// asks its catalogue, and the leader's rounds cancel the waiting job.
+#[sqlx::test(migrations = "../sql")]
+async fn only_the_leader_follows_withdrawals(pool: PgPool) {
+    use std::sync::Arc;
+    use swath_engine::db::services::{register, try_lead, Instance};
+    use swath_engine::pipeline::withdrawals::WithdrawalService;
+    use swath_engine::service::{CancellationToken, Service};
+
+    let (waiting, _, _) = jobs(&pool).await;
+    let serve = |seen: &support::catalogue_server::Seen, _: usize, base: &str| {
+        if seen.query.contains_key("$skip") {
+            Reply::Json(page(2))
+        } else {
+            Reply::Json(first_page_on(base))
+        }
+    };
+    let leader_server = CatalogueServer::start(serve).await;
+    let follower_server = CatalogueServer::start(serve).await;
+    let leading = Instance::new("leader");
+    let following = Instance::new("follower");
+    register(&pool, &leading).await.unwrap();
+    register(&pool, &following).await.unwrap();
+    assert!(
+        try_lead(&pool, leading.service_id, Duration::from_secs(600))
+            .await
+            .unwrap()
+    );
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (instance, server) in [(&leading, &leader_server), (&following, &follower_server)] {
+        let service = Box::new(WithdrawalService {
+            pool: pool.clone(),
+            catalogue: Arc::new(odata_of(server)),
+            service_id: instance.service_id,
+            interval: Duration::from_millis(20),
+        });
+        tasks.push(tokio::spawn(service.run(shutdown.clone())));
+    }
+    // Two rounds of the leader (the second reads from its cursor, so one or two requests): by then
+    // the follower has ticked as often.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while leader_server.seen().len() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the leader did not read withdrawals"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(
+        follower_server.seen().is_empty(),
+        "{:?}",
+        follower_server.seen()
+    );
+    assert_eq!(job(&pool, waiting.id).await.status, JobStatus::Cancelled);
+}
