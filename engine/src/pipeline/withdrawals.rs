@@ -4,8 +4,10 @@
 //! cursor (`withdrawal_cursors`) to now, page by page. For each withdrawn product, every job whose
 //! product it is, or whose inputs list it (fsc_rlie's merged partial-tile products):
 //!
-//! - not started yet (initialized, configured, ready, external_error waiting for a retry) is
-//!   cancelled through [`cancel_job`] (so its history records why) and flagged;
+//! - not started yet (initialized, configured, ready, which includes a failed attempt waiting for
+//!   its retry: `ready` with a later `next_attempt_at`) is cancelled through [`cancel_job`] (so its
+//!   history records why) and flagged. A job caught in `external_error` (the state machine does
+//!   not cancel from there) or that moved on meanwhile is only flagged;
 //! - in flight, done, or in any other status is only flagged (`input_withdrawn_at` and the reason),
 //!   never touched otherwise; a done job flagged is logged at warn: its products were made from an
 //!   input the catalogue no longer offers.
