@@ -5,9 +5,10 @@
 //! product it is, or whose inputs list it (fsc_rlie's merged partial-tile products):
 //!
 //! - not started yet (initialized, configured, ready, which includes a failed attempt waiting for
-//!   its retry: `ready` with a later `next_attempt_at`) is cancelled through [`cancel_job`] (so its
-//!   history records why) and flagged. A job caught in `external_error` (the state machine does
-//!   not cancel from there) or that moved on meanwhile is only flagged;
+//!   its retry: `ready` with a later `next_attempt_at`) is cancelled through the cancel path
+//!   ([`cancel_job_where`], so its history records why, and only while it has not started) and
+//!   flagged. A job caught in `external_error` (the state machine does not cancel from there) or
+//!   dispatched meanwhile is only flagged;
 //! - in flight, done, or in any other status is only flagged (`input_withdrawn_at` and the reason),
 //!   never touched otherwise; a done job flagged is logged at warn: its products were made from an
 //!   input the catalogue no longer offers.
@@ -28,7 +29,7 @@ use sqlx::PgPool;
 use swath_domain::JobStatus;
 use uuid::Uuid;
 
-use super::cancel::{cancel_job, CancelError};
+use super::cancel::{cancel_job_where, CancelError};
 use crate::catalogue::{Catalogue, CatalogueError, Withdrawal, WithdrawalQuery};
 use crate::db::services::leader;
 use crate::db::withdrawals::{
@@ -105,7 +106,7 @@ async fn apply(
     for job in jobs {
         let mut status = job.status;
         if not_started(job.status) {
-            match cancel_job(pool, None, job.id, &reason).await {
+            match cancel_job_where(pool, None, job.id, &reason, not_started).await {
                 Ok(cancelled) => {
                     report.cancelled += 1;
                     status = cancelled.job.status;
