@@ -18,3 +18,4 @@ mod retry;
 mod state_machine;
 mod status_batch;
 mod summaries;
+mod withdrawals;

@@ -22,6 +22,7 @@ pub const FILTER_PARAMETERS: &[&str] = &[
     "created_before",
     "changed_after",
     "campaign",
+    "withdrawn",
 ];
 
 /// Longest text of one parameter.
@@ -80,6 +81,13 @@ pub fn filter_parameter(
         "created_after" => filter.created_after = Some(parse_time(name, value)?),
         "created_before" => filter.created_before = Some(parse_time(name, value)?),
         "changed_after" => filter.changed_after = Some(parse_time(name, value)?),
+        "withdrawn" => {
+            filter.withdrawn = Some(match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(bad(name, format!("{value:?} is not true or false"))),
+            })
+        }
         other => {
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "{other:?} is not a filter parameter"

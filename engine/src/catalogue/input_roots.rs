@@ -5,7 +5,10 @@
 use async_trait::async_trait;
 pub use swath_domain::input_roots::{InputRefused, InputRoots};
 
-use super::{Catalogue, CatalogueError, CataloguePage, CatalogueQuery, InvalidEntry, PageCursor};
+use super::{
+    Catalogue, CatalogueError, CataloguePage, CatalogueQuery, InvalidEntry, PageCursor,
+    WithdrawalQuery, WithdrawnPage,
+};
 
 /// A catalogue whose products are screened: those whose storage path is refused by the input roots
 /// become invalid entries (quarantined by ingestion, with the reason), never jobs.
@@ -45,5 +48,13 @@ impl Catalogue for InputScreen {
             }
         }
         Ok(page)
+    }
+
+    async fn withdrawn(
+        &self,
+        query: &WithdrawalQuery,
+        cursor: Option<&PageCursor>,
+    ) -> Result<WithdrawnPage, CatalogueError> {
+        self.inner.withdrawn(query, cursor).await
     }
 }

@@ -131,6 +131,40 @@ pub enum CatalogueError {
     /// The adapter is misconfigured (bad base URL...).
     #[error("catalogue configuration: {0}")]
     Config(String),
+    /// The catalogue cannot answer this question (e.g. withdrawals, from a STAC API).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Which withdrawals to list: those withdrawn in `[since, until)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WithdrawalQuery {
+    /// Withdrawn at or after this time.
+    pub since: DateTime<Utc>,
+    /// Withdrawn before this time.
+    pub until: DateTime<Utc>,
+}
+
+/// A product the catalogue withdrew.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Withdrawal {
+    /// The product's canonical name (upper case, without `.SAFE`), as jobs key their product.
+    pub name: String,
+    /// When the catalogue withdrew it (OData `DeletionDate`).
+    pub deleted_at: DateTime<Utc>,
+    /// Why (OData `DeletionCause`, e.g. `Duplicated product`).
+    pub cause: String,
+}
+
+/// One page of withdrawals.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WithdrawnPage {
+    /// Usable withdrawals, in catalogue order.
+    pub withdrawals: Vec<Withdrawal>,
+    /// Unusable entries (no name, a name that is not a product name, no date): skipped.
+    pub invalid: Vec<InvalidEntry>,
+    /// Where the next page starts; `None` at the end of the listing.
+    pub next: Option<PageCursor>,
 }
 
 /// A source of product listings.
@@ -145,6 +179,21 @@ pub trait Catalogue: Send + Sync {
         query: &CatalogueQuery,
         cursor: Option<&PageCursor>,
     ) -> Result<CataloguePage, CatalogueError>;
+
+    /// The page of products withdrawn in `query`'s window at `cursor`, or its first page when
+    /// `cursor` is `None`. Catalogues that do not list withdrawals answer
+    /// [`CatalogueError::Unsupported`] (the default).
+    async fn withdrawn(
+        &self,
+        query: &WithdrawalQuery,
+        cursor: Option<&PageCursor>,
+    ) -> Result<WithdrawnPage, CatalogueError> {
+        let _ = (query, cursor);
+        Err(CatalogueError::Unsupported(format!(
+            "the catalogue {} does not list withdrawn products",
+            self.source()
+        )))
+    }
 }
 
 /// Parses an RFC 3339 timestamp with any number of fractional digits.

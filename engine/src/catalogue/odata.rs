@@ -16,7 +16,7 @@ use url::Url;
 use super::http::HttpFetcher;
 use super::{
     invalid_entry, next_link, parse_time, Catalogue, CatalogueError, CataloguePage, CatalogueQuery,
-    InvalidEntry, PageCursor,
+    InvalidEntry, PageCursor, Withdrawal, WithdrawalQuery, WithdrawnPage,
 };
 
 /// Largest `$top` the catalogue accepts.
@@ -91,6 +91,81 @@ impl ODataCatalogue {
             .append_pair("$expand", "Attributes");
         url.to_string()
     }
+}
+
+impl ODataCatalogue {
+    /// The first request of the withdrawals of `query` from `from`: `DeletedProducts` filtered and
+    /// ordered by `DeletionDate`.
+    pub fn withdrawal_url(&self, query: &WithdrawalQuery, from: DateTime<Utc>) -> String {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) base URL")
+            .push("DeletedProducts");
+        url.query_pairs_mut()
+            .append_pair(
+                "$filter",
+                &format!(
+                    "DeletionDate ge {} and DeletionDate lt {}",
+                    odata_time(from),
+                    odata_time(query.until)
+                ),
+            )
+            .append_pair("$orderby", "DeletionDate asc")
+            .append_pair("$top", &self.page_size.to_string());
+        url.to_string()
+    }
+}
+
+/// Longest withdrawal cause kept (longer ones are cut): it ends up in job messages.
+const MAX_CAUSE_CHARS: usize = 200;
+
+/// One `DeletedProducts` entry, or why it is unusable. The name is hostile input: it must be a
+/// Sentinel product name, and becomes its canonical form; the cause is cut and stripped of control
+/// characters.
+pub fn withdrawal_from_entry(entry: &Value) -> Result<Withdrawal, InvalidEntry> {
+    let invalid = |reason: &str| invalid_entry(entry, &["/Name", "/Id"], reason);
+    let raw_name = entry
+        .get("Name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| invalid("no Name"))?;
+    // A bare name only: no path (which the name parser would accept), no control character, no
+    // novel.
+    if raw_name.len() > 256
+        || raw_name.contains(['/', '\\'])
+        || raw_name.chars().any(char::is_control)
+    {
+        return Err(invalid(
+            "Name is not a product name: a path, a control character or over 256 bytes",
+        ));
+    }
+    let name = swath_domain::product::ProductName::parse(raw_name)
+        .map_err(|e| invalid(&format!("Name is not a product name: {e}")))?
+        .canonical();
+    let deleted_at = entry
+        .get("DeletionDate")
+        .map(|v| {
+            parse_time(v)
+                .ok_or_else(|| invalid(&format!("DeletionDate {v} is not an RFC 3339 time")))
+        })
+        .unwrap_or_else(|| Err(invalid("no DeletionDate")))?;
+    let cause: String = entry
+        .get("DeletionCause")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_CAUSE_CHARS)
+        .collect();
+    let cause = match cause.trim() {
+        "" => "no cause given".to_string(),
+        c => c.to_string(),
+    };
+    Ok(Withdrawal {
+        name,
+        deleted_at,
+        cause,
+    })
 }
 
 /// The `$skip` of a request URL (0 when absent).
@@ -214,6 +289,76 @@ impl Catalogue for ODataCatalogue {
         };
         Ok(page)
     }
+
+    async fn withdrawn(
+        &self,
+        query: &WithdrawalQuery,
+        cursor: Option<&PageCursor>,
+    ) -> Result<WithdrawnPage, CatalogueError> {
+        self.withdrawn_page(query, cursor).await
+    }
+}
+
+impl ODataCatalogue {
+    /// The withdrawals page at `cursor` (see [`Catalogue::withdrawn`]), with the same paging as
+    /// products: next links on the service's origin only, and the window restarted at the last
+    /// deletion time seen past the `$skip` limit.
+    async fn withdrawn_page(
+        &self,
+        query: &WithdrawalQuery,
+        cursor: Option<&PageCursor>,
+    ) -> Result<WithdrawnPage, CatalogueError> {
+        let window_start = cursor.map_or(query.since, |c| c.window_start);
+        let url = cursor.map_or_else(
+            || self.withdrawal_url(query, window_start),
+            |c| c.url.clone(),
+        );
+        let json = self.http.json(&url, None).await?;
+        let entries =
+            json.get("value")
+                .and_then(Value::as_array)
+                .ok_or_else(|| CatalogueError::BadPage {
+                    url: url.clone(),
+                    problem: "no \"value\" array".into(),
+                })?;
+        let mut page = WithdrawnPage::default();
+        for entry in entries {
+            match withdrawal_from_entry(entry) {
+                Ok(w) => page.withdrawals.push(w),
+                Err(invalid) => {
+                    tracing::warn!(name = ?invalid.name, reason = ?invalid.reason, "unusable withdrawn-product entry skipped");
+                    page.invalid.push(invalid);
+                }
+            }
+        }
+        page.next = match json.get("@odata.nextLink").and_then(Value::as_str) {
+            Some(link) => Some(PageCursor {
+                url: next_link(&self.base, &url, link)?.to_string(),
+                body: None,
+                window_start,
+            }),
+            None if entries.len() >= self.page_size as usize
+                && skip_of(&url) + entries.len() > self.skip_limit =>
+            {
+                let last = page.withdrawals.iter().map(|w| w.deleted_at).max().filter(|&t| t > window_start).ok_or_else(|| {
+                    CatalogueError::BadPage {
+                        url: url.clone(),
+                        problem: format!(
+                            "a full page without a next link, and no later deletion time to restart the window from than {window_start}"
+                        ),
+                    }
+                })?;
+                tracing::info!(restart_from = %last, "OData paging limit reached: splitting the deletion window");
+                Some(PageCursor {
+                    url: self.withdrawal_url(query, last),
+                    body: None,
+                    window_start: last,
+                })
+            }
+            None => None,
+        };
+        Ok(page)
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +399,89 @@ mod tests {
         assert_eq!(p.size_bytes, Some(224_105_657));
         assert!((p.cloud_cover.unwrap() - 95.136736479015).abs() < 1e-9);
         assert_eq!(p.footprint.as_ref().unwrap()["type"], "Polygon");
+    }
+
+    /// The `DeletedProducts` format: see `testing/data/README.md` for where it comes from.
+    fn deleted_page() -> Value {
+        serde_json::from_str(include_str!(
+            "../../../testing/data/odata/deleted_products_page_1.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_withdrawn_entries_and_skips_unusable_ones() {
+        let page = deleted_page();
+        let entries = page["value"].as_array().unwrap();
+        let w = withdrawal_from_entry(&entries[0]).unwrap();
+        assert_eq!(
+            w.name,
+            "S2A_MSIL1C_20210404T112111_N0500_R037_T31VEG_20230209T101305"
+        );
+        assert_eq!(w.cause, "Duplicated product");
+        assert_eq!(w.deleted_at.to_rfc3339(), "2023-10-02T08:15:12.345+00:00");
+        let bad = withdrawal_from_entry(&entries[2]).unwrap_err();
+        assert!(bad.reason.contains("DeletionDate"), "{}", bad.reason);
+        assert!(bad.name.starts_with("S2A_MSIL1C_20220301T104021"));
+
+        // Names are hostile input: anything but a product name is refused.
+        for hostile in [
+            "../../etc/passwd",
+            "S2A_MSIL1C_20210404T112111_N0500_R037_T31VEG_20230209T101305.SAFE/../x",
+            "x' or 1 eq 1",
+            "/eodata/S2A_MSIL1C_20210404T112111_N0500_R037_T31VEG_20230209T101305.SAFE",
+            "S2A_MSIL1C_20210404T112111_N0500_R037_T31VEG_20230209T101305\u{0}",
+            "",
+        ] {
+            let mut entry = entries[0].clone();
+            entry["Name"] = hostile.into();
+            let err = withdrawal_from_entry(&entry).unwrap_err();
+            assert!(err.reason.contains("Name"), "{hostile:?}: {}", err.reason);
+        }
+        // Lower case and no `.SAFE` are the same product; the cause is cut and cleaned.
+        let mut entry = entries[0].clone();
+        entry["Name"] = "s2a_msil1c_20210404t112111_n0500_r037_t31veg_20230209t101305".into();
+        entry["DeletionCause"] = format!("bad\n{}", "x".repeat(1000)).into();
+        match withdrawal_from_entry(&entry) {
+            Ok(w) => {
+                assert_eq!(
+                    w.name,
+                    "S2A_MSIL1C_20210404T112111_N0500_R037_T31VEG_20230209T101305"
+                );
+                assert!(!w.cause.contains('\n') && w.cause.chars().count() <= MAX_CAUSE_CHARS);
+            }
+            Err(e) => assert!(e.reason.contains("Name"), "{}", e.reason),
+        }
+        entry["DeletionCause"] = Value::Null;
+        entry["Name"] = entries[0]["Name"].clone();
+        assert_eq!(
+            withdrawal_from_entry(&entry).unwrap().cause,
+            "no cause given"
+        );
+        entry.as_object_mut().unwrap().remove("DeletionDate");
+        assert_eq!(
+            withdrawal_from_entry(&entry).unwrap_err().reason,
+            "no DeletionDate"
+        );
+    }
+
+    #[test]
+    fn the_withdrawal_request_filters_and_orders_by_deletion_date() {
+        let http = HttpFetcher::new(std::time::Duration::from_secs(5), Default::default()).unwrap();
+        let odata = ODataCatalogue::new("https://catalogue.example/odata/v1", http, 500).unwrap();
+        let query = WithdrawalQuery {
+            since: "2026-05-01T06:00:00Z".parse().unwrap(),
+            until: "2026-05-01T07:00:00Z".parse().unwrap(),
+        };
+        let url = Url::parse(&odata.withdrawal_url(&query, query.since)).unwrap();
+        assert_eq!(url.path(), "/odata/v1/DeletedProducts");
+        let pairs: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs["$filter"],
+            "DeletionDate ge 2026-05-01T06:00:00.000000Z and DeletionDate lt 2026-05-01T07:00:00.000000Z"
+        );
+        assert_eq!(pairs["$orderby"], "DeletionDate asc");
+        assert_eq!(pairs["$top"], "500");
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub struct Settings {
     pub ingest_initial_lookback_days: u64,
     /// How often `swath serve` polls the catalogue, in seconds.
     pub ingest_interval_secs: u64,
+    /// How often the leader reads the products withdrawn from the catalogue, in seconds (0: never).
+    pub withdrawal_interval_secs: u64,
     /// How far before the publication window a STAC sensing window starts, in days.
     pub stac_sensing_lookback_days: u64,
     /// Jobs the configuration loop examines per query.
@@ -316,6 +318,7 @@ impl Default for Settings {
             ingest_overlap_secs: 3600,
             ingest_initial_lookback_days: 7,
             ingest_interval_secs: 60,
+            withdrawal_interval_secs: 3600,
             stac_sensing_lookback_days: 7,
             configure_batch: 500,
             configure_recheck_secs: 600,

@@ -209,6 +209,8 @@ pub struct JobFilter {
     pub changed_after: Option<DateTime<Utc>>,
     /// Only jobs of this reprocessing campaign (`campaign_id`).
     pub campaign_id: Option<i64>,
+    /// Only jobs whose input the catalogue withdrew (`true`), or did not (`false`).
+    pub withdrawn: Option<bool>,
     /// Only jobs with an id below this one (cursor for the next page).
     pub before_id: Option<i64>,
     /// At most this many jobs.
@@ -260,6 +262,15 @@ fn push_conditions(query: &mut sqlx::QueryBuilder<'_, sqlx::Postgres>, filter: &
     }
     if let Some(campaign) = filter.campaign_id {
         query.push(" AND campaign_id = ").push_bind(campaign);
+    }
+    match filter.withdrawn {
+        Some(true) => {
+            query.push(" AND input_withdrawn_at IS NOT NULL");
+        }
+        Some(false) => {
+            query.push(" AND input_withdrawn_at IS NULL");
+        }
+        None => {}
     }
     if let Some(before) = filter.before_id {
         query.push(" AND id < ").push_bind(before);

@@ -36,6 +36,7 @@ pub(crate) mod testing;
 pub mod tokens;
 pub mod tracking;
 mod url;
+pub mod withdrawals;
 
 pub use self::url::DatabaseUrl;
 

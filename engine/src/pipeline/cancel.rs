@@ -102,12 +102,31 @@ pub async fn cancel_job(
     id: i64,
     reason: &str,
 ) -> Result<Cancelled, CancelError> {
+    cancel_job_where(pool, executor, id, reason, |_| true).await
+}
+
+/// Like [`cancel_job`], but only while the job's status (as read before each try) satisfies
+/// `allowed`: a job that moved to another status meanwhile is refused as not cancellable.
+pub async fn cancel_job_where(
+    pool: &PgPool,
+    executor: Option<&dyn Executor>,
+    id: i64,
+    reason: &str,
+    allowed: impl Fn(JobStatus) -> bool,
+) -> Result<Cancelled, CancelError> {
     let mut job = get_job(pool, id).await.map_err(|e| match e {
         DbError::NotFound(id) => CancelError::NotFound(id),
         other => CancelError::Db(other),
     })?;
     let mut tries = 0;
     let (before, cancelled) = loop {
+        if !allowed(job.status) {
+            return Err(CancelError::NotCancellable {
+                id,
+                status: job.status,
+                why: "it moved to a status this cancellation does not touch",
+            });
+        }
         let awaiting = job.status == JobStatus::Processed && awaiting_children(pool, id).await?;
         if let Some(why) = refusal(job.status, awaiting) {
             return Err(CancelError::NotCancellable {

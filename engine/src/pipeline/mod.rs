@@ -13,3 +13,4 @@ pub mod poller;
 pub mod retry;
 pub mod track;
 pub mod transitions;
+pub mod withdrawals;

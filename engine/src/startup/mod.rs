@@ -32,6 +32,7 @@ use crate::pipeline::campaign::CampaignService;
 use crate::pipeline::configure::ConfigureService;
 use crate::pipeline::execution::{DispatchLoop, DispatchService, TrackLoop, TrackService};
 use crate::pipeline::poller::poll;
+use crate::pipeline::withdrawals::WithdrawalService;
 use crate::publish::run::{FailuresService, PublishLoop, PublishService};
 use crate::schedule::runner::{prepare, Scheduler};
 use crate::service::{CancellationToken, Service};
@@ -230,6 +231,18 @@ pub async fn start(
             backoff: settings.attempt_backoff(),
         }),
     ));
+    if settings.withdrawal_interval_secs > 0 {
+        services.push((
+            Group::Claiming,
+            Box::new(WithdrawalService {
+                pool: pool.clone(),
+                catalogue: catalogue::open(&settings.catalogue, &settings.catalogue_options())
+                    .context("opening the catalogue")?,
+                service_id,
+                interval: Duration::from_secs(settings.withdrawal_interval_secs),
+            }),
+        ));
+    }
     if options.background_jobs {
         prepare(pool, &schedule_settings)
             .await
