@@ -41,6 +41,7 @@ pub mod db;
 pub mod executor;
 pub mod metrics;
 pub mod pipeline;
+pub mod reports;
 pub mod publish;
 pub mod schedule;
 pub mod service;
