@@ -90,9 +90,7 @@ impl CompletenessRequest {
                         && tile[..2].bytes().all(|b| b.is_ascii_digit())
                         && tile[2..].bytes().all(|b| b.is_ascii_uppercase());
                     if !valid {
-                        return Err(format!(
-                            "tiles: {tile:?} is not an MGRS tile (e.g. 32TLR)"
-                        ));
+                        return Err(format!("tiles: {tile:?} is not an MGRS tile (e.g. 32TLR)"));
                     }
                     if !list.contains(&tile) {
                         list.push(tile);

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod batcher;
 pub mod bulk;
 pub mod campaigns;
+pub mod completeness;
 pub mod dashboard;
 pub mod health;
 pub mod input;
@@ -69,8 +70,11 @@ pub struct OperatorApi {
     pub bulk_max_jobs: u32,
     /// Where attempts run, to stop the attempt of a cancelled job.
     pub executor: Option<Arc<dyn Executor>>,
-    /// The catalogue a campaign lists when its request names none (the `catalogue` setting).
+    /// The catalogue a campaign lists when its request names none (the `catalogue` setting), and
+    /// the one the completeness report's catalogue check lists.
     pub catalogue: String,
+    /// How the catalogue check reaches the catalogue (the settings' defaults when `None`).
+    pub catalogue_options: Option<crate::catalogue::CatalogueOptions>,
 }
 
 impl Default for OperatorApi {
@@ -81,6 +85,7 @@ impl Default for OperatorApi {
             bulk_max_jobs: DEFAULT_BULK_MAX_JOBS,
             executor: None,
             catalogue: crate::config::Settings::default().catalogue,
+            catalogue_options: None,
         }
     }
 }
@@ -114,7 +119,8 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(openapi::routes())
         .merge(dashboard::routes())
         .merge(schedules::routes())
-        .merge(campaigns::routes());
+        .merge(campaigns::routes())
+        .merge(completeness::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(metrics::routes())
