@@ -104,7 +104,15 @@ async fn finish(pool: &PgPool, product: &str, products: &[&str], hours: i64) -> 
          WHERE id = $1",
     )
     .bind(job.id)
-    .bind(serde_json::json!({ "products": products }))
+    .bind(serde_json::json!({
+        "products": products
+            .iter()
+            .map(|path| serde_json::json!({
+                "kind": "fsc", "path": path, "size_bytes": 1, "completed_at": null,
+                "infos": {}, "published_at": null,
+            }))
+            .collect::<Vec<_>>()
+    }))
     .bind(hours as i32)
     .execute(pool)
     .await

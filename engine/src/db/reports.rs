@@ -63,9 +63,9 @@ pub async fn job_rows<'e>(
                 j.id, coalesce(j.product_id, j.name) AS product, coalesce(j.tile_id, '') AS tile,
                 (j.measured_at AT TIME ZONE 'UTC')::date AS day, j.status,
                 j.attempt >= j.max_attempts AS out_of_attempts,
-                (j.output_path IS NOT NULL
-                 OR (jsonb_typeof(j.results -> 'products') = 'array'
-                     AND jsonb_array_length(j.results -> 'products') > 0)) AS with_products,
+                coalesce(j.output_path IS NOT NULL
+                         OR (jsonb_typeof(j.results -> 'products') = 'array'
+                             AND jsonb_array_length(j.results -> 'products') > 0), false) AS with_products,
                 (extract(epoch FROM j.output_published_at - j.input_published_at) / 3600.0)::float8 AS hours,
                 j.output_published_at IS NOT NULL AS published,
                 CASE WHEN j.input_withdrawn_at IS NOT NULL
