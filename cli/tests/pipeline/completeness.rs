@@ -389,3 +389,24 @@ async fn the_report_names_every_gap_and_the_catalogue_check_finds_the_unseen(poo
         stderr(&out)
     );
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn skipped_products_not_seen_for_the_retention_are_deleted(pool: PgPool) {
+    sqlx::query(
+        "INSERT INTO skipped_products (job_type, source, name, tile_id, measured_at, reason, last_seen_at)
+         VALUES ('fsc_rlie', 'dir:/x', 'OLD', '32TLR', now(), 'r', now() - interval '401 days'),
+                ('fsc_rlie', 'dir:/x', 'RECENT', '32TLR', now(), 'r', now() - interval '399 days')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let deleted = swath_engine::db::ingestion::prune_skipped(&pool, 400)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT name FROM skipped_products")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec!["RECENT".to_string()]);
+}
