@@ -410,3 +410,73 @@ async fn skipped_products_not_seen_for_the_retention_are_deleted(pool: PgPool) {
         .unwrap();
     assert_eq!(left, vec!["RECENT".to_string()]);
 }
+
+#[sqlx::test(migrations = "../sql")]
+async fn a_campaigns_listing_records_what_it_skipped_with_its_id(pool: PgPool) {
+    use swath_engine::db::campaigns::{create_campaign, NewCampaign};
+    use swath_engine::pipeline::campaign::{CampaignService, OUTSIDE_TILES};
+
+    let dir = tempfile::tempdir().unwrap();
+    let published = at("2024-03-02T13:00:00Z");
+    add_products(
+        dir.path(),
+        &[(DONE, published), (FAILED, published), (OUTSIDE, published)],
+    );
+    let campaign = create_campaign(
+        &pool,
+        &NewCampaign {
+            name: "tlr".into(),
+            job_type: "fsc_rlie".into(),
+            source: format!("dir:{}", dir.path().display()),
+            from: at("2024-03-01T00:00:00Z"),
+            to: at("2024-03-05T00:00:00Z"),
+            tiles: Some(vec!["32TLR".into()]),
+            reprocess: false,
+            image: None,
+            max_in_flight: 10,
+        },
+    )
+    .await
+    .unwrap();
+    let settings = Settings::default();
+    CampaignService {
+        pool: pool.clone(),
+        registry: Arc::new(settings.registry().unwrap()),
+        catalogue_options: settings.catalogue_options(),
+        owner: uuid::Uuid::new_v4(),
+        lease: std::time::Duration::from_secs(60),
+        interval: std::time::Duration::from_secs(1),
+    }
+    .round()
+    .await
+    .unwrap();
+    let skipped: Vec<(String, Option<i64>, String)> =
+        sqlx::query_as("SELECT name, campaign_id, reason FROM skipped_products ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        skipped,
+        vec![
+            (
+                FAILED.to_string(),
+                Some(campaign.id),
+                OUTSIDE_TILES.to_string()
+            ),
+            (
+                OUTSIDE.to_string(),
+                Some(campaign.id),
+                "tile 01CCV is outside the area of interest".to_string()
+            ),
+        ]
+    );
+    // The report explains the tile the campaign left out.
+    let report = completeness(&pool, &request(Some("32TLS")), 3.0, None)
+        .await
+        .unwrap();
+    assert_eq!(report.gaps.len(), 1);
+    assert_eq!(
+        (report.gaps[0].reason, report.gaps[0].detail.as_str()),
+        (GapReason::Skipped, OUTSIDE_TILES)
+    );
+}
