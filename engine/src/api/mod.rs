@@ -1,7 +1,8 @@
 //! The HTTP API, under `/api/v1`, described by the OpenAPI document it serves (`openapi`):
 //! - the operator API: jobs listed and shown (`jobs`), cancelled and given children (`job_writes`),
 //!   retried one by one or in batches (`retries`), retried or cancelled by filter (`bulk`, with the
-//!   filters of the list: `job_filter`), reprocessing campaigns (`campaigns`), health and readiness
+//!   filters of the list: `job_filter`), reprocessing campaigns (`campaigns`), the completeness
+//!   report (`completeness`; not to be confused with the worker `reports`), health and readiness
 //!   (`health`), with bearer tokens (`auth`);
 //! - the worker protocol (`worker`), whose concurrent reports are checked and applied in groups
 //!   (`reports`, over `batcher`).
