@@ -30,6 +30,8 @@ const EMPTY_DONE: &str = "S2A_MSIL1C_20240302T102021_N0510_R065_T32TLS_20240302T
 const LATE: &str = "S2B_MSIL1C_20240303T101559_N0510_R022_T32TLR_20240303T120000";
 /// On a tile outside the fsc_rlie area: skipped, and recorded.
 const OUTSIDE: &str = "S2B_MSIL1C_20240303T101559_N0510_R022_T01CCV_20240303T120000";
+/// Sensed before the processing start date: created cancelled, and recorded.
+const BEFORE_START: &str = "S2B_MSIL1C_20190301T101559_N0510_R022_T32TLR_20190301T120000";
 /// An L2A product: plainly not an input, not recorded.
 const L2A: &str = "S2B_MSIL2A_20240303T101559_N0510_R022_T32TLS_20240303T120000";
 /// Added behind swath's back after the ingestion.
@@ -133,6 +135,7 @@ async fn prepared(pool: &PgPool, dir: &Path) {
             (LATE, published("2024-03-03")),
             (OUTSIDE, published("2024-03-03")),
             (L2A, published("2024-03-03")),
+            (BEFORE_START, published("2024-03-03")),
         ],
     );
     let window = PollWindow::Explicit {
@@ -149,6 +152,7 @@ async fn prepared(pool: &PgPool, dir: &Path) {
     .await
     .unwrap();
     assert_eq!(report.ingest.created, 5, "{report:?}");
+    assert_eq!(report.ingest.cancelled, 1, "{report:?}");
 
     finish(pool, DONE, &["FSC_20240301T101559_S2B_T32TLR_V102_1"], 1).await;
     finish(pool, EMPTY_DONE, &[], 1).await;
@@ -182,21 +186,29 @@ async fn the_report_names_every_gap_and_the_catalogue_check_finds_the_unseen(poo
     let dir = tempfile::tempdir().unwrap();
     prepared(&pool, dir.path()).await;
 
-    // Recorded: the product outside the area; not the L2A product.
+    // Recorded: the product outside the area and the one created cancelled; not the L2A product.
     let skipped: Vec<(String, Option<String>, String)> =
         sqlx::query_as("SELECT name, tile_id, reason FROM skipped_products ORDER BY name")
             .fetch_all(&pool)
             .await
             .unwrap();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, BEFORE_START);
+    assert_eq!(skipped[0].1.as_deref(), Some("32TLR"));
+    assert!(
+        skipped[0]
+            .2
+            .starts_with("sensed before the processing start date"),
+        "{skipped:?}"
+    );
     assert_eq!(
-        skipped,
-        vec![(
+        skipped[1],
+        (
             OUTSIDE.to_string(),
             Some("01CCV".to_string()),
             "tile 01CCV is outside the area of interest".to_string()
-        )]
+        )
     );
-    // Listed again: one row, seen twice.
     poll(
         &pool,
         &fsc_rlie(),
@@ -209,11 +221,35 @@ async fn the_report_names_every_gap_and_the_catalogue_check_finds_the_unseen(poo
     )
     .await
     .unwrap();
-    let seen: Vec<i32> = sqlx::query_scalar("SELECT times_seen FROM skipped_products")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    assert_eq!(seen, vec![2]);
+    let seen: Vec<i32> =
+        sqlx::query_scalar("SELECT times_seen FROM skipped_products ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    // Listed again: the skipped product one row, seen twice; the cancelled one has its job now
+    // (already known), and is not recorded again.
+    assert_eq!(seen, vec![1, 2]);
+    // The product created cancelled is reported by its job, once.
+    let before = CompletenessRequest::parse(
+        &Settings::default().registry().unwrap(),
+        "fsc_rlie",
+        "2019-03-01",
+        "2019-03-02",
+        None,
+    )
+    .unwrap();
+    let report = completeness(&pool, &before, 3.0, None).await.unwrap();
+    assert_eq!(report.cells.len(), 1);
+    let c = &report.cells[0];
+    assert_eq!(
+        (c.inputs, c.jobs, c.cancelled, c.state),
+        (1, 1, 1, CellState::Gaps)
+    );
+    assert_eq!(report.gaps.len(), 1);
+    assert_eq!(report.gaps[0].reason, GapReason::Cancelled);
+    assert!(report.gaps[0]
+        .detail
+        .starts_with("sensed before the processing start date"));
 
     let report = completeness(&pool, &request(None), 3.0, None)
         .await
