@@ -19,6 +19,7 @@
 //! | [`metrics`] | what the instance counts, and the state read at each scrape |
 //! | [`attempt`] | pure planning of how an attempt ends (worker reports and executor outcomes alike): retry policy, timeouts, children, product checks |
 //! | [`pipeline`] | ingestion, configuration, dispatch, tracking, cancellation, status changes counted after commit |
+//! | [`reports`] | the completeness report: per tile and sensing day, the inputs known, what became of them, the gaps and why; the catalogue check |
 //! | [`publish`] | the publication outbox, RabbitMQ and file publishers, failure acknowledgements |
 //! | [`schedule`] | background jobs: initial sync, healing, dump |
 //! | [`cluster`] | several instances: heartbeats, the leader, handing jobs back |
@@ -42,6 +43,7 @@ pub mod executor;
 pub mod metrics;
 pub mod pipeline;
 pub mod publish;
+pub mod reports;
 pub mod schedule;
 pub mod service;
 pub mod startup;

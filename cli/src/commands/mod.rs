@@ -1,4 +1,4 @@
-//! The command line: `swath migrate`, `swath db refresh`, `swath jobs ...`, `swath campaigns ...`, `swath products inspect`, `swath demo`,
+//! The command line: `swath migrate`, `swath db refresh`, `swath jobs ...`, `swath campaigns ...`, `swath report completeness`, `swath products inspect`, `swath demo`,
 //! `swath config show`, `swath nomad hcl|register`.
 
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ mod ingest;
 mod jobs;
 mod nomad;
 mod products;
+mod report;
 mod serve;
 mod table;
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Reprocessing campaigns: create, list, show, pause, resume, cancel.
     #[command(subcommand)]
     Campaigns(campaigns::CampaignsCommand),
+    /// Reports: `swath report completeness` (is every product of a window there?).
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Work with Sentinel product names.
     #[command(subcommand)]
     Products(products::ProductsCommand),
@@ -120,6 +124,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let pool = open_database(&settings, false).await?;
             db::check_schema(&pool).await?;
             return campaigns::run(&pool, &settings, cmd).await;
+        }
+        Command::Report(cmd) => {
+            let pool = open_database(&settings, false).await?;
+            db::check_schema(&pool).await?;
+            return report::run(&pool, &settings, cmd).await;
         }
         Command::Ingest(args) => {
             let pool = open_database(&settings, false).await?;

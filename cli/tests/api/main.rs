@@ -4,6 +4,7 @@
 
 mod api_bulk;
 mod api_campaigns;
+mod api_completeness;
 mod api_fuzz;
 mod api_jobs;
 mod api_routes;

@@ -5,6 +5,7 @@
 mod campaigns;
 mod catalogue_ingest;
 mod chaining;
+mod completeness;
 mod configure;
 mod dispatch;
 mod executor_local;

@@ -1,7 +1,8 @@
 //! The HTTP API, under `/api/v1`, described by the OpenAPI document it serves (`openapi`):
 //! - the operator API: jobs listed and shown (`jobs`), cancelled and given children (`job_writes`),
 //!   retried one by one or in batches (`retries`), retried or cancelled by filter (`bulk`, with the
-//!   filters of the list: `job_filter`), reprocessing campaigns (`campaigns`), health and readiness
+//!   filters of the list: `job_filter`), reprocessing campaigns (`campaigns`), the completeness
+//!   report (`completeness`; not to be confused with the worker `reports`), health and readiness
 //!   (`health`), with bearer tokens (`auth`);
 //! - the worker protocol (`worker`), whose concurrent reports are checked and applied in groups
 //!   (`reports`, over `batcher`).
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod batcher;
 pub mod bulk;
 pub mod campaigns;
+pub mod completeness;
 pub mod dashboard;
 pub mod health;
 pub mod input;
@@ -69,8 +71,11 @@ pub struct OperatorApi {
     pub bulk_max_jobs: u32,
     /// Where attempts run, to stop the attempt of a cancelled job.
     pub executor: Option<Arc<dyn Executor>>,
-    /// The catalogue a campaign lists when its request names none (the `catalogue` setting).
+    /// The catalogue a campaign lists when its request names none (the `catalogue` setting), and
+    /// the one the completeness report's catalogue check lists.
     pub catalogue: String,
+    /// How the catalogue check reaches the catalogue (the settings' defaults when `None`).
+    pub catalogue_options: Option<crate::catalogue::CatalogueOptions>,
 }
 
 impl Default for OperatorApi {
@@ -81,6 +86,7 @@ impl Default for OperatorApi {
             bulk_max_jobs: DEFAULT_BULK_MAX_JOBS,
             executor: None,
             catalogue: crate::config::Settings::default().catalogue,
+            catalogue_options: None,
         }
     }
 }
@@ -114,7 +120,8 @@ pub fn router_with(state: ApiState, operator: OperatorApi) -> Router {
         .merge(openapi::routes())
         .merge(dashboard::routes())
         .merge(schedules::routes())
-        .merge(campaigns::routes());
+        .merge(campaigns::routes())
+        .merge(completeness::routes());
     Router::new()
         .nest("/api/v1", api)
         .merge(metrics::routes())

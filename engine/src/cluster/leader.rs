@@ -144,13 +144,18 @@ pub async fn duties(leader: &Leader, last_prune: &mut Option<Instant>) -> Result
             Some(retention) => prune_ended(pool, retention).await?,
             None => 0,
         };
-        if history != HistoryMaintenance::default() || ended > 0 {
+        let skipped = match leader.settings.skipped_products_retention_days {
+            0 => 0,
+            days => crate::db::ingestion::prune_skipped(pool, days).await?,
+        };
+        if history != HistoryMaintenance::default() || ended > 0 || skipped > 0 {
             tracing::info!(
                 partitions_created = history.created,
                 months_retired = history.retired.partitions,
                 rows_kept = history.retired.kept,
                 archived_pruned = history.pruned,
                 records = ended,
+                skipped_products = skipped,
                 "history maintained"
             );
         }

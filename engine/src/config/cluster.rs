@@ -22,6 +22,9 @@ pub struct ClusterSettings {
     pub lease: Duration,
     /// History of finished jobs older than this is pruned; `None` keeps it.
     pub history_retention: Option<Duration>,
+    /// Skipped products not listed again for this many days are deleted (setting
+    /// `skipped_products_retention_days`); 0 keeps them.
+    pub skipped_products_retention_days: u64,
     /// Longest wait of a graceful stop for the steps in flight.
     pub shutdown_timeout: Duration,
 }
@@ -33,6 +36,7 @@ impl Default for ClusterSettings {
             missed_heartbeats: 3,
             lease: Duration::from_secs(60),
             history_retention: Some(Duration::from_secs(365 * 86_400)),
+            skipped_products_retention_days: 400,
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -83,6 +87,7 @@ impl Settings {
             lease: Duration::from_secs(self.lease_secs),
             history_retention: (self.history_retention_days > 0)
                 .then(|| Duration::from_secs(self.history_retention_days * 86_400)),
+            skipped_products_retention_days: self.skipped_products_retention_days,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
         }
     }

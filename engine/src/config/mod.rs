@@ -266,6 +266,9 @@ pub struct Settings {
     /// Status history of finished jobs older than this is pruned, except each job's last change, in
     /// days; 0 keeps everything.
     pub history_retention_days: u64,
+    /// Products ingestion skipped (`skipped_products`, what the completeness report explains gaps
+    /// with) not listed again for this many days are deleted by the leader; 0 keeps them.
+    pub skipped_products_retention_days: u64,
     /// Longest wait of a graceful shutdown for the steps in flight, in seconds.
     pub shutdown_timeout_secs: u64,
     /// Run the initial sync (a backfill) at start-up if none has succeeded yet, and allow it on
@@ -375,6 +378,7 @@ impl Default for Settings {
             heartbeat_missed_limit: 3,
             lease_secs: 60,
             history_retention_days: 365,
+            skipped_products_retention_days: 400,
             shutdown_timeout_secs: 30,
             start_initial_sync: false,
             initial_sync_from: String::new(),

@@ -531,6 +531,8 @@ pub struct CampaignPage {
     pub quarantined: Vec<Quarantined>,
     /// Products skipped, by reason (jobs that already existed are counted here by the caller).
     pub skipped: BTreeMap<String, i64>,
+    /// The products not processed, recorded for the completeness report with the campaign's id.
+    pub skipped_products: Vec<super::ingestion::Skipped>,
     /// Where the next page starts; `None` when the window is fully listed.
     pub next: Option<serde_json::Value>,
 }
@@ -613,6 +615,14 @@ pub async fn commit_listing_page(
         }
     }
     quarantine(tx.conn(), &job_type, &source, &page.quarantined).await?;
+    super::ingestion::record_skipped(
+        tx.conn(),
+        &job_type,
+        &source,
+        Some(id),
+        &page.skipped_products,
+    )
+    .await?;
     let finished = page.next.is_none();
     update_progress(
         tx.conn(),

@@ -22,7 +22,9 @@ pub struct CommittedPage {
 
 /// Commits one ingested page of `job_type` from `source` in one transaction: the new `jobs`, the
 /// `cancellations` of the jobs they supersede (one whose job moved on meanwhile is skipped), the
-/// `quarantined` products, and the cursor moved to `newest`. Nothing is kept if one step fails.
+/// `quarantined` products, the `skipped` products (for the completeness report) and the cursor
+/// moved to `newest`. Nothing is kept if one step fails.
+#[allow(clippy::too_many_arguments)]
 pub async fn commit_page(
     pool: &PgPool,
     job_type: &str,
@@ -30,6 +32,7 @@ pub async fn commit_page(
     jobs: &[NewJob],
     cancellations: &[StatusChange],
     quarantined: &[Quarantined],
+    skipped: &[Skipped],
     newest: Option<DateTime<Utc>>,
 ) -> Result<CommittedPage, DbError> {
     let mut tx = StatusTransaction::begin(pool).await?;
@@ -51,6 +54,7 @@ pub async fn commit_page(
         }
     }
     quarantine(tx.conn(), job_type, source, quarantined).await?;
+    record_skipped(tx.conn(), job_type, source, None, skipped).await?;
     if let Some(newest) = newest {
         advance_cursor(tx.conn(), job_type, source, newest).await?;
     }
@@ -97,6 +101,82 @@ pub async fn advance_cursor(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A product a listing did not turn into a job to process (skipped, quarantined, or created
+/// `cancelled`), with what places it in the completeness report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// The canonical product name.
+    pub name: String,
+    /// Its tile, when it has one.
+    pub tile_id: Option<String>,
+    /// Its sensing start.
+    pub measured_at: Option<DateTime<Utc>>,
+    /// When the catalogue published it.
+    pub published_at: Option<DateTime<Utc>>,
+    /// Why it is not processed.
+    pub reason: String,
+}
+
+/// Records `products` in `skipped_products` in one statement: one row per (job type, source, name),
+/// a product seen again has its reason, count and last-seen time updated (bounded by retention:
+/// [`prune_skipped`]).
+pub async fn record_skipped(
+    conn: &mut PgConnection,
+    job_type: &str,
+    source: &str,
+    campaign_id: Option<i64>,
+    products: &[Skipped],
+) -> Result<(), DbError> {
+    // One row per name: the statement cannot update the same row twice.
+    let mut unique: Vec<&Skipped> = Vec::with_capacity(products.len());
+    for p in products {
+        if !unique.iter().any(|u| u.name == p.name) {
+            unique.push(p);
+        }
+    }
+    if unique.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO skipped_products (job_type, source, name, tile_id, measured_at, published_at, reason, campaign_id)
+         SELECT $1, $2, t.name, t.tile, t.measured, t.published, t.reason, $8
+         FROM UNNEST($3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[])
+              AS t (name, tile, measured, published, reason)
+         ON CONFLICT (job_type, source, name) DO UPDATE
+         SET reason = excluded.reason, tile_id = excluded.tile_id, measured_at = excluded.measured_at,
+             published_at = excluded.published_at,
+             campaign_id = coalesce(excluded.campaign_id, skipped_products.campaign_id),
+             last_seen_at = clock_timestamp(), times_seen = skipped_products.times_seen + 1",
+    )
+    .bind(job_type)
+    .bind(source)
+    .bind(unique.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+    .bind(unique.iter().map(|p| p.tile_id.clone()).collect::<Vec<_>>())
+    .bind(unique.iter().map(|p| p.measured_at).collect::<Vec<_>>())
+    .bind(unique.iter().map(|p| p.published_at).collect::<Vec<_>>())
+    .bind(unique.iter().map(|p| p.reason.clone()).collect::<Vec<_>>())
+    .bind(campaign_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the skipped products not listed again for `retention_days` (setting
+/// `skipped_products_retention_days`). Returns how many rows went.
+pub async fn prune_skipped<'e>(
+    db: impl PgExecutor<'e>,
+    retention_days: u64,
+) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "DELETE FROM skipped_products
+         WHERE last_seen_at < clock_timestamp() - make_interval(days => $1)",
+    )
+    .bind(i32::try_from(retention_days).unwrap_or(i32::MAX))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// One product to quarantine.

@@ -24,6 +24,7 @@ pub mod notifications;
 pub mod products;
 pub mod publications;
 pub mod queries;
+pub mod reports;
 pub mod retention;
 pub mod retries;
 pub mod schedules;

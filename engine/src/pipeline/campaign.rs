@@ -226,10 +226,20 @@ pub fn campaign_page(
     }
     let mut dropped: HashSet<String> = HashSet::new();
     let mut jobs = Vec::with_capacity(plan.plan.jobs.len());
+    let mut skipped_products = plan.skipped_products;
     for mut job in plan.plan.jobs {
         if let Some(tiles) = &campaign.tiles {
             if !tiles_of(&job).any(|t| tiles.iter().any(|kept| kept == t)) {
                 count(OUTSIDE_TILES.to_string());
+                if let Some(product) = job.product_id.clone() {
+                    skipped_products.push(crate::db::ingestion::Skipped {
+                        name: product,
+                        tile_id: job.tile_id.clone(),
+                        measured_at: job.measured_at,
+                        published_at: job.input_published_at,
+                        reason: OUTSIDE_TILES.to_string(),
+                    });
+                }
                 dropped.insert(job.name.clone());
                 continue;
             }
@@ -258,6 +268,7 @@ pub fn campaign_page(
         cancellations,
         quarantined: plan.quarantined,
         skipped,
+        skipped_products,
         next,
     }
 }

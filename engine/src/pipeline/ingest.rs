@@ -15,7 +15,7 @@ use swath_domain::{JobStatus, JobTemplate};
 
 use crate::catalogue::CataloguePage;
 use crate::db::context::PgJobContext;
-use crate::db::ingestion::{commit_page as commit_page_rows, Quarantined};
+use crate::db::ingestion::{commit_page as commit_page_rows, Quarantined, Skipped};
 use crate::db::status::StatusChange;
 use crate::db::DbError;
 use crate::metrics::record_transitions;
@@ -79,6 +79,8 @@ impl From<sqlx::Error> for IngestError {
 pub struct PagePlan {
     pub(crate) plan: JobsToCreate,
     pub(crate) quarantined: Vec<Quarantined>,
+    /// What the completeness report is told about the products not processed.
+    pub(crate) skipped_products: Vec<Skipped>,
     pub(crate) listed: usize,
     pub(crate) considered: usize,
     newest: Option<DateTime<Utc>>,
@@ -142,13 +144,80 @@ pub async fn plan_page_in(
                 .and_then(|p| serde_json::to_value(p).ok()),
         }
     }));
+    let skipped_products = skipped_products(&plan, &quarantined, page);
     Ok(PagePlan {
+        skipped_products,
         listed: page.products.len() + page.invalid.len(),
         considered: page.products.len() - plan.skipped.len() - plan.rejected.len(),
         newest: page.products.iter().map(|p| p.published_at).max(),
         plan,
         quarantined,
     })
+}
+
+/// Whether a skip `reason` says the product is of another family or level: plainly not an input,
+/// not worth recording for the completeness report.
+fn other_kind_of_product(reason: &str) -> bool {
+    reason.starts_with("not a Sentinel-")
+        || reason.starts_with("level ")
+        || reason.starts_with("only IW GRDH")
+}
+
+/// The products of `page` the plan does not process and the completeness report can place (their
+/// name parses, giving a sensing time and, for Sentinel-2, a tile): skipped ones (but not those of
+/// another family or level), quarantined ones (`quarantined: ...`) and those created `cancelled`
+/// (with the job's initial message).
+pub(crate) fn skipped_products(
+    plan: &JobsToCreate,
+    quarantined: &[Quarantined],
+    page: &CataloguePage,
+) -> Vec<Skipped> {
+    use swath_domain::product::ProductName;
+    let place = |name: &str, reason: String| -> Option<Skipped> {
+        let parsed = ProductName::parse(name).ok()?;
+        let tile_id = match &parsed {
+            ProductName::S2(n) => Some(n.tile.to_string()),
+            ProductName::S1(_) => None,
+        };
+        Some(Skipped {
+            name: parsed.canonical(),
+            tile_id,
+            measured_at: Some(parsed.sensing_start()),
+            published_at: page
+                .products
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.published_at),
+            reason,
+        })
+    };
+    let mut out = Vec::new();
+    for s in &plan.skipped {
+        if !other_kind_of_product(&s.reason) {
+            out.extend(place(&s.name, s.reason.clone()));
+        }
+    }
+    for q in quarantined {
+        out.extend(place(&q.name, format!("quarantined: {}", q.reason)));
+    }
+    for job in plan
+        .jobs
+        .iter()
+        .filter(|j| j.initial_status == JobStatus::Cancelled)
+    {
+        let Some(product) = job.product_id.as_deref() else {
+            continue;
+        };
+        let reason = job
+            .initial_message
+            .clone()
+            .unwrap_or_else(|| "created cancelled".to_string());
+        out.extend(place(product, reason).map(|mut s| {
+            s.published_at = job.input_published_at.or(s.published_at);
+            s
+        }));
+    }
+    out
 }
 
 /// Applies `plan` in one transaction and moves the cursor of (`job_type`, `source`) past its page.
@@ -175,6 +244,7 @@ pub async fn commit_page(
         &plan.plan.jobs,
         &cancellations,
         &plan.quarantined,
+        &plan.skipped_products,
         plan.newest,
     )
     .await?;

@@ -105,6 +105,7 @@ impl Settings {
             bulk_max_jobs: self.bulk_max_jobs,
             executor,
             catalogue: self.catalogue.clone(),
+            catalogue_options: Some(self.catalogue_options()),
         }
     }
 
