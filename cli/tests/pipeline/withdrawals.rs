@@ -21,7 +21,8 @@ use swath_engine::db::history::job_history;
 use swath_engine::db::jobs::{get_job, list_jobs, JobFilter};
 use swath_engine::db::withdrawals::checked_until;
 use swath_engine::pipeline::withdrawals::{
-    follow_withdrawals, withdrawal_reason, WithdrawalError, WithdrawalReport,
+    follow_disappearances, follow_withdrawals, withdrawal_reason, Relisting, WithdrawalError,
+    WithdrawalReport, NO_LONGER_LISTED,
 };
 
 use support::catalogue_server::{CatalogueServer, Reply};
@@ -372,6 +373,16 @@ async fn only_the_leader_follows_withdrawals(pool: PgPool) {
             catalogue: Arc::new(odata_of(server)),
             service_id: instance.service_id,
             interval: Duration::from_millis(20),
+            registry: Arc::new(
+                swath_engine::config::Settings::default()
+                    .registry()
+                    .unwrap(),
+            ),
+            job_types: Vec::new(),
+            relisting: Relisting {
+                window: Duration::from_secs(48 * 3600),
+                settle: Duration::ZERO,
+            },
         });
         tasks.push(tokio::spawn(service.run(shutdown.clone())));
     }
@@ -395,4 +406,135 @@ async fn only_the_leader_follows_withdrawals(pool: PgPool) {
         follower_server.seen()
     );
     assert_eq!(job(&pool, waiting.id).await.status, JobStatus::Cancelled);
+}
+
+/// A directory (or STAC) catalogue does not list withdrawals: a product that disappears from a
+/// re-listing of recent publications is one. The job of a removed product that waits is cancelled
+/// and flagged, a done one is flagged only, the others are untouched; a re-listing that misses most
+/// products is taken for a listing gone wrong and changes nothing.
+#[sqlx::test(migrations = "../sql")]
+async fn products_gone_from_a_relisting_are_withdrawn_unless_most_are(pool: PgPool) {
+    use swath_engine::pipeline::poller::{poll, PollWindow};
+
+    let dir = tempfile::tempdir().unwrap();
+    let now = Utc::now();
+    // Sensed yesterday (the re-listing reads the jobs sensed up to a month before the window).
+    let day = (now - chrono::TimeDelta::days(1)).format("%Y%m%d");
+    let names: Vec<String> = (0..8)
+        .map(|i| format!("S2B_MSIL1C_{day}T10{i:02}19_N0511_R022_T32TLR_{day}T12{i:02}00"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let product = dir.path().join(format!("{name}.SAFE"));
+        std::fs::create_dir_all(&product).unwrap();
+        let published = now - chrono::TimeDelta::hours(2) - chrono::TimeDelta::minutes(i as i64);
+        std::fs::write(
+            product.join("swath-listing.json"),
+            serde_json::json!({"published_at": published}).to_string(),
+        )
+        .unwrap();
+    }
+    let settings = swath_engine::config::Settings {
+        catalogue: format!("dir:{}", dir.path().display()),
+        ..Default::default()
+    };
+    let registry = settings.registry().unwrap();
+    let fsc = registry.get("fsc_rlie").unwrap();
+    let catalogue =
+        swath_engine::catalogue::open(&settings.catalogue, &settings.catalogue_options()).unwrap();
+    let ingested = poll(
+        &pool,
+        fsc,
+        catalogue.as_ref(),
+        PollWindow::Explicit {
+            from: now - chrono::TimeDelta::hours(3),
+            to: now,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(ingested.ingest.created, 8, "{ingested:?}");
+    let job_of = |name: &str| {
+        let pool = pool.clone();
+        let name = name.to_string();
+        async move {
+            list_jobs(
+                &pool,
+                &JobFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.product_id.as_deref() == Some(name.as_str()))
+            .unwrap()
+        }
+    };
+    let done = drive(
+        &pool,
+        job_of(&names[1]).await,
+        &support::path_to(JobStatus::Done),
+    )
+    .await;
+    let relisting = Relisting {
+        window: Duration::from_secs(48 * 3600),
+        settle: Duration::from_secs(60),
+    };
+
+    // Two products disappear: one whose job waits, one whose job is done.
+    for name in &names[..2] {
+        std::fs::remove_dir_all(dir.path().join(format!("{name}.SAFE"))).unwrap();
+    }
+    let report = follow_disappearances(
+        &pool,
+        fsc.as_ref(),
+        catalogue.as_ref(),
+        relisting,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (report.listed, report.jobs, report.gone, report.refused),
+        (6, 8, 2, false)
+    );
+    let waiting = job_of(&names[0]).await;
+    assert_eq!(waiting.status, JobStatus::Cancelled);
+    assert!(waiting
+        .status_message
+        .as_deref()
+        .unwrap()
+        .ends_with(NO_LONGER_LISTED));
+    assert!(waiting.input_withdrawn_at.is_some());
+    let done = get_job(&pool, done.id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Done);
+    assert!(done
+        .input_withdrawal_reason
+        .as_deref()
+        .unwrap()
+        .ends_with(NO_LONGER_LISTED));
+    for name in &names[2..] {
+        let job = job_of(name).await;
+        assert!(job.input_withdrawn_at.is_none() && job.status != JobStatus::Cancelled);
+    }
+
+    // Most of what is left disappears at once: nothing changes.
+    for name in &names[2..7] {
+        std::fs::remove_dir_all(dir.path().join(format!("{name}.SAFE"))).unwrap();
+    }
+    let report = follow_disappearances(
+        &pool,
+        fsc.as_ref(),
+        catalogue.as_ref(),
+        relisting,
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(report.refused, "{report:?}");
+    for name in &names[2..] {
+        assert!(job_of(name).await.input_withdrawn_at.is_none());
+    }
 }

@@ -131,6 +131,9 @@ pub struct Settings {
     pub ingest_interval_secs: u64,
     /// How often the leader reads the products withdrawn from the catalogue, in seconds (0: never).
     pub withdrawal_interval_secs: u64,
+    /// For a catalogue that does not list withdrawals (STAC, a directory): how many hours of recent
+    /// publications are listed again to find the products that disappeared.
+    pub withdrawal_relisting_hours: u64,
     /// How far before the publication window a STAC sensing window starts, in days.
     pub stac_sensing_lookback_days: u64,
     /// Jobs the configuration loop examines per query.
@@ -322,6 +325,7 @@ impl Default for Settings {
             ingest_initial_lookback_days: 7,
             ingest_interval_secs: 60,
             withdrawal_interval_secs: 3600,
+            withdrawal_relisting_hours: 48,
             stac_sensing_lookback_days: 7,
             configure_batch: 500,
             configure_recheck_secs: 600,

@@ -97,3 +97,30 @@ pub async fn flag_withdrawn<'e>(
     .rows_affected();
     Ok(done == 1)
 }
+
+/// The products of the jobs of `job_type` made by continuous ingestion (no campaign, retry or
+/// parent) whose input was published in `[from, to)` and is not flagged withdrawn yet, as `(job id,
+/// product id)`. Read through `jobs_type_measured` over the sensing times from `sensed_from`, so that
+/// the cost is the window's, not the archive's.
+pub async fn products_published_in<'e>(
+    db: impl PgExecutor<'e>,
+    job_type: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    sensed_from: DateTime<Utc>,
+) -> Result<Vec<(i64, String)>, DbError> {
+    Ok(sqlx::query_as(
+        "SELECT id, product_id FROM jobs
+         WHERE job_type = $1 AND measured_at >= $4
+           AND input_published_at >= $2 AND input_published_at < $3
+           AND product_id IS NOT NULL AND input_withdrawn_at IS NULL
+           AND retry_of IS NULL AND campaign_id IS NULL AND parent_id IS NULL AND spawned_by IS NULL
+         ORDER BY id",
+    )
+    .bind(job_type)
+    .bind(from)
+    .bind(to)
+    .bind(sensed_from)
+    .fetch_all(db)
+    .await?)
+}

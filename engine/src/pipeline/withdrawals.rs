@@ -17,23 +17,32 @@
 //! is not cancelled again, a flagged job is not flagged again), so a page read twice, after a crash
 //! or through the restart of a split window, changes nothing more.
 //!
-//! Catalogues that cannot list withdrawals (STAC, a local directory) answer "not supported": the
-//! round logs it and does nothing.
+//! Catalogues that cannot list withdrawals (STAC, a local directory) answer "not supported": for
+//! them a withdrawal is a product that disappears from a re-listing. Each round lists their recent
+//! publications again ([`Relisting`]) per job type, and the jobs whose product is no longer listed
+//! are treated as above, with the reason [`NO_LONGER_LISTED`]: only after the whole window was
+//! listed without a failure, and never when most of the window's jobs lost their product at once
+//! (a listing gone wrong, logged as an error).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
-use swath_domain::JobStatus;
+use swath_domain::registry::JobTypeRegistry;
+use swath_domain::{JobStatus, JobTemplate};
 use uuid::Uuid;
 
 use super::cancel::{cancel_job_where, CancelError};
-use crate::catalogue::{Catalogue, CatalogueError, Withdrawal, WithdrawalQuery};
+use crate::catalogue::{
+    collection_for, Catalogue, CatalogueError, CatalogueQuery, Withdrawal, WithdrawalQuery,
+};
 use crate::db::services::leader;
 use crate::db::withdrawals::{
-    checked_until, earliest_input, flag_withdrawn, jobs_of_product, set_checked_until,
+    checked_until, earliest_input, flag_withdrawn, jobs_of_product, products_published_in,
+    set_checked_until,
 };
 use crate::db::DbError;
 use crate::service::{CancellationToken, Service};
@@ -178,6 +187,105 @@ pub async fn follow_withdrawals(
     }
 }
 
+/// Why a product that disappears from a re-listing is counted as withdrawn.
+pub const NO_LONGER_LISTED: &str = "no longer listed by the catalogue";
+
+/// How a catalogue that does not list its withdrawals (STAC, a directory) is followed: its recent
+/// publications are listed again and compared with the jobs made from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relisting {
+    /// How far back the publications are listed again.
+    pub window: Duration,
+    /// How recent publications are left out (a catalogue may list them late or in pieces).
+    pub settle: Duration,
+}
+
+/// What a re-listing round found, per job type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelistingReport {
+    /// Products listed again.
+    pub listed: usize,
+    /// Jobs of the window.
+    pub jobs: usize,
+    /// Jobs whose product is no longer listed (and were cancelled or flagged).
+    pub gone: usize,
+    /// Whether the round refused to act because too much was missing.
+    pub refused: bool,
+}
+
+/// Lists the publications of `relisting.window` of `catalogue` again for `job_type`, and treats the
+/// products of its jobs that are no longer listed as withdrawn (cancelled if not started, flagged
+/// otherwise), at `now`. Nothing changes unless the whole window was listed without a failure, and
+/// nothing changes either when more than half of the window's jobs (and more than 3) lost their
+/// product at once: that is a listing gone wrong (a filter, an outage answered with empty pages),
+/// not withdrawals, and it is logged as such.
+pub async fn follow_disappearances(
+    pool: &PgPool,
+    job_type: &dyn JobTemplate,
+    catalogue: &dyn Catalogue,
+    relisting: Relisting,
+    now: DateTime<Utc>,
+) -> Result<RelistingReport, WithdrawalError> {
+    let mut report = RelistingReport::default();
+    if !job_type.ingests() {
+        return Ok(report);
+    }
+    let back = |d: Duration| chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+    let to = now - back(relisting.settle);
+    let from = to - back(relisting.window);
+    let spec = job_type.spec();
+    let (collection, product_type) = collection_for(&catalogue.source(), spec.input_product_type);
+    let query = CatalogueQuery {
+        collection,
+        product_type,
+        bbox: job_type.area_of_interest_bbox(),
+        published_from: from,
+        published_to: to,
+    };
+    // Every name the catalogue lists, usable or not, as listed and canonical.
+    let mut listed: HashSet<String> = HashSet::new();
+    let mut cursor = None;
+    loop {
+        let page = catalogue.page(&query, cursor.as_ref()).await?;
+        for product in &page.products {
+            report.listed += 1;
+            listed.insert(product.name.clone());
+            if let Ok(name) = swath_domain::product::ProductName::parse(&product.name) {
+                listed.insert(name.canonical());
+            }
+        }
+        for entry in &page.invalid {
+            listed.insert(entry.name.clone());
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    // Sensed at most a month before its publication, for the index to bound the read.
+    let sensed_from = from - chrono::TimeDelta::days(31);
+    let jobs = products_published_in(pool, &spec.name, from, to, sensed_from).await?;
+    report.jobs = jobs.len();
+    let gone: Vec<&(i64, String)> = jobs.iter().filter(|(_, p)| !listed.contains(p)).collect();
+    if gone.len() > 3 && gone.len() * 2 > jobs.len() {
+        tracing::error!(job_type = %spec.name, source = %catalogue.source(), gone = gone.len(), jobs = jobs.len(),
+            "the re-listing misses the products of most jobs of its window: taken for a listing gone wrong, nothing changed");
+        report.refused = true;
+        return Ok(report);
+    }
+    let mut withdrawals = WithdrawalReport::default();
+    for (_, product) in gone {
+        let withdrawal = Withdrawal {
+            name: product.clone(),
+            deleted_at: now,
+            cause: NO_LONGER_LISTED.to_string(),
+        };
+        apply(pool, &withdrawal, &mut withdrawals).await?;
+        report.gone += 1;
+    }
+    Ok(report)
+}
+
 /// The loop: every `interval`, if this instance (`service_id`) leads the cluster, one round of
 /// [`follow_withdrawals`] to now.
 pub struct WithdrawalService {
@@ -189,6 +297,39 @@ pub struct WithdrawalService {
     pub service_id: Uuid,
     /// Time between rounds.
     pub interval: Duration,
+    /// The job types whose jobs a re-listing is compared with (catalogues without withdrawals).
+    pub registry: Arc<JobTypeRegistry>,
+    /// Their names.
+    pub job_types: Vec<String>,
+    /// How catalogues without withdrawals are listed again.
+    pub relisting: Relisting,
+}
+
+impl WithdrawalService {
+    /// One re-listing round over every job type, for a catalogue that does not list withdrawals.
+    async fn relisting_round(&self) {
+        for name in &self.job_types {
+            let Some(job_type) = self.registry.get(name) else {
+                continue;
+            };
+            match follow_disappearances(
+                &self.pool,
+                job_type.as_ref(),
+                self.catalogue.as_ref(),
+                self.relisting,
+                Utc::now(),
+            )
+            .await
+            {
+                Ok(r) => {
+                    tracing::info!(job_type = %name, listed = r.listed, jobs = r.jobs, gone = r.gone,
+                    refused = r.refused, "re-listing round done")
+                }
+                Err(e) => tracing::error!(job_type = %name, error = %e,
+                    "re-listing round failed; nothing changed for the failed listing; trying again next round"),
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -231,8 +372,12 @@ impl Service for WithdrawalService {
                 ),
                 Err(WithdrawalError::Catalogue(CatalogueError::Unsupported(why))) => {
                     if !unsupported_logged {
-                        tracing::info!(%why, "withdrawn products are not followed");
+                        tracing::info!(%why, "withdrawals are followed by listing recent publications again");
                         unsupported_logged = true;
+                    }
+                    tokio::select! {
+                        _ = self.relisting_round() => {}
+                        _ = shutdown.cancelled() => return,
                     }
                 }
                 Err(e) => {

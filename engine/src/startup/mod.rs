@@ -32,7 +32,7 @@ use crate::pipeline::campaign::CampaignService;
 use crate::pipeline::configure::ConfigureService;
 use crate::pipeline::execution::{DispatchLoop, DispatchService, TrackLoop, TrackService};
 use crate::pipeline::poller::poll;
-use crate::pipeline::withdrawals::WithdrawalService;
+use crate::pipeline::withdrawals::{Relisting, WithdrawalService};
 use crate::publish::run::{FailuresService, PublishLoop, PublishService};
 use crate::schedule::runner::{prepare, Scheduler};
 use crate::service::{CancellationToken, Service};
@@ -43,6 +43,9 @@ mod settings;
 
 pub use running::Running;
 pub use settings::load_settings;
+
+/// How recent publications a re-listing leaves out (a catalogue may list them late or in pieces).
+const RELISTING_SETTLE: Duration = Duration::from_secs(15 * 60);
 
 /// Attempts in flight looked at per tracking round.
 const TRACK_BATCH: i64 = 500;
@@ -240,6 +243,12 @@ pub async fn start(
                     .context("opening the catalogue")?,
                 service_id,
                 interval: Duration::from_secs(settings.withdrawal_interval_secs),
+                registry: Arc::clone(&registry),
+                job_types: settings.job_types.clone(),
+                relisting: Relisting {
+                    window: Duration::from_secs(settings.withdrawal_relisting_hours * 3600),
+                    settle: RELISTING_SETTLE,
+                },
             }),
         ));
     }
