@@ -259,34 +259,15 @@ impl Catalogue for ODataCatalogue {
                 Err(invalid) => page.invalid.push(invalid),
             }
         }
-        page.next = match json.get("@odata.nextLink").and_then(Value::as_str) {
-            Some(link) => Some(PageCursor {
-                url: next_link(&self.base, &url, link)?.to_string(),
-                body: None,
-                window_start,
-            }),
-            // No next link: the end of the listing, unless the next page would have needed a $skip
-            // beyond the limit, where the catalogue stops giving links.
-            None if entries.len() >= self.page_size as usize
-                && skip_of(&url) + entries.len() > self.skip_limit =>
-            {
-                let last = page.products.iter().map(|p| p.published_at).max().filter(|&t| t > window_start).ok_or_else(|| {
-                    CatalogueError::BadPage {
-                        url: url.clone(),
-                        problem: format!(
-                            "a full page without a next link, and no later publication time to restart the window from than {window_start}"
-                        ),
-                    }
-                })?;
-                tracing::info!(restart_from = %last, "OData paging limit reached: splitting the publication window");
-                Some(PageCursor {
-                    url: self.request_url(query, last),
-                    body: None,
-                    window_start: last,
-                })
-            }
-            None => None,
+        let read = ReadPage {
+            url: &url,
+            count: entries.len(),
+            window_start,
+            last: page.products.iter().map(|p| p.published_at).max(),
         };
+        page.next = self.next_page(&json, read, "publication", |from| {
+            self.request_url(query, from)
+        })?;
         Ok(page)
     }
 
@@ -299,7 +280,62 @@ impl Catalogue for ODataCatalogue {
     }
 }
 
+/// A page just read, as [`ODataCatalogue::next_page`] needs it.
+struct ReadPage<'a> {
+    /// Its request.
+    url: &'a str,
+    /// How many entries it held.
+    count: usize,
+    /// Where the window it lists starts.
+    window_start: DateTime<Utc>,
+    /// The latest publication (or deletion) time of its usable entries.
+    last: Option<DateTime<Utc>>,
+}
+
 impl ODataCatalogue {
+    /// Where the page after the one `read` starts: its next link, on the service's origin only; or, when a full page has
+    /// no next link because the next one would need a `$skip` past the limit (where the catalogue
+    /// stops giving links), the window restarted at `last`, the page's latest `what` time
+    /// (`restart` builds that request); or `None` at the end of the listing.
+    fn next_page(
+        &self,
+        json: &Value,
+        read: ReadPage<'_>,
+        what: &str,
+        restart: impl Fn(DateTime<Utc>) -> String,
+    ) -> Result<Option<PageCursor>, CatalogueError> {
+        let ReadPage {
+            url,
+            count,
+            window_start,
+            last,
+        } = read;
+        if let Some(link) = json.get("@odata.nextLink").and_then(Value::as_str) {
+            return Ok(Some(PageCursor {
+                url: next_link(&self.base, url, link)?.to_string(),
+                body: None,
+                window_start,
+            }));
+        }
+        if count < self.page_size as usize || skip_of(url) + count <= self.skip_limit {
+            return Ok(None);
+        }
+        let last = last
+            .filter(|&t| t > window_start)
+            .ok_or_else(|| CatalogueError::BadPage {
+                url: url.to_string(),
+                problem: format!(
+                    "a full page without a next link, and no later {what} time to restart the window from than {window_start}"
+                ),
+            })?;
+        tracing::info!(restart_from = %last, "OData paging limit reached: splitting the {what} window");
+        Ok(Some(PageCursor {
+            url: restart(last),
+            body: None,
+            window_start: last,
+        }))
+    }
+
     /// The withdrawals page at `cursor` (see [`Catalogue::withdrawn`]), with the same paging as
     /// products: next links on the service's origin only, and the window restarted at the last
     /// deletion time seen past the `$skip` limit.
@@ -331,32 +367,15 @@ impl ODataCatalogue {
                 }
             }
         }
-        page.next = match json.get("@odata.nextLink").and_then(Value::as_str) {
-            Some(link) => Some(PageCursor {
-                url: next_link(&self.base, &url, link)?.to_string(),
-                body: None,
-                window_start,
-            }),
-            None if entries.len() >= self.page_size as usize
-                && skip_of(&url) + entries.len() > self.skip_limit =>
-            {
-                let last = page.withdrawals.iter().map(|w| w.deleted_at).max().filter(|&t| t > window_start).ok_or_else(|| {
-                    CatalogueError::BadPage {
-                        url: url.clone(),
-                        problem: format!(
-                            "a full page without a next link, and no later deletion time to restart the window from than {window_start}"
-                        ),
-                    }
-                })?;
-                tracing::info!(restart_from = %last, "OData paging limit reached: splitting the deletion window");
-                Some(PageCursor {
-                    url: self.withdrawal_url(query, last),
-                    body: None,
-                    window_start: last,
-                })
-            }
-            None => None,
+        let read = ReadPage {
+            url: &url,
+            count: entries.len(),
+            window_start,
+            last: page.withdrawals.iter().map(|w| w.deleted_at).max(),
         };
+        page.next = self.next_page(&json, read, "deletion", |from| {
+            self.withdrawal_url(query, from)
+        })?;
         Ok(page)
     }
 }
