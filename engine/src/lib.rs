@@ -18,7 +18,7 @@
 //! | [`catalogue`] | catalogue adapters (OData, STAC, a local directory) and input roots |
 //! | [`metrics`] | what the instance counts, and the state read at each scrape |
 //! | [`attempt`] | pure planning of how an attempt ends (worker reports and executor outcomes alike): retry policy, timeouts, children, product checks |
-//! | [`pipeline`] | ingestion, configuration, dispatch, tracking, cancellation, status changes counted after commit |
+//! | [`pipeline`] | ingestion, reprocessing campaigns' listings, withdrawn inputs, configuration, dispatch, tracking, cancellation, status changes counted after commit |
 //! | [`reports`] | the completeness report: per tile and sensing day, the inputs known, what became of them, the gaps and why; the catalogue check |
 //! | [`publish`] | the publication outbox, RabbitMQ and file publishers, failure acknowledgements |
 //! | [`schedule`] | background jobs: initial sync, healing, dump |
