@@ -22,8 +22,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::WriteAccess;
-use super::input::{check_text, ApiJson};
+use super::input::ApiJson;
 use super::job_filter::{add_status, check_ranges, filter_parameter};
+use super::job_writes::cancel_reason;
 use super::retries::BatchItem;
 use super::{ApiContext, ApiError};
 use crate::db::jobs::{count_jobs, job_ids, JobFilter};
@@ -306,13 +307,10 @@ async fn bulk_cancel(
     State(ctx): State<ApiContext>,
     ApiJson(request): ApiJson<BulkRequest>,
 ) -> Result<Response, ApiError> {
-    let reason = match &request.reason {
-        Some(reason) => {
-            check_text("reason", reason, 1000)?;
-            format!("cancelled through the API (bulk): {reason}")
-        }
-        None => "cancelled through the API (bulk)".to_string(),
-    };
+    let reason = cancel_reason(
+        "cancelled through the API (bulk)",
+        request.reason.as_deref(),
+    )?;
     let filter = request.filter(&ctx)?;
     if request.dry_run {
         return Ok(Json(dry_run(&ctx, filter).await?).into_response());

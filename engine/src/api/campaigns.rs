@@ -19,7 +19,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{ReadAccess, WriteAccess};
-use super::input::{check_text, ApiJson, ApiPath, OptionalJson};
+use super::input::{ApiJson, ApiPath, OptionalJson};
+use super::job_writes::cancel_reason;
 use super::{ApiContext, ApiError};
 use crate::campaigns::{load_report, load_reports, CampaignReport, CampaignRequest, Requester};
 use crate::db::campaigns::{
@@ -165,13 +166,7 @@ async fn cancel(
     ApiPath(id): ApiPath<i64>,
     OptionalJson(body): OptionalJson<CancelRequest>,
 ) -> Result<Json<CancelAnswer>, ApiError> {
-    let reason = match body.reason {
-        Some(reason) => {
-            check_text("reason", &reason, 1000)?;
-            format!("cancelled through the API: {reason}")
-        }
-        None => "cancelled through the API".to_string(),
-    };
+    let reason = cancel_reason("cancelled through the API", body.reason.as_deref())?;
     let executor = ctx.operator.executor.as_deref();
     let (campaign, cancelled_jobs) =
         cancel_campaign_and_jobs(&ctx.state.pool, executor, id, &reason).await?;

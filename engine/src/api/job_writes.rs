@@ -54,19 +54,25 @@ impl From<CancelError> for ApiError {
     }
 }
 
+/// The reason recorded for a cancel asked through the API: `how`, then the caller's `reason` if it
+/// gave one (checked: at most 1000 characters, no control characters).
+pub(crate) fn cancel_reason(how: &str, reason: Option<&str>) -> Result<String, ApiError> {
+    Ok(match reason {
+        Some(reason) => {
+            check_text("reason", reason, 1000)?;
+            format!("{how}: {reason}")
+        }
+        None => how.to_string(),
+    })
+}
+
 async fn cancel(
     _: WriteAccess,
     State(ctx): State<ApiContext>,
     ApiPath(id): ApiPath<i64>,
     OptionalJson(body): OptionalJson<CancelRequest>,
 ) -> Result<Json<CancelAnswer>, ApiError> {
-    let reason = match body.reason {
-        Some(reason) => {
-            check_text("reason", &reason, 1000)?;
-            format!("cancelled through the API: {reason}")
-        }
-        None => "cancelled through the API".to_string(),
-    };
+    let reason = cancel_reason("cancelled through the API", body.reason.as_deref())?;
     let executor = ctx.operator.executor.as_deref();
     let cancelled = cancel_job(&ctx.state.pool, executor, id, &reason).await?;
     Ok(Json(CancelAnswer {
