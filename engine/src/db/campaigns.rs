@@ -802,22 +802,34 @@ impl CampaignProgress {
     }
 }
 
-/// The progress of campaign `id`, counted from its jobs: every job by status, less the jobs that
-/// a later retry replaces (the retried job, and every retry but the last). Both counts read
-/// indexes only (`jobs_campaign`, `jobs_campaign_retries`), without a lookup per job.
+/// The progress of campaign `id`, counted from its jobs (see [`campaigns_progress`]).
 pub async fn campaign_progress<'e>(
     db: impl PgExecutor<'e>,
     id: i64,
 ) -> Result<CampaignProgress, DbError> {
-    let rows: Vec<(i16, i64, i64)> = sqlx::query_as(
+    Ok(campaigns_progress(db, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default())
+}
+
+/// The progress of each of the campaigns `ids`, counted from their jobs in one statement: every
+/// job by status, less the jobs that a later retry replaces (the retried job, and every retry but
+/// the last). Both counts read indexes only (`jobs_campaign`, `jobs_campaign_retries`), without a
+/// lookup per job. A campaign without jobs has no entry.
+pub async fn campaigns_progress<'e>(
+    db: impl PgExecutor<'e>,
+    ids: &[i64],
+) -> Result<std::collections::HashMap<i64, CampaignProgress>, DbError> {
+    let rows: Vec<(i64, i16, i64, i64)> = sqlx::query_as(
         "WITH everything AS (
-             SELECT status, count(*) AS jobs,
+             SELECT campaign_id, status, count(*) AS jobs,
                     count(*) FILTER (WHERE status_changed_at > clock_timestamp() - interval '1 hour') AS recent
-             FROM jobs WHERE campaign_id = $1
-             GROUP BY status
+             FROM jobs WHERE campaign_id = ANY ($1)
+             GROUP BY campaign_id, status
          ),
          retries AS (
-             SELECT id, retry_of FROM jobs WHERE campaign_id = $1 AND retry_of IS NOT NULL
+             SELECT id, retry_of FROM jobs WHERE campaign_id = ANY ($1) AND retry_of IS NOT NULL
          ),
          chains AS (
              SELECT retry_of AS original, max(id) AS last FROM retries GROUP BY retry_of
@@ -828,36 +840,14 @@ pub async fn campaign_progress<'e>(
              SELECT r.id FROM retries r JOIN chains ch ON ch.original = r.retry_of WHERE r.id <> ch.last
          ),
          replaced_by_status AS (
-             SELECT j.status, count(*) AS jobs,
+             SELECT j.campaign_id, j.status, count(*) AS jobs,
                     count(*) FILTER (WHERE j.status_changed_at > clock_timestamp() - interval '1 hour') AS recent
              FROM jobs j JOIN replaced USING (id)
-             GROUP BY j.status
+             GROUP BY j.campaign_id, j.status
          )
-         SELECT e.status, e.jobs - coalesce(r.jobs, 0), e.recent - coalesce(r.recent, 0)
-         FROM everything e LEFT JOIN replaced_by_status r USING (status)",
+         SELECT e.campaign_id, e.status, e.jobs - coalesce(r.jobs, 0), e.recent - coalesce(r.recent, 0)
+         FROM everything e LEFT JOIN replaced_by_status r USING (campaign_id, status)",
     )
-    .bind(id)
-    .fetch_all(db)
-    .await?;
-    let mut p = CampaignProgress::default();
-    for (status, count, recent) in rows {
-        p.add(status, count, recent);
-    }
-    Ok(p)
-}
-
-/// The progress of each of the campaigns `ids`, counted from their jobs in one statement, as
-/// [`campaign_progress`] counts one (a campaign without jobs has no entry).
-pub async fn campaigns_progress<'e>(
-    db: impl PgExecutor<'e>,
-    ids: &[i64],
-) -> Result<std::collections::HashMap<i64, CampaignProgress>, DbError> {
-    let rows: Vec<(i64, i16, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT j.campaign_id, j.status, count(*),
-                count(*) FILTER (WHERE j.status_changed_at > clock_timestamp() - interval '1 hour')
-         FROM jobs j WHERE j.campaign_id = ANY ($1) AND {LATEST}
-         GROUP BY j.campaign_id, j.status"
-    ))
     .bind(ids)
     .fetch_all(db)
     .await?;
